@@ -1,0 +1,160 @@
+"""Demo traffic: a small sales office posting canonical events to the real ingest over HTTP.
+
+Six managers work one pipeline: leads arrive, deals move stage by stage, most are lost
+on the way and some are won; calls and chat messages flow in both directions. Ids are
+synthetic; there is no personal data in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+from mode import Service
+
+logger = logging.getLogger(__name__)
+
+TENANT = "demo"
+PIPELINE = "sales"
+STAGES = ("new", "qualified", "proposal", "negotiation")
+MANAGERS = tuple(f"m-{n}" for n in range(101, 107))
+CHANNELS = ("chat", "messenger", "email")
+
+
+@dataclass
+class _Deal:
+    deal_id: str
+    manager: str
+    stage_index: int = 0
+
+
+class DemoOffice:
+    """Generates the next few events of a plausible office; pure apart from the RNG."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rng = random.Random(seed)
+        self._deals: list[_Deal] = []
+
+    def next_events(self, now: datetime) -> list[dict[str, Any]]:
+        roll = self._rng.random()
+        if roll < 0.35:
+            return [self._call(now)]
+        if roll < 0.65:
+            return [self._message(now)]
+        if roll < 0.8 or not self._deals:
+            return self._new_deal(now)
+        return self._advance(now)
+
+    def _base(self, kind: str, now: datetime, manager: str) -> dict[str, Any]:
+        return {
+            "event_id": f"demo-{uuid.UUID(int=self._rng.getrandbits(128))}",
+            "tenant": TENANT,
+            "source": "demo",
+            "type": kind,
+            "occurred_at": now.isoformat(),
+            "manager_id": manager,
+            "team": "team-a" if manager < "m-104" else "team-b",
+        }
+
+    def _call(self, now: datetime) -> dict[str, Any]:
+        answered = self._rng.random() < 0.8
+        event = self._base("call", now, self._rng.choice(MANAGERS))
+        event.update(
+            channel="phone",
+            direction=self._rng.choice(("in", "out")),
+            answered=answered,
+            duration_s=round(self._rng.uniform(20, 600), 1) if answered else 0,
+            client_id=f"c-{self._rng.randrange(500)}",
+        )
+        return event
+
+    def _message(self, now: datetime) -> dict[str, Any]:
+        event = self._base("message", now, self._rng.choice(MANAGERS))
+        client = self._rng.randrange(500)
+        event.update(
+            channel=self._rng.choice(CHANNELS),
+            direction=self._rng.choice(("in", "out")),
+            client_id=f"c-{client}",
+            conversation_id=f"conv-{client}",
+        )
+        return event
+
+    def _new_deal(self, now: datetime) -> list[dict[str, Any]]:
+        deal = _Deal(f"d-{self._rng.getrandbits(40):x}", self._rng.choice(MANAGERS))
+        self._deals.append(deal)
+        lead = self._base("lead_created", now, deal.manager)
+        lead.update(entity_id=f"l-{deal.deal_id}", source_channel="website")
+        created = self._base("deal_created", now, deal.manager)
+        created.update(entity_id=deal.deal_id, pipeline=PIPELINE)
+        entered = self._stage_event(now, deal, None, STAGES[0], "open")
+        return [lead, created, entered]
+
+    def _advance(self, now: datetime) -> list[dict[str, Any]]:
+        deal = self._rng.choice(self._deals)
+        current = STAGES[deal.stage_index]
+        if self._rng.random() < 0.25:
+            self._deals.remove(deal)
+            lost = self._stage_event(now, deal, current, "lost", "lost")
+            lost["lost_reason"] = self._rng.choice(("price", "competitor", "no_budget"))
+            return [lost]
+        if deal.stage_index + 1 < len(STAGES):
+            deal.stage_index += 1
+            return [self._stage_event(now, deal, current, STAGES[deal.stage_index], "open")]
+        self._deals.remove(deal)
+        won = self._stage_event(now, deal, current, "won", "won")
+        won.update(amount=str(Decimal(self._rng.randrange(500, 20000)) * 10), currency="USD")
+        return [won]
+
+    def _stage_event(
+        self, now: datetime, deal: _Deal, stage_from: str | None, stage_to: str, kind: str
+    ) -> dict[str, Any]:
+        event = self._base("deal_stage_changed", now, deal.manager)
+        event.update(entity_id=deal.deal_id, pipeline=PIPELINE, stage_to=stage_to, stage_kind=kind)
+        if stage_from:
+            event["stage_from"] = stage_from
+        return event
+
+
+class DemoTraffic(Service):
+    """Posts the office's events to the ingest URL a few times a second."""
+
+    def __init__(self, ingest_url: str, *, interval_s: float = 0.4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._url = ingest_url
+        self._interval_s = interval_s
+        self._office = DemoOffice()
+
+    async def on_started(self) -> None:
+        self.add_future(self._post_forever())
+
+    async def _post_forever(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            await self._wait_for_ingest(session)
+            while not self.should_stop:
+                events = self._office.next_events(datetime.now(UTC))
+                try:
+                    async with session.post(self._url, json=events) as response:
+                        if response.status >= 300:
+                            logger.warning("demo post answered %d", response.status)
+                except aiohttp.ClientError as exc:
+                    logger.warning("demo post failed: %r", exc)
+                await asyncio.sleep(self._interval_s)
+
+    async def _wait_for_ingest(self, session: aiohttp.ClientSession) -> None:
+        """The web server starts after the services; don't greet it with errors."""
+        health_url = self._url.rsplit("/v1/", 1)[0] + "/healthz"
+        while not self.should_stop:
+            try:
+                async with session.get(health_url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.5)

@@ -1,0 +1,107 @@
+"""Canonical event v1: the one shape every CRM payload is normalised into.
+
+It is the wire format of the ``crm.events`` topic too. Decoding is tolerant of unknown
+fields so that a newer producer does not break an older worker during a rolling upgrade.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+import msgspec
+
+EventType = Literal[
+    "lead_created",
+    "deal_created",
+    "deal_stage_changed",
+    "call",
+    "message",
+    "meeting",
+    "rating",
+    "payment",
+]
+StageKind = Literal["open", "won", "lost"]
+Direction = Literal["in", "out"]
+Channel = Literal["phone", "chat", "email", "messenger", "sms", "meeting", "web", "other"]
+
+# Identifiers end up in Redis keys and metric labels: bounded length, no control chars.
+Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+TenantId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+NonNegative = Annotated[float, msgspec.Meta(ge=0, le=86_400 * 7)]
+
+
+class CrmEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One thing that happened in a CRM, in UTC event time."""
+
+    schema: Literal[1] = 1
+    event_id: Ident
+    tenant: TenantId
+    type: EventType
+    occurred_at: AwareDatetime
+    source: Ident = "generic"
+    received_at: AwareDatetime | None = None
+    manager_id: Ident | None = None
+    team: Ident | None = None
+    entity_id: Ident | None = None
+    conversation_id: Ident | None = None
+    client_id: Ident | None = None
+    pipeline: Ident | None = None
+    stage_from: Ident | None = None
+    stage_to: Ident | None = None
+    stage_kind: StageKind | None = None
+    amount: Decimal | None = None
+    currency: Currency | None = None
+    channel: Channel | None = None
+    direction: Direction | None = None
+    duration_s: NonNegative | None = None
+    answered: bool | None = None
+    rating: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    source_channel: Ident | None = None
+    lost_reason: Ident | None = None
+    # A bot or auto-reply: never counts as a manager's activity or reply.
+    automated: bool = False
+
+    @property
+    def partition_key(self) -> bytes:
+        """tenant+entity, so that one deal's (or one conversation's) events stay in order."""
+        entity = self.entity_id or self.conversation_id or self.client_id or self.event_id
+        return f"{self.tenant}:{entity}".encode()
+
+
+# Fields each type needs beyond the schema's own required ones; checked after decoding.
+REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "deal_created": ("entity_id",),
+    "deal_stage_changed": ("entity_id", "pipeline", "stage_to"),
+    "call": ("direction", "answered"),
+    "message": ("direction",),
+    "rating": ("rating",),
+    "payment": ("amount", "currency"),
+}
+
+
+def semantic_problems(event: CrmEvent) -> list[tuple[str, str]]:
+    """(field, problem) pairs the schema alone cannot catch: per-type fields, amount sign."""
+    problems = [
+        (name, f"required for type {event.type!r}")
+        for name in REQUIRED_BY_TYPE.get(event.type, ())
+        if getattr(event, name) is None
+    ]
+    if event.amount is not None and not (event.amount.is_finite() and event.amount >= 0):
+        problems.append(("amount", "must be a finite, non-negative decimal"))
+    return problems
+
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_decoder = msgspec.json.Decoder(CrmEvent)
+
+
+def encode_event(event: CrmEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(raw: bytes) -> CrmEvent:
+    return _decoder.decode(raw)

@@ -1,0 +1,91 @@
+"""Start a SalesPulse process: embedded broker/Redis when unconfigured, then the faust worker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import faust
+
+from salespulse.demo import DemoTraffic
+from salespulse.embedded import free_port, start_broker, start_redis
+from salespulse.runtime import Role, build_runtime
+from salespulse.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# faust/mode narrate every start, stop and rebalance step at INFO; the root logger stays at
+# WARNING for them and our own packages log at the configured level.
+_OUR_LOGGERS = ("salespulse", "handlers", "streams", "metrics")
+
+
+def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False) -> int:
+    """Run until SIGINT/SIGTERM. ``roles=None`` means all three roles."""
+    chosen = [Role(r) for r in roles] if roles is not None else list(Role)
+    with contextlib.ExitStack() as stack:
+        updates: dict[str, object] = {}
+        embedded: list[str] = []
+        if settings.kafka_bootstrap is None or settings.redis_url is None:
+            workdir = Path(tempfile.mkdtemp(prefix="salespulse-embedded-"))
+            if settings.kafka_bootstrap is None:
+                broker = stack.enter_context(start_broker(workdir))
+                updates["kafka_bootstrap"] = f"127.0.0.1:{broker.port}"
+                embedded.append(f"broker (Tansu, in-memory) 127.0.0.1:{broker.port}")
+            if settings.redis_url is None:
+                redis_process = stack.enter_context(start_redis(workdir))
+                updates["redis_url"] = f"redis://127.0.0.1:{redis_process.port}/0"
+                embedded.append(f"redis-server 127.0.0.1:{redis_process.port}")
+            if "http_port" not in settings.model_fields_set and _port_busy(settings.http_port):
+                updates["http_port"] = free_port()
+            updates.setdefault("data_dir", workdir / "data")
+        settings = settings.model_copy(update=updates)
+        (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
+        runtime = build_runtime(settings, chosen)
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        services = list(runtime.services)
+        if demo:
+            services.append(DemoTraffic(f"{base}/v1/events"))
+
+        lines = ["", "SalesPulse is running."]
+        lines += [f"  embedded   {item}" for item in embedded]
+        if Role.INGEST in chosen:
+            lines.append(f"  ingest     POST {base}/v1/events")
+        lines.append(f"  metrics    GET  {base}/metrics")
+        lines.append(f"  health     GET  {base}/healthz")
+        if demo:
+            lines.append("  demo       posting demo traffic for tenant 'demo'")
+        lines += ["Ctrl-C stops everything.", ""]
+
+        async def announce() -> None:
+            print("\n".join(lines), flush=True)  # noqa: T201 - the URLs are for the person
+
+        runtime.app.task(announce, on_leader=False)
+        # quiet=True also keeps faust's terminal spinner off (it forces the root logger to DEBUG).
+        worker = faust.Worker(
+            runtime.app,
+            *services,
+            loglevel="DEBUG" if settings.log_level == "DEBUG" else "WARNING",
+            quiet=True,
+            redirect_stdouts=False,
+        )
+        for name in _OUR_LOGGERS:
+            logging.getLogger(name).setLevel(settings.log_level)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+    return 0
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def main() -> None:  # pragma: no cover - convenience for python -m
+    sys.exit(serve(Settings(), None))

@@ -1,0 +1,149 @@
+"""Composition root: wire handlers → streams → metrics into one faust process.
+
+A process can take any of three roles; ``salespulse run`` takes all of them.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import redis
+import redis.asyncio as aioredis
+from aiohttp import web
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
+from mode import Service
+from prometheus_client import CollectorRegistry
+
+from handlers.http_ingest import IngestHandler
+from handlers.publisher import KafkaPublisher
+from metrics.http import metrics_routes
+from metrics.kpi_collector import KpiCollector
+from metrics.pipeline import PipelineMetrics
+from salespulse.kpi_keys import KpiKeys
+from salespulse.settings import Settings
+from streams.app import create_app
+from streams.kpi_consumer import KpiBatchConsumer
+from streams.redis_sink import RedisKpiSink
+from streams.topics import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+DLQ_PARTITIONS = 1
+_DAY_S = 86_400
+
+
+class Role(enum.StrEnum):
+    INGEST = "ingest"
+    WORKER = "worker"
+    EXPORTER = "exporter"
+
+
+class _Lifecycle(Service):
+    """Runs setup before, and closers after, the other services."""
+
+    def __init__(
+        self,
+        setup: Callable[[], Awaitable[None]],
+        closers: list[Callable[[], Awaitable[Any]]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._setup = setup
+        self._closers = closers
+
+    async def on_start(self) -> None:
+        await self._setup()
+
+    async def on_stop(self) -> None:
+        for close in reversed(self._closers):
+            await close()
+
+
+@dataclass
+class Runtime:
+    """Everything `faust.Worker` needs to run one SalesPulse process."""
+
+    app: faust.App
+    services: list[Service]
+    registry: CollectorRegistry
+    metrics: PipelineMetrics
+    consumer: KpiBatchConsumer | None = None
+    routes: list[web.RouteDef] = field(default_factory=list)
+
+
+def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
+    """Build (not start) the app and services for the given roles."""
+    roles = set(roles)
+    if settings.kafka_bootstrap is None or settings.redis_url is None:
+        raise ValueError("build_runtime needs kafka_bootstrap and redis_url set")
+    bootstrap, redis_url = settings.kafka_bootstrap, settings.redis_url
+    keys = KpiKeys(settings.redis_key_prefix)
+    registry = CollectorRegistry(auto_describe=False)
+    pipeline_metrics = PipelineMetrics(registry)
+    app = create_app(settings, bootstrap)
+    publisher = KafkaPublisher(
+        bootstrap,
+        events_topic=settings.events_topic,
+        dlq_topic=settings.dlq_topic,
+        timeout_s=settings.produce_timeout_s,
+    )
+    closers: list[Callable[[], Awaitable[Any]]] = [publisher.stop]
+
+    async def setup() -> None:
+        await ensure_topics(
+            bootstrap,
+            {settings.events_topic: settings.topic_partitions, settings.dlq_topic: DLQ_PARTITIONS},
+        )
+
+    routes: list[web.RouteDef] = [web.get("/healthz", _healthz)]
+    services: list[Service] = [_Lifecycle(setup, closers)]
+    consumer = None
+    if Role.INGEST in roles:
+        ingest = IngestHandler(publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes)
+        routes += ingest.routes()
+    if Role.WORKER in roles:
+        async_redis = aioredis.Redis.from_url(redis_url)
+        closers.append(async_redis.aclose)
+        sink = RedisKpiSink(
+            async_redis,
+            keys,
+            group=settings.consumer_group,
+            dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
+            day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+        )
+        consumer = KpiBatchConsumer(
+            bootstrap=bootstrap,
+            topic=settings.events_topic,
+            group=settings.consumer_group,
+            sink=sink,
+            dead_letters=publisher,
+            metrics=pipeline_metrics,
+            zone_for=settings.timezone_for,
+            max_records=settings.batch_max_records,
+            timeout_ms=settings.batch_timeout_ms,
+            session_timeout_s=settings.kafka_session_timeout_s,
+        )
+        services.append(consumer)
+    if Role.EXPORTER in roles:
+        sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
+        registry.register(KpiCollector(sync_redis, keys, settings.timezone_for))
+
+        async def close_sync_redis() -> None:
+            sync_redis.close()
+
+        closers.append(close_sync_redis)
+    routes += metrics_routes(registry)
+    web_driver = app.web
+    if not isinstance(web_driver, AiohttpWeb):
+        raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")
+    web_driver.web_app.add_routes(routes)
+    return Runtime(app, services, registry, pipeline_metrics, consumer, routes)
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

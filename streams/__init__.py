@@ -1,0 +1,1 @@
+"""Stream processing: consume canonical events, fold them into KPI increments, apply to Redis."""

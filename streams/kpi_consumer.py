@@ -1,0 +1,230 @@
+"""The KPI agent: consume ``crm.events`` in batches, fold, apply to Redis, then commit.
+
+Why aiokafka ``getmany`` here rather than a faust agent over ``app.stream``: measured on
+this stack (design/STACK-NOTES.md) faust's per-event stream path costs ~120-250 µs per
+event, a ceiling of 4,000-8,300 events/s, while ``getmany`` + decode + fold + one Redis
+round trip per batch costs ~3 µs. Faust still owns the process (worker lifecycle, web
+server, app factory); this service is started by the faust Worker beside the app.
+
+At-least-once delivery + an idempotent sink = every event counted exactly once:
+offsets are committed to Kafka only after Redis accepted the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from handlers.publisher import EventPublisher
+from metrics.pipeline import PipelineMetrics
+from salespulse.errors import BrokerUnavailableError, KpiStoreError
+from salespulse.events import CrmEvent, decode_event
+from streams.fold import fold_batch
+from streams.redis_sink import RedisKpiSink
+
+logger = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+# A store that keeps reporting new duplicates means another writer races us on the same
+# ids; a few refolds settle it (each refold removes what the store reported).
+MAX_REFOLDS = 5
+
+Batch = dict[TopicPartition, list[ConsumerRecord]]
+T = TypeVar("T")
+
+
+def tp_name(tp: TopicPartition) -> str:
+    return f"{tp.topic}:{tp.partition}"
+
+
+class _SeekPastApplied(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """On assignment, skip what Redis already holds (applied but not yet committed)."""
+
+    def __init__(self, owner: KpiBatchConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._owner.watermarks.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._owner.load_watermarks(assigned)
+
+
+class KpiBatchConsumer(Service):
+    """Consumes in batches until stopped; survives Redis and broker outages by waiting."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        sink: RedisKpiSink,
+        dead_letters: EventPublisher,
+        metrics: PipelineMetrics,
+        zone_for: Callable[[str], ZoneInfo],
+        max_records: int,
+        timeout_ms: int,
+        session_timeout_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._topic = topic
+        self._sink = sink
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._zone_for = zone_for
+        self._max_records = max_records
+        self._timeout_ms = timeout_ms
+        self.watermarks: dict[TopicPartition, int] = {}
+        self.applied_batches = 0
+        session_ms = int(session_timeout_s * 1000)
+        self._consumer_options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": session_ms,
+            "heartbeat_interval_ms": max(100, session_ms // 5),
+            "rebalance_timeout_ms": session_ms,
+            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        }
+        self._kafka: AIOKafkaConsumer | None = None
+
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        if self._kafka is None:
+            raise RuntimeError("KpiBatchConsumer is not started")
+        return self._kafka
+
+    async def on_start(self) -> None:
+        # aiokafka objects bind to the running loop, so they are made here, not in __init__.
+        self._kafka = AIOKafkaConsumer(**self._consumer_options)
+        self._kafka.subscribe([self._topic], listener=_SeekPastApplied(self))
+        # Joining the group takes seconds; the web server should not wait for it.
+        self.add_future(self._consume_forever())
+
+    async def on_stop(self) -> None:
+        if self._kafka is not None:
+            await self._kafka.stop()
+
+    async def load_watermarks(self, assigned: set[TopicPartition]) -> None:
+        by_name = {tp_name(tp): tp for tp in assigned}
+        stored = await _retry("read watermarks", lambda: self._sink.watermarks(list(by_name)))
+        for name, offset in stored.items():
+            tp = by_name[name]
+            self.watermarks[tp] = offset
+            self._consumer.seek(tp, offset + 1)
+            logger.info("partition %s: resuming after offset %d already in Redis", name, offset)
+
+    async def _consume_forever(self) -> None:
+        await self._consumer.start()
+        while not self.should_stop:
+            try:
+                batch: Batch = await self._consumer.getmany(
+                    timeout_ms=self._timeout_ms, max_records=self._max_records
+                )
+            except KafkaError as exc:
+                logger.warning("fetch failed, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if batch:
+                await self.process(batch)
+
+    async def process(self, batch: Batch) -> None:
+        """Decode, fold, apply, commit one batch. Public so the benchmark can drive it."""
+        events: list[CrmEvent] = []
+        offsets: dict[str, int] = {}
+        commits: dict[TopicPartition, int] = {}
+        for tp, records in batch.items():
+            watermark = self.watermarks.get(tp, -1)
+            for record in records:
+                if record.offset <= watermark:
+                    continue
+                try:
+                    events.append(decode_event(record.value))
+                except msgspec.DecodeError as exc:
+                    await self._dead_letter_record(record, exc)
+            last = records[-1].offset
+            offsets[tp_name(tp)] = last
+            commits[tp] = last + 1
+
+        fold = fold_batch(events, self._zone_for)
+        for _ in range(MAX_REFOLDS):
+            outcome = await _retry("apply batch", partial(self._sink.apply, fold, offsets))
+            if outcome.applied:
+                break
+            fold = fold_batch(events, self._zone_for, skip_ids=outcome.already_counted)
+        else:
+            raise KpiStoreError("batch kept meeting new duplicates; refusing to loop")
+
+        applied_at = time.time()
+        for tp, next_offset in commits.items():
+            self.watermarks[tp] = next_offset - 1
+        self.applied_batches += 1
+        self._metrics.batches_applied.inc()
+        self._metrics.events_applied.inc(fold.events)
+        self._metrics.duplicates_dropped.inc(fold.duplicates)
+        self._metrics.observe_latencies(fold.received_at, applied_at)
+        try:
+            await self._consumer.commit(commits)
+        except KafkaError as exc:
+            # Safe: Redis holds the watermark, whoever owns the partition next skips it.
+            logger.warning("offset commit failed after Redis applied the batch: %r", exc)
+
+    async def _dead_letter_record(self, record: ConsumerRecord, error: Exception) -> None:
+        logger.warning(
+            "undecodable record topic=%s partition=%d offset=%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+        )
+        problems: list[dict[str, object]] = [
+            {
+                "problem": str(error),
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            }
+        ]
+        await _retry(
+            "dead-letter record",
+            lambda: self._dead_letters.publish_dead_letter(
+                record.value or b"",
+                reason="undecodable_record",
+                problems=problems,
+                origin=f"{record.topic}/{record.partition}",
+                key=record.key,
+            ),
+        )
+        self._metrics.dead_letters.labels(reason="undecodable_record").inc()
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Retry retriable store/broker errors with capped backoff; the batch waits, never skips."""
+    failures = 0
+    while True:
+        try:
+            result = await attempt()
+        except (KpiStoreError, BrokerUnavailableError) as exc:
+            delay = RETRY_BACKOFF_S[min(failures, len(RETRY_BACKOFF_S) - 1)]
+            failures += 1
+            logger.warning(
+                "%s failed (attempt %d), retrying in %.1fs: %s", what, failures, delay, exc
+            )
+            await asyncio.sleep(delay)
+        else:
+            return result

@@ -1,0 +1,42 @@
+"""Create the topics SalesPulse relies on, with the configs it relies on, if missing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+logger = logging.getLogger(__name__)
+
+
+async def ensure_topics(
+    bootstrap: str, topics: dict[str, int], *, attempts: int = 30, delay_s: float = 1.0
+) -> None:
+    """``topics`` maps name → partitions. Retries while the broker is still coming up."""
+    for attempt in range(1, attempts + 1):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(name, partitions, replication_factor=1)
+                for name, partitions in topics.items()
+                if name not in existing
+            ]
+            if missing:
+                # Another process may create one between our list and create.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(missing)
+                logger.info("created topics %s", [t.name for t in missing])
+        except (KafkaError, OSError) as exc:
+            if attempt == attempts:
+                raise
+            logger.warning("broker not ready for topic setup (%r), retrying", exc)
+            await asyncio.sleep(delay_s)
+        else:
+            return
+        finally:
+            await admin.close()
