@@ -27,7 +27,7 @@ def parse_events(body: bytes, received_at: datetime) -> list[CrmEvent]:
     except msgspec.ValidationError as exc:
         raise InvalidEventError("invalid_event", [_problem_from(str(exc))]) from None
     except msgspec.DecodeError as exc:
-        raise InvalidEventError("malformed_json", [{"problem": str(exc)}]) from None
+        raise InvalidEventError("malformed_json", [{"problem": f"malformed JSON: {exc}"}]) from None
     events = decoded if isinstance(decoded, list) else [decoded]
     if not events:
         raise InvalidEventError("empty_batch", [{"problem": "the array holds no events"}])

@@ -1,0 +1,86 @@
+"""Test harness: a real Kafka-protocol broker (Tansu) and a real redis-server per session.
+
+Both are local processes on free ports, started once and stopped at the end. Every test
+gets its own topics, consumer group and Redis key prefix, so tests never see each
+other's data and can share the servers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from salespulse.embedded import LocalProcess, free_port, start_broker, start_redis
+from salespulse.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _no_salespulse_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from the test, never from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("SALESPULSE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def broker(servers_dir: Path) -> Iterator[LocalProcess]:
+    with start_broker(servers_dir / "broker") as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def redis_server(servers_dir: Path) -> Iterator[LocalProcess]:
+    with start_redis(servers_dir / "redis") as process:
+        yield process
+
+
+@pytest.fixture
+def bootstrap(broker: LocalProcess) -> str:
+    return f"127.0.0.1:{broker.port}"
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalProcess) -> str:
+    return f"redis://127.0.0.1:{redis_server.port}/0"
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> Settings:
+    """Settings of one test: its own topics, group, key prefix, port and data dir."""
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        redis_url=redis_url,
+        events_topic=f"crm.events.{unique}",
+        dlq_topic=f"crm.events.dlq.{unique}",
+        consumer_group=f"kpi-{unique}",
+        app_id=f"salespulse-{unique}",
+        redis_key_prefix=f"t-{unique}:",
+        http_port=free_port(),
+        data_dir=tmp_path / "data",
+        topic_partitions=4,
+        kafka_session_timeout_s=6.0,
+        produce_timeout_s=5.0,
+        batch_timeout_ms=20,
+    )
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()

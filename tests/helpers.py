@@ -1,0 +1,89 @@
+"""Small builders and Kafka/Redis readers shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from salespulse.events import CrmEvent, encode_event
+from streams.topics import ensure_topics
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def make_event(event_id: str, kind: str = "call", **fields: Any) -> CrmEvent:
+    """A valid canonical event of the given type; fields override the defaults."""
+    defaults: dict[str, Any] = {
+        "call": {"direction": "in", "answered": True, "duration_s": 30.0, "channel": "phone"},
+        "message": {"direction": "in", "channel": "chat", "conversation_id": "conv-1"},
+        "lead_created": {"entity_id": "lead-1"},
+        "deal_created": {"entity_id": "deal-1", "pipeline": "sales"},
+        "deal_stage_changed": {
+            "entity_id": "deal-1",
+            "pipeline": "sales",
+            "stage_to": "won",
+            "stage_kind": "won",
+            "amount": Decimal("100.50"),
+            "currency": "USD",
+        },
+    }.get(kind, {})
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "type": kind,
+        "tenant": "acme",
+        "manager_id": "m-1",
+        "occurred_at": T0,
+        **defaults,
+        **fields,
+    }
+    # convert() validates like the ingest does, so a test cannot build an impossible event.
+    return msgspec.convert(values, CrmEvent)
+
+
+async def produce(bootstrap: str, topic: str, events: list[CrmEvent], partitions: int = 4) -> None:
+    await ensure_topics(bootstrap, {topic: partitions})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value=encode_event(e), key=e.partition_key) for e in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0
+) -> list[ConsumerRecord]:
+    """Read `expected` records from the start of a topic without a consumer group."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    """Poll an async condition; fail naming what never became true."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,210 @@
+"""POST /v1/events through aiohttp against the real broker: 202 after ack, 4xx + DLQ, 503."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from handlers.http_ingest import IngestHandler
+from handlers.publisher import KafkaPublisher
+from metrics.pipeline import PipelineMetrics
+from salespulse.embedded import free_port
+from salespulse.events import decode_event
+from salespulse.settings import Settings
+from streams.topics import ensure_topics
+from tests.helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+EVENT = {
+    "event_id": "amo-77",
+    "tenant": "acme",
+    "type": "message",
+    "occurred_at": "2026-11-22T08:00:00Z",
+    "direction": "in",
+    "channel": "chat",
+    "conversation_id": "talk-9",
+    "manager_id": "5",
+}
+
+
+async def ingest_client(
+    bootstrap: str, settings: Settings, timeout_s: float = 5.0, max_body_bytes: int = 1_048_576
+) -> tuple[TestClient[web.Request, web.Application], PipelineMetrics, KafkaPublisher]:
+    publisher = KafkaPublisher(
+        bootstrap,
+        events_topic=settings.events_topic,
+        dlq_topic=settings.dlq_topic,
+        timeout_s=timeout_s,
+    )
+    metrics = PipelineMetrics(CollectorRegistry())
+    app = web.Application()
+    app.add_routes(IngestHandler(publisher, metrics, max_body_bytes=max_body_bytes).routes())
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client, metrics, publisher
+
+
+@pytest.fixture
+async def ingest(
+    settings: Settings, bootstrap: str
+) -> AsyncIterator[tuple[TestClient[web.Request, web.Application], PipelineMetrics]]:
+    await ensure_topics(bootstrap, {settings.events_topic: 4, settings.dlq_topic: 1})
+    client, metrics, publisher = await ingest_client(bootstrap, settings)
+    yield client, metrics
+    await client.close()
+    await publisher.stop()
+
+
+async def test_an_event_is_acknowledged_after_the_broker_has_it(ingest, settings, bootstrap):
+    client, metrics = ingest
+    response = await client.post("/v1/events", json=EVENT)
+    assert response.status == 202
+    assert await response.json() == {"accepted": 1, "event_ids": ["amo-77"]}
+    [record] = await read_topic(bootstrap, settings.events_topic, 1)
+    assert record.key == b"acme:talk-9"
+    event = decode_event(record.value)
+    assert event.event_id == "amo-77"
+    assert event.received_at is not None
+    assert metrics.events_accepted._value.get() == 1
+
+
+async def test_an_array_is_published_whole(ingest, settings, bootstrap):
+    client, _ = ingest
+    batch = [EVENT, {**EVENT, "event_id": "amo-78"}]
+    response = await client.post("/v1/events", json=batch)
+    assert response.status == 202
+    records = await read_topic(bootstrap, settings.events_topic, 2)
+    assert sorted(decode_event(r.value).event_id for r in records) == ["amo-77", "amo-78"]
+
+
+BAD_INPUTS = [
+    pytest.param(
+        b'{"event_id": ', "application/json", 400, "malformed_json", None, id="malformed-json"
+    ),
+    pytest.param(
+        msgspec.json.encode({**EVENT, "direction": 3}),
+        "application/json",
+        422,
+        "invalid_event",
+        "direction",
+        id="wrong-type",
+    ),
+    pytest.param(
+        msgspec.json.encode({k: v for k, v in EVENT.items() if k != "tenant"}),
+        "application/json",
+        422,
+        "invalid_event",
+        "tenant",
+        id="missing-field",
+    ),
+    pytest.param(
+        msgspec.json.encode({**EVENT, "type": "fax"}),
+        "application/json",
+        422,
+        "invalid_event",
+        "type",
+        id="unknown-type",
+    ),
+    pytest.param(b"[]", "application/json", 422, "empty_batch", None, id="empty-array"),
+    pytest.param(
+        msgspec.json.encode(EVENT),
+        "text/plain",
+        415,
+        "unsupported_media_type",
+        None,
+        id="wrong-content-type",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "content_type", "status", "reason", "field"), BAD_INPUTS)
+async def test_bad_input_gets_4xx_naming_the_problem_and_keeps_the_raw_payload(
+    ingest, settings, bootstrap, raw, content_type, status, reason, field
+):
+    client, metrics = ingest
+    response = await client.post("/v1/events", data=raw, headers={"Content-Type": content_type})
+    assert response.status == status
+    body = await response.json()
+    assert body["error"] == reason
+    assert body["dead_lettered"] is True
+    assert body["problems"][0]["problem"]
+    if field:
+        assert body["problems"][0]["field"] == field
+    [dead] = await read_topic(bootstrap, settings.dlq_topic, 1)
+    assert dead.value == raw
+    headers = dict(dead.headers)
+    assert headers["reason"] == reason.encode()
+    assert msgspec.json.decode(headers["problems"]) == body["problems"]
+    assert metrics.payloads_rejected.labels(reason=reason)._value.get() == 1
+    assert await read_topic(bootstrap, settings.events_topic, 1, timeout_s=1) == []
+    # ...and the process keeps serving.
+    assert (await client.post("/v1/events", json=EVENT)).status == 202
+
+
+async def test_a_body_over_the_limit_is_413_with_its_head_dead_lettered(settings, bootstrap):
+    await ensure_topics(bootstrap, {settings.events_topic: 4, settings.dlq_topic: 1})
+    client, metrics, publisher = await ingest_client(bootstrap, settings, max_body_bytes=4096)
+    try:
+        huge = b"[" + b",".join([msgspec.json.encode(EVENT)] * 200) + b"]"
+        response = await client.post(
+            "/v1/events", data=huge, headers={"Content-Type": "application/json"}
+        )
+        assert response.status == 413
+        assert (await response.json())["error"] == "body_too_large"
+        [dead] = await read_topic(bootstrap, settings.dlq_topic, 1)
+        assert huge.startswith(dead.value)
+        assert dict(dead.headers)["reason"] == b"body_too_large"
+        chunked = await client.post(
+            "/v1/events", data=_chunks(huge), headers={"Content-Type": "application/json"}
+        )
+        assert chunked.status == 413
+        assert metrics.payloads_rejected.labels(reason="body_too_large")._value.get() == 2
+    finally:
+        await client.close()
+        await publisher.stop()
+
+
+async def _chunks(raw: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(raw), 1000):
+        yield raw[start : start + 1000]
+
+
+async def test_a_broker_that_is_down_gives_503_with_retry_after(settings):
+    client, metrics, publisher = await ingest_client(
+        f"127.0.0.1:{free_port()}", settings, timeout_s=1.0
+    )
+    try:
+        response = await client.post("/v1/events", json=EVENT)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        assert (await response.json())["error"] == "broker_unavailable"
+        bad = await client.post(
+            "/v1/events", data=b"{", headers={"Content-Type": "application/json"}
+        )
+        assert bad.status == 503, "without a dead-letter copy the sender must retry"
+        assert metrics.broker_unavailable._value.get() == 2
+    finally:
+        await client.close()
+        await publisher.stop()
+
+
+async def test_the_ingest_recovers_when_the_broker_comes_back(settings):
+    from salespulse.embedded import start_broker
+
+    port = free_port()
+    client, _, publisher = await ingest_client(f"127.0.0.1:{port}", settings, timeout_s=1.0)
+    try:
+        assert (await client.post("/v1/events", json=EVENT)).status == 503
+        with start_broker(port=port) as late_broker:
+            bootstrap = f"127.0.0.1:{late_broker.port}"
+            await ensure_topics(bootstrap, {settings.events_topic: 4})
+            assert (await client.post("/v1/events", json=EVENT)).status == 202
+    finally:
+        await client.close()
+        await publisher.stop()

@@ -1,0 +1,70 @@
+"""Settings validation, the Redis field encoding and the fixed pipeline series."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from metrics.pipeline import DEAD_LETTER_REASONS, REJECT_REASONS, PipelineMetrics
+from salespulse.kpi_keys import decode_field, encode_field
+from salespulse.settings import Settings
+
+
+def test_defaults_leave_broker_and_redis_to_the_embedded_default() -> None:
+    settings = Settings()
+    assert settings.kafka_bootstrap is None
+    assert settings.redis_url is None
+    assert settings.events_topic == "crm.events"
+    assert settings.dlq_topic == "crm.events.dlq"
+
+
+def test_settings_read_the_salespulse_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALESPULSE_KAFKA_BOOTSTRAP", "kafka-1:9092")
+    monkeypatch.setenv("SALESPULSE_TENANT_TIMEZONES", '{"acme": "Europe/Moscow"}')
+    settings = Settings()
+    assert settings.kafka_bootstrap == "kafka-1:9092"
+    assert str(settings.timezone_for("acme")) == "Europe/Moscow"
+    assert str(settings.timezone_for("other")) == "UTC"
+
+
+def test_an_unknown_zone_fails_naming_the_variable() -> None:
+    with pytest.raises(ValidationError, match=r"SALESPULSE_TENANT_TIMEZONES\['acme'\]"):
+        Settings(tenant_timezones={"acme": "Mars/Olympus"})
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.http_port = 1  # type: ignore[misc]  # frozen on purpose; the test proves it
+
+
+def test_unknown_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="http_prot"):
+        Settings(http_prot=1)  # type: ignore[call-arg]  # the typo is the point
+
+
+@pytest.mark.parametrize(
+    "field",
+    [("calls", "m-1", "in", "answered"), ("stage_entries", 'a"b', "x|y", "Этап 1")],
+)
+def test_fields_round_trip_whatever_the_ids_contain(field: tuple[str, ...]) -> None:
+    assert decode_field(encode_field(field)) == list(field)
+
+
+def test_pipeline_series_exist_from_the_start_and_their_count_is_pinned() -> None:
+    registry = CollectorRegistry()
+    PipelineMetrics(registry)
+    samples = [
+        s
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    ]
+    rejected = [s for s in samples if s.name == "salespulse_ingest_payloads_rejected_total"]
+    dead = [s for s in samples if s.name == "salespulse_dead_letters_total"]
+    assert {s.labels["reason"] for s in rejected} == set(REJECT_REASONS)
+    assert {s.labels["reason"] for s in dead} == set(DEAD_LETTER_REASONS)
+    # 5 plain counters + 5 reject reasons + 6 dead-letter reasons + histogram (14+1 buckets,
+    # _sum, _count): a change here changes dashboards and alert rules too.
+    assert len(samples) == 5 + 5 + 6 + 15 + 2
