@@ -28,7 +28,7 @@ def encode_field(field: KpiField) -> bytes:
     return _field_encoder.encode(field)
 
 
-def decode_field(raw: bytes) -> list[str]:
+def decode_field(raw: bytes | str) -> list[str]:
     return _field_decoder.decode(raw)
 
 

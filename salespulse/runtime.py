@@ -20,7 +20,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from handlers.http_ingest import IngestHandler
-from handlers.publisher import KafkaPublisher
+from handlers.publisher import EventPublisher, KafkaPublisher
 from metrics.http import metrics_routes
 from metrics.kpi_collector import KpiCollector
 from metrics.pipeline import PipelineMetrics
@@ -109,25 +109,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     if Role.WORKER in roles:
         async_redis = aioredis.Redis.from_url(redis_url)
         closers.append(async_redis.aclose)
-        sink = RedisKpiSink(
-            async_redis,
-            keys,
-            group=settings.consumer_group,
-            dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
-            day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
-        )
-        consumer = KpiBatchConsumer(
-            bootstrap=bootstrap,
-            topic=settings.events_topic,
-            group=settings.consumer_group,
-            sink=sink,
-            dead_letters=publisher,
-            metrics=pipeline_metrics,
-            zone_for=settings.timezone_for,
-            max_records=settings.batch_max_records,
-            timeout_ms=settings.batch_timeout_ms,
-            session_timeout_s=settings.kafka_session_timeout_s,
-        )
+        consumer = build_kpi_consumer(settings, async_redis, publisher, pipeline_metrics)
         services.append(consumer)
     if Role.EXPORTER in roles:
         sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
@@ -143,6 +125,36 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")
     web_driver.web_app.add_routes(routes)
     return Runtime(app, services, registry, pipeline_metrics, consumer, routes)
+
+
+def build_kpi_consumer(
+    settings: Settings,
+    redis_client: aioredis.Redis,
+    dead_letters: EventPublisher,
+    metrics: PipelineMetrics,
+) -> KpiBatchConsumer:
+    """The KPI worker's consumer with its Redis sink, as every process role builds it."""
+    if settings.kafka_bootstrap is None:
+        raise ValueError("the KPI consumer needs kafka_bootstrap set")
+    sink = RedisKpiSink(
+        redis_client,
+        KpiKeys(settings.redis_key_prefix),
+        group=settings.consumer_group,
+        dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
+        day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+    )
+    return KpiBatchConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        topic=settings.events_topic,
+        group=settings.consumer_group,
+        sink=sink,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        zone_for=settings.timezone_for,
+        max_records=settings.batch_max_records,
+        timeout_ms=settings.batch_timeout_ms,
+        session_timeout_s=settings.kafka_session_timeout_s,
+    )
 
 
 async def _healthz(_: web.Request) -> web.Response:

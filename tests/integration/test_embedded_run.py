@@ -1,0 +1,87 @@
+"""`salespulse run --demo` with nothing configured: its own broker and Redis, live KPIs."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from salespulse.embedded import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command may contain spaces and parentheses; ppid follows the last ')'.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+    env["SALESPULSE_HTTP_PORT"] = str(port)
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "salespulse.cli", "run", "--demo"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "SalesPulse is running." not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, "never printed its URLs"
+            time.sleep(0.2)
+        text = log.read_text(errors="replace")
+        assert f"POST http://127.0.0.1:{port}/v1/events" in text
+        assert f"GET  http://127.0.0.1:{port}/metrics" in text
+        assert re.search(r"embedded\s+broker \(Tansu, in-memory\) 127\.0\.0\.1:\d+", text)
+        assert re.search(r"embedded\s+redis-server 127\.0\.0\.1:\d+", text)
+        servers = children_of(process.pid)
+        assert len(servers) >= 2, "broker and redis-server run as child processes"
+
+        def demo_events_counted() -> float:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+                body = response.read().decode()
+            match = re.search(r"^salespulse_worker_events_applied_total (\S+)$", body, re.M)
+            return float(match.group(1)) if match else 0.0
+
+        first = 0.0
+        while (first := demo_events_counted()) == 0:
+            assert time.monotonic() < deadline + 30, "demo traffic never reached the KPIs"
+            time.sleep(0.5)
+        time.sleep(3)
+        assert demo_events_counted() > first, "KPIs keep changing while the demo runs"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+    assert process.returncode == 0, log.read_text(errors="replace")[-2000:]
+    time.sleep(0.5)
+    assert not [pid for pid in servers if alive(pid)], "Ctrl-C left orphan processes"

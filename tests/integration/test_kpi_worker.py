@@ -1,0 +1,175 @@
+"""The KPI consumer on the real broker and Redis: batches, duplicates, crash windows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from handlers.publisher import KafkaPublisher
+from metrics.pipeline import PipelineMetrics
+from salespulse.events import CrmEvent, decode_event
+from salespulse.kpi_keys import KpiKeys, decode_field, encode_field
+from salespulse.runtime import build_kpi_consumer
+from salespulse.settings import Settings
+from streams.fold import fold_batch
+from streams.kpi_consumer import KpiBatchConsumer
+from streams.redis_sink import RedisKpiSink
+from streams.topics import ensure_topics
+from tests.helpers import eventually, make_event, produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+ConsumerFactory = Callable[[], KpiBatchConsumer]
+
+
+@pytest.fixture
+async def consumers(
+    settings: Settings, redis_client: aioredis.Redis, bootstrap: str
+) -> AsyncIterator[tuple[ConsumerFactory, PipelineMetrics]]:
+    await ensure_topics(bootstrap, {settings.events_topic: 4, settings.dlq_topic: 1})
+    publisher = KafkaPublisher(
+        bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5
+    )
+    metrics = PipelineMetrics(CollectorRegistry())
+    started: list[KpiBatchConsumer] = []
+
+    def factory() -> KpiBatchConsumer:
+        consumer = build_kpi_consumer(settings, redis_client, publisher, metrics)
+        started.append(consumer)
+        return consumer
+
+    yield factory, metrics
+    for consumer in started:
+        await consumer.stop()
+    await publisher.stop()
+
+
+def history(n: int) -> list[CrmEvent]:
+    """A mixed history over several deals, managers and days."""
+    kinds = ["call", "message", "lead_created", "deal_created", "deal_stage_changed"]
+    return [
+        make_event(
+            f"ev-{i}",
+            kinds[i % 5],
+            manager_id=f"m-{i % 7}",
+            entity_id=f"deal-{i % 13}",
+            answered=i % 3 != 0,
+            direction="out" if i % 2 else "in",
+            received_at=datetime.now(UTC),
+        )
+        for i in range(n)
+    ]
+
+
+async def stored_all_time(redis_client: aioredis.Redis, settings: Settings) -> dict[str, int]:
+    raw = await redis_client.hgetall(KpiKeys(settings.redis_key_prefix).all_time("acme"))
+    return {"|".join(decode_field(k)): int(v) for k, v in raw.items()}
+
+
+def expected_all_time(events: list[CrmEvent], settings: Settings) -> dict[str, int]:
+    fold = fold_batch(events, settings.timezone_for)
+    return {"|".join(field): amount for (_, field), amount in fold.all_time.items()}
+
+
+async def test_events_become_kpis_and_offsets_are_committed(
+    consumers, settings, redis_client, bootstrap
+):
+    factory, metrics = consumers
+    events = history(500)
+    await produce(bootstrap, settings.events_topic, events)
+    consumer = factory()
+    await consumer.start()
+
+    async def all_applied() -> bool:
+        return float(metrics.events_applied._value.get()) == 500
+
+    await eventually(all_applied, 30, "500 events applied")
+    assert await stored_all_time(redis_client, settings) == expected_all_time(events, settings)
+    assert metrics.batches_applied._value.get() >= 1
+    assert metrics.event_to_kpi_latency._sum.get() > 0
+    committed = await consumer._consumer.committed(next(iter(consumer.watermarks)))
+    assert committed is not None
+
+
+async def test_a_retried_webhook_counts_once(consumers, settings, redis_client, bootstrap):
+    factory, metrics = consumers
+    first = [make_event("dup-1"), make_event("solo")]
+    await produce(bootstrap, settings.events_topic, first)
+    consumer = factory()
+    await consumer.start()
+
+    async def applied(n: int) -> bool:
+        return float(metrics.events_applied._value.get()) == n
+
+    await eventually(lambda: applied(2), 30, "first two events")
+    # The CRM retries the same delivery much later: a new record, the same event_id.
+    await produce(bootstrap, settings.events_topic, [make_event("dup-1"), make_event("new")])
+
+    async def third_seen() -> bool:
+        return float(metrics.duplicates_dropped._value.get()) == 1 and await applied(3)
+
+    await eventually(third_seen, 30, "the retry dropped as a duplicate")
+    calls = encode_field(("calls", "m-1", "in", "answered"))
+    keys = KpiKeys(settings.redis_key_prefix)
+    assert await redis_client.hget(keys.all_time("acme"), calls) == b"3"
+
+
+async def test_applied_but_uncommitted_batches_are_not_counted_twice(
+    consumers, settings, redis_client, bootstrap
+):
+    """The crash window: Redis took the batch, the Kafka commit never happened."""
+    factory, metrics = consumers
+    events = history(300)
+    await produce(bootstrap, settings.events_topic, events, partitions=4)
+    # A worker that died after applying the first 120 records it read, before committing:
+    records = await read_topic(bootstrap, settings.events_topic, 300)
+    crashed_batch: list[CrmEvent] = []
+    offsets: dict[str, int] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset))[:120]:
+        crashed_batch.append(decode_event(record.value))
+        offsets[f"{record.topic}:{record.partition}"] = record.offset
+    sink = RedisKpiSink(
+        redis_client,
+        KpiKeys(settings.redis_key_prefix),
+        group=settings.consumer_group,
+        dedupe_ttl_s=3600,
+        day_ttl_s=3600,
+    )
+    assert (await sink.apply(fold_batch(crashed_batch, settings.timezone_for), offsets)).applied
+
+    consumer = factory()
+    await consumer.start()
+
+    async def rest_applied() -> bool:
+        return float(metrics.events_applied._value.get()) == 180
+
+    await eventually(rest_applied, 30, "the remaining 180 events")
+    assert await stored_all_time(redis_client, settings) == expected_all_time(events, settings)
+    assert float(metrics.duplicates_dropped._value.get()) == 0, "watermarks skip, not dedupe"
+
+
+async def test_an_undecodable_record_is_dead_lettered_and_the_rest_counted(
+    consumers, settings, redis_client, bootstrap
+):
+    factory, metrics = consumers
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    await producer.send_and_wait(settings.events_topic, b"\x00not json", key=b"acme:x")
+    await producer.stop()
+    await produce(bootstrap, settings.events_topic, [make_event("fine")])
+    consumer = factory()
+    await consumer.start()
+
+    async def fine_applied() -> bool:
+        return float(metrics.events_applied._value.get()) == 1
+
+    await eventually(fine_applied, 30, "the good event")
+    [dead] = await read_topic(bootstrap, settings.dlq_topic, 1)
+    assert dead.value == b"\x00not json"
+    assert dict(dead.headers)["reason"] == b"undecodable_record"
+    assert metrics.dead_letters.labels(reason="undecodable_record")._value.get() == 1

@@ -1,0 +1,47 @@
+"""The demo office emits valid canonical events; the CLI fails clearly on bad settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from handlers.validation import parse_events
+from salespulse.cli import main
+from salespulse.demo import DemoOffice
+
+
+def test_demo_office_events_all_pass_ingest_validation() -> None:
+    office = DemoOffice(seed=7)
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    events = [event for _ in range(500) for event in office.next_events(now)]
+    parsed = parse_events(msgspec.json.encode(events), now)
+    kinds = {event.type for event in parsed}
+    assert kinds == {"call", "message", "lead_created", "deal_created", "deal_stage_changed"}
+    assert any(event.stage_kind == "won" and event.amount for event in parsed)
+    assert len({event.event_id for event in parsed}) == len(parsed)
+
+
+def test_demo_office_is_reproducible_with_a_seed() -> None:
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    first, second = DemoOffice(seed=1), DemoOffice(seed=1)
+    assert [first.next_events(now) for _ in range(50)] == [
+        second.next_events(now) for _ in range(50)
+    ]
+
+
+def test_cli_reports_invalid_settings_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SALESPULSE_HTTP_PORT", "not-a-port")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid settings" in err
+    assert "http_port" in err
+
+
+def test_cli_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
