@@ -104,6 +104,9 @@ class KafkaPublisher:
                     acks="all",
                     linger_ms=2,
                     request_timeout_ms=int(self._timeout_s * 1000),
+                    # Room for a dead letter of a full-size rejected body plus headers; the
+                    # dead-letter topic is created with a matching max.message.bytes.
+                    max_request_size=4 * 1024 * 1024,
                 )
                 try:
                     await producer.start()

@@ -88,8 +88,9 @@ class KpiCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         # Describing without samples keeps registration from touching Redis.
-        yield from self._families()[0].values()
-        yield from self._families()[1].values()
+        totals, windows = self._families()
+        yield from totals.values()
+        yield from windows.values()
         yield GaugeMetricFamily("salespulse_kpi_store_up", "1 if Redis answered this scrape.")
 
     def collect(self) -> Iterator[Metric]:

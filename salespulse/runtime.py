@@ -29,11 +29,14 @@ from salespulse.settings import Settings
 from streams.app import create_app
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
-from streams.topics import ensure_topics
+from streams.topics import TopicSpec, ensure_topics
 
 logger = logging.getLogger(__name__)
 
 DLQ_PARTITIONS = 1
+# A rejected body may be up to max_body_bytes plus headers: more than Kafka's default
+# 1 MB record limit. The dead-letter topic is created to take it (see KafkaPublisher).
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 _DAY_S = 86_400
 
 
@@ -95,10 +98,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     closers: list[Callable[[], Awaitable[Any]]] = [publisher.stop]
 
     async def setup() -> None:
-        await ensure_topics(
-            bootstrap,
-            {settings.events_topic: settings.topic_partitions, settings.dlq_topic: DLQ_PARTITIONS},
-        )
+        await ensure_topics(bootstrap, topic_specs(settings))
 
     routes: list[web.RouteDef] = [web.get("/healthz", _healthz)]
     services: list[Service] = [_Lifecycle(setup, closers)]
@@ -125,6 +125,14 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")
     web_driver.web_app.add_routes(routes)
     return Runtime(app, services, registry, pipeline_metrics, consumer, routes)
+
+
+def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
+    """The topics SalesPulse creates when missing, with the configs it relies on."""
+    return {
+        settings.events_topic: settings.topic_partitions,
+        settings.dlq_topic: (DLQ_PARTITIONS, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
+    }
 
 
 def build_kpi_consumer(

@@ -153,10 +153,13 @@ class KpiBatchConsumer(Service):
             for record in records:
                 if record.offset <= watermark:
                     continue
+                if record.value is None:  # a tombstone: nothing to count, keep it visible
+                    await self._dead_letter_record(record, "record has no value")
+                    continue
                 try:
                     events.append(decode_event(record.value))
                 except msgspec.DecodeError as exc:
-                    await self._dead_letter_record(record, exc)
+                    await self._dead_letter_record(record, str(exc))
             last = records[-1].offset
             offsets[tp_name(tp)] = last
             commits[tp] = last + 1
@@ -184,7 +187,7 @@ class KpiBatchConsumer(Service):
             # Safe: Redis holds the watermark, whoever owns the partition next skips it.
             logger.warning("offset commit failed after Redis applied the batch: %r", exc)
 
-    async def _dead_letter_record(self, record: ConsumerRecord, error: Exception) -> None:
+    async def _dead_letter_record(self, record: ConsumerRecord, error: str) -> None:
         logger.warning(
             "undecodable record topic=%s partition=%d offset=%d: %s",
             record.topic,
@@ -194,7 +197,7 @@ class KpiBatchConsumer(Service):
         )
         problems: list[dict[str, object]] = [
             {
-                "problem": str(error),
+                "problem": error,
                 "topic": record.topic,
                 "partition": record.partition,
                 "offset": record.offset,

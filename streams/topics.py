@@ -12,19 +12,23 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 logger = logging.getLogger(__name__)
 
 
+TopicSpec = int | tuple[int, dict[str, str]]
+
+
 async def ensure_topics(
-    bootstrap: str, topics: dict[str, int], *, attempts: int = 30, delay_s: float = 1.0
+    bootstrap: str, topics: dict[str, TopicSpec], *, attempts: int = 30, delay_s: float = 1.0
 ) -> None:
-    """``topics`` maps name → partitions. Retries while the broker is still coming up."""
+    """``topics`` maps name → partitions, or (partitions, topic configs).
+
+    Retries while the broker is still coming up. Existing topics are left as they are.
+    """
     for attempt in range(1, attempts + 1):
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(name, partitions, replication_factor=1)
-                for name, partitions in topics.items()
-                if name not in existing
+                _new_topic(name, spec) for name, spec in topics.items() if name not in existing
             ]
             if missing:
                 # Another process may create one between our list and create.
@@ -40,3 +44,8 @@ async def ensure_topics(
             return
         finally:
             await admin.close()
+
+
+def _new_topic(name: str, spec: TopicSpec) -> NewTopic:
+    partitions, configs = (spec, {}) if isinstance(spec, int) else spec
+    return NewTopic(name, partitions, replication_factor=1, topic_configs=configs or None)

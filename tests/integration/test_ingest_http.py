@@ -15,6 +15,7 @@ from handlers.publisher import KafkaPublisher
 from metrics.pipeline import PipelineMetrics
 from salespulse.embedded import free_port
 from salespulse.events import decode_event
+from salespulse.runtime import topic_specs
 from salespulse.settings import Settings
 from streams.topics import ensure_topics
 from tests.helpers import read_topic
@@ -54,7 +55,7 @@ async def ingest_client(
 async def ingest(
     settings: Settings, bootstrap: str
 ) -> AsyncIterator[tuple[TestClient[web.Request, web.Application], PipelineMetrics]]:
-    await ensure_topics(bootstrap, {settings.events_topic: 4, settings.dlq_topic: 1})
+    await ensure_topics(bootstrap, topic_specs(settings))
     client, metrics, publisher = await ingest_client(bootstrap, settings)
     yield client, metrics
     await client.close()
@@ -148,7 +149,7 @@ async def test_bad_input_gets_4xx_naming_the_problem_and_keeps_the_raw_payload(
 
 
 async def test_a_body_over_the_limit_is_413_with_its_head_dead_lettered(settings, bootstrap):
-    await ensure_topics(bootstrap, {settings.events_topic: 4, settings.dlq_topic: 1})
+    await ensure_topics(bootstrap, topic_specs(settings))
     client, metrics, publisher = await ingest_client(bootstrap, settings, max_body_bytes=4096)
     try:
         huge = b"[" + b",".join([msgspec.json.encode(EVENT)] * 200) + b"]"
@@ -168,6 +169,21 @@ async def test_a_body_over_the_limit_is_413_with_its_head_dead_lettered(settings
     finally:
         await client.close()
         await publisher.stop()
+
+
+async def test_an_invalid_body_just_under_the_limit_is_dead_lettered_whole(
+    ingest, settings, bootstrap
+):
+    client, _ = ingest
+    padding = "x" * (1_048_576 - 300)
+    raw = msgspec.json.encode({**EVENT, "type": "fax", "note": padding})
+    assert 1_048_000 < len(raw) <= 1_048_576
+    response = await client.post(
+        "/v1/events", data=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 422
+    [dead] = await read_topic(bootstrap, settings.dlq_topic, 1)
+    assert dead.value == raw
 
 
 async def _chunks(raw: bytes) -> AsyncIterator[bytes]:

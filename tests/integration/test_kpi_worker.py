@@ -14,7 +14,7 @@ from handlers.publisher import KafkaPublisher
 from metrics.pipeline import PipelineMetrics
 from salespulse.events import CrmEvent, decode_event
 from salespulse.kpi_keys import KpiKeys, decode_field, encode_field
-from salespulse.runtime import build_kpi_consumer
+from salespulse.runtime import build_kpi_consumer, topic_specs
 from salespulse.settings import Settings
 from streams.fold import fold_batch
 from streams.kpi_consumer import KpiBatchConsumer
@@ -31,7 +31,7 @@ ConsumerFactory = Callable[[], KpiBatchConsumer]
 async def consumers(
     settings: Settings, redis_client: aioredis.Redis, bootstrap: str
 ) -> AsyncIterator[tuple[ConsumerFactory, PipelineMetrics]]:
-    await ensure_topics(bootstrap, {settings.events_topic: 4, settings.dlq_topic: 1})
+    await ensure_topics(bootstrap, topic_specs(settings))
     publisher = KafkaPublisher(
         bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5
     )
@@ -160,6 +160,7 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_rest_counted(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     await producer.send_and_wait(settings.events_topic, b"\x00not json", key=b"acme:x")
+    await producer.send_and_wait(settings.events_topic, None, key=b"acme:tombstone")
     await producer.stop()
     await produce(bootstrap, settings.events_topic, [make_event("fine")])
     consumer = factory()
@@ -169,7 +170,7 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_rest_counted(
         return float(metrics.events_applied._value.get()) == 1
 
     await eventually(fine_applied, 30, "the good event")
-    [dead] = await read_topic(bootstrap, settings.dlq_topic, 1)
-    assert dead.value == b"\x00not json"
-    assert dict(dead.headers)["reason"] == b"undecodable_record"
-    assert metrics.dead_letters.labels(reason="undecodable_record")._value.get() == 1
+    dead = await read_topic(bootstrap, settings.dlq_topic, 2)
+    assert sorted(record.value for record in dead) == [b"", b"\x00not json"]
+    assert {dict(record.headers)["reason"] for record in dead} == {b"undecodable_record"}
+    assert metrics.dead_letters.labels(reason="undecodable_record")._value.get() == 2
