@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from salespulse.errors import EmbeddedServiceError
 from salespulse.settings import Settings
+from salespulse.tenants import TenantsFileError
 
 logger = logging.getLogger("salespulse")
 
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = 0
         with contextlib.suppress(KeyboardInterrupt):
             status = serve(settings, roles, demo=args.demo)
+    except TenantsFileError as exc:
+        print(f"salespulse: invalid tenants file:\n{exc}", file=sys.stderr)
+        return 2
     except EmbeddedServiceError as exc:
         print(f"salespulse: {exc}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ from metrics.kpi_collector import KpiCollector
 from metrics.pipeline import PipelineMetrics
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
+from salespulse.tenants import TenantDirectory
 from streams.app import create_app
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
@@ -86,6 +87,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         raise ValueError("build_runtime needs kafka_bootstrap and redis_url set")
     bootstrap, redis_url = settings.kafka_bootstrap, settings.redis_url
     keys = KpiKeys(settings.redis_key_prefix)
+    tenants = settings.tenant_directory()
     registry = CollectorRegistry(auto_describe=False)
     pipeline_metrics = PipelineMetrics(registry)
     app = create_app(settings, bootstrap)
@@ -109,11 +111,11 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     if Role.WORKER in roles:
         async_redis = aioredis.Redis.from_url(redis_url)
         closers.append(async_redis.aclose)
-        consumer = build_kpi_consumer(settings, async_redis, publisher, pipeline_metrics)
+        consumer = build_kpi_consumer(settings, tenants, async_redis, publisher, pipeline_metrics)
         services.append(consumer)
     if Role.EXPORTER in roles:
         sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
-        registry.register(KpiCollector(sync_redis, keys, settings.timezone_for))
+        registry.register(KpiCollector(sync_redis, keys, tenants.zone_for))
 
         async def close_sync_redis() -> None:
             sync_redis.close()
@@ -137,6 +139,7 @@ def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
 
 def build_kpi_consumer(
     settings: Settings,
+    tenants: TenantDirectory,
     redis_client: aioredis.Redis,
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
@@ -158,7 +161,7 @@ def build_kpi_consumer(
         sink=sink,
         dead_letters=dead_letters,
         metrics=metrics,
-        zone_for=settings.timezone_for,
+        zone_for=tenants.zone_for,
         max_records=settings.batch_max_records,
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,

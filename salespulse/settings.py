@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from salespulse.tenants import TenantDirectory, TenantsFile, load_tenants
+
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
@@ -50,9 +52,10 @@ class Settings(BaseSettings):
     # Per-day KPI buckets are kept this long for calendar windows and late events.
     day_bucket_retention_days: int = Field(default=400, ge=2)
 
+    # Business settings per tenant (YAML, see salespulse/tenants.py); unset → defaults.
+    tenants_file: Path | None = None
+    # Zone of tenants the tenants file does not list.
     default_timezone: str = "UTC"
-    # JSON object tenant → IANA zone, e.g. {"acme": "Europe/Moscow"}; others use the default.
-    tenant_timezones: dict[str, str] = Field(default_factory=dict)
 
     log_level: str = "INFO"
 
@@ -62,16 +65,10 @@ class Settings(BaseSettings):
         _zone(value, "SALESPULSE_DEFAULT_TIMEZONE")
         return value
 
-    @field_validator("tenant_timezones")
-    @classmethod
-    def _known_zones(cls, value: dict[str, str]) -> dict[str, str]:
-        for tenant, zone in value.items():
-            _zone(zone, f"SALESPULSE_TENANT_TIMEZONES[{tenant!r}]")
-        return value
-
-    def timezone_for(self, tenant: str) -> ZoneInfo:
-        """The tenant's calendar zone: `today` and other calendar windows follow it."""
-        return ZoneInfo(self.tenant_timezones.get(tenant, self.default_timezone))
+    def tenant_directory(self) -> TenantDirectory:
+        """Load the tenants file (fails fast naming file, key and problem)."""
+        tenants = load_tenants(self.tenants_file) if self.tenants_file else TenantsFile()
+        return TenantDirectory(tenants, self.default_timezone)
 
 
 def _zone(name: str, where: str) -> ZoneInfo:

@@ -108,7 +108,7 @@ async def test_a_worker_killed_mid_stream_resumes_to_the_same_kpis(
         for i in range(20_000)
     ]
     await produce(bootstrap, settings.events_topic, events)
-    fold = fold_batch(events, settings.timezone_for)
+    fold = fold_batch(events, settings.tenant_directory().zone_for)
     expected = {"|".join(field): amount for (_, field), amount in fold.all_time.items()}
     keys = KpiKeys(settings.redis_key_prefix)
 

@@ -27,7 +27,9 @@ NOW = datetime(2026, 11, 21, 21, 30, tzinfo=UTC)
 
 @pytest.fixture
 def zoned(settings: Settings) -> Settings:
-    return settings.model_copy(update={"tenant_timezones": {"msk": "Europe/Moscow"}})
+    tenants_file = settings.data_dir.parent / "tenants.yaml"
+    tenants_file.write_text("tenants:\n  msk:\n    timezone: Europe/Moscow\n")
+    return settings.model_copy(update={"tenants_file": tenants_file})
 
 
 @pytest.fixture
@@ -36,7 +38,10 @@ def registry(zoned: Settings, redis_url: str) -> CollectorRegistry:
     client = redis.Redis.from_url(redis_url)
     registry.register(
         KpiCollector(
-            client, KpiKeys(zoned.redis_key_prefix), zoned.timezone_for, clock=NOW.timestamp
+            client,
+            KpiKeys(zoned.redis_key_prefix),
+            zoned.tenant_directory().zone_for,
+            clock=NOW.timestamp,
         )
     )
     return registry
@@ -46,7 +51,7 @@ async def apply(events: list[CrmEvent], zoned: Settings, redis_client: aioredis.
     sink = RedisKpiSink(
         redis_client, KpiKeys(zoned.redis_key_prefix), group="g", dedupe_ttl_s=3600, day_ttl_s=3600
     )
-    assert (await sink.apply(fold_batch(events, zoned.timezone_for), {})).applied
+    assert (await sink.apply(fold_batch(events, zoned.tenant_directory().zone_for), {})).applied
 
 
 async def test_all_time_counters_and_today_gauges(zoned, registry, redis_client):
@@ -111,13 +116,13 @@ async def test_exposition_text_follows_prometheus_conventions(zoned, registry, r
 def test_registration_does_not_touch_redis(zoned):
     unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
     registry = CollectorRegistry()  # auto_describe=True: would collect() without describe()
-    registry.register(KpiCollector(unreachable, KpiKeys("x:"), zoned.timezone_for))
+    registry.register(KpiCollector(unreachable, KpiKeys("x:"), zoned.tenant_directory().zone_for))
     assert registry.get_sample_value("salespulse_kpi_store_up") == 0
 
 
 def test_an_unreachable_store_is_reported_not_raised(zoned):
     unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(KpiCollector(unreachable, KpiKeys("x:"), zoned.timezone_for))
+    registry.register(KpiCollector(unreachable, KpiKeys("x:"), zoned.tenant_directory().zone_for))
     text = generate_latest(registry).decode()
     assert "salespulse_kpi_store_up 0.0" in text

@@ -39,7 +39,9 @@ async def consumers(
     started: list[KpiBatchConsumer] = []
 
     def factory() -> KpiBatchConsumer:
-        consumer = build_kpi_consumer(settings, redis_client, publisher, metrics)
+        consumer = build_kpi_consumer(
+            settings, settings.tenant_directory(), redis_client, publisher, metrics
+        )
         started.append(consumer)
         return consumer
 
@@ -72,7 +74,7 @@ async def stored_all_time(redis_client: aioredis.Redis, settings: Settings) -> d
 
 
 def expected_all_time(events: list[CrmEvent], settings: Settings) -> dict[str, int]:
-    fold = fold_batch(events, settings.timezone_for)
+    fold = fold_batch(events, settings.tenant_directory().zone_for)
     return {"|".join(field): amount for (_, field), amount in fold.all_time.items()}
 
 
@@ -140,7 +142,9 @@ async def test_applied_but_uncommitted_batches_are_not_counted_twice(
         dedupe_ttl_s=3600,
         day_ttl_s=3600,
     )
-    assert (await sink.apply(fold_batch(crashed_batch, settings.timezone_for), offsets)).applied
+    assert (
+        await sink.apply(fold_batch(crashed_batch, settings.tenant_directory().zone_for), offsets)
+    ).applied
 
     consumer = factory()
     await consumer.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -45,3 +46,18 @@ def test_cli_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2
+
+
+def test_cli_reports_a_bad_tenants_file_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text("tenants:\n  acme:\n    timezone: Nowhere/City\n")
+    monkeypatch.setenv("SALESPULSE_TENANTS_FILE", str(tenants))
+    # Both set: nothing embedded is started before the tenants file is read.
+    monkeypatch.setenv("SALESPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("SALESPULSE_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tenants}: tenants.acme: " in err
+    assert "unknown time zone 'Nowhere/City'" in err

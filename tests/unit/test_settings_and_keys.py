@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
@@ -19,18 +21,24 @@ def test_defaults_leave_broker_and_redis_to_the_embedded_default() -> None:
     assert settings.dlq_topic == "crm.events.dlq"
 
 
-def test_settings_read_the_salespulse_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_read_the_salespulse_prefix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text("tenants:\n  acme:\n    timezone: Europe/Moscow\n")
     monkeypatch.setenv("SALESPULSE_KAFKA_BOOTSTRAP", "kafka-1:9092")
-    monkeypatch.setenv("SALESPULSE_TENANT_TIMEZONES", '{"acme": "Europe/Moscow"}')
+    monkeypatch.setenv("SALESPULSE_TENANTS_FILE", str(tenants))
+    monkeypatch.setenv("SALESPULSE_DEFAULT_TIMEZONE", "Asia/Tokyo")
     settings = Settings()
     assert settings.kafka_bootstrap == "kafka-1:9092"
-    assert str(settings.timezone_for("acme")) == "Europe/Moscow"
-    assert str(settings.timezone_for("other")) == "UTC"
+    directory = settings.tenant_directory()
+    assert str(directory.zone_for("acme")) == "Europe/Moscow"
+    assert str(directory.zone_for("other")) == "Asia/Tokyo"
 
 
-def test_an_unknown_zone_fails_naming_the_variable() -> None:
-    with pytest.raises(ValidationError, match=r"SALESPULSE_TENANT_TIMEZONES\['acme'\]"):
-        Settings(tenant_timezones={"acme": "Mars/Olympus"})
+def test_an_unknown_default_zone_fails_naming_the_variable() -> None:
+    with pytest.raises(ValidationError, match="SALESPULSE_DEFAULT_TIMEZONE"):
+        Settings(default_timezone="Mars/Olympus")
 
 
 def test_settings_are_frozen() -> None:

@@ -1,0 +1,246 @@
+"""The tenants file: business settings per tenant (one CRM account), in YAML.
+
+Validated once at start; a bad file fails fast with the file, the key path and the
+problem. Secrets are never written in the file itself: each names an environment
+variable or a file to read, and is only revealed where it is used.
+
+    tenants:
+      acme:
+        timezone: Europe/Moscow
+        currency: RUB
+        currency_rates: {USD: "92.5"}          # 1 USD = 92.5 RUB
+        pipelines:
+          sales:
+            stages:
+              - {id: new}
+              - {id: qualified, warm: true, limit_hours: 48}
+              - {id: won, kind: won}
+              - {id: lost, kind: lost}
+        teams: {north: {managers: ["17", "42"]}}
+        targets: {managers: {"17": {revenue: "1000000", deals_won: 20}}}
+        marketing_costs: {website: {"2026-11": "50000"}}
+        crm:
+          bitrix24: {application_token: {env: ACME_BITRIX_TOKEN}, rest_url: {env: ACME_BITRIX_REST}}
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from salespulse.errors import SalesPulseError
+
+TenantName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class TenantsFileError(SalesPulseError):
+    """The tenants file cannot be used; the message names the file, key and problem."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Secret(_Frozen):
+    """Where a secret lives: an environment variable or a file. Never the value itself."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env` or `file`")
+        return self
+
+    def reveal(self) -> SecretStr:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise TenantsFileError(f"secret: environment variable {self.env} is not set")
+            return SecretStr(value)
+        assert self.file is not None  # narrowing: the validator guarantees one of the two
+        try:
+            return SecretStr(self.file.read_text().strip())
+        except OSError as exc:
+            raise TenantsFileError(f"secret: cannot read {self.file}: {exc.strerror}") from None
+
+
+class Stage(_Frozen):
+    id: str = Field(min_length=1)
+    kind: Literal["open", "won", "lost"] = "open"
+    # The first stage marked warm is where a deal counts as "warm" (cold → warm conversion).
+    warm: bool = False
+    # A deal in this stage longer than this is "stuck" (bottleneck KPI).
+    limit_hours: float | None = Field(default=None, gt=0)
+
+
+class Pipeline(_Frozen):
+    stages: list[Stage] = Field(min_length=1)
+    # Open stages whose deals are "ready to close"; default: the last open stage.
+    ready_to_close: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Pipeline:
+        ids = [stage.id for stage in self.stages]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"stage ids repeat: {ids}")
+        open_ids = {stage.id for stage in self.stages if stage.kind == "open"}
+        for stage_id in self.ready_to_close or []:
+            if stage_id not in open_ids:
+                raise ValueError(f"ready_to_close names {stage_id!r}, not an open stage")
+        return self
+
+
+class Team(_Frozen):
+    managers: list[str] = Field(default_factory=list)
+
+
+class Target(_Frozen):
+    revenue: Money | None = None
+    deals_won: int | None = Field(default=None, ge=0)
+
+
+class Targets(_Frozen):
+    """Monthly targets."""
+
+    managers: dict[str, Target] = Field(default_factory=dict)
+    teams: dict[str, Target] = Field(default_factory=dict)
+
+
+class Labels(_Frozen):
+    """Bounds on Prometheus label values, so a big office cannot explode the series count."""
+
+    per_manager: bool = True
+    max_values: int = Field(default=200, ge=1)
+
+
+class Bitrix24Source(_Frozen):
+    application_token: Secret
+    # The inbound REST webhook URL (https://<portal>/rest/<user>/<key>/) for enrichment.
+    rest_url: Secret | None = None
+    stage_map: dict[str, str] = Field(default_factory=dict)
+
+
+class AmoCrmSource(_Frozen):
+    # amoCRM signs nothing: a secret path segment authenticates the sender.
+    url_secret: Secret
+    account_id: int
+    stage_map: dict[str, str] = Field(default_factory=dict)
+
+
+class HubSpotSource(_Frozen):
+    client_secret: Secret
+    access_token: Secret | None = None
+    api_base: str = "https://api.hubapi.com"
+    stage_map: dict[str, str] = Field(default_factory=dict)
+
+
+class PipedriveSource(_Frozen):
+    username: str
+    password: Secret
+    stage_map: dict[str, str] = Field(default_factory=dict)
+
+
+class CrmSources(_Frozen):
+    bitrix24: Bitrix24Source | None = None
+    amocrm: AmoCrmSource | None = None
+    hubspot: HubSpotSource | None = None
+    pipedrive: PipedriveSource | None = None
+
+
+class TenantConfig(_Frozen):
+    timezone: str = "UTC"
+    currency: CurrencyCode = "USD"
+    # Value of one unit of the keyed currency in the tenant's currency.
+    currency_rates: dict[CurrencyCode, Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]] = (
+        Field(default_factory=dict)
+    )
+    pipelines: dict[str, Pipeline] = Field(default_factory=dict)
+    teams: dict[str, Team] = Field(default_factory=dict)
+    targets: Targets = Field(default_factory=Targets)
+    # source → month → cost in the tenant's currency.
+    marketing_costs: dict[str, dict[Month, Money]] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=Labels)
+    crm: CrmSources = Field(default_factory=CrmSources)
+
+    @model_validator(mode="after")
+    def _checks(self) -> TenantConfig:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        seen: dict[str, str] = {}
+        for team, members in self.teams.items():
+            for manager in members.managers:
+                if manager in seen:
+                    raise ValueError(
+                        f"teams: manager {manager!r} is in both {seen[manager]!r} and {team!r}"
+                    )
+                seen[manager] = team
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def team_of(self, manager: str | None) -> str | None:
+        if manager is None:
+            return None
+        for team, members in self.teams.items():
+            if manager in members.managers:
+                return team
+        return None
+
+
+class TenantsFile(_Frozen):
+    tenants: dict[TenantName, TenantConfig] = Field(default_factory=dict)
+
+
+class TenantDirectory:
+    """Config per tenant; a tenant not in the file gets the defaults (UTC, no pipelines)."""
+
+    def __init__(self, tenants: TenantsFile, default_timezone: str = "UTC") -> None:
+        self._tenants = dict(tenants.tenants)
+        self._default = TenantConfig(timezone=default_timezone)
+        self._zones: dict[str, ZoneInfo] = {}
+
+    def get(self, tenant: str) -> TenantConfig:
+        return self._tenants.get(tenant, self._default)
+
+    def names(self) -> list[str]:
+        return sorted(self._tenants)
+
+    def zone_for(self, tenant: str) -> ZoneInfo:
+        zone = self._zones.get(tenant)
+        if zone is None:
+            zone = self._zones[tenant] = self.get(tenant).zone
+        return zone
+
+
+def load_tenants(path: Path) -> TenantsFile:
+    """Parse and validate; raise TenantsFileError naming the file, key and problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TenantsFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise TenantsFileError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return TenantsFile.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        problems = [
+            f"{path}: {'.'.join(str(part) for part in error['loc']) or '(top level)'}: "
+            f"{error['msg']}"
+            for error in exc.errors()
+        ]
+        raise TenantsFileError("\n".join(problems)) from None
