@@ -21,6 +21,9 @@ EventType = Literal[
     "meeting",
     "rating",
     "payment",
+    "invoice",
+    "lead_stage_changed",
+    "marketing_cost",
 ]
 StageKind = Literal["open", "won", "lost"]
 Direction = Literal["in", "out"]
@@ -54,6 +57,10 @@ class CrmEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     stage_to: Ident | None = None
     stage_kind: StageKind | None = None
     amount: Decimal | None = None
+    # What winning the deal costs us (margin = amount − cost), in `currency`.
+    cost: Decimal | None = None
+    # The lead a deal came from (lead → customer conversion).
+    lead_id: Ident | None = None
     currency: Currency | None = None
     channel: Channel | None = None
     direction: Direction | None = None
@@ -80,6 +87,9 @@ REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
     "message": ("direction",),
     "rating": ("rating",),
     "payment": ("amount", "currency"),
+    "invoice": ("amount", "currency"),
+    "lead_stage_changed": ("entity_id", "stage_to"),
+    "marketing_cost": ("amount", "currency", "source_channel"),
 }
 
 
@@ -90,8 +100,10 @@ def semantic_problems(event: CrmEvent) -> list[tuple[str, str]]:
         for name in REQUIRED_BY_TYPE.get(event.type, ())
         if getattr(event, name) is None
     ]
-    if event.amount is not None and not (event.amount.is_finite() and event.amount >= 0):
-        problems.append(("amount", "must be a finite, non-negative decimal"))
+    for name in ("amount", "cost"):
+        value: Decimal | None = getattr(event, name)
+        if value is not None and not (value.is_finite() and value >= 0):
+            problems.append((name, "must be a finite, non-negative decimal"))
     return problems
 
 
