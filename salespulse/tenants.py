@@ -124,31 +124,61 @@ class Labels(_Frozen):
     max_values: int = Field(default=200, ge=1)
 
 
-class Bitrix24Source(_Frozen):
+class CrmSource(_Frozen):
+    """What every CRM source may set besides its secrets."""
+
+    # CRM stage id → the stage id KPIs use (and `pipelines` lists), e.g. {"C1:WON": won}.
+    stage_map: dict[str, str] = Field(default_factory=dict)
+    # CRM pipeline / funnel id → pipeline name, e.g. {"5389528": sales}.
+    pipeline_map: dict[str, str] = Field(default_factory=dict)
+    # Zone of the CRM's local-time strings (amoCRM note dates, Bitrix24 dates without an
+    # offset). Default: the tenant's timezone; for Pipedrive: UTC, its API's zone.
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> CrmSource:
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        return self
+
+
+class Bitrix24Source(CrmSource):
+    # Shown when the outgoing webhook is made (apps: received in ONAPPINSTALL).
     application_token: Secret
     # The inbound REST webhook URL (https://<portal>/rest/<user>/<key>/) for enrichment.
     rest_url: Secret | None = None
-    stage_map: dict[str, str] = Field(default_factory=dict)
+    # When set, a webhook must name this portal in auth[member_id] / auth[domain].
+    member_id: str | None = None
+    domain: str | None = None
 
 
-class AmoCrmSource(_Frozen):
+class AmoCrmSource(CrmSource):
     # amoCRM signs nothing: a secret path segment authenticates the sender.
     url_secret: Secret
     account_id: int
-    stage_map: dict[str, str] = Field(default_factory=dict)
+    # The account's one currency (webhooks carry none); default: the tenant's currency.
+    currency: CurrencyCode | None = None
 
 
-class HubSpotSource(_Frozen):
+class HubSpotSource(CrmSource):
+    # The app's client secret: the key of X-HubSpot-Signature-v3.
     client_secret: Secret
+    # A private-app or OAuth token with crm.objects.deals.read, for enrichment.
     access_token: Secret | None = None
     api_base: str = "https://api.hubapi.com"
-    stage_map: dict[str, str] = Field(default_factory=dict)
+    # When set, every event must carry this portalId.
+    portal_id: int | None = None
 
 
-class PipedriveSource(_Frozen):
+class PipedriveSource(CrmSource):
+    # The webhook's http_auth_user / http_auth_password.
     username: str
     password: Secret
-    stage_map: dict[str, str] = Field(default_factory=dict)
+    # When set, every webhook must carry this company_id.
+    company_id: int | None = None
 
 
 class CrmSources(_Frozen):
