@@ -71,6 +71,15 @@ class KafkaPublisher:
         ]
         await self._send_all(self._dlq_topic, [(key, raw, headers)])
 
+    async def publish_records(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        """(topic, key, value) records, on one or more topics, all acknowledged before it
+        returns: a CRM webhook's canonical events and its enrichment requests."""
+        by_topic: dict[str, list[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]]] = {}
+        for topic, key, value in records:
+            by_topic.setdefault(topic, []).append((key, value, None))
+        for topic, topic_records in by_topic.items():
+            await self._send_all(topic, topic_records)
+
     async def stop(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None

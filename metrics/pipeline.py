@@ -21,6 +21,26 @@ REJECT_REASONS: Final = (
 DEAD_LETTER_REASONS: Final = (*REJECT_REASONS, "undecodable_record")
 # Event-to-KPI latency: from the ingest's received_at to the Redis write, seconds.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# The CRM webhooks (handlers/webhooks.py) and their REST enrichment (streams/enrichment.py).
+WEBHOOK_CRMS: Final = ("bitrix24", "amocrm", "hubspot", "pipedrive")
+ENRICHED_CRMS: Final = ("bitrix24", "hubspot")
+WEBHOOK_REJECT_REASONS: Final = (
+    "malformed_payload",
+    "unsupported_payload",
+    "body_too_large",
+    "unsupported_media_type",
+)
+ENRICHMENT_OUTCOMES: Final = ("events", "no_change", "dead_lettered")
+ENRICHMENT_DEAD_LETTER_REASONS: Final = (
+    "record_not_found",
+    "rest_rejected",
+    "rest_auth_failed",
+    "rest_unavailable",
+    "not_configured",
+    "unsupported_record",
+    "undecodable_record",
+)
+REST_OUTCOMES: Final = ("ok", "retried", "failed")
 
 
 class PipelineMetrics:
@@ -74,6 +94,76 @@ class PipelineMetrics:
             self.payloads_rejected.labels(reason=reason)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason=reason)
+
+        self.webhooks_received = Counter(
+            "salespulse_webhooks_received",
+            "CRM webhook requests received, by CRM.",
+            ["crm"],
+            registry=registry,
+        )
+        self.webhooks_unauthorized = Counter(
+            "salespulse_webhooks_unauthorized",
+            "CRM webhook requests answered 401 (unknown tenant or failed sender check).",
+            ["crm"],
+            registry=registry,
+        )
+        self.webhooks_rejected = Counter(
+            "salespulse_webhooks_rejected",
+            "CRM webhook bodies answered 4xx and dead-lettered, by CRM and reason.",
+            ["crm", "reason"],
+            registry=registry,
+        )
+        self.webhooks_ignored = Counter(
+            "salespulse_webhooks_ignored",
+            "CRM webhook items of a kind SalesPulse does not use (answered 2xx).",
+            ["crm"],
+            registry=registry,
+        )
+        self.webhook_events = Counter(
+            "salespulse_webhook_events",
+            "Canonical events published straight from CRM webhooks, by CRM.",
+            ["crm"],
+            registry=registry,
+        )
+        self.webhook_enrichment_queued = Counter(
+            "salespulse_webhook_enrichment_queued",
+            "CRM webhook items queued for REST enrichment on the raw topic, by CRM.",
+            ["crm"],
+            registry=registry,
+        )
+        self.enrichment_requests = Counter(
+            "salespulse_enrichment_requests",
+            "Enrichment requests done, by CRM and outcome.",
+            ["crm", "outcome"],
+            registry=registry,
+        )
+        self.enrichment_dead_letters = Counter(
+            "salespulse_enrichment_dead_letters",
+            "Enrichment requests written to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.enrichment_rest_calls = Counter(
+            "salespulse_enrichment_rest_calls",
+            "CRM REST calls by the enrichment, by CRM and outcome (retried: transient error).",
+            ["crm", "outcome"],
+            registry=registry,
+        )
+        for crm in WEBHOOK_CRMS:
+            self.webhooks_received.labels(crm=crm)
+            self.webhooks_unauthorized.labels(crm=crm)
+            self.webhooks_ignored.labels(crm=crm)
+            self.webhook_events.labels(crm=crm)
+            for reason in WEBHOOK_REJECT_REASONS:
+                self.webhooks_rejected.labels(crm=crm, reason=reason)
+        for crm in ENRICHED_CRMS:
+            self.webhook_enrichment_queued.labels(crm=crm)
+            for outcome in ENRICHMENT_OUTCOMES:
+                self.enrichment_requests.labels(crm=crm, outcome=outcome)
+            for outcome in REST_OUTCOMES:
+                self.enrichment_rest_calls.labels(crm=crm, outcome=outcome)
+        for reason in ENRICHMENT_DEAD_LETTER_REASONS:
+            self.enrichment_dead_letters.labels(reason=reason)
 
     def observe_latencies(self, received_at: Iterable[float], applied_at: float) -> None:
         observe = self.event_to_kpi_latency.observe

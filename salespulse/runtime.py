@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from handlers.http_ingest import IngestHandler
 from handlers.publisher import EventPublisher, KafkaPublisher
+from handlers.webhooks import build_webhooks
 from metrics.http import metrics_routes
 from metrics.kpi_collector import KpiCollector
 from metrics.pipeline import PipelineMetrics
@@ -28,6 +29,7 @@ from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
 from salespulse.tenants import TenantDirectory
 from streams.app import create_app
+from streams.enrichment import build_enrichment_service
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
 from streams.topics import TopicSpec, ensure_topics
@@ -108,11 +110,15 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     if Role.INGEST in roles:
         ingest = IngestHandler(publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes)
         routes += ingest.routes()
+        routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
     if Role.WORKER in roles:
         async_redis = aioredis.Redis.from_url(redis_url)
         closers.append(async_redis.aclose)
         consumer = build_kpi_consumer(settings, tenants, async_redis, publisher, pipeline_metrics)
         services.append(consumer)
+        services.append(
+            build_enrichment_service(settings, tenants, async_redis, publisher, pipeline_metrics)
+        )
     if Role.EXPORTER in roles:
         sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         registry.register(KpiCollector(sync_redis, keys, tenants.zone_for))
@@ -133,6 +139,7 @@ def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
     """The topics SalesPulse creates when missing, with the configs it relies on."""
     return {
         settings.events_topic: settings.topic_partitions,
+        settings.raw_topic: settings.topic_partitions,
         settings.dlq_topic: (DLQ_PARTITIONS, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
     }
 

@@ -57,6 +57,34 @@ class Settings(BaseSettings):
     # Zone of tenants the tenants file does not list.
     default_timezone: str = "UTC"
 
+    # CRM webhooks (handlers/webhooks.py) and their REST enrichment (streams/enrichment.py).
+    # Bitrix24 deal/lead/activity and HubSpot deal webhooks are queued here for enrichment.
+    raw_topic: str = "crm.raw"
+    enrichment_group: str = "salespulse-enrich"
+    # The public base URL the CRMs call (https://hooks.example.com), if a proxy rewrites
+    # scheme or host: HubSpot signs the URL it called.
+    webhook_public_url: str | None = None
+    # amoCRM counts an answer slower than 2 s as failed (and switches the hook off).
+    amocrm_answer_deadline_s: float = Field(default=1.5, gt=0, lt=2)
+    enrichment_http_timeout_s: float = Field(default=10.0, gt=0)
+    # Transient REST errors (5xx, timeouts, rate limits) are retried this often, backing
+    # off from the first delay, doubling, up to the cap; then the request is dead-lettered.
+    enrichment_max_attempts: int = Field(default=6, ge=1)
+    enrichment_backoff_s: float = Field(default=0.5, gt=0)
+    enrichment_backoff_max_s: float = Field(default=30.0, gt=0)
+    # REST pace per portal: Bitrix24 allows about 2 requests/s; HubSpot 100 per 10 s.
+    bitrix24_rate_per_s: float = Field(default=2.0, gt=0)
+    bitrix24_burst: int = Field(default=2, ge=1)
+    hubspot_rate_per_s: float = Field(default=10.0, gt=0)
+    hubspot_burst: int = Field(default=10, ge=1)
+    # Stage dictionaries (Bitrix24 crm.status.list, HubSpot pipelines) are cached this long.
+    crm_dictionary_ttl_s: float = Field(default=600.0, gt=0)
+    # How long a deal's last known stage is kept (for stage_from and change detection).
+    crm_state_retention_days: int = Field(default=400, ge=1)
+    # A deal or lead first seen through an update counts as created if younger than this
+    # (Bitrix24 never retries a lost "add"); keep it below the worker's lateness limit.
+    enrichment_backfill_days: int = Field(default=30, ge=0)
+
     log_level: str = "INFO"
 
     @field_validator("default_timezone")

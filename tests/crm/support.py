@@ -43,18 +43,19 @@ def payload_json(name: str) -> Any:
 
 def tenants(
     *,
-    b24_rest_url: str | None = None,
+    b24_rest: bool = False,
     hubspot_api: str = "https://api.hubapi.com",
     **extra: Any,
 ) -> TenantDirectory:
-    """Tenant `acme` with all four CRMs; secrets by environment variable (see SECRET_ENV)."""
+    """Tenant `acme` with all four CRMs; secrets by environment variable (see SECRET_ENV;
+    ``b24_rest``: the REST URL too, from ACME_B24_REST)."""
     bitrix24: dict[str, Any] = {
         "application_token": {"env": "ACME_B24_TOKEN"},
         "member_id": B24_MEMBER,
         "pipeline_map": {"1": "sales"},
         "stage_map": {"C1:WON": "won"},
     }
-    if b24_rest_url is not None:
+    if b24_rest:
         bitrix24["rest_url"] = {"env": "ACME_B24_REST"}
     config: dict[str, Any] = {
         "timezone": "Europe/Moscow",

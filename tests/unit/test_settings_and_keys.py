@@ -75,4 +75,6 @@ def test_pipeline_series_exist_from_the_start_and_their_count_is_pinned() -> Non
     assert {s.labels["reason"] for s in dead} == set(DEAD_LETTER_REASONS)
     # 5 plain counters + 5 reject reasons + 6 dead-letter reasons + histogram (14+1 buckets,
     # _sum, _count): a change here changes dashboards and alert rules too.
-    assert len(samples) == 5 + 5 + 6 + 15 + 2
+    # CRM webhooks: 4 CRMs x (received, unauthorized, ignored, events, 4 reject reasons)
+    # + 2 enriched CRMs x (queued, 3 outcomes, 3 REST outcomes) + 7 enrichment dead letters.
+    assert len(samples) == 5 + 5 + 6 + 15 + 2 + 4 * 8 + 2 * 7 + 7
