@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,7 +37,13 @@ from salespulse.events import CrmEvent
 from salespulse.settings import Settings
 from salespulse.tenants import Bitrix24Source, HubSpotSource, TenantDirectory, TenantsFileError
 from streams.crm_rest.bitrix24 import Bitrix24Client
-from streams.crm_rest.http import PermanentRestError, RateLimiter, RestError, RetryPolicy
+from streams.crm_rest.http import (
+    PermanentRestError,
+    RateLimiter,
+    RestError,
+    RetryPolicy,
+    TransientRestError,
+)
 from streams.crm_rest.hubspot import HubSpotClient
 from streams.crm_state import CrmStateStore
 
@@ -58,6 +65,9 @@ class EnrichmentOptions:
     dictionary_ttl_s: float = 600.0
     # A record first seen through an update counts as created if it is younger than this.
     backfill_days: int = 30
+    # After a portal exhausted its retries, its next requests are dead-lettered at once
+    # for this long instead of each being retried in full.
+    outage_hold_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,7 @@ class Enricher:
         self._publisher = publisher
         self._metrics = metrics
         self._options = options
+        self._outage_until: dict[str, float] = {}
         calls = metrics.enrichment_rest_calls
         self.bitrix24 = Bitrix24Client(
             session,
@@ -142,12 +153,21 @@ class Enricher:
     async def enrich(self, request: EnrichmentRequest) -> tuple[list[CrmEvent], list[StateWrite]]:
         config = self._tenants.get(request.tenant)
         ctx = context_for(request.crm, request.tenant, config, request.received_at)
+        portal = f"{request.crm}:{request.account}"
+        # A portal that just exhausted its retries is not retried again for every queued
+        # request (that would hold the batch for minutes): its requests go to the
+        # dead-letter topic at once, ready for a replay, until the hold is over.
+        if time.monotonic() < self._outage_until.get(portal, 0.0):
+            raise TransientRestError(f"{portal} was unavailable moments ago; not retried")
         try:
             if request.crm == "bitrix24":
                 return await self._bitrix24(request, config.crm.bitrix24, ctx)
             return await self._hubspot(request, config.crm.hubspot, ctx)
         except TenantsFileError as exc:
             raise PermanentRestError(str(exc), reason="not_configured") from None
+        except TransientRestError:
+            self._outage_until[portal] = time.monotonic() + self._options.outage_hold_s
+            raise
 
     async def _bitrix24(
         self, request: EnrichmentRequest, source: Bitrix24Source | None, ctx: Context
@@ -265,7 +285,7 @@ class CrmEnrichmentService(Service):
         group: str,
         session_timeout_s: float,
         build_enricher: Callable[[aiohttp.ClientSession], Enricher],
-        max_records: int = 100,
+        max_records: int = 20,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -281,6 +301,8 @@ class CrmEnrichmentService(Service):
             "session_timeout_ms": session_ms,
             "heartbeat_interval_ms": max(100, session_ms // 5),
             "rebalance_timeout_ms": session_ms,
+            # A batch waits for REST calls (paced, retried): allow it minutes, not seconds.
+            "max_poll_interval_ms": 15 * 60 * 1000,
         }
         self._kafka: AIOKafkaConsumer | None = None
         self._session: aiohttp.ClientSession | None = None

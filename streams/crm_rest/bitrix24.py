@@ -132,7 +132,8 @@ class Bitrix24Client:
                     raw = await response.read()
                     status = response.status
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransientRestError(f"{method}: {exc!r}") from None
+                # The class only: a URL in the message may hold the webhook key.
+                raise TransientRestError(f"{method}: {type(exc).__name__}") from None
             body = _json(raw)
             if status == 200 and isinstance(body, dict) and "result" in body:
                 self._on_call("ok")

@@ -92,7 +92,8 @@ class HubSpotClient:
                     status = response.status
                     wait = retry_after(response.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransientRestError(f"GET {path}: {exc!r}") from None
+                # The class only: a URL in the message may hold the webhook key.
+                raise TransientRestError(f"GET {path}: {type(exc).__name__}") from None
             if status == 200:
                 self._on_call("ok")
                 return _json(raw)

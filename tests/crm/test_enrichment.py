@@ -272,6 +272,18 @@ async def test_requests_that_cannot_succeed_are_dead_lettered_with_the_reason(
     assert stage.count("enrichment_requests", crm="bitrix24", outcome="dead_lettered") == 1
 
 
+async def test_a_portal_that_just_failed_is_not_retried_for_every_queued_request(
+    stage: Stage,
+) -> None:
+    stage.bitrix.then("crm.deal.get", *[Answer(503, {"error": "OVERLOAD_LIMIT"})] * 3)
+    assert await stage.handle(b24()) == "dead_lettered"
+    calls = len(stage.bitrix.calls)
+    assert await stage.handle(b24("ONCRMDEALADD")) == "dead_lettered"
+    assert len(stage.bitrix.calls) == calls
+    dead = await read_topic(stage.bootstrap, stage.settings.dlq_topic, 2)
+    assert [dict(d.headers)["reason"] for d in dead] == [b"rest_unavailable"] * 2
+
+
 async def test_an_undecodable_raw_record_is_dead_lettered(stage: Stage) -> None:
     assert await stage.handle(b'{"v": 1, "crm": "zoho"}') == "dead_lettered"
     _, headers = await stage.dead()
