@@ -21,6 +21,7 @@ from salespulse.errors import BrokerUnavailableError, InvalidEventError
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
+BACKFILL_HEADER = "X-SalesPulse-Backfill"
 # An oversized body is kept on the dead-letter topic only up to this many bytes: a record
 # must fit the broker's message size limit (1 MB by default).
 DEAD_LETTER_PREFIX_BYTES = 256 * 1024
@@ -49,9 +50,12 @@ class IngestHandler:
     async def post_events(self, request: web.Request) -> web.Response:
         received_at = datetime.now(UTC)
         body, too_large = await self._read_limited(request)
+        # A backfill (salespulse replay) keeps each event's own received_at: history is
+        # not "late" because it is replayed today (docs/kpi-semantics.md, lateness).
+        backfill = request.headers.get(BACKFILL_HEADER, "").lower() == "true"
         try:
             self._check_envelope(request, too_large=too_large)
-            events = parse_events(body, received_at)
+            events = parse_events(body, None if backfill else received_at)
         except InvalidEventError as exc:
             return await self._reject(body, exc)
         try:

@@ -16,8 +16,11 @@ _MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
 _PATH_PART = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def parse_events(body: bytes, received_at: datetime) -> list[CrmEvent]:
+def parse_events(body: bytes, received_at: datetime | None) -> list[CrmEvent]:
     """Decode one event or a JSON array of them; all or nothing.
+
+    ``received_at`` stamps every event; None keeps what each event carries (a backfill
+    of recorded history, whose lateness counts from its original receipt).
 
     Raises InvalidEventError with reason ``malformed_json``, ``invalid_event`` or
     ``empty_batch``; each problem names the array index (if any), the field and what is wrong.
@@ -40,6 +43,8 @@ def parse_events(body: bytes, received_at: datetime) -> list[CrmEvent]:
             problems.append(problem)
     if problems:
         raise InvalidEventError("invalid_event", problems)
+    if received_at is None:
+        return events
     return [msgspec.structs.replace(event, received_at=received_at) for event in events]
 
 

@@ -1,102 +1,64 @@
 """KPI metrics read from Redis at scrape time (a custom collector, no state of its own).
 
-All-time KPIs are counters (``salespulse_calls_total``); calendar windows are gauges with
-a ``window`` label (``salespulse_window_calls{window="today"}``), because a window's value
-falls back to zero when the window rolls over. ``today`` is the tenant's own calendar day.
+Every KPI is a gauge with a ``window`` label (a window's value can fall: it rolls over,
+and a reopened deal leaves the won count). Families:
+
+    salespulse_<kpi>{tenant, window, ...}              tenant totals, every window
+    salespulse_<kpi>_by_team{tenant, window, team}     today / week / month
+    salespulse_<kpi>_by_manager{..., manager}          today / month, if per_manager
+
+Manager labels are capped per tenant (tenants file ``labels.max_values``): the most
+active managers keep their own series, the rest are pooled as ``manager="other"``.
+No entity ids or client data are ever labels.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from collections.abc import Iterator
 
-import redis
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from salespulse.kpi_keys import DURATION_SCALE, MONEY_SCALE, KpiKeys, decode_field
+from metrics.kpi_reader import Groups, KpiReader, group_components
+from metrics.kpi_view import Kpi, present
+from salespulse.tenants import TenantDirectory
+from streams.kpi_catalogue import WINDOWS
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class KpiSeries:
-    field: str  # first element of the Redis field
-    name: str  # metric name without salespulse_ prefix and _total suffix
-    help: str
-    dimensions: tuple[str, ...]  # labels after tenant, in field order
-    scale: int = 1
-
-
-CATALOGUE: tuple[KpiSeries, ...] = (
-    KpiSeries(
-        "calls", "calls", "Calls by direction and outcome.", ("manager", "direction", "outcome")
-    ),
-    KpiSeries(
-        "talk_time_ms",
-        "call_talk_time_seconds",
-        "Talk time of answered calls.",
-        ("manager",),
-        DURATION_SCALE,
-    ),
-    KpiSeries(
-        "messages",
-        "messages",
-        "Chat, e-mail and messenger messages by direction (bot and auto-replies excluded).",
-        ("manager", "direction"),
-    ),
-    KpiSeries("leads_created", "leads_created", "New leads.", ("manager",)),
-    KpiSeries("deals_created", "deals_created", "New deals.", ("manager",)),
-    KpiSeries("deals_won", "deals_won", "Deals that entered a won stage.", ("manager",)),
-    KpiSeries(
-        "revenue",
-        "revenue",
-        "Amount of won deals, in the deal's currency.",
-        ("manager", "currency"),
-        MONEY_SCALE,
-    ),
-    KpiSeries(
-        "stage_entries",
-        "stage_entries",
-        "Deals entering each pipeline stage.",
-        ("manager", "pipeline", "stage"),
-    ),
-)
-_BY_FIELD = {series.field: series for series in CATALOGUE}
-WINDOWS = ("today",)
+GROUP_WINDOWS = {"team": ("today", "week", "month"), "manager": ("today", "month")}
+# What is shown per team and per manager: activity, results and plan.
+GROUP_KPIS = frozenset({
+    "calls", "calls_answered", "calls_missed", "talk_time_seconds", "meetings",
+    "messages_in", "messages_out", "leads_created", "deals_created", "won", "lost",
+    "revenue", "average_check", "win_rate", "plan_target", "plan_pace", "plan_attainment",
+    "plan_attainment_vs_pace",
+})  # fmt: skip
+OTHER = "other"
+_HELP = "SalesPulse KPI, see docs/kpi-semantics.md: {name}"
+# family name → (family, its label names in order)
+Families = dict[str, tuple[GaugeMetricFamily, list[str]]]
 
 
 class KpiCollector(Collector):
-    """Reads every tenant's KPI hashes in one pipelined round trip per scrape."""
+    """Reads every tenant's KPIs through the KpiReader on each scrape."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        keys: KpiKeys,
-        zone_for: Callable[[str], ZoneInfo],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._client = client
-        self._keys = keys
-        self._zone_for = zone_for
-        self._clock = clock
+    def __init__(self, reader: KpiReader, tenants: TenantDirectory) -> None:
+        self._reader = reader
+        self._tenants = tenants
 
     def describe(self) -> Iterator[Metric]:
-        # Describing without samples keeps registration from touching Redis.
-        totals, windows = self._families()
-        yield from totals.values()
-        yield from windows.values()
+        # Describing only the health gauge keeps registration from touching Redis.
         yield GaugeMetricFamily("salespulse_kpi_store_up", "1 if Redis answered this scrape.")
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("salespulse_kpi_store_up", "1 if Redis answered this scrape.")
+        families: Families = {}
         try:
-            snapshot = self._read()
+            for tenant in self._reader.tenants():
+                self._collect_tenant(tenant, families)
         except RedisError as exc:
             logger.warning("KPI store unreachable during scrape: %r", exc)
             up.add_metric([], 0)
@@ -104,63 +66,68 @@ class KpiCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        totals, windows = self._families()
-        for tenant, all_time, by_window in snapshot:
-            _add_samples(totals, tenant, all_time, window=None)
-            for window, values in by_window.items():
-                _add_samples(windows, tenant, values, window=window)
-        yield from totals.values()
-        yield from windows.values()
+        yield from (family for family, _ in families.values())
 
-    def _read(self) -> list[tuple[str, dict[bytes, bytes], dict[str, dict[bytes, bytes]]]]:
-        members = self._client.smembers(self._keys.tenants)
-        tenants = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
-        now = self._clock()
-        pipe = self._client.pipeline(transaction=False)
-        for tenant in tenants:
-            pipe.hgetall(self._keys.all_time(tenant))
-            today = datetime.fromtimestamp(now, self._zone_for(tenant)).date().isoformat()
-            pipe.hgetall(self._keys.day(tenant, today))
-        replies = pipe.execute()
-        return [
-            (tenant, replies[2 * i], {"today": replies[2 * i + 1]})
-            for i, tenant in enumerate(tenants)
-        ]
-
-    @staticmethod
-    def _families() -> tuple[dict[str, CounterMetricFamily], dict[str, GaugeMetricFamily]]:
-        totals = {
-            s.field: CounterMetricFamily(
-                f"salespulse_{s.name}",
-                f"{s.help} All time, event time.",
-                labels=("tenant", *s.dimensions),
+    def _collect_tenant(self, tenant: str, families: Families) -> None:
+        config = self._tenants.get(tenant)
+        now = self._reader.now()
+        for window in WINDOWS:
+            snapshot = self._reader.snapshot(tenant, window, None, now)
+            kpis = present(
+                snapshot.groups["total"],
+                config,
+                window,
+                now,
+                revenue_by_source=snapshot.revenue_by_source,
             )
-            for s in CATALOGUE
-        }
-        windows = {
-            s.field: GaugeMetricFamily(
-                f"salespulse_window_{s.name}",
-                f"{s.help} Within the calendar window.",
-                labels=("tenant", *s.dimensions, "window"),
-            )
-            for s in CATALOGUE
-        }
-        return totals, windows
+            _add(families, "", kpis, {"tenant": tenant, "window": window})
+        for dimension, windows in GROUP_WINDOWS.items():
+            if dimension == "manager" and not config.labels.per_manager:
+                continue
+            for window in windows:
+                groups = group_components(self._reader.raw(tenant, window, now), dimension)
+                del groups["total"]
+                if dimension == "manager":
+                    groups = _cap(groups, config.labels.max_values)
+                kind = "managers" if dimension == "manager" else "teams"
+                for name, group in sorted(groups.items()):
+                    kpis = [
+                        k
+                        for k in present(group, config, window, now, target=(kind, name))
+                        if k.name in GROUP_KPIS
+                    ]
+                    labels = {"tenant": tenant, "window": window, dimension: name}
+                    _add(families, f"_by_{dimension}", kpis, labels)
 
 
-def _add_samples(
-    families: dict[str, CounterMetricFamily] | dict[str, GaugeMetricFamily],
-    tenant: str,
-    values: dict[bytes, bytes],
-    *,
-    window: str | None,
-) -> None:
-    for raw_field, raw_value in values.items():
-        parts = decode_field(raw_field)
-        series = _BY_FIELD.get(parts[0])
-        if series is None or len(parts) != len(series.dimensions) + 1:
-            continue  # written by a newer version; not ours to expose
-        labels: Sequence[str] = (tenant, *parts[1:])
-        if window is not None:
-            labels = (*labels, window)
-        families[series.field].add_metric(list(labels), int(raw_value) / series.scale)
+def _cap(groups: Groups, limit: int) -> Groups:
+    """Keep the `limit` most active groups; pool the rest (sums only) as `other`."""
+    if len(groups) <= limit:
+        return groups
+
+    def activity(item: tuple[str, dict[str, int]]) -> tuple[int, int, int, str]:
+        name, group = item
+        return (-group.get("won", 0), -group.get("calls", 0), -group.get("revenue", 0), name)
+
+    ranked = sorted(groups.items(), key=activity)
+    kept = dict(ranked[: limit - 1])
+    pooled: dict[str, int] = {}
+    for _, group in ranked[limit - 1 :]:
+        for component, amount in group.items():
+            if not component.endswith("_p90_s"):  # a percentile does not add up
+                pooled[component] = pooled.get(component, 0) + amount
+    kept[OTHER] = pooled
+    return kept
+
+
+def _add(families: Families, suffix: str, kpis: list[Kpi], base: dict[str, str]) -> None:
+    for kpi in kpis:
+        if kpi.value is None:
+            continue
+        labels = {**base, **dict(kpi.labels)}
+        name = f"salespulse_{kpi.name}{suffix}"
+        entry = families.get(name)
+        if entry is None:
+            family = GaugeMetricFamily(name, _HELP.format(name=kpi.name), labels=list(labels))
+            entry = families[name] = (family, list(labels))
+        entry[0].add_metric([labels[key] for key in entry[1]], kpi.value)

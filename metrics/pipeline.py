@@ -18,7 +18,7 @@ REJECT_REASONS: Final = (
     "body_too_large",
     "unsupported_media_type",
 )
-DEAD_LETTER_REASONS: Final = (*REJECT_REASONS, "undecodable_record")
+DEAD_LETTER_REASONS: Final = (*REJECT_REASONS, "undecodable_record", "too_late")
 # Event-to-KPI latency: from the ingest's received_at to the Redis write, seconds.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 # The CRM webhooks (handlers/webhooks.py) and their REST enrichment (streams/enrichment.py).
@@ -72,6 +72,11 @@ class PipelineMetrics:
         self.duplicates_dropped = Counter(
             "salespulse_worker_duplicates_dropped",
             "Events not counted because their event_id was counted before.",
+            registry=registry,
+        )
+        self.events_too_late = Counter(
+            "salespulse_worker_events_too_late",
+            "Events received later than the lateness limit after they happened; dead-lettered.",
             registry=registry,
         )
         self.batches_applied = Counter(

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import aiohttp
+import msgspec
 from pydantic import ValidationError
 
+from salespulse.datasets import CONVERTERS
 from salespulse.errors import EmbeddedServiceError
 from salespulse.settings import Settings
 from salespulse.tenants import TenantsFileError
@@ -34,6 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--demo", action="store_true", help="also post realistic demo traffic to the ingest"
         )
+    replay = commands.add_parser(
+        "replay", help="send a JSON-lines history through the running pipeline"
+    )
+    replay.add_argument("file", type=Path, help="canonical events or recorded webhooks, one a line")
+    replay.add_argument("--url", default="http://127.0.0.1:8080", help="the ingest's base URL")
+    dataset = commands.add_parser(
+        "dataset", help="convert a public CRM data set into canonical events (JSON lines)"
+    )
+    dataset.add_argument("name", choices=sorted(CONVERTERS))
+    dataset.add_argument("directory", type=Path, help="the data set's folder")
+    dataset.add_argument("--tenant", help="tenant id for the events (default: the data set's)")
+    dataset.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     bench = commands.add_parser("bench", help="measure throughput and latency, print a table")
     bench.add_argument("--events", type=int, default=200_000, help="events for the pipeline")
     bench.add_argument(
@@ -54,10 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        if args.command == "replay":
+            return _replay(args.file, args.url)
+        if args.command == "dataset":
+            return _dataset(args.name, args.directory, args.tenant, args.output)
         if args.command == "bench":
             from salespulse.bench import run_benchmark
 
-            return run_benchmark(settings, args.events, args.naive_events, args.partitions)
+            try:
+                return run_benchmark(settings, args.events, args.naive_events, args.partitions)
+            except KeyboardInterrupt:
+                print("salespulse bench: interrupted", file=sys.stderr)
+                return 130
         from salespulse.launcher import serve
 
         roles = None if args.command == "run" else [args.command]
@@ -71,6 +96,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"salespulse: {exc}", file=sys.stderr)
         return 1
     return status
+
+
+def _replay(path: Path, url: str) -> int:
+    from salespulse.replay import replay
+
+    if not path.is_file():
+        print(f"salespulse replay: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        summary = asyncio.run(replay(path, url))
+    except aiohttp.ClientError as exc:
+        print(f"salespulse replay: cannot reach the ingest at {url}: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 1 if summary.rejected else 0
+
+
+def _dataset(name: str, directory: Path, tenant: str | None, output: Path | None) -> int:
+    convert = CONVERTERS[name]
+    try:
+        events = convert(directory, tenant) if tenant else convert(directory)
+        encoder = msgspec.json.Encoder()
+        with output.open("wb") if output else contextlib.nullcontext(sys.stdout.buffer) as out:
+            count = 0
+            for event in events:
+                out.write(encoder.encode(event) + b"\n")
+                count += 1
+    except FileNotFoundError as exc:
+        print(f"salespulse dataset: {exc.filename}: not found", file=sys.stderr)
+        return 2
+    print(f"salespulse dataset: {count:,} events", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

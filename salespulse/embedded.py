@@ -57,6 +57,9 @@ class LocalProcess:
                 stdin=subprocess.DEVNULL,
                 cwd=workdir,
                 preexec_fn=_die_with_parent,  # only sets the death signal: safe before exec
+                # Its own session: Ctrl-C in the terminal reaches only us, so clients close
+                # before the servers go (the death signal still stops them with us).
+                start_new_session=True,
             )
 
     @property

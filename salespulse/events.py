@@ -57,7 +57,7 @@ class CrmEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     stage_to: Ident | None = None
     stage_kind: StageKind | None = None
     amount: Decimal | None = None
-    # What winning the deal costs us (margin = amount − cost), in `currency`.
+    # What winning the deal costs us (margin = amount - cost), in `currency`.
     cost: Decimal | None = None
     # The lead a deal came from (lead → customer conversion).
     lead_id: Ident | None = None

@@ -1,14 +1,19 @@
 """Redis key layout of the KPI store, shared by its writer (streams) and reader (metrics).
 
-    {p}tenants                    SET   tenants that have any KPI
-    {p}kpi:{tenant}:all           HASH  field → all-time integer counter
-    {p}kpi:{tenant}:day:{date}    HASH  field → counter for one calendar day (tenant's zone)
-    {p}seen:{tenant}:{date}       SET   event ids already counted, by event day
-    {p}offsets:{group}            HASH  "topic:partition" → last offset applied to Redis
+    {p}tenants                          SET   tenants that have any KPI
+    {p}kpi:{tenant}:{gran}:{bucket}     HASH  field → integer; gran m|h|d|w|mo|all
+                                              (streams/buckets.py names the buckets)
+    {p}ent:{tenant}:{kind}:{id}         HASH  v → version, s → state JSON (deal, lead)
+    {p}open:{tenant}:{pipeline}\\x1f{stage}  ZSET deal id → since (µs): open deals by stage
+    {p}openkeys:{tenant}                SET   the open:* keys in use
+    {p}won:{tenant}                     HASH  deal id → won record JSON (client KPIs)
+    {p}seen:{tenant}:{date}             SET   event ids already counted, by event day
+    {p}offsets:{group}                  HASH  "topic:partition" → last offset applied
 
-A field is a KPI name plus its dimensions, stored as a JSON array so that no id can
-break the encoding: ``["calls","m-7","in","answered"]``. Counters are integers so that
-increments are exact: money in 1/10,000 of the currency unit, durations in milliseconds.
+A field is a component plus the four dimensions, stored as a JSON array so that no id
+can break the encoding: ``["calls:in:answered","m-7","north","none","website"]``.
+Counters are integers so that increments are exact: money in 1/10,000 of the tenant
+currency, durations in milliseconds.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ KpiField = tuple[str, ...]
 
 MONEY_SCALE = 10_000
 DURATION_SCALE = 1_000
+SEP = "\x1f"
 
 _field_encoder = msgspec.json.Encoder()
 _field_decoder = msgspec.json.Decoder(list[str])
@@ -42,11 +48,20 @@ class KpiKeys:
     def tenants(self) -> str:
         return f"{self.prefix}tenants"
 
-    def all_time(self, tenant: str) -> str:
-        return f"{self.prefix}kpi:{tenant}:all"
+    def bucket(self, tenant: str, granularity: str, bucket: str) -> str:
+        return f"{self.prefix}kpi:{tenant}:{granularity}:{bucket}"
 
-    def day(self, tenant: str, day: str) -> str:
-        return f"{self.prefix}kpi:{tenant}:day:{day}"
+    def entity(self, tenant: str, kind: str, entity_id: str) -> str:
+        return f"{self.prefix}ent:{tenant}:{kind}:{entity_id}"
+
+    def open_stage(self, tenant: str, pipeline: str, stage: str) -> str:
+        return f"{self.prefix}open:{tenant}:{pipeline}{SEP}{stage}"
+
+    def open_keys(self, tenant: str) -> str:
+        return f"{self.prefix}openkeys:{tenant}"
+
+    def won(self, tenant: str) -> str:
+        return f"{self.prefix}won:{tenant}"
 
     def seen(self, tenant: str, day: str) -> str:
         return f"{self.prefix}seen:{tenant}:{day}"

@@ -16,12 +16,14 @@ from salespulse.demo import DemoTraffic
 from salespulse.embedded import free_port, start_broker, start_redis
 from salespulse.runtime import Role, build_runtime
 from salespulse.settings import Settings
+from salespulse.tuning import tune_gc
 
 logger = logging.getLogger(__name__)
 
 # faust/mode narrate every start, stop and rebalance step at INFO; the root logger stays at
 # WARNING for them and our own packages log at the configured level.
 _OUR_LOGGERS = ("salespulse", "handlers", "streams", "metrics")
+DEMO_TENANTS = Path(__file__).with_name("demo_tenants.yaml")
 
 
 def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False) -> int:
@@ -43,6 +45,8 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
             if "http_port" not in settings.model_fields_set and _port_busy(settings.http_port):
                 updates["http_port"] = free_port()
             updates.setdefault("data_dir", workdir / "data")
+        if demo and settings.tenants_file is None:
+            updates["tenants_file"] = DEMO_TENANTS
         settings = settings.model_copy(update=updates)
         (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
         runtime = build_runtime(settings, chosen)
@@ -75,6 +79,7 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
         )
         for name in _OUR_LOGGERS:
             logging.getLogger(name).setLevel(settings.log_level)
+        tune_gc()
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:

@@ -23,12 +23,15 @@ from handlers.http_ingest import IngestHandler
 from handlers.publisher import EventPublisher, KafkaPublisher
 from handlers.webhooks import build_webhooks
 from metrics.http import metrics_routes
+from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
+from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
 from salespulse.tenants import TenantDirectory
 from streams.app import create_app
+from streams.applier import KpiApplier
 from streams.enrichment import build_enrichment_service
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
@@ -121,7 +124,9 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         )
     if Role.EXPORTER in roles:
         sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
-        registry.register(KpiCollector(sync_redis, keys, tenants.zone_for))
+        reader = KpiReader(sync_redis, keys, tenants)
+        registry.register(KpiCollector(reader, tenants))
+        routes += kpi_routes(reader, tenants)
 
         async def close_sync_redis() -> None:
             sync_redis.close()
@@ -154,9 +159,10 @@ def build_kpi_consumer(
     """The KPI worker's consumer with its Redis sink, as every process role builds it."""
     if settings.kafka_bootstrap is None:
         raise ValueError("the KPI consumer needs kafka_bootstrap set")
+    keys = KpiKeys(settings.redis_key_prefix)
     sink = RedisKpiSink(
         redis_client,
-        KpiKeys(settings.redis_key_prefix),
+        keys,
         group=settings.consumer_group,
         dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
         day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
@@ -166,9 +172,10 @@ def build_kpi_consumer(
         topic=settings.events_topic,
         group=settings.consumer_group,
         sink=sink,
+        applier=KpiApplier(sink, tenants, keys),
         dead_letters=dead_letters,
         metrics=metrics,
-        zone_for=tenants.zone_for,
+        lateness_s=settings.lateness_days * _DAY_S,
         max_records=settings.batch_max_records,
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from salespulse.tenants import TenantDirectory, TenantsFile, load_tenants
@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Event ids are remembered per event day this long; a CRM retry older than this
     # would count again (the lateness limit of the KPI engine is below it).
     dedupe_retention_days: int = Field(default=40, ge=1)
+    # An event received more than this long after it happened is too late: dead-lettered
+    # and counted, never silently dropped (measured from received_at, so replays are fine).
+    lateness_days: int = Field(default=35, ge=1)
     # Per-day KPI buckets are kept this long for calendar windows and late events.
     day_bucket_retention_days: int = Field(default=400, ge=2)
 
@@ -92,6 +95,15 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         _zone(value, "SALESPULSE_DEFAULT_TIMEZONE")
         return value
+
+    @model_validator(mode="after")
+    def _dedupe_outlives_lateness(self) -> Settings:
+        if self.dedupe_retention_days <= self.lateness_days:
+            raise ValueError(
+                "SALESPULSE_DEDUPE_RETENTION_DAYS must exceed SALESPULSE_LATENESS_DAYS: "
+                "a CRM retry of an accepted late event would otherwise count twice"
+            )
+        return self
 
     def tenant_directory(self) -> TenantDirectory:
         """Load the tenants file (fails fast naming file, key and problem)."""

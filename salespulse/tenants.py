@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -226,10 +227,11 @@ class TenantConfig(_Frozen):
     def team_of(self, manager: str | None) -> str | None:
         if manager is None:
             return None
-        for team, members in self.teams.items():
-            if manager in members.managers:
-                return team
-        return None
+        return self._team_by_manager.get(manager)
+
+    @cached_property
+    def _team_by_manager(self) -> dict[str, str]:
+        return {m: team for team, members in self.teams.items() for m in members.managers}
 
 
 class TenantsFile(_Frozen):

@@ -1,71 +1,64 @@
-"""Pure KPI arithmetic: canonical events → integer increments per tenant, day and field.
+"""Pure KPI arithmetic of a batch: events + prior entity states → increments and writes.
 
-No I/O here. The batch consumer folds a whole Kafka batch with :func:`fold_batch` and the
-sink applies the result in one Redis round trip.
+No I/O. The applier loads the states of the batch's entities, calls :func:`fold_batch`,
+and writes the result in one atomic Redis call (streams/redis_sink.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
-from zoneinfo import ZoneInfo
+
+import msgspec
 
 from salespulse.events import CrmEvent
-from salespulse.kpi_keys import DURATION_SCALE, MONEY_SCALE, KpiField
+from salespulse.kpi_keys import KpiKeys, encode_field
+from salespulse.tenants import TenantConfig, TenantDirectory
+from streams.buckets import GRANULARITIES, US_PER_HOUR, US_PER_MINUTE, BucketNamer, to_us
+from streams.entities import (
+    DealState,
+    Dims,
+    LeadState,
+    deal_contributions,
+    dims_of,
+    join_deal,
+    join_lead,
+    lead_contributions,
+    money_units,
+    open_membership,
+    won_record,
+)
 
-UNASSIGNED = "unassigned"
-_MONEY_QUANTUM = Decimal(1)
+DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
+LEAD_TYPES = frozenset({"lead_created", "lead_stage_changed"})
+# (tenant, granularity, bucket, encoded field) → increment
+Increments = dict[tuple[str, str, str, bytes], int]
+# entity key → (version, state); version 0 = not stored yet
+States = dict[str, tuple[int, DealState | LeadState]]
+
+_deal_decoder = msgspec.json.Decoder(DealState)
+_lead_decoder = msgspec.json.Decoder(LeadState)
+_state_encoder = msgspec.json.Encoder()
 
 
-def event_day(event: CrmEvent, zone: ZoneInfo) -> str:
-    """The calendar day the event belongs to in the tenant's zone (ISO date)."""
-    return event.occurred_at.astimezone(zone).date().isoformat()
-
-
-def money_units(amount: Decimal) -> int:
-    """Amount in 1/10,000 units, rounded half-even so that sums stay exact integers."""
-    return int((amount * MONEY_SCALE).quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN))
-
-
-def kpi_increments(event: CrmEvent) -> list[tuple[KpiField, int]]:
-    """What one event adds to the counters; the same list for every window it falls in."""
-    manager = event.manager_id or UNASSIGNED
-    kind = event.type
-    if kind == "call" and event.direction is not None:
-        outcome = "answered" if event.answered else "missed"
-        increments: list[tuple[KpiField, int]] = [(("calls", manager, event.direction, outcome), 1)]
-        if event.answered and event.duration_s:
-            talk_ms = round(event.duration_s * DURATION_SCALE)
-            increments.append((("talk_time_ms", manager), talk_ms))
-        return increments
-    if kind == "message" and event.direction is not None:
-        # Bot and auto-replies are not a manager's activity.
-        if event.automated:
-            return []
-        return [(("messages", manager, event.direction), 1)]
-    if kind == "lead_created":
-        return [(("leads_created", manager), 1)]
-    if kind == "deal_created":
-        return [(("deals_created", manager), 1)]
-    if kind == "deal_stage_changed" and event.pipeline and event.stage_to:
-        increments = [(("stage_entries", manager, event.pipeline, event.stage_to), 1)]
-        if event.stage_kind == "won":
-            increments.append((("deals_won", manager), 1))
-            if event.amount is not None:
-                currency = event.currency or "XXX"
-                increments.append((("revenue", manager, currency), money_units(event.amount)))
-        return increments
-    return []
+def decode_state(kind: str, blob: bytes) -> DealState | LeadState:
+    return _lead_decoder.decode(blob) if kind == "lead" else _deal_decoder.decode(blob)
 
 
 @dataclass
 class BatchFold:
-    """Increments of one batch, ready for one Redis round trip."""
+    """Everything one batch changes, ready for one Redis call."""
 
-    all_time: dict[tuple[str, KpiField], int] = field(default_factory=dict)
-    by_day: dict[tuple[str, str, KpiField], int] = field(default_factory=dict)
-    # (tenant, event day) → event ids, for the cross-batch dedupe set.
+    increments: Increments = field(default_factory=dict)
+    # entity key → (expected stored version, new state blob)
+    entity_writes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    # (tenant, deal id, old open (pipeline, stage, since) or None, new one or None)
+    open_moves: list[tuple[str, str, tuple[str, str, int] | None, tuple[str, str, int] | None]] = (
+        field(default_factory=list)
+    )
+    # (tenant, deal id, won record JSON or None when no longer won)
+    won_changes: list[tuple[str, str, bytes | None]] = field(default_factory=list)
+    # (tenant, event day) → event ids, for the cross-batch dedupe set
     event_ids: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     events: int = 0
     # Dropped because seen earlier in the batch or already counted by the store.
@@ -73,20 +66,113 @@ class BatchFold:
     received_at: list[float] = field(default_factory=list)
 
 
+def entity_ref(keys: KpiKeys, event: CrmEvent) -> tuple[str, str] | None:
+    """(Redis key, kind) of the entity whose state the event joins, if any."""
+    if event.entity_id is None:
+        return None
+    if event.type in DEAL_TYPES:
+        return keys.entity(event.tenant, "deal", event.entity_id), "deal"
+    if event.type in LEAD_TYPES:
+        return keys.entity(event.tenant, "lead", event.entity_id), "lead"
+    return None
+
+
+def event_components(event: CrmEvent, config: TenantConfig) -> Iterator[tuple[str, int]]:
+    """The event-additive components of one event (docs/kpi-semantics.md)."""
+    kind = event.type
+    if kind == "call" and event.direction is not None:
+        outcome = "answered" if event.answered else "missed"
+        yield f"calls:{event.direction}:{outcome}", 1
+        if event.answered and event.duration_s:
+            yield "talk_time_ms", round(event.duration_s * 1000)
+    elif kind == "message" and event.direction is not None and not event.automated:
+        yield f"messages_{event.direction}", 1
+    elif kind == "meeting":
+        yield "meetings", 1
+    elif kind == "lead_created":
+        yield "leads_created", 1
+    elif kind == "deal_created":
+        yield "deals_created", 1
+    elif kind == "deal_stage_changed" and event.pipeline and event.stage_to:
+        yield f"stage_entries:{event.pipeline}:{event.stage_to}", 1
+    elif kind == "rating" and event.rating is not None:
+        yield "rating_sum", event.rating
+        yield "rating_count", 1
+    elif kind in ("invoice", "payment", "marketing_cost") and event.amount is not None:
+        units = money_units(event.amount, event.currency, config)
+        if units is not None:
+            name = {"invoice": "invoiced", "payment": "paid"}.get(kind)
+            yield name or f"marketing_cost:{event.source_channel or 'none'}", units
+
+
+class _Folder:
+    def __init__(self, tenants: TenantDirectory, keys: KpiKeys) -> None:
+        self._tenants = tenants
+        self._keys = keys
+        self._namers: dict[str, BucketNamer] = {}
+        self._fields: dict[tuple[str, Dims], bytes] = {}
+        # (tenant, bucket names with skipped ones as None, field) → amount; expanded into
+        # one increment per granularity once, at the end (most instants share buckets).
+        self._pending: dict[tuple[str, tuple[str | None, ...], bytes], int] = {}
+        self.fold = BatchFold()
+
+    def namer(self, tenant: str) -> BucketNamer:
+        namer = self._namers.get(tenant)
+        if namer is None:
+            namer = self._namers[tenant] = BucketNamer(self._tenants.zone_for(tenant))
+        return namer
+
+    def add(
+        self, tenant: str, us: int, component: str, dims: Dims, amount: int, received: int | None
+    ) -> None:
+        """Add to the instant's bucket of every granularity.
+
+        Minute and hour buckets serve only the 15m/1h/24h windows, read after the
+        events' receipt: an instant more than 59 minutes (23 hours) older than the
+        receipt of what moved it can never be inside such a window again, so its
+        minute (hour) bucket is not written. Old history then costs no short buckets.
+        """
+        if amount == 0:
+            return
+        encoded = self._fields.get((component, dims))
+        if encoded is None:
+            encoded = self._fields[(component, dims)] = encode_field((component, *dims))
+        names: tuple[str | None, ...] = self.namer(tenant).names(us)
+        if received is not None:
+            if us // US_PER_HOUR < received // US_PER_HOUR - 23:
+                names = (None, None, *names[2:])
+            elif us // US_PER_MINUTE < received // US_PER_MINUTE - 59:
+                names = (None, *names[1:])
+        key = (tenant, names, encoded)
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + amount
+
+    def expand(self) -> None:
+        increments = self.fold.increments
+        for (tenant, names, encoded), amount in self._pending.items():
+            if amount == 0:
+                continue
+            for granularity, bucket in zip(GRANULARITIES, names, strict=True):
+                if bucket is not None:
+                    key = (tenant, granularity, bucket, encoded)
+                    increments[key] = increments.get(key, 0) + amount
+        self._pending.clear()
+
+
 def fold_batch(
     events: Iterable[CrmEvent],
-    zone_for: Callable[[str], ZoneInfo],
+    tenants: TenantDirectory,
+    keys: KpiKeys,
+    states: States,
     skip_ids: frozenset[tuple[str, str]] = frozenset(),
 ) -> BatchFold:
-    """Fold events into one BatchFold, dropping repeated (tenant, event_id) pairs.
-
-    ``skip_ids`` are (tenant, event_id) pairs the store has already counted.
-    """
-    fold = BatchFold()
+    """Fold a batch. ``states`` holds the stored state of every entity the batch touches;
+    ``skip_ids`` are (tenant, event_id) pairs the store has already counted."""
+    folder = _Folder(tenants, keys)
+    fold = folder.fold
     seen: set[tuple[str, str]] = set(skip_ids)
-    zones: dict[str, ZoneInfo] = {}
-    all_time = fold.all_time
-    by_day = fold.by_day
+    # entity key → (tenant, id, state being joined, latest receipt among its events)
+    touched: dict[str, tuple[str, str, DealState | LeadState, int | None]] = {}
     for event in events:
         identity = (event.tenant, event.event_id)
         if identity in seen:
@@ -94,17 +180,97 @@ def fold_batch(
             continue
         seen.add(identity)
         tenant = event.tenant
-        zone = zones.get(tenant)
-        if zone is None:
-            zone = zones[tenant] = zone_for(tenant)
-        day = event_day(event, zone)
+        config = tenants.get(tenant)
+        us = to_us(event.occurred_at)
+        day = folder.namer(tenant).names(us)[2]
         fold.event_ids.setdefault((tenant, day), []).append(event.event_id)
         fold.events += 1
+        received = None
         if event.received_at is not None:
             fold.received_at.append(event.received_at.timestamp())
-        for kpi_field, amount in kpi_increments(event):
-            key = (tenant, kpi_field)
-            all_time[key] = all_time.get(key, 0) + amount
-            day_key = (tenant, day, kpi_field)
-            by_day[day_key] = by_day.get(day_key, 0) + amount
+            received = to_us(event.received_at)
+        dims = dims_of(config, event.manager_id, event.team, event.pipeline, event.source_channel)
+        for component, amount in event_components(event, config):
+            folder.add(tenant, us, component, dims, amount, received)
+        ref = entity_ref(keys, event)
+        if ref is None:
+            continue
+        key = ref[0]
+        entry = touched.get(key)
+        if entry is None:
+            stored = states.get(key)
+            fresh: DealState | LeadState
+            if stored is not None:
+                fresh = _copy(stored[1])
+            else:
+                fresh = DealState() if event.type in DEAL_TYPES else LeadState()
+            entry = touched[key] = (tenant, event.entity_id or "", fresh, received)
+        elif received is not None and (entry[3] is None or received > entry[3]):
+            entry = touched[key] = (*entry[:3], received)
+        state = entry[2]
+        if isinstance(state, DealState):
+            join_deal(state, event)
+        else:
+            join_lead(state, event)
+    for key, (tenant, entity_id, new, received) in touched.items():
+        _diff_entity(
+            folder, key, tenant, entity_id, states.get(key), new, tenants.get(tenant), received
+        )
+    folder.expand()
     return fold
+
+
+def _copy(state: DealState | LeadState) -> DealState | LeadState:
+    """A copy whose dicts can change while the loaded state stays the 'before' of the diff
+    (their values are immutable tuples and ints, so copying the dicts is enough)."""
+    if isinstance(state, DealState):
+        return DealState(
+            created=state.created,
+            entries=dict(state.entries),
+            current=state.current,
+            latest=dict(state.latest),
+        )
+    return LeadState(
+        first=state.first, stage_first=dict(state.stage_first), latest=dict(state.latest)
+    )
+
+
+def _diff_entity(
+    folder: _Folder,
+    key: str,
+    tenant: str,
+    entity_id: str,
+    stored: tuple[int, DealState | LeadState] | None,
+    new: DealState | LeadState,
+    config: TenantConfig,
+    received: int | None,
+) -> None:
+    version, old = stored if stored is not None else (0, None)
+    blob = _state_encoder.encode(new)
+    folder.fold.entity_writes[key] = (version, blob)
+    delta: dict[tuple[int, str, Dims], int] = {}
+    if isinstance(new, DealState):
+        old_deal = old if isinstance(old, DealState) else None
+        if old_deal is not None:
+            for us, component, dims, amount in deal_contributions(old_deal, config):
+                delta[(us, component, dims)] = delta.get((us, component, dims), 0) - amount
+        for us, component, dims, amount in deal_contributions(new, config):
+            delta[(us, component, dims)] = delta.get((us, component, dims), 0) + amount
+        before = open_membership(old_deal, config) if old_deal else None
+        after = open_membership(new, config)
+        if before != after:
+            folder.fold.open_moves.append((tenant, entity_id, before, after))
+        old_won = won_record(old_deal, config) if old_deal else None
+        new_won = won_record(new, config)
+        if old_won != new_won:
+            record = msgspec.json.encode(new_won) if new_won is not None else None
+            folder.fold.won_changes.append((tenant, entity_id, record))
+    else:
+        old_lead = old if isinstance(old, LeadState) else None
+        if old_lead is not None:
+            for us, component, dims, amount in lead_contributions(old_lead, config):
+                delta[(us, component, dims)] = delta.get((us, component, dims), 0) - amount
+        for us, component, dims, amount in lead_contributions(new, config):
+            delta[(us, component, dims)] = delta.get((us, component, dims), 0) + amount
+    for (us, component, dims), amount in delta.items():
+        folder.add(tenant, us, component, dims, amount, received)

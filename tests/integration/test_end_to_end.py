@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
+import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from salespulse.kpi_keys import KpiKeys, decode_field
+from metrics.kpi_reader import Groups, KpiReader
+from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
-from streams.fold import fold_batch
-from tests.helpers import eventually, make_event, produce
+from tests.helpers import T0, eventually, make_event, produce
 from tests.integration.processes import salespulse_process
+from tests.kpi_memory import MemoryStore
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +33,7 @@ CALL = {
     "manager_id": "42",
     "channel": "phone",
 }
-CALL_LABELS = {"tenant": "acme", "manager": "42", "direction": "in", "outcome": "answered"}
+ALL = {"tenant": "acme", "window": "all"}
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -53,28 +56,24 @@ def sample(values: Samples, name: str, labels: dict[str, str] | None = None) -> 
 
 async def test_a_posted_event_shows_on_metrics_and_a_repeat_counts_once(settings, tmp_path):
     base = f"http://127.0.0.1:{settings.http_port}"
+    call = {**CALL, "occurred_at": datetime.now(UTC).isoformat()}  # inside today and month
     with salespulse_process("run", settings, tmp_path / "run.log"):
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{base}/v1/events", json=CALL) as response:
+            async with session.post(f"{base}/v1/events", json=call) as response:
                 assert response.status == 202
 
             async def counted() -> bool:
                 values = await scrape(session, base)
-                return sample(values, "salespulse_calls_total", CALL_LABELS) == 1
+                return sample(values, "salespulse_calls", ALL) == 1
 
             await eventually(counted, 30, "the call on /metrics")
             values = await scrape(session, base)
-            assert (
-                sample(
-                    values,
-                    "salespulse_call_talk_time_seconds_total",
-                    {"tenant": "acme", "manager": "42"},
-                )
-                == 95.5
-            )
+            assert sample(values, "salespulse_talk_time_seconds", ALL) == 95.5
+            manager_today = {"tenant": "acme", "window": "month", "manager": "42"}
+            assert sample(values, "salespulse_calls_by_manager", manager_today) == 1
             assert sample(values, "salespulse_ingest_events_accepted_total") == 1
 
-            async with session.post(f"{base}/v1/events", json=CALL) as response:
+            async with session.post(f"{base}/v1/events", json=call) as response:
                 assert response.status == 202
 
             async def dropped() -> bool:
@@ -83,7 +82,7 @@ async def test_a_posted_event_shows_on_metrics_and_a_repeat_counts_once(settings
 
             await eventually(dropped, 30, "the repeat dropped as a duplicate")
             values = await scrape(session, base)
-            assert sample(values, "salespulse_calls_total", CALL_LABELS) == 1
+            assert sample(values, "salespulse_calls", ALL) == 1
 
             async with session.post(
                 f"{base}/v1/events", data=b"{oops", headers={"Content-Type": "application/json"}
@@ -95,7 +94,7 @@ async def test_a_posted_event_shows_on_metrics_and_a_repeat_counts_once(settings
 
 
 async def test_a_worker_killed_mid_stream_resumes_to_the_same_kpis(
-    settings: Settings, redis_client: aioredis.Redis, bootstrap: str, tmp_path: Path
+    settings: Settings, redis_client: aioredis.Redis, redis_url: str, bootstrap: str, tmp_path: Path
 ) -> None:
     events = [
         make_event(
@@ -104,17 +103,21 @@ async def test_a_worker_killed_mid_stream_resumes_to_the_same_kpis(
             manager_id=f"m-{i % 11}",
             entity_id=f"deal-{i % 97}",
             direction="out" if i % 2 else "in",
+            stage_to=("new", "proposal", "won", "lost")[i % 4],
+            occurred_at=T0 + timedelta(seconds=i),
         )
         for i in range(20_000)
     ]
     await produce(bootstrap, settings.events_topic, events)
-    fold = fold_batch(events, settings.tenant_directory().zone_for)
-    expected = {"|".join(field): amount for (_, field), amount in fold.all_time.items()}
+    tenants = settings.tenant_directory()
+    memory = MemoryStore(tenants)
+    memory.apply_batch(events)
+    expected = memory.components("acme", "all", None, T0)
+    reader = KpiReader(redis.Redis.from_url(redis_url), KpiKeys(settings.redis_key_prefix), tenants)
     keys = KpiKeys(settings.redis_key_prefix)
 
-    async def stored() -> dict[str, int]:
-        raw = await redis_client.hgetall(keys.all_time("acme"))
-        return {"|".join(decode_field(k)): int(v) for k, v in raw.items()}
+    async def stored() -> Groups:
+        return await asyncio.to_thread(reader.components, "acme", "all", None, T0)
 
     async def applied_offsets() -> int:
         raw = await redis_client.hgetall(keys.offsets(settings.consumer_group))

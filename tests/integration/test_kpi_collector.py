@@ -1,21 +1,27 @@
-"""The scrape-time collector on real Redis: names, units, labels, today in the tenant's zone."""
+"""The scrape-time collector and the KPI API on real Redis: names, labels, caps, zones."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
+from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
+from metrics.kpi_reader import KpiReader
 from salespulse.embedded import free_port
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
-from streams.fold import fold_batch
+from salespulse.tenants import TenantDirectory
+from streams.applier import KpiApplier
 from streams.redis_sink import RedisKpiSink
 from tests.helpers import make_event
 
@@ -23,106 +29,207 @@ pytestmark = pytest.mark.integration
 
 # 2026-11-22 00:30 in Moscow is still 2026-11-21 in UTC.
 NOW = datetime(2026, 11, 21, 21, 30, tzinfo=UTC)
+TENANTS_YAML = """
+tenants:
+  msk:
+    timezone: Europe/Moscow
+    currency: EUR
+    pipelines:
+      sales:
+        stages: [{id: new}, {id: proposal}, {id: won, kind: won}, {id: lost, kind: lost}]
+    teams: {north: {managers: [m-1, m-2]}}
+    targets: {managers: {m-1: {revenue: "1000", deals_won: 4}}}
+    labels: {max_values: 3}
+"""
 
 
 @pytest.fixture
-def zoned(settings: Settings) -> Settings:
-    tenants_file = settings.data_dir.parent / "tenants.yaml"
-    tenants_file.write_text("tenants:\n  msk:\n    timezone: Europe/Moscow\n")
-    return settings.model_copy(update={"tenants_file": tenants_file})
+def tenants(tmp_path: Path) -> TenantDirectory:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(TENANTS_YAML)
+    return Settings(tenants_file=path).tenant_directory()
 
 
 @pytest.fixture
-def registry(zoned: Settings, redis_url: str) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
+def reader(settings: Settings, redis_url: str, tenants: TenantDirectory) -> KpiReader:
     client = redis.Redis.from_url(redis_url)
-    registry.register(
-        KpiCollector(
-            client,
-            KpiKeys(zoned.redis_key_prefix),
-            zoned.tenant_directory().zone_for,
-            clock=NOW.timestamp,
-        )
-    )
-    return registry
+    return KpiReader(client, KpiKeys(settings.redis_key_prefix), tenants, clock=NOW.timestamp)
 
 
-async def apply(events: list[CrmEvent], zoned: Settings, redis_client: aioredis.Redis) -> None:
-    sink = RedisKpiSink(
-        redis_client, KpiKeys(zoned.redis_key_prefix), group="g", dedupe_ttl_s=3600, day_ttl_s=3600
-    )
-    assert (await sink.apply(fold_batch(events, zoned.tenant_directory().zone_for), {})).applied
+async def apply(
+    events: list[CrmEvent],
+    settings: Settings,
+    tenants: TenantDirectory,
+    redis_client: aioredis.Redis,
+) -> None:
+    keys = KpiKeys(settings.redis_key_prefix)
+    sink = RedisKpiSink(redis_client, keys, group="g", dedupe_ttl_s=3600, day_ttl_s=3600)
+    await KpiApplier(sink, tenants, keys).apply(events, {})
 
 
-async def test_all_time_counters_and_today_gauges(zoned, registry, redis_client):
+def office(now: datetime) -> list[CrmEvent]:
     yesterday_msk = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-    today_msk = datetime(2026, 11, 21, 21, 15, tzinfo=UTC)
-    await apply(
-        [
-            make_event("a", tenant="msk", occurred_at=yesterday_msk, duration_s=90),
-            make_event("b", tenant="msk", occurred_at=today_msk, duration_s=30),
-            make_event(
-                "w",
-                "deal_stage_changed",
-                tenant="msk",
-                occurred_at=today_msk,
-                amount=Decimal("99.99"),
-                currency="EUR",
-            ),
-        ],
-        zoned,
-        redis_client,
-    )
+    deal = {
+        "tenant": "msk",
+        "pipeline": "sales",
+        "stage_kind": None,
+        "currency": None,
+        "amount": None,
+    }
+    events = [
+        make_event("a", tenant="msk", occurred_at=yesterday_msk, duration_s=90),
+        make_event("b", tenant="msk", occurred_at=now - timedelta(minutes=5), duration_s=30),
+        make_event(
+            "d1",
+            "deal_stage_changed",
+            entity_id="x",
+            stage_to="new",
+            occurred_at=now - timedelta(minutes=20),
+            **deal,
+        ),
+        make_event(
+            "d2",
+            "deal_stage_changed",
+            entity_id="x",
+            stage_to="won",
+            occurred_at=now - timedelta(minutes=10),
+            **{**deal, "amount": Decimal("99.99")},
+        ),
+        make_event(
+            "d3",
+            "deal_stage_changed",
+            entity_id="y",
+            stage_to="new",
+            occurred_at=now - timedelta(minutes=8),
+            **deal,
+        ),
+    ]
+    # Five more managers with a call each: more than labels.max_values = 3.
+    events += [
+        make_event(f"c{n}", tenant="msk", manager_id=f"m-{n}", occurred_at=now) for n in range(3, 8)
+    ]
+    return events
+
+
+async def test_metrics_carry_windows_groups_and_the_tenant_zone(
+    settings, tenants, reader, redis_client
+):
+    await apply(office(NOW), settings, tenants, redis_client)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(reader, tenants))
     value = registry.get_sample_value
-    call = {"tenant": "msk", "manager": "m-1", "direction": "in", "outcome": "answered"}
-    assert value("salespulse_calls_total", call) == 2
-    assert value("salespulse_window_calls", {**call, "window": "today"}) == 1
+    assert value("salespulse_calls", {"tenant": "msk", "window": "all"}) == 7
+    assert value("salespulse_calls", {"tenant": "msk", "window": "today"}) == 6  # Moscow day
+    assert value("salespulse_calls", {"tenant": "msk", "window": "15m"}) == 6
     assert (
-        value("salespulse_call_talk_time_seconds_total", {"tenant": "msk", "manager": "m-1"}) == 120
-    )
+        value("salespulse_talk_time_seconds", {"tenant": "msk", "window": "all"}) == 270
+    )  # 90 + 30 + 5 × 30
+    assert value("salespulse_revenue", {"tenant": "msk", "window": "today"}) == pytest.approx(99.99)
+    assert value("salespulse_won", {"tenant": "msk", "window": "1h"}) == 1
+    labels = {
+        "tenant": "msk",
+        "window": "today",
+        "pipeline": "sales",
+        "from_stage": "new",
+        "to_stage": "proposal",
+    }
+    assert value("salespulse_conversion_cohort", labels) == 0.5  # x reached won, y did not
     assert (
         value(
-            "salespulse_window_call_talk_time_seconds",
-            {"tenant": "msk", "manager": "m-1", "window": "today"},
-        )
-        == 30
-    )
-    assert value(
-        "salespulse_revenue_total", {"tenant": "msk", "manager": "m-1", "currency": "EUR"}
-    ) == pytest.approx(99.99)
-    assert value("salespulse_deals_won_total", {"tenant": "msk", "manager": "m-1"}) == 1
-    assert (
-        value(
-            "salespulse_stage_entries_total",
-            {"tenant": "msk", "manager": "m-1", "pipeline": "sales", "stage": "won"},
+            "salespulse_open_deals",
+            {"tenant": "msk", "window": "all", "pipeline": "sales", "stage": "new"},
         )
         == 1
     )
+    assert (
+        value("salespulse_calls_by_team", {"tenant": "msk", "window": "today", "team": "north"})
+        == 1
+    )
+    assert value(
+        "salespulse_plan_attainment_by_manager",
+        {"tenant": "msk", "window": "month", "manager": "m-1", "target": "revenue"},
+    ) == pytest.approx(0.09999)
     assert value("salespulse_kpi_store_up") == 1
 
 
-async def test_exposition_text_follows_prometheus_conventions(zoned, registry, redis_client):
-    await apply([make_event("a", tenant="msk", occurred_at=NOW)], zoned, redis_client)
-    text = generate_latest(registry).decode()
-    assert "# TYPE salespulse_calls_total counter" in text
-    assert "# TYPE salespulse_window_calls gauge" in text
-    assert "# TYPE salespulse_call_talk_time_seconds_total counter" in text
-    for line in text.splitlines():
-        if line.startswith("salespulse_") and "{" in line:
-            assert "event_id" not in line
-            assert "client" not in line
-
-
-def test_registration_does_not_touch_redis(zoned):
-    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
-    registry = CollectorRegistry()  # auto_describe=True: would collect() without describe()
-    registry.register(KpiCollector(unreachable, KpiKeys("x:"), zoned.tenant_directory().zone_for))
-    assert registry.get_sample_value("salespulse_kpi_store_up") == 0
-
-
-def test_an_unreachable_store_is_reported_not_raised(zoned):
-    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+async def test_manager_labels_are_capped_with_an_other_bucket(
+    settings, tenants, reader, redis_client
+):
+    await apply(office(NOW), settings, tenants, redis_client)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(KpiCollector(unreachable, KpiKeys("x:"), zoned.tenant_directory().zone_for))
-    text = generate_latest(registry).decode()
-    assert "salespulse_kpi_store_up 0.0" in text
+    registry.register(KpiCollector(reader, tenants))
+    managers = {
+        sample.labels["manager"]
+        for family in registry.collect()
+        if family.name == "salespulse_calls_by_manager"
+        for sample in family.samples
+        if sample.labels["window"] == "today"
+    }
+    assert len(managers) == 3
+    assert "other" in managers
+    total = sum(
+        sample.value
+        for family in registry.collect()
+        if family.name == "salespulse_calls_by_manager"
+        for sample in family.samples
+        if sample.labels["window"] == "today"
+    )
+    assert total == 6, "pooling loses nothing"
+
+
+async def test_series_count_is_pinned_for_a_tenants_file(settings, tenants, reader, redis_client):
+    await apply(office(NOW), settings, tenants, redis_client)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(reader, tenants))
+    series = [s for family in registry.collect() for s in family.samples]
+    for sample in series:
+        assert not set(sample.labels) & {"event_id", "client", "client_id", "entity_id", "deal"}
+    # A change here changes what dashboards and Prometheus storage see: update on purpose.
+    assert len(series) == 401
+
+
+def test_registration_does_not_touch_redis(tenants):
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    registry = CollectorRegistry()  # auto_describe: would collect() without describe()
+    registry.register(KpiCollector(KpiReader(unreachable, KpiKeys("x:"), tenants), tenants))
+    assert "salespulse_kpi_store_up 0.0" in generate_latest(registry).decode()
+
+
+async def test_the_kpi_api_answers_json_with_ratio_parts(settings, tenants, reader, redis_client):
+    await apply(office(NOW), settings, tenants, redis_client)
+    app = web.Application()
+    app.add_routes(kpi_routes(reader, tenants))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get(
+            "/v1/kpis", params={"tenant": "msk", "window": "today", "by": "manager"}
+        )
+        assert response.status == 200
+        body = await response.json()
+        assert body["currency"] == "EUR"
+        assert body["total"]["calls"] == 6
+        assert body["total"]["win_rate"] == {"value": 1.0, "numerator": 1, "denominator": 1}
+        assert body["groups"]["m-1"]["revenue"] == pytest.approx(99.99)
+        cohort = body["total"]["conversion_cohort"]
+        assert cohort == [
+            {
+                "pipeline": "sales",
+                "from_stage": "new",
+                "to_stage": "proposal",
+                "value": 0.5,
+                "numerator": 1,
+                "denominator": 2,
+            },
+            {
+                "pipeline": "sales",
+                "from_stage": "proposal",
+                "to_stage": "won",
+                "value": None,
+                "numerator": 0,
+                "denominator": 0,
+            },
+        ]
+        bad = await client.get("/v1/kpis", params={"tenant": "msk", "window": "year", "by": "x"})
+        assert bad.status == 400
+        assert [p["field"] for p in (await bad.json())["problems"]] == ["window", "by"]
+        missing = await client.get("/v1/kpis", params={"tenant": "nobody"})
+        assert missing.status == 404

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
+from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
 from salespulse.events import CrmEvent, decode_event
-from salespulse.kpi_keys import KpiKeys, decode_field, encode_field
+from salespulse.kpi_keys import KpiKeys
 from salespulse.runtime import build_kpi_consumer, topic_specs
 from salespulse.settings import Settings
-from streams.fold import fold_batch
+from streams.applier import KpiApplier
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
 from streams.topics import ensure_topics
-from tests.helpers import eventually, make_event, produce, read_topic
+from tests.helpers import T0, eventually, make_event, produce, read_topic
+from tests.kpi_memory import MemoryStore
 
 pytestmark = pytest.mark.integration
 
@@ -62,24 +65,31 @@ def history(n: int) -> list[CrmEvent]:
             entity_id=f"deal-{i % 13}",
             answered=i % 3 != 0,
             direction="out" if i % 2 else "in",
+            stage_to=("new", "proposal", "won", "lost")[i % 4],
+            occurred_at=T0 + timedelta(minutes=i),
             received_at=datetime.now(UTC),
         )
         for i in range(n)
     ]
 
 
-async def stored_all_time(redis_client: aioredis.Redis, settings: Settings) -> dict[str, int]:
-    raw = await redis_client.hgetall(KpiKeys(settings.redis_key_prefix).all_time("acme"))
-    return {"|".join(decode_field(k)): int(v) for k, v in raw.items()}
+def stored(redis_url: str, settings: Settings) -> dict[str, int]:
+    reader = KpiReader(
+        redis.Redis.from_url(redis_url),
+        KpiKeys(settings.redis_key_prefix),
+        settings.tenant_directory(),
+    )
+    return reader.components("acme", "all", None, T0)["total"]
 
 
-def expected_all_time(events: list[CrmEvent], settings: Settings) -> dict[str, int]:
-    fold = fold_batch(events, settings.tenant_directory().zone_for)
-    return {"|".join(field): amount for (_, field), amount in fold.all_time.items()}
+def expected(events: list[CrmEvent], settings: Settings) -> dict[str, int]:
+    store = MemoryStore(settings.tenant_directory())
+    store.apply_batch(events)
+    return store.components("acme", "all", None, T0)["total"]
 
 
 async def test_events_become_kpis_and_offsets_are_committed(
-    consumers, settings, redis_client, bootstrap
+    consumers, settings, redis_url, bootstrap
 ):
     factory, metrics = consumers
     events = history(500)
@@ -91,14 +101,14 @@ async def test_events_become_kpis_and_offsets_are_committed(
         return float(metrics.events_applied._value.get()) == 500
 
     await eventually(all_applied, 30, "500 events applied")
-    assert await stored_all_time(redis_client, settings) == expected_all_time(events, settings)
+    assert stored(redis_url, settings) == expected(events, settings)
     assert metrics.batches_applied._value.get() >= 1
     assert metrics.event_to_kpi_latency._sum.get() > 0
     committed = await consumer._consumer.committed(next(iter(consumer.watermarks)))
     assert committed is not None
 
 
-async def test_a_retried_webhook_counts_once(consumers, settings, redis_client, bootstrap):
+async def test_a_retried_webhook_counts_once(consumers, settings, redis_url, bootstrap):
     factory, metrics = consumers
     first = [make_event("dup-1"), make_event("solo")]
     await produce(bootstrap, settings.events_topic, first)
@@ -116,13 +126,11 @@ async def test_a_retried_webhook_counts_once(consumers, settings, redis_client, 
         return float(metrics.duplicates_dropped._value.get()) == 1 and await applied(3)
 
     await eventually(third_seen, 30, "the retry dropped as a duplicate")
-    calls = encode_field(("calls", "m-1", "in", "answered"))
-    keys = KpiKeys(settings.redis_key_prefix)
-    assert await redis_client.hget(keys.all_time("acme"), calls) == b"3"
+    assert stored(redis_url, settings)["calls"] == 3
 
 
 async def test_applied_but_uncommitted_batches_are_not_counted_twice(
-    consumers, settings, redis_client, bootstrap
+    consumers, settings, redis_client, redis_url, bootstrap
 ):
     """The crash window: Redis took the batch, the Kafka commit never happened."""
     factory, metrics = consumers
@@ -135,16 +143,11 @@ async def test_applied_but_uncommitted_batches_are_not_counted_twice(
     for record in sorted(records, key=lambda r: (r.partition, r.offset))[:120]:
         crashed_batch.append(decode_event(record.value))
         offsets[f"{record.topic}:{record.partition}"] = record.offset
+    keys = KpiKeys(settings.redis_key_prefix)
     sink = RedisKpiSink(
-        redis_client,
-        KpiKeys(settings.redis_key_prefix),
-        group=settings.consumer_group,
-        dedupe_ttl_s=3600,
-        day_ttl_s=3600,
+        redis_client, keys, group=settings.consumer_group, dedupe_ttl_s=3600, day_ttl_s=3600
     )
-    assert (
-        await sink.apply(fold_batch(crashed_batch, settings.tenant_directory().zone_for), offsets)
-    ).applied
+    await KpiApplier(sink, settings.tenant_directory(), keys).apply(crashed_batch, offsets)
 
     consumer = factory()
     await consumer.start()
@@ -153,7 +156,7 @@ async def test_applied_but_uncommitted_batches_are_not_counted_twice(
         return float(metrics.events_applied._value.get()) == 180
 
     await eventually(rest_applied, 30, "the remaining 180 events")
-    assert await stored_all_time(redis_client, settings) == expected_all_time(events, settings)
+    assert stored(redis_url, settings) == expected(events, settings)
     assert float(metrics.duplicates_dropped._value.get()) == 0, "watermarks skip, not dedupe"
 
 

@@ -1,36 +1,29 @@
-"""The Redis sink on a real redis-server: exact, atomic, idempotent."""
+"""The Redis sink and applier on a real redis-server: exact, atomic, idempotent."""
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
+from metrics.kpi_reader import KpiReader
+from salespulse.embedded import free_port
+from salespulse.errors import KpiStoreError
+from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys, encode_field
 from salespulse.settings import Settings
-from streams.fold import fold_batch
+from streams.applier import KpiApplier
+from streams.fold import BatchFold, States, fold_batch
 from streams.redis_sink import RedisKpiSink
-from tests.helpers import make_event
+from tests.helpers import T0, make_event
+from tests.histories import NOW, TENANT, TENANTS
 
 pytestmark = pytest.mark.integration
 
-CALLS = encode_field(("calls", "m-1", "in", "answered"))
-
-
-def zone_for(_: str) -> ZoneInfo:
-    return ZoneInfo("UTC")
-
-
-@pytest.fixture
-def sink(redis_client: aioredis.Redis, settings: Settings) -> RedisKpiSink:
-    return RedisKpiSink(
-        redis_client,
-        KpiKeys(settings.redis_key_prefix),
-        group="g",
-        dedupe_ttl_s=3600,
-        day_ttl_s=7200,
-    )
+CALLS = encode_field(("calls:in:answered", "m-1", "none", "none", "none"))
 
 
 @pytest.fixture
@@ -38,70 +31,138 @@ def keys(settings: Settings) -> KpiKeys:
     return KpiKeys(settings.redis_key_prefix)
 
 
-async def test_a_batch_lands_in_all_time_and_day_hashes(
-    sink: RedisKpiSink, keys: KpiKeys, redis_client: aioredis.Redis
-) -> None:
-    fold = fold_batch([make_event("a"), make_event("b")], zone_for)
-    outcome = await sink.apply(fold, {"topic:0": 41})
+@pytest.fixture
+def sink(redis_client: aioredis.Redis, keys: KpiKeys) -> RedisKpiSink:
+    return RedisKpiSink(redis_client, keys, group="g", dedupe_ttl_s=3600, day_ttl_s=7200)
+
+
+def fold(
+    events: list[CrmEvent],
+    keys: KpiKeys,
+    states: States | None = None,
+    skip: frozenset[tuple[str, str]] = frozenset(),
+) -> BatchFold:
+    return fold_batch(events, TENANTS, keys, states or {}, skip)
+
+
+async def test_a_batch_lands_in_every_granularity(sink, keys, redis_client):
+    outcome = await sink.apply(fold([make_event("a"), make_event("b")], keys), {"topic:0": 41})
     assert outcome.applied
-    assert await redis_client.hget(keys.all_time("acme"), CALLS) == b"2"
-    assert await redis_client.hget(keys.day("acme", "2026-11-20"), CALLS) == b"2"
+    minute = str(int(T0.timestamp()) // 60)
+    for granularity, bucket, ttl in (
+        ("all", "all", -1),
+        ("d", "2026-11-20", 7200),
+        ("w", "2026-W47", 7200),
+        ("mo", "2026-11", 7200),
+        ("h", str(int(T0.timestamp()) // 3600), 2 * 86_400),
+        ("m", minute, 7200),
+    ):
+        key = keys.bucket("acme", granularity, bucket)
+        assert await redis_client.hget(key, CALLS) == b"2", key
+        remaining = await redis_client.ttl(key)
+        assert remaining == -1 if ttl == -1 else ttl - 100 < remaining <= ttl
     assert await redis_client.smembers(keys.tenants) == {b"acme"}
     assert await sink.watermarks(["topic:0", "topic:1"]) == {"topic:0": 41}
-    day_ttl = await redis_client.ttl(keys.day("acme", "2026-11-20"))
-    seen_ttl = await redis_client.ttl(keys.seen("acme", "2026-11-20"))
-    assert 7000 < day_ttl <= 7200
-    assert 3500 < seen_ttl <= 3600
-    assert await redis_client.ttl(keys.all_time("acme")) == -1
+    assert 3500 < await redis_client.ttl(keys.seen("acme", "2026-11-20")) <= 3600
 
 
-async def test_a_replayed_batch_writes_nothing_and_names_the_ids(
-    sink: RedisKpiSink, keys: KpiKeys, redis_client: aioredis.Redis
-) -> None:
-    fold = fold_batch([make_event("a"), make_event("b")], zone_for)
-    assert (await sink.apply(fold, {"topic:0": 5})).applied
-
-    replay = fold_batch([make_event("a"), make_event("b"), make_event("c")], zone_for)
-    outcome = await sink.apply(replay, {"topic:0": 9})
+async def test_a_replayed_batch_writes_nothing_and_names_the_ids(sink, keys, redis_client):
+    assert (await sink.apply(fold([make_event("a"), make_event("b")], keys), {"t:0": 5})).applied
+    replay = [make_event("a"), make_event("b"), make_event("c")]
+    outcome = await sink.apply(fold(replay, keys), {"t:0": 9})
     assert not outcome.applied
     assert outcome.already_counted == {("acme", "a"), ("acme", "b")}
-    assert await redis_client.hget(keys.all_time("acme"), CALLS) == b"2"
-    assert await sink.watermarks(["topic:0"]) == {"topic:0": 5}
+    all_key = keys.bucket("acme", "all", "all")
+    assert await redis_client.hget(all_key, CALLS) == b"2"
+    assert await sink.watermarks(["t:0"]) == {"t:0": 5}
+    assert (await sink.apply(fold(replay, keys, skip=outcome.already_counted), {"t:0": 9})).applied
+    assert await redis_client.hget(all_key, CALLS) == b"3"
 
-    refold = fold_batch(
-        [make_event("a"), make_event("b"), make_event("c")],
-        zone_for,
-        skip_ids=outcome.already_counted,
+
+async def test_an_entity_changed_since_it_was_read_is_a_conflict(sink, keys):
+    first = make_event(
+        "s1", "deal_stage_changed", stage_to="new", stage_kind=None, amount=None, currency=None
     )
-    assert (await sink.apply(refold, {"topic:0": 9})).applied
-    assert await redis_client.hget(keys.all_time("acme"), CALLS) == b"3"
-    assert await sink.watermarks(["topic:0"]) == {"topic:0": 9}
+    assert (await sink.apply(fold([first], keys), {})).applied
+    # A second writer folded from the empty state it read before the first write:
+    stale = fold([make_event("s2", "deal_stage_changed", stage_to="won")], keys)
+    outcome = await sink.apply(stale, {})
+    assert not outcome.applied
+    assert outcome.conflicts == (keys.entity("acme", "deal", "deal-1"),)
 
 
-async def test_watermarks_never_move_back(sink: RedisKpiSink) -> None:
-    assert (await sink.apply(fold_batch([make_event("a")], zone_for), {"t:3": 100})).applied
-    assert (await sink.apply(fold_batch([make_event("b")], zone_for), {"t:3": 50})).applied
-    assert await sink.watermarks(["t:3"]) == {"t:3": 100}
+async def test_the_applier_refolds_after_conflicts_and_duplicates(
+    sink, keys, redis_url, redis_client
+):
+    applier = KpiApplier(sink, TENANTS, keys)
+    deal = {
+        "entity_id": "d",
+        "tenant": TENANT,
+        "stage_kind": None,
+        "amount": None,
+        "currency": None,
+        "manager_id": "m1",
+    }
+    await applier.apply(
+        [
+            make_event(
+                "e1",
+                "deal_stage_changed",
+                stage_to="new",
+                occurred_at=NOW - timedelta(hours=2),
+                **deal,
+            )
+        ],
+        {},
+    )
+    # Meanwhile another writer moved the deal on (bumping its version):
+    other = KpiApplier(sink, TENANTS, keys)
+    await other.apply(
+        [
+            make_event(
+                "e2",
+                "deal_stage_changed",
+                stage_to="qualified",
+                occurred_at=NOW - timedelta(hours=1),
+                **deal,
+            )
+        ],
+        {},
+    )
+    won = {**deal, "amount": Decimal("10"), "currency": "EUR"}
+    await applier.apply(
+        [
+            make_event(
+                "e1",
+                "deal_stage_changed",
+                stage_to="new",
+                occurred_at=NOW - timedelta(hours=2),
+                **deal,
+            ),
+            make_event("e3", "deal_stage_changed", stage_to="won", occurred_at=NOW, **won),
+        ],
+        {},
+    )
+    reader = KpiReader(redis.Redis.from_url(redis_url), keys, TENANTS)
+    total = reader.components(TENANT, "all", None, NOW)["total"]
+    assert total["won"] == 1
+    assert total["revenue"] == 100_000
+    assert total["stage_entries:sales:new"] == 1  # the repeat of e1 was not counted
+    assert total["cohort_num:sales:new"] == total["cohort_num:sales:qualified"] == 1
 
 
-async def test_large_batches_pass_lua_argument_limits(
-    sink: RedisKpiSink, keys: KpiKeys, redis_client: aioredis.Redis
-) -> None:
+async def test_large_batches_pass_lua_argument_limits(sink, keys, redis_client):
     events = [make_event(f"id-{n}") for n in range(12_000)]
-    assert (await sink.apply(fold_batch(events, zone_for), {"t:0": 1})).applied
-    assert await redis_client.hget(keys.all_time("acme"), CALLS) == b"12000"
-    assert await redis_client.scard(keys.seen("acme", "2026-11-20")) == 12_000
-    again = await sink.apply(fold_batch(events[:5000], zone_for), {"t:0": 2})
+    assert (await sink.apply(fold(events, keys), {"t:0": 1})).applied
+    assert await redis_client.hget(keys.bucket("acme", "all", "all"), CALLS) == b"12000"
+    again = await sink.apply(fold(events[:5000], keys), {"t:0": 2})
     assert len(again.already_counted) == 5000
 
 
-async def test_an_unreachable_redis_is_a_retriable_store_error(settings: Settings) -> None:
-    from salespulse.embedded import free_port
-    from salespulse.errors import KpiStoreError
-
+async def test_an_unreachable_redis_is_a_retriable_store_error() -> None:
     client = aioredis.Redis(port=free_port(), socket_connect_timeout=0.5)
     dead = RedisKpiSink(client, KpiKeys("x:"), group="g", dedupe_ttl_s=1, day_ttl_s=1)
     with pytest.raises(KpiStoreError) as info:
-        await dead.apply(fold_batch([make_event("a")], zone_for), {})
+        await dead.apply(fold([make_event("a")], KpiKeys("x:")), {})
     assert info.value.retriable
     await client.aclose()

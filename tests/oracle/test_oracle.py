@@ -869,7 +869,7 @@ def test_shuffle_and_repeats_do_not_change_anything():
         for window in WINDOWS
         for by in (None, *DIMENSIONS)
     }
-    rng = random.Random(20261120)  # noqa: S311 - shuffles test data, not a secret
+    rng = random.Random(20261120)
     for _ in range(5):
         shuffled = history + rng.sample(history, 10)  # identical repeats
         rng.shuffle(shuffled)

@@ -1,118 +1,164 @@
-"""KPI arithmetic of one event and of a batch, without any server."""
+"""KPI arithmetic of events and deal states, without any server."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from streams.fold import event_day, fold_batch, kpi_increments, money_units
-from tests.helpers import make_event
+from salespulse.events import CrmEvent
+from salespulse.tenants import TenantConfig, TenantDirectory, TenantsFile
+from streams.entities import DealState, deal_contributions, join_deal, money_units
+from streams.fold import event_components
+from tests.helpers import T0, make_event
+from tests.kpi_memory import MemoryStore
 
-UTC_ZONE = ZoneInfo("UTC")
+CONFIG = TenantConfig.model_validate({
+    "timezone": "Europe/Moscow",
+    "currency": "EUR",
+    "currency_rates": {"USD": "0.9"},
+    "pipelines": {"sales": {"stages": [
+        {"id": "new"}, {"id": "qualified", "warm": True}, {"id": "proposal", "limit_hours": 24},
+        {"id": "won", "kind": "won"}, {"id": "lost", "kind": "lost"},
+    ]}},
+    "teams": {"north": {"managers": ["m-1"]}},
+})  # fmt: skip
+TENANTS = TenantDirectory(TenantsFile(tenants={"acme": CONFIG}))
 
 
-def zone_for(tenant: str) -> ZoneInfo:
-    return ZoneInfo("Europe/Moscow") if tenant == "msk" else UTC_ZONE
-
-
-def test_answered_call_counts_and_adds_talk_time_in_ms() -> None:
-    event = make_event("c1", "call", direction="out", answered=True, duration_s=61.5)
-    assert kpi_increments(event) == [
-        (("calls", "m-1", "out", "answered"), 1),
-        (("talk_time_ms", "m-1"), 61_500),
+def test_calls_count_by_direction_and_outcome_and_talk_time_in_ms() -> None:
+    answered = make_event("c1", "call", direction="out", answered=True, duration_s=61.5)
+    assert list(event_components(answered, CONFIG)) == [
+        ("calls:out:answered", 1),
+        ("talk_time_ms", 61_500),
     ]
+    missed = make_event("c2", "call", answered=False, duration_s=12)
+    assert list(event_components(missed, CONFIG)) == [("calls:in:missed", 1)]
 
 
-def test_missed_call_has_no_talk_time() -> None:
-    event = make_event("c1", "call", answered=False, duration_s=12)
-    assert kpi_increments(event) == [(("calls", "m-1", "in", "missed"), 1)]
-
-
-def test_message_by_direction_and_bots_do_not_count() -> None:
-    assert kpi_increments(make_event("m1", "message", direction="out")) == [
-        (("messages", "m-1", "out"), 1)
+def test_bots_are_not_messages_and_ratings_keep_sum_and_count() -> None:
+    assert list(event_components(make_event("m", "message", automated=True), CONFIG)) == []
+    assert list(event_components(make_event("r", "rating", rating=4), CONFIG)) == [
+        ("rating_sum", 4),
+        ("rating_count", 1),
     ]
-    assert kpi_increments(make_event("m2", "message", direction="out", automated=True)) == []
-
-
-def test_won_stage_counts_entry_win_and_revenue_in_exact_units() -> None:
-    event = make_event("w1", "deal_stage_changed", amount=Decimal("1234.56789"))
-    assert kpi_increments(event) == [
-        (("stage_entries", "m-1", "sales", "won"), 1),
-        (("deals_won", "m-1"), 1),
-        (("revenue", "m-1", "USD"), 12_345_679),
-    ]
-
-
-def test_open_stage_counts_only_the_entry() -> None:
-    event = make_event(
-        "s1",
-        "deal_stage_changed",
-        stage_to="proposal",
-        stage_kind="open",
-        amount=None,
-        currency=None,
-    )
-    assert kpi_increments(event) == [(("stage_entries", "m-1", "sales", "proposal"), 1)]
-
-
-def test_unassigned_manager_gets_a_stable_name() -> None:
-    assert kpi_increments(make_event("l1", "lead_created", manager_id=None)) == [
-        (("leads_created", "unassigned"), 1)
-    ]
-
-
-def test_types_without_first_kpis_add_nothing() -> None:
-    assert kpi_increments(make_event("r1", "rating", rating=5)) == []
 
 
 @pytest.mark.parametrize(
-    ("amount", "units"),
-    [(Decimal("0.00005"), 0), (Decimal("0.00015"), 2), (Decimal(10), 100_000)],
+    ("amount", "currency", "units"),
+    [
+        (Decimal("10"), "EUR", 100_000),
+        (Decimal("10"), "USD", 90_000),
+        (Decimal("0.00005"), None, 0),
+        (Decimal("0.00015"), None, 2),
+        (Decimal(1), "JPY", None),
+    ],
 )
-def test_money_rounds_half_even(amount: Decimal, units: int) -> None:
-    assert money_units(amount) == units
+def test_money_converts_then_rounds_half_even(amount, currency, units) -> None:
+    assert money_units(amount, currency, CONFIG) == units
 
 
-def test_day_follows_the_tenant_zone() -> None:
-    late_evening_utc = datetime(2026, 11, 21, 22, 30, tzinfo=UTC)
-    event = make_event("c1", occurred_at=late_evening_utc)
-    assert event_day(event, UTC_ZONE) == "2026-11-21"
-    assert event_day(event, ZoneInfo("Europe/Moscow")) == "2026-11-22"
-
-
-def test_batch_fold_sums_per_window_and_groups_ids_by_day() -> None:
-    events = [
-        make_event("a", tenant="msk", occurred_at=datetime(2026, 11, 21, 22, 30, tzinfo=UTC)),
-        make_event("b", tenant="msk", occurred_at=datetime(2026, 11, 21, 20, 0, tzinfo=UTC)),
-    ]
-    fold = fold_batch(events, zone_for)
-    field = ("calls", "m-1", "in", "answered")
-    assert fold.all_time[("msk", field)] == 2
-    assert fold.by_day[("msk", "2026-11-22", field)] == 1
-    assert fold.by_day[("msk", "2026-11-21", field)] == 1
-    assert fold.event_ids == {("msk", "2026-11-22"): ["a"], ("msk", "2026-11-21"): ["b"]}
-
-
-def test_repeated_ids_in_a_batch_count_once() -> None:
-    fold = fold_batch([make_event("a"), make_event("a"), make_event("b")], zone_for)
-    assert fold.events == 2
-    assert fold.duplicates == 1
-    assert fold.all_time[("acme", ("calls", "m-1", "in", "answered"))] == 2
-
-
-def test_same_id_in_two_tenants_is_two_events() -> None:
-    fold = fold_batch([make_event("a"), make_event("a", tenant="other")], zone_for)
-    assert fold.events == 2
-
-
-def test_ids_the_store_already_counted_are_skipped() -> None:
-    fold = fold_batch(
-        [make_event("a"), make_event("b")], zone_for, skip_ids=frozenset({("acme", "a")})
+def stage(event_id: str, stage_to: str, minutes: int, **fields) -> CrmEvent:
+    values = {"stage_kind": None, "amount": None, "currency": None, **fields}
+    return make_event(
+        event_id,
+        "deal_stage_changed",
+        stage_to=stage_to,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        **values,
     )
-    assert fold.events == 1
-    assert fold.duplicates == 1
-    assert fold.event_ids == {("acme", "2026-11-20"): ["b"]}
+
+
+def contributions(*events) -> dict[str, int]:
+    state = DealState()
+    for event in events:
+        join_deal(state, event)
+    out: dict[str, int] = {}
+    for _, component, _, amount in deal_contributions(state, CONFIG):
+        out[component] = out.get(component, 0) + amount
+    return out
+
+
+def test_a_won_deal_counts_revenue_cycle_and_cohorts() -> None:
+    created = make_event("d0", "deal_created", occurred_at=T0)
+    out = contributions(
+        created,
+        stage("s1", "new", 0),
+        stage("s2", "proposal", 60),  # skipped qualified
+        stage("s3", "won", 120, amount=Decimal("100"), currency="USD", cost=Decimal("40")),
+    )
+    assert out["won"] == 1
+    assert out["revenue"] == 900_000  # 100 USD × 0.9
+    assert out["margin"] == 540_000  # (100 − 40) × 0.9
+    assert out["cycle_sum_ms"] == 120 * 60_000
+    assert out["cohort_den:sales:new"] == out["cohort_num:sales:new"] == 1
+    assert "cohort_den:sales:qualified" not in out  # never entered
+    assert out["cohort_den:sales:proposal"] == out["cohort_num:sales:proposal"] == 1
+    assert out["e2e_den:sales"] == out["e2e_num:sales"] == 1
+    assert out["warm_den:sales"] == out["warm_num:sales"] == 1
+    assert out["stay_count:sales:new"] == out["stay_count:sales:proposal"] == 1
+    assert out["stay_sum_ms:sales:new"] == 60 * 60_000
+
+
+def test_the_latest_stage_decides_the_outcome_whatever_the_arrival_order() -> None:
+    events = [
+        stage("a", "new", 0),
+        stage("b", "won", 10, amount=Decimal(5)),
+        stage("c", "lost", 20, lost_reason="price"),
+    ]
+    assert contributions(*events) == contributions(*reversed(events))
+    out = contributions(*events)
+    assert out["lost"] == 1
+    assert out["lost_by_reason:price"] == 1
+    assert "won" not in out
+
+
+def test_a_deal_in_an_unconfigured_pipeline_still_counts_outcomes() -> None:
+    out = contributions(stage("x", "closed", 0, pipeline="other", stage_kind="won"))
+    assert out == {"won": 1}
+
+
+def test_memory_store_sees_reopened_deals_leave_the_won_count() -> None:
+    store = MemoryStore(TENANTS)
+    now = T0 + timedelta(hours=1)
+    store.apply_batch([stage("a", "won", 0, amount=Decimal(10))])
+    assert store.components("acme", "all", None, now)["total"]["won"] == 1
+    store.apply_batch([stage("b", "proposal", 5)])
+    total = store.components("acme", "all", None, now)["total"]
+    assert "won" not in total
+    assert total["open:sales:proposal"] == 1
+    assert total["ready:sales:proposal"] == 1  # default: the last open stage
+
+
+def test_stuck_deals_are_those_past_their_stage_limit() -> None:
+    store = MemoryStore(TENANTS)
+    store.apply_batch(
+        [stage("a", "proposal", 0, entity_id="d1"), stage("b", "proposal", 120, entity_id="d2")]
+    )
+    total = store.components("acme", "all", None, T0 + timedelta(hours=25))["total"]
+    assert total["open:sales:proposal"] == 2
+    assert total["stuck:sales:proposal"] == 1
+
+
+def test_dimensions_use_the_configured_team() -> None:
+    store = MemoryStore(TENANTS)
+    store.apply_batch([make_event("c", "call", manager_id="m-1", team="ignored")])
+    groups = store.components("acme", "all", "team", T0)
+    assert groups["north"]["calls"] == 1
+
+
+def test_today_follows_the_tenant_zone() -> None:
+    store = MemoryStore(TENANTS)
+    late_evening_utc = datetime(2026, 11, 21, 22, 30, tzinfo=UTC)  # 01:30 on the 22nd in Moscow
+    store.apply_batch([make_event("c", "call", occurred_at=late_evening_utc)])
+    assert (
+        store.components("acme", "today", None, datetime(2026, 11, 22, 8, 0, tzinfo=UTC))["total"][
+            "calls"
+        ]
+        == 1
+    )
+    assert (
+        store.components("acme", "today", None, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))["total"]
+        == {}
+    )

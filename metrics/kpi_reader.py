@@ -1,0 +1,286 @@
+"""Read KPI components from Redis for one tenant, window and grouping.
+
+The result is the comparable form of docs/kpi-semantics.md: {group: {component: int}}.
+Ratios, averages and percentiles are derived from it by metrics/kpi_view.py.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+import redis
+
+from salespulse.kpi_keys import SEP, KpiKeys, decode_field
+from salespulse.tenants import TenantConfig, TenantDirectory
+from streams.buckets import BucketNamer, to_us, window_buckets
+from streams.kpi_catalogue import DIMENSIONS, DURATION_BUCKETS_S
+
+Groups = dict[str, dict[str, int]]
+RawSums = dict[tuple[str, tuple[str, ...]], int]
+
+_DIRECTION_OUTCOME = {
+    ("in", "answered"): ("calls_in", "calls_answered"),
+    ("in", "missed"): ("calls_in", "calls_missed"),
+    ("out", "answered"): ("calls_out", "calls_answered"),
+    ("out", "missed"): ("calls_out", "calls_missed"),
+}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    groups: Groups
+    revenue_by_source: dict[str, int]
+    now: datetime
+
+
+class KpiReader:
+    """Synchronous (runs in a worker thread next to the exposition and the API)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: KpiKeys,
+        tenants: TenantDirectory,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._tenants = tenants
+        self._clock = clock
+        self._fields: dict[bytes, tuple[str, tuple[str, ...]]] = {}
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def tenants(self) -> list[str]:
+        members = self._client.smembers(self._keys.tenants)
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    def raw(self, tenant: str, window: str, now: datetime) -> RawSums:
+        """Sum of every stored field over the window's buckets."""
+        granularity, buckets = window_buckets(window, now, self._tenants.zone_for(tenant))
+        pipe = self._client.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.hgetall(self._keys.bucket(tenant, granularity, bucket))
+        sums: RawSums = {}
+        for reply in pipe.execute():
+            for raw_field, raw_value in reply.items():
+                parsed = self._fields.get(raw_field)
+                if parsed is None:
+                    if len(self._fields) > 200_000:
+                        self._fields.clear()
+                    parts = decode_field(raw_field)
+                    parsed = self._fields[raw_field] = (parts[0], tuple(parts[1:]))
+                sums[parsed] = sums.get(parsed, 0) + int(raw_value)
+        return sums
+
+    def components(
+        self, tenant: str, window: str, by: str | None, now: datetime | None = None
+    ) -> Groups:
+        """The comparable form: stored sums + client KPIs + live KPIs."""
+        return self.snapshot(tenant, window, by, now).groups
+
+    def snapshot(
+        self, tenant: str, window: str, by: str | None, now: datetime | None = None
+    ) -> Snapshot:
+        """Components, plus what the view needs beyond them (revenue per source)."""
+        now = now or self.now()
+        config = self._tenants.get(tenant)
+        sums = self.raw(tenant, window, now)
+        revenue_by_source: dict[str, int] = {}
+        for (component, dims), amount in sums.items():
+            if component == "revenue":
+                revenue_by_source[dims[3]] = revenue_by_source.get(dims[3], 0) + amount
+        groups = group_components(sums, by)
+        won = self._client.hgetall(self._keys.won(tenant))
+        namer = BucketNamer(self._tenants.zone_for(tenant))
+        granularity, buckets = window_buckets(window, now, self._tenants.zone_for(tenant))
+        records = [_won_record(deal, record) for deal, record in won.items()]
+        client_components(groups, records, by, window, _in_window(namer, granularity, buckets))
+        self._live(groups["total"], tenant, config, now)
+        drop_zeros(groups)
+        return Snapshot(groups, revenue_by_source, now)
+
+    def _live(
+        self, total: dict[str, int], tenant: str, config: TenantConfig, now: datetime
+    ) -> None:
+        stage_keys = sorted(
+            (m.decode() if isinstance(m, bytes) else str(m))
+            for m in self._client.smembers(self._keys.open_keys(tenant))
+        )
+        if not stage_keys:
+            return
+        now_us = to_us(now)
+        pipe = self._client.pipeline(transaction=False)
+        plan: list[tuple[str, str, str]] = []
+        for stage_key in stage_keys:
+            pipeline, stage = stage_key.split(SEP, 1)
+            key = self._keys.open_stage(tenant, pipeline, stage)
+            pipe.zcard(key)
+            plan.append(("open", pipeline, stage))
+            configured = config.pipelines.get(pipeline)
+            if configured is None:
+                continue
+            opens = [s for s in configured.stages if s.kind == "open"]
+            ready = (
+                configured.ready_to_close
+                if configured.ready_to_close is not None
+                else [opens[-1].id]
+                if opens
+                else []
+            )
+            if stage in ready:
+                pipe.zcard(key)
+                plan.append(("ready", pipeline, stage))
+            limit = next((s.limit_hours for s in configured.stages if s.id == stage), None)
+            if limit is not None:
+                cutoff = now_us - round(limit * 3_600_000_000)
+                pipe.zcount(key, "-inf", f"({cutoff}")
+                plan.append(("stuck", pipeline, stage))
+        for (name, pipeline, stage), count in zip(plan, pipe.execute(), strict=True):
+            if count:
+                total[f"{name}:{pipeline}:{stage}"] = int(count)
+
+
+def drop_zeros(groups: Groups) -> None:
+    """Zero components are omitted, and so are groups left empty (not the total)."""
+    for name in list(groups):
+        group = groups[name]
+        for component in [c for c, v in group.items() if v == 0]:
+            del group[component]
+        if not group and name != "total":
+            del groups[name]
+
+
+def group_components(sums: RawSums, by: str | None) -> Groups:
+    """Fold stored sums into groups; derive call marginals and p90s. Pure."""
+    index = DIMENSIONS.index(by) if by else None
+    groups: Groups = {"total": {}}
+    hists: dict[tuple[str, str], dict[int, int]] = {}
+    for (component, dims), amount in sums.items():
+        targets = ["total"] if index is None else ["total", dims[index]]
+        for group_name in targets:
+            group = groups.setdefault(group_name, {})
+            if component.startswith("calls:"):
+                _, direction, outcome = component.split(":")
+                names: tuple[str, ...] = ("calls", *_DIRECTION_OUTCOME[(direction, outcome)])
+            elif component.startswith(("cycle_hist:", "stay_hist:")):
+                head, _, bucket = component.rpartition(":")
+                hist = hists.setdefault((group_name, head), {})
+                hist[int(bucket)] = hist.get(int(bucket), 0) + amount
+                continue
+            else:
+                names = (component,)
+            for name in names:
+                group[name] = group.get(name, 0) + amount
+    for (group_name, head), hist in hists.items():
+        p90 = p90_seconds(hist)
+        if p90 is not None:
+            target = (
+                "cycle_p90_s" if head == "cycle_hist" else "stay_p90_s" + head[len("stay_hist") :]
+            )
+            groups[group_name][target] = p90
+    return groups
+
+
+def p90_seconds(hist: dict[int, int]) -> int | None:
+    """Upper bound of the first bucket whose cumulative count reaches ⌈0.9 n⌉."""
+    n = sum(count for count in hist.values() if count > 0)
+    if n == 0:
+        return None
+    need = math.ceil(0.9 * n)
+    running = 0
+    for index in sorted(hist):
+        running += max(hist[index], 0)
+        if running >= need:
+            return DURATION_BUCKETS_S[min(index, len(DURATION_BUCKETS_S) - 1)]
+    return DURATION_BUCKETS_S[-1]
+
+
+WonRecord = tuple[int, str, int | None, str | None, str | None, tuple[str, ...]]
+
+
+def _won_record(deal: bytes | str, raw: bytes | str) -> WonRecord:
+    won_us, units, client, lead, *dims = msgspec.json.decode(raw)
+    name = deal.decode() if isinstance(deal, bytes) else deal
+    return int(won_us), name, units, client, lead, tuple(dims)
+
+
+def _in_window(namer: BucketNamer, granularity: str, buckets: list[str]) -> Callable[[int], bool]:
+    position = ("m", "h", "d", "w", "mo", "all").index(granularity)
+    wanted = set(buckets)
+    return lambda us: namer.names(us)[position] in wanted
+
+
+def client_components(
+    groups: Groups,
+    records: list[WonRecord],
+    by: str | None,
+    window: str,
+    in_window: Callable[[int], bool],
+) -> None:
+    """Client KPIs and lead→customer from the won-deal records. Pure."""
+    index = DIMENSIONS.index(by) if by else None
+    leads: dict[str, set[str]] = {}
+    for won_us, _, _, _, lead, dims in records:
+        if lead is not None and in_window(won_us):
+            leads.setdefault("total", set()).add(lead)
+            if index is not None:
+                leads.setdefault(dims[index], set()).add(lead)
+    for group_name, lead_ids in leads.items():
+        groups.setdefault(group_name, {})["lead_customers"] = len(lead_ids)
+
+    total = groups["total"]
+    with_client = sorted((r for r in records if r[3] is not None), key=lambda r: (r[0], r[1]))
+    first_of: dict[str, WonRecord] = {}
+    clients_in_window: set[str] = set()
+    for record in with_client:
+        won_us, _, units, client, _, dims = record
+        assert client is not None  # narrowing: filtered above
+        earlier = client in first_of
+        first_of.setdefault(client, record)
+        if not in_window(won_us):
+            continue
+        total["client_deals"] = total.get("client_deals", 0) + 1
+        clients_in_window.add(client)
+        if earlier:
+            total["repeat_count"] = total.get("repeat_count", 0) + 1
+            total["repeat_revenue"] = total.get("repeat_revenue", 0) + (units or 0)
+    total["client_distinct"] = len(clients_in_window)
+    for first in first_of.values():
+        if in_window(first[0]):
+            name = f"new_clients:{first[5][3]}"
+            total[name] = total.get(name, 0) + 1
+    if window == "all" and with_client:
+        revenue: dict[str, int] = {}
+        for _, _, units, client, _, _ in with_client:
+            assert client is not None  # narrowing: filtered above
+            revenue[client] = revenue.get(client, 0) + (units or 0)
+        total["clv_revenue"] = sum(revenue.values())
+        total["clv_clients"] = len(revenue)
+        _abc(total, revenue)
+
+
+def _abc(total: dict[str, int], revenue: dict[str, int]) -> None:
+    ranked = sorted(revenue.items(), key=lambda item: (-item[1], item[0]))
+    whole = sum(revenue.values())
+    running = 0
+    for client_revenue in (amount for _, amount in ranked):
+        share_before = running
+        running += client_revenue
+        # A until the prefix reaches 80 %, then B until 95 %, then C (integer arithmetic).
+        if whole == 0:
+            label = "C"  # no revenue to rank by
+        elif share_before * 100 < 80 * whole:
+            label = "A"
+        elif share_before * 100 < 95 * whole:
+            label = "B"
+        else:
+            label = "C"
+        total[f"abc_count:{label}"] = total.get(f"abc_count:{label}", 0) + 1
+        total[f"abc_revenue:{label}"] = total.get(f"abc_revenue:{label}", 0) + client_revenue

@@ -1,0 +1,491 @@
+"""``salespulse bench``: throughput, CPU and latency of the KPI worker against baselines.
+
+One run, one broker, one Redis, three paths over the same synthetic CRM events:
+
+(a) the product: ``KpiBatchConsumer`` built by ``salespulse.runtime.build_kpi_consumer``;
+(b) the naive faust design, per-event agent + Table (``salespulse.bench_naive``);
+(c) the ceiling: aiokafka ``getmany`` + msgspec decode, nothing else.
+
+Every topic is filled before its consumer starts, so a path drains a backlog and the
+producer's own limit (~75k events/s per process) does not cap the result. Each path is
+timed from its first processed batch to its last: group joins and startup are excluded.
+CPU is ``time.process_time()`` of the consuming process only (broker and Redis excluded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import random
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from mode import Service
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
+
+from handlers.publisher import KafkaPublisher
+from metrics.pipeline import PipelineMetrics
+from salespulse.bench_naive import BENCH_TENANTS, naive_topics, run_naive
+from salespulse.embedded import start_broker, start_redis
+from salespulse.events import CrmEvent, decode_event, encode_event
+from salespulse.kpi_keys import KpiKeys
+from salespulse.runtime import build_kpi_consumer
+from salespulse.settings import Settings
+from salespulse.tuning import tune_gc
+from streams.fold import States, decode_state, entity_ref, fold_batch
+from streams.topics import ensure_topics
+
+TENANTS = ("acme", "globex")
+CURRENCIES = {"acme": "USD", "globex": "EUR"}
+MANAGERS_PER_TENANT = 25
+STAGES = ("new", "qualified", "proposal", "negotiation")
+# Latency phase: a steady, realistic-for-a-busy-deployment rate from another process.
+PACED_RATE = 5_000
+PACED_SECONDS = 4.0
+TARGET_EVENTS_S = 40_000
+TARGET_RATIO = 10.0
+CLEANUP_TIMEOUT_S = 5.0
+PATHS = (
+    "(a) SalesPulse KpiBatchConsumer",
+    "(b) naive faust agent + Table, per event",
+    "(c) raw aiokafka getmany + msgspec",
+)
+HEAD = ("path", "events", "seconds", "events/s", "CPU µs/event", "p50 latency ms", "p99 latency ms")
+_DAY_S = 86_400
+
+logger = logging.getLogger(__name__)
+
+Expected = Counter[tuple[str, bytes]]
+_REFERENCE_KEYS = KpiKeys("reference:")
+_CHUNK = 20_000
+
+
+def synthetic_events(count: int, seed: int, id_prefix: str) -> Iterator[CrmEvent]:
+    """A plausible mix of two offices' traffic; ``received_at`` is stamped when yielded."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    for i in range(count):
+        t = 0 if rng.random() < 0.6 else 1
+        tenant, client, deal = TENANTS[t], f"c-{rng.randrange(20_000)}", f"d-{rng.randrange(5000)}"
+        # A few events arrive before the CRM assigned anybody.
+        manager = f"m-{t * MANAGERS_PER_TENANT + rng.randrange(MANAGERS_PER_TENANT):02d}"
+        common: dict[str, Any] = dict(
+            event_id=f"{id_prefix}-{i}",
+            tenant=tenant,
+            source="bench",
+            occurred_at=now - timedelta(seconds=rng.uniform(0, 3 * _DAY_S)),
+            manager_id=manager if rng.random() > 0.02 else None,
+        )
+        kind, direction = rng.random(), rng.choice(("in", "out"))
+        if kind < 0.40:
+            answered = rng.random() < 0.75
+            talk = round(rng.uniform(5, 900), 1) if answered else 0.0
+            fields: dict[str, Any] = dict(type="call", channel="phone", client_id=client)
+            fields.update(direction=direction, answered=answered, duration_s=talk)
+        elif kind < 0.70:
+            channel = rng.choice(("chat", "messenger", "email"))
+            fields = dict(type="message", channel=channel, direction=direction, client_id=client)
+            fields.update(conversation_id=f"conv-{client}", automated=rng.random() < 0.05)
+        elif kind < 0.80:
+            fields = dict(type="lead_created", entity_id=f"l-{i}", source_channel="website")
+        elif kind < 0.88:
+            fields = dict(type="deal_created", entity_id=deal, pipeline="sales")
+        else:
+            fields = dict(type="deal_stage_changed", entity_id=deal, pipeline="sales")
+            fields["stage_from"] = rng.choice(STAGES)
+            outcome = rng.random()
+            if outcome < 0.15:
+                fields.update(stage_to="won", stage_kind="won", currency=CURRENCIES[tenant])
+                fields["amount"] = Decimal(rng.randrange(10_000, 5_000_000)).scaleb(-2)
+            elif outcome < 0.30:
+                fields.update(stage_to="lost", stage_kind="lost", lost_reason="price")
+            else:
+                fields.update(stage_to=rng.choice(STAGES), stage_kind="open")
+        yield CrmEvent(**common, **fields, received_at=datetime.now(UTC))
+
+
+def tally(events: Iterable[CrmEvent], expected: Expected) -> Iterator[CrmEvent]:
+    """Pass events through while folding them in memory: the reference for the check.
+
+    The same pure fold in large chunks with the entity states carried in a dict: the
+    all-time totals must equal what the pipeline wrote, batch by batch, into Redis.
+    """
+    states: States = {}
+    chunk: list[CrmEvent] = []
+
+    def fold_chunk() -> None:
+        touched = {ref[0]: ref for e in chunk if (ref := entity_ref(_REFERENCE_KEYS, e))}
+        prior: States = {key: states[key] for key in touched if key in states}
+        fold = fold_batch(chunk, BENCH_TENANTS, _REFERENCE_KEYS, prior)
+        for (tenant, granularity, _, field), amount in fold.increments.items():
+            if granularity == "all":
+                expected[tenant, field] += amount
+        for key, (version, blob) in fold.entity_writes.items():
+            states[key] = (version + 1, decode_state(touched[key][1], blob))
+        chunk.clear()
+
+    for event in events:
+        chunk.append(event)
+        if len(chunk) >= _CHUNK:
+            fold_chunk()
+        yield event
+    if chunk:
+        fold_chunk()
+
+
+async def produce(bootstrap: str, events: Iterable[CrmEvent], limits: dict[str, int]) -> None:
+    """Send event i to every topic whose limit is above i, keyed like the ingest keys it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        for i, event in enumerate(events):
+            key, value = event.partition_key, encode_event(event)
+            for topic, limit in limits.items():
+                if i < limit:
+                    pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 20_000:  # bounded memory, and errors surface early
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await close_quietly("backlog producer", producer.stop())
+
+
+def paced_producer(bootstrap: str, topic: str, rate: int, seconds: float, seed: int) -> None:
+    """Process entry point: ``rate`` events/s, each stamped ``received_at`` as it is sent."""
+    asyncio.run(_paced(bootstrap, topic, rate, seconds, seed))
+
+
+async def _paced(bootstrap: str, topic: str, rate: int, seconds: float, seed: int) -> None:
+    # The ingest's own producer settings, so the latency includes its linger.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await producer.start()
+    try:
+        per_tick = max(1, rate // 100)  # 10 ms ticks: steady, no second-sized bursts
+        pending: list[asyncio.Future[Any]] = []
+        start = time.perf_counter()
+        for i, event in enumerate(synthetic_events(round(rate * seconds), seed, f"lat{seed}")):
+            if i % per_tick == 0:  # sleep until this tick's slot, so lateness does not drift
+                await asyncio.sleep(start + i // per_tick / 100 - time.perf_counter())
+            pending.append(await producer.send(topic, encode_event(event), key=event.partition_key))
+        await asyncio.gather(*pending)
+    finally:
+        await close_quietly("paced producer", producer.stop())
+
+
+@dataclass(frozen=True)
+class Mark:
+    applied: int
+    wall: float
+    cpu: float
+
+
+class RecordingMetrics(PipelineMetrics):
+    """The real metrics, plus a mark per applied batch and, when asked, exact latencies."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.applied = 0
+        self.first: Mark | None = None
+        self.last: Mark | None = None
+        # Off while draining the backlog: the list would cost the consumer time it measures.
+        self.keep_latencies = False
+        self.latencies: list[float] = []
+
+    def observe_latencies(self, received_at: Iterable[float], applied_at: float) -> None:
+        received = list(received_at)
+        super().observe_latencies(received, applied_at)
+        if self.keep_latencies:
+            self.latencies.extend(applied_at - r for r in received)
+        self.applied += len(received)
+        self.last = Mark(self.applied, time.perf_counter(), time.process_time())
+        self.first = self.first or self.last
+
+
+@dataclass
+class Row:
+    """One path. Timed from its first processed batch to its last: ``timed`` events."""
+
+    path: str
+    events: int
+    timed: int = 0
+    wall_s: float = math.nan
+    cpu_s: float = math.nan
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    error: str = ""
+
+    @classmethod
+    def between(cls, path: str, events: int, first: Mark, last: Mark) -> Row:
+        wall_s, cpu_s = last.wall - first.wall, last.cpu - first.cpu
+        return cls(path, events, last.applied - first.applied, wall_s, cpu_s)
+
+    @property
+    def rate(self) -> float:
+        return self.timed / self.wall_s if self.timed and self.wall_s > 0 else math.nan
+
+    def cells(self) -> tuple[str, ...]:
+        cpu_us = self.cpu_s / self.timed * 1e6 if self.timed else math.nan
+        values = (self.wall_s, 2), (self.rate, 0), (cpu_us, 1), (self.p50_ms, 1), (self.p99_ms, 1)
+        shown = ("-" if math.isnan(v) else f"{v:,.{digits}f}" for v, digits in values)
+        return (self.path, f"{self.events:,}", *shown)
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout_s: float, what: str, service: Service
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if service.crashed:
+            raise RuntimeError(f"{what}: {service.label} crashed: {service.crash_reason!r}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def close_quietly(what: str, closing: Awaitable[object]) -> None:
+    """Cleanup that cannot hang: after a Ctrl-C the embedded broker and Redis got the same
+    SIGINT and are gone, and a client politely waiting for them would wait forever."""
+    try:
+        async with asyncio.timeout(CLEANUP_TIMEOUT_S):
+            await closing
+    except (TimeoutError, KafkaError, RedisError, OSError) as exc:
+        logger.warning("%s did not close cleanly: %r", what, exc)
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Exact nearest-rank percentile of an already sorted sequence."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
+
+
+async def measure_pipeline(
+    settings: Settings, bootstrap: str, redis_url: str, topic: str, events: int, expected: Expected
+) -> tuple[Row, str, bool]:
+    """Path (a): drain the backlog, check the result against the fold, then paced latency."""
+    run = uuid.uuid4().hex[:8]
+    dlq = f"{topic}.dlq"
+    settings = settings.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "events_topic": topic,
+            "dlq_topic": dlq,
+            "consumer_group": f"bench-kpi-{run}",
+            "redis_key_prefix": f"spbench-{run}:",
+        }
+    )
+    keys = KpiKeys(settings.redis_key_prefix)
+    metrics = RecordingMetrics(CollectorRegistry(auto_describe=False))
+    client = aioredis.Redis.from_url(redis_url)
+    timeout_s = settings.produce_timeout_s
+    publisher = KafkaPublisher(bootstrap, events_topic=topic, dlq_topic=dlq, timeout_s=timeout_s)
+    # The very factory every process role uses: the benchmark measures the product's wiring.
+    consumer = build_kpi_consumer(settings, BENCH_TENANTS, client, publisher, metrics)
+    paced = round(PACED_RATE * PACED_SECONDS)
+    # Its own process, so that the producer does not compete for the consumer's core.
+    producer = multiprocessing.get_context("spawn").Process(
+        target=paced_producer,
+        args=(bootstrap, topic, PACED_RATE, PACED_SECONDS, random.randrange(1 << 30)),
+        name="salespulse-bench-paced-producer",
+    )
+    try:
+        await consumer.start()
+        budget = 30 + settings.kafka_session_timeout_s + events / 5_000
+        await wait_until(lambda: metrics.applied >= events, budget, "(a) to drain", consumer)
+        assert metrics.first is not None  # narrowing: set by the batches just waited for
+        assert metrics.last is not None
+        row = Row.between(PATHS[0], events, metrics.first, metrics.last)
+        check, ok = await verify(client, keys, expected, metrics.applied, consumer.applied_batches)
+
+        metrics.keep_latencies = True
+        producer.start()
+
+        def crashed() -> bool:
+            return producer.exitcode not in (None, 0)
+
+        done = events + paced
+        await wait_until(lambda: metrics.applied >= done or crashed(), 60, "(a) latency", consumer)
+        if crashed():
+            raise RuntimeError(f"the paced producer exited with code {producer.exitcode}")
+        ordered = sorted(metrics.latencies)
+        row.p50_ms, row.p99_ms = percentile(ordered, 0.50) * 1e3, percentile(ordered, 0.99) * 1e3
+        return row, check, ok
+    finally:
+        if producer.pid is not None:
+            producer.terminate()  # a no-op once it has finished on its own
+            await asyncio.to_thread(producer.join, 10)
+        await close_quietly("(a) consumer", consumer.stop())
+        await close_quietly("(a) dead-letter publisher", publisher.stop())
+        await close_quietly("(a) Redis keys", delete_keys(client, f"{keys.prefix}*"))
+        await close_quietly("(a) Redis client", client.aclose())
+
+
+async def delete_keys(client: aioredis.Redis, pattern: str) -> None:
+    """A shared Redis should not keep the benchmark's counters and id sets."""
+    async for key in client.scan_iter(match=pattern, count=1000):
+        await client.unlink(key)
+
+
+async def verify(
+    client: aioredis.Redis, keys: KpiKeys, expected: Expected, applied: int, batches: int
+) -> tuple[str, bool]:
+    """Redis all-time hashes versus the in-memory fold of the very same events."""
+    actual: Expected = Counter()
+    for tenant in {tenant for tenant, _ in expected}:
+        for kpi_field, value in (await client.hgetall(keys.bucket(tenant, "all", "all"))).items():
+            raw = kpi_field if isinstance(kpi_field, bytes) else kpi_field.encode()
+            actual[tenant, raw] = int(value)
+    differing = [key for key in actual.keys() | expected.keys() if actual[key] != expected[key]]
+    verdict = f"MISMATCH in {len(differing)} fields" if differing else "OK"
+    return (
+        f"check (a): Redis all-time KPIs == in-memory fold of the same events: {verdict} "
+        f"({len(expected)} fields; {applied:,} events in {batches} batches, "
+        f"{applied / max(batches, 1):,.0f} per batch)",
+        not differing,
+    )
+
+
+async def measure_raw(bootstrap: str, topic: str, events: int, partitions: int) -> Row:
+    """Path (c): fetch and decode only. Assigned, not subscribed: no group, no commits."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,  # as KpiBatchConsumer fetches
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        done, first = 0, None
+        deadline = time.monotonic() + 30 + events / 10_000
+        while done < events:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"(c) read only {done} of {events} events")
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batch.values():
+                for record in records:
+                    decode_event(record.value)
+                done += len(records)
+            if done and first is None:
+                first = Mark(done, time.perf_counter(), time.process_time())
+        assert first is not None  # narrowing: the loop ran at least once
+        last = Mark(done, time.perf_counter(), time.process_time())
+        return Row.between(PATHS[2], events, first, last)
+    finally:
+        await close_quietly("(c) consumer", consumer.stop())
+
+
+def report(rows: list[Row], check: str) -> None:
+    table = [HEAD, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEAD))]
+    for n, line in enumerate(table):
+        cells = zip(line, widths, strict=True)
+        print(" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    print(*(f"{row.path} FAILED: {row.error}" for row in rows if row.error), sep="\n")
+    a, b, c = (row.rate for row in rows)
+    verdict = {True: "PASS", False: "FAIL"}
+    print(f"ratio (a)/(b): {a / b:,.1f}x    ratio (a)/(c): {a / c:,.2f}x", check, sep="\n")
+    print(f"target (a) >= {TARGET_EVENTS_S:,} events/s: {verdict[a >= TARGET_EVENTS_S]}")
+    print(f"target (a) >= {TARGET_RATIO:.0f}x (b): {verdict[a >= TARGET_RATIO * b]}")
+    print()
+
+
+async def _bench(
+    settings: Settings, bootstrap: str, redis_url: str, events: int, naive: int, partitions: int
+) -> int:
+    run = uuid.uuid4().hex[:8]
+    naive_app = f"salespulse-bench-naive-{run}"
+    topics = {f"bench-{path}-{run}": n for path, n in (("a", events), ("b", naive), ("c", events))}
+    topic_a, topic_b, topic_c = topics
+    rows = [Row(path, n) for path, n in zip(PATHS, (events, naive, events), strict=True)]
+    check, ok = "check (a): not run", False
+    try:
+        await ensure_topics(bootstrap, dict.fromkeys(topics, partitions))
+        expected: Expected = Counter()
+        started = time.perf_counter()
+        await produce(bootstrap, tally(synthetic_events(events, 1, run), expected), topics)
+        produced_s = time.perf_counter() - started
+        # One path at a time, so that none shares this machine's cores with another. A path
+        # that fails is reported in its row, the others still run, and the exit status is 1.
+        try:
+            rows[0], check, ok = await measure_pipeline(
+                settings, bootstrap, redis_url, topic_a, events, expected
+            )
+        except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
+            rows[0].error = repr(exc)
+        try:
+            rows[2] = await measure_raw(bootstrap, topic_c, events, partitions)
+        except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
+            rows[2].error = repr(exc)
+        try:
+            result = await run_naive(bootstrap, topic_b, naive_app, naive, partitions)
+            rows[1].timed, rows[1].wall_s, rows[1].cpu_s = result.timed, result.wall_s, result.cpu_s
+        except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
+            rows[1].error = repr(exc)
+    finally:
+        names = [*topics, *naive_topics(naive_app)]
+        await close_quietly("benchmark topics", delete_topics(bootstrap, names))
+
+    report(rows, check)
+    print(
+        f"machine: nproc {len(os.sched_getaffinity(0))}, Python {platform.python_version()} "
+        f"({platform.machine()}); {partitions} partitions, batches of <= "
+        f"{settings.batch_max_records} records",
+        f"backlog: {sum(topics.values()):,} records produced in {produced_s:.1f}s by one "
+        "producer process before any consumer started",
+        "seconds, events/s, CPU: from the first processed batch to the last (startup and "
+        "group join excluded); CPU = process_time of the consuming process only",
+        f"latency (a): {round(PACED_RATE * PACED_SECONDS):,} events paced at {PACED_RATE:,}/s "
+        "by a separate producer process; exact, from received_at (send) to the Redis write",
+        "rates vary ±12 % run to run: compare the ratios measured in the same run",
+        sep="\n",
+    )
+    return 0 if ok and not any(row.error for row in rows) else 1
+
+
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """A shared broker should not keep the benchmark's records."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        await admin.delete_topics([name for name in names if name in existing])
+    finally:
+        await admin.close()
+
+
+def run_benchmark(settings: Settings, events: int, naive_events: int, partitions: int) -> int:
+    """Start embedded broker/Redis if unconfigured, run all paths, print the table."""
+    # aiokafka narrates every group join at INFO; the table is what this command is for.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+    with contextlib.ExitStack() as stack:
+        bootstrap, redis_url = settings.kafka_bootstrap, settings.redis_url
+        if bootstrap is None or redis_url is None:
+            # Entered first, removed last: after the servers using it have stopped.
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sp-bench-")))
+        if bootstrap is None:
+            bootstrap = f"127.0.0.1:{stack.enter_context(start_broker(workdir)).port}"
+        if redis_url is None:
+            redis_url = f"redis://127.0.0.1:{stack.enter_context(start_redis(workdir)).port}/0"
+        tune_gc()  # as the worker process does (salespulse.launcher)
+        return asyncio.run(_bench(settings, bootstrap, redis_url, events, naive_events, partitions))

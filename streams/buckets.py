@@ -1,0 +1,88 @@
+"""Time buckets: which stored bucket of each granularity an instant falls in.
+
+Every increment is written to one bucket per granularity; a window is read as a fixed
+set of buckets (docs/kpi-semantics.md, Windows):
+
+    m   UTC minute         15m = 15 of them, 1h = 60
+    h   UTC hour           24h = 24 of them
+    d   local day          today
+    w   local ISO week     week
+    mo  local month        month
+    all                    all
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo
+
+GRANULARITIES: Final = ("m", "h", "d", "w", "mo", "all")
+US_PER_MINUTE: Final = 60_000_000
+US_PER_HOUR: Final = 60 * US_PER_MINUTE
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(instant: datetime) -> int:
+    """Exact integer microseconds since the epoch.
+
+    int(timestamp()) is exact for whole seconds here: a float keeps ~7 decimals at this
+    magnitude, more than the microseconds that are taken from the datetime itself.
+    """
+    return int(instant.timestamp()) * 1_000_000 + instant.microsecond
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def local_names(day: date) -> tuple[str, str, str]:
+    iso = day.isocalendar()
+    return day.isoformat(), f"{iso.year}-W{iso.week:02d}", f"{day.year}-{day.month:02d}"
+
+
+Names = tuple[str, str, str, str, str, str]
+
+
+class BucketNamer:
+    """Names the six buckets of an instant for one zone; memoised per minute."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self._zone = zone
+        self._by_minute: dict[int, Names] = {}
+
+    def names(self, us: int) -> Names:
+        minute = us // US_PER_MINUTE
+        names = self._by_minute.get(minute)
+        if names is None:
+            if len(self._by_minute) > 200_000:
+                self._by_minute.clear()
+            day = from_us(minute * US_PER_MINUTE).astimezone(self._zone).date()
+            local = local_names(day)
+            names = (str(minute), str(us // US_PER_HOUR), local[0], local[1], local[2], "all")
+            self._by_minute[minute] = names
+        return names
+
+
+def window_buckets(window: str, now: datetime, zone: ZoneInfo) -> tuple[str, list[str]]:
+    """(granularity, bucket names) that make up a window at `now`."""
+    us = to_us(now)
+    if window == "15m":
+        minute = us // US_PER_MINUTE
+        return "m", [str(minute - back) for back in range(15)]
+    if window == "1h":
+        minute = us // US_PER_MINUTE
+        return "m", [str(minute - back) for back in range(60)]
+    if window == "24h":
+        hour = us // US_PER_HOUR
+        return "h", [str(hour - back) for back in range(24)]
+    day, week, month = local_names(now.astimezone(zone).date())
+    if window == "today":
+        return "d", [day]
+    if window == "week":
+        return "w", [week]
+    if window == "month":
+        return "mo", [month]
+    if window == "all":
+        return "all", ["all"]
+    raise ValueError(f"unknown window {window!r}")

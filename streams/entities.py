@@ -1,0 +1,325 @@
+"""Per-entity state (deals, leads) and the KPI contributions derived from it. Pure.
+
+A state is a *join* of the entity's events: every field keeps the minimum or maximum by
+the ordering key (occurred_at, event_id). Joins are commutative, associative and
+idempotent, so the state after any arrival order, with any repeats, is the same. The
+fold writes ``contributions(new) - contributions(old)`` for each touched entity, so the
+stored totals always equal the contributions of the final states: stream equals batch,
+whatever the order (docs/kpi-semantics.md, "Deal state").
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from decimal import ROUND_HALF_EVEN, Decimal
+from itertools import pairwise
+
+import msgspec
+
+from salespulse.events import CrmEvent
+from salespulse.tenants import Pipeline, TenantConfig
+from streams.buckets import to_us
+from streams.kpi_catalogue import DURATION_BUCKETS_S, NO_VALUE, UNASSIGNED
+
+Dims = tuple[str, str, str, str]  # manager, team, pipeline, source
+# (instant in µs, component, dims) → amount
+Contribution = tuple[int, str, Dims, int]
+
+MONEY_SCALE = 10_000
+_UNIT = Decimal(1)
+_BOUNDS_US = [bound * 1_000_000 for bound in DURATION_BUCKETS_S]
+_LATEST_FIELDS = (
+    "manager_id", "team", "pipeline", "source_channel", "amount", "cost", "currency",
+    "client_id", "lead_id", "lost_reason",
+)  # fmt: skip
+SEP = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
+
+
+class DealState(msgspec.Struct, kw_only=True):
+    created: int | None = None
+    # "pipeline\x1fstage" → first entry (µs)
+    entries: dict[str, int] = msgspec.field(default_factory=dict)
+    # latest stage event: (µs, event_id, pipeline, stage, given kind or "")
+    current: tuple[int, str, str, str, str] | None = None
+    # field → (µs, event_id, value) of the latest event carrying it
+    latest: dict[str, tuple[int, str, str]] = msgspec.field(default_factory=dict)
+
+
+class LeadState(msgspec.Struct, kw_only=True):
+    # earliest event: (µs, event_id, stage); lead_created counts as stage "new"
+    first: tuple[int, str, str] | None = None
+    # stage of a lead_stage_changed → its earliest µs
+    stage_first: dict[str, int] = msgspec.field(default_factory=dict)
+    latest: dict[str, tuple[int, str, str]] = msgspec.field(default_factory=dict)
+
+
+def money_units(amount: Decimal, currency: str | None, config: TenantConfig) -> int | None:
+    """Amount in 1/10,000 of the tenant currency, or None when no rate converts it."""
+    if currency is not None and currency != config.currency:
+        rate = config.currency_rates.get(currency)
+        if rate is None:
+            return None
+        amount = amount * rate
+    return int((amount * MONEY_SCALE).quantize(_UNIT, rounding=ROUND_HALF_EVEN))
+
+
+def us_to_ms(us: int) -> int:
+    """Microseconds to whole milliseconds, rounded half-even (docs/kpi-semantics.md)."""
+    quotient, remainder = divmod(us, 1000)
+    if remainder > 500 or (remainder == 500 and quotient % 2):
+        quotient += 1
+    return quotient
+
+
+def duration_bucket(duration_us: int) -> int:
+    """Index of the first inclusive upper bound ≥ the duration; len(bounds) for +Inf."""
+    return bisect_left(_BOUNDS_US, duration_us)
+
+
+def _keep_latest(latest: dict[str, tuple[int, str, str]], event: CrmEvent, us: int) -> None:
+    event_id = event.event_id
+    for name in _LATEST_FIELDS:
+        value = getattr(event, name)
+        if value is None:
+            continue
+        held = latest.get(name)
+        if held is None or us > held[0] or (us == held[0] and event_id > held[1]):
+            latest[name] = (us, event_id, value if type(value) is str else str(value))
+
+
+def join_deal(state: DealState, event: CrmEvent) -> None:
+    us = to_us(event.occurred_at)
+    if event.type == "deal_created" and (state.created is None or us < state.created):
+        state.created = us
+    if event.type == "deal_stage_changed" and event.pipeline and event.stage_to:
+        key = f"{event.pipeline}{SEP}{event.stage_to}"
+        held = state.entries.get(key)
+        if held is None or us < held:
+            state.entries[key] = us
+        stamp = (us, event.event_id, event.pipeline, event.stage_to, event.stage_kind or "")
+        if state.current is None or stamp[:2] > state.current[:2]:
+            state.current = stamp
+    _keep_latest(state.latest, event, us)
+
+
+def join_lead(state: LeadState, event: CrmEvent) -> None:
+    us = to_us(event.occurred_at)
+    stage = "new" if event.type == "lead_created" else (event.stage_to or "new")
+    if state.first is None or (us, event.event_id) < state.first[:2]:
+        state.first = (us, event.event_id, stage)
+    if event.type == "lead_stage_changed" and event.stage_to:
+        held = state.stage_first.get(event.stage_to)
+        if held is None or us < held:
+            state.stage_first[event.stage_to] = us
+    _keep_latest(state.latest, event, us)
+
+
+def dims_of(
+    config: TenantConfig,
+    manager: str | None,
+    team: str | None,
+    pipeline: str | None,
+    source: str | None,
+) -> Dims:
+    return (
+        manager or UNASSIGNED,
+        config.team_of(manager) or team or NO_VALUE,
+        pipeline or NO_VALUE,
+        source or NO_VALUE,
+    )
+
+
+def _latest_dims(latest: dict[str, tuple[int, str, str]], config: TenantConfig) -> Dims:
+    def value(name: str) -> str | None:
+        held = latest.get(name)
+        return held[2] if held else None
+
+    return dims_of(
+        config, value("manager_id"), value("team"), value("pipeline"), value("source_channel")
+    )
+
+
+class _Ranks:
+    """Stage ranks of one configured pipeline: open stages in order, then won stages."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        opens = [s.id for s in pipeline.stages if s.kind == "open"]
+        wons = [s.id for s in pipeline.stages if s.kind == "won"]
+        self.rank = {stage: index for index, stage in enumerate(opens)}
+        self.rank.update({stage: len(opens) for stage in wons})
+        self.kind = {s.id: s.kind for s in pipeline.stages}
+        # consecutive ranked steps: open[i] → open[i+1], last open → first won
+        chain = opens + wons[:1]
+        self.steps = list(pairwise(chain))
+        # End-to-end starts at the first ranked stage (first open, else first won).
+        self.first = chain[0] if chain else None
+        self.wons = set(wons)
+
+
+# Keyed by identity (pipeline configs are frozen and live as long as the process); the
+# config object is kept beside its ranks so an id can never be reused for another one.
+_ranks_cache: dict[int, tuple[Pipeline, _Ranks]] = {}
+
+
+def _ranks(pipeline: Pipeline) -> _Ranks:
+    cached = _ranks_cache.get(id(pipeline))
+    if cached is None or cached[0] is not pipeline:
+        cached = _ranks_cache[id(pipeline)] = (pipeline, _Ranks(pipeline))
+    return cached[1]
+
+
+def _warm_stage(pipeline: Pipeline) -> str | None:
+    return next((s.id for s in pipeline.stages if s.warm), None)
+
+
+def current_kind(state: DealState, config: TenantConfig) -> str | None:
+    if state.current is None:
+        return None
+    _, _, pipeline, stage, given = state.current
+    if given:
+        return given
+    configured = config.pipelines.get(pipeline)
+    if configured is not None:
+        for candidate in configured.stages:
+            if candidate.id == stage:
+                return candidate.kind
+    return "open"
+
+
+def deal_contributions(state: DealState, config: TenantConfig) -> Iterator[Contribution]:
+    dims = _latest_dims(state.latest, config)
+    kind = current_kind(state, config)
+    if state.current is not None and kind in ("won", "lost"):
+        since = state.current[0]
+        if kind == "won":
+            yield from _won(state, config, dims, since)
+        else:
+            reason = state.latest.get("lost_reason")
+            yield since, "lost", dims, 1
+            if reason is not None:
+                yield since, f"lost_by_reason:{reason[2]}", dims, 1
+    entries = [(us, key) for key, us in state.entries.items()]
+    yield from _funnel(state, config, dims, entries)
+    yield from _stays(dims, sorted(entries))
+
+
+def _won(state: DealState, config: TenantConfig, dims: Dims, since: int) -> Iterator[Contribution]:
+    yield since, "won", dims, 1
+    amount = state.latest.get("amount")
+    currency = state.latest.get("currency")
+    currency_code = currency[2] if currency else None
+    if amount is not None:
+        units = money_units(Decimal(amount[2]), currency_code, config)
+        if units is None:
+            yield since, "unconvertible_amounts", dims, 1
+        else:
+            yield since, "revenue", dims, units
+            cost = state.latest.get("cost")
+            if cost is not None:
+                cost_units = money_units(Decimal(cost[2]), currency_code, config)
+                if cost_units is not None:
+                    yield since, "margin", dims, units - cost_units
+    if state.created is not None:
+        duration = since - state.created
+        yield since, "cycle_sum_ms", dims, us_to_ms(duration)
+        yield since, "cycle_count", dims, 1
+        yield since, f"cycle_hist:{duration_bucket(duration)}", dims, 1
+
+
+def _funnel(
+    state: DealState, config: TenantConfig, dims: Dims, entries: list[tuple[int, str]]
+) -> Iterator[Contribution]:
+    reached: dict[str, int] = {}  # pipeline → highest rank reached
+    by_pipeline: dict[str, dict[str, int]] = {}
+    for us, key in entries:
+        pipeline, stage = key.split(SEP, 1)
+        by_pipeline.setdefault(pipeline, {})[stage] = us
+        configured = config.pipelines.get(pipeline)
+        if configured is not None:
+            rank = _ranks(configured).rank.get(stage)
+            if rank is not None and rank > reached.get(pipeline, -1):
+                reached[pipeline] = rank
+    for pipeline, stages in by_pipeline.items():
+        configured = config.pipelines.get(pipeline)
+        if configured is None:
+            continue
+        ranks = _ranks(configured)
+        top = reached.get(pipeline, -1)
+        for stage_a, stage_b in ranks.steps:
+            entered = stages.get(stage_a)
+            if entered is not None:
+                yield entered, f"cohort_den:{pipeline}:{stage_a}", dims, 1
+                if top >= ranks.rank[stage_b]:
+                    yield entered, f"cohort_num:{pipeline}:{stage_a}", dims, 1
+        first = stages.get(ranks.first) if ranks.first is not None else None
+        if first is not None:
+            yield first, f"e2e_den:{pipeline}", dims, 1
+            if ranks.wons & stages.keys():
+                yield first, f"e2e_num:{pipeline}", dims, 1
+    if state.created is not None:
+        # Every created deal is in the denominator, under its current pipeline.
+        home = state.current[2] if state.current else dims[2]
+        yield state.created, f"warm_den:{home}", dims, 1
+        configured = config.pipelines.get(home)
+        warm = _warm_stage(configured) if configured is not None else None
+        if warm is not None and configured is not None:
+            warm_rank = _ranks(configured).rank.get(warm)
+            reached_warm = (
+                reached.get(home, -1) >= warm_rank
+                if warm_rank is not None
+                else warm in by_pipeline.get(home, {})  # an unranked (lost) warm stage
+            )
+            if reached_warm:
+                yield state.created, f"warm_num:{home}", dims, 1
+
+
+def _stays(dims: Dims, entries: list[tuple[int, str]]) -> Iterator[Contribution]:
+    times = [us for us, _ in entries]
+    for us, key in entries:
+        later = bisect_left(times, us + 1)
+        if later == len(times):
+            continue
+        left = times[later]
+        stay = left - us
+        pipeline, stage = key.split(SEP, 1)
+        yield left, f"stay_sum_ms:{pipeline}:{stage}", dims, us_to_ms(stay)
+        yield left, f"stay_count:{pipeline}:{stage}", dims, 1
+        yield left, f"stay_hist:{pipeline}:{stage}:{duration_bucket(stay)}", dims, 1
+
+
+def lead_contributions(state: LeadState, config: TenantConfig) -> Iterator[Contribution]:
+    if state.first is None:
+        return
+    first_stage = state.first[2]
+    left = [us for stage, us in state.stage_first.items() if stage != first_stage]
+    if left:
+        yield min(left), "leads_processed", _latest_dims(state.latest, config), 1
+
+
+def open_membership(state: DealState, config: TenantConfig) -> tuple[str, str, int] | None:
+    """(pipeline, stage, since µs) while the deal is open."""
+    if state.current is None or current_kind(state, config) != "open":
+        return None
+    since, _, pipeline, stage, _ = state.current
+    return pipeline, stage, since
+
+
+def won_record(state: DealState, config: TenantConfig) -> list[object] | None:
+    """What client KPIs need of a won deal: [won µs, amount units|None, client, lead, dims]."""
+    if state.current is None or current_kind(state, config) != "won":
+        return None
+
+    def value(name: str) -> str | None:
+        held = state.latest.get(name)
+        return held[2] if held else None
+
+    amount = value("amount")
+    units = money_units(Decimal(amount), value("currency"), config) if amount else None
+    return [
+        state.current[0],
+        units,
+        value("client_id"),
+        value("lead_id"),
+        *_latest_dims(state.latest, config),
+    ]

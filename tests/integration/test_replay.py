@@ -1,0 +1,77 @@
+"""`salespulse replay` of real public CRM data through a running SalesPulse, twice."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import pytest
+
+from salespulse.datasets import maven_crm
+from salespulse.settings import Settings
+from tests.helpers import eventually
+from tests.integration.processes import salespulse_process
+
+pytestmark = pytest.mark.integration
+
+DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+DEMO_TENANTS = Path(__file__).resolve().parents[2] / "salespulse" / "demo_tenants.yaml"
+
+
+def replay(path: Path, base: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "salespulse.cli", "replay", str(path), "--url", base],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+async def kpis(session: aiohttp.ClientSession, base: str) -> dict[str, object]:
+    async with session.get(
+        f"{base}/v1/kpis", params={"tenant": "maven", "window": "all", "by": "manager"}
+    ) as response:
+        assert response.status == 200
+        body = await response.json()
+    body.pop("at")
+    assert isinstance(body, dict)
+    return body
+
+
+async def test_replaying_a_real_history_twice_changes_nothing(settings: Settings, tmp_path):
+    assert DATASETS.is_dir(), f"the shared data sets are missing at {DATASETS}"
+    events = list(itertools.islice(maven_crm(DATASETS / "maven_crm"), 1500))
+    history = tmp_path / "maven.jsonl"
+    history.write_bytes(b"".join(msgspec.json.encode(e) + b"\n" for e in events))
+    won = sum(1 for e in events if e.get("stage_kind") == "won")
+    base = f"http://127.0.0.1:{settings.http_port}"
+    with salespulse_process("run", settings, tmp_path / "run.log", tenants_file=DEMO_TENANTS):
+        first = await asyncio.to_thread(replay, history, base)
+        assert first.returncode == 0, first.stderr + first.stdout
+        assert f"events accepted:   {len(events):,}" in first.stdout
+        assert "1,500/1,500 lines 100.0%" in first.stderr  # the progress bar reached the end
+        async with aiohttp.ClientSession() as session:
+
+            async def all_won_counted() -> bool:
+                body = await kpis(session, base)
+                total = body["total"]
+                assert isinstance(total, dict)
+                return bool(total["won"] == won)
+
+            await eventually(all_won_counted, 60, f"{won} won deals")
+            once = await kpis(session, base)
+            again = await asyncio.to_thread(replay, history, base)
+            assert again.returncode == 0, again.stderr
+            await asyncio.sleep(3)  # ample time for the worker to (not) count anything
+            assert await kpis(session, base) == once
+    total = once["total"]
+    assert isinstance(total, dict)
+    assert total["deals_created"] == len({e["entity_id"] for e in events})
+    lost = sum(1 for e in events if e.get("stage_kind") == "lost")
+    assert total["win_rate"]["denominator"] == won + lost

@@ -1,0 +1,166 @@
+"""Stream equals batch through the real pipeline: broker, KPI consumer, Redis, reader.
+
+Hypothesis generates histories; each is sent shuffled, with CRM retries and too-late
+events, through the real broker to a real KPI consumer (restarted mid-stream in some
+examples), and every KPI component of every window and grouping read back from Redis
+must equal the independent batch oracle (tests/oracle) exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import msgspec
+import pytest
+import redis
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from handlers.publisher import KafkaPublisher
+from metrics.kpi_reader import KpiReader
+from metrics.pipeline import PipelineMetrics
+from salespulse.events import CrmEvent
+from salespulse.kpi_keys import KpiKeys
+from salespulse.runtime import build_kpi_consumer, topic_specs
+from salespulse.settings import Settings
+from salespulse.tenants import TenantDirectory, TenantsFile
+from streams.kpi_catalogue import DIMENSIONS, WINDOWS
+from streams.kpi_consumer import KpiBatchConsumer
+from streams.topics import ensure_topics
+from tests.helpers import eventually, produce
+from tests.histories import CONFIG, NOW, histories
+from tests.oracle.batch import compute_components
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = 14
+TENANTS = TenantDirectory(TenantsFile(tenants={f"office-{n}": CONFIG for n in range(EXAMPLES + 5)}))
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    redis_client: aioredis.Redis
+    reader: KpiReader
+    publisher: KafkaPublisher
+    metrics: PipelineMetrics = field(default_factory=lambda: PipelineMetrics(CollectorRegistry()))
+    consumer: KpiBatchConsumer | None = None
+    examples: itertools.count[int] = field(default_factory=itertools.count)
+
+    async def restart(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        self.consumer = build_kpi_consumer(
+            self.settings, TENANTS, self.redis_client, self.publisher, self.metrics
+        )
+        await self.consumer.start()
+
+    def handled(self) -> float:
+        counted = self.metrics.events_applied._value.get()
+        return float(
+            counted
+            + self.metrics.duplicates_dropped._value.get()
+            + self.metrics.events_too_late._value.get()
+        )
+
+
+@pytest.fixture(scope="module")
+async def pipeline(
+    broker, redis_server, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Pipeline]:
+    prefix = "seb"
+    settings = Settings(
+        kafka_bootstrap=f"127.0.0.1:{broker.port}",
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+        events_topic="crm.events.seb",
+        dlq_topic="crm.events.dlq.seb",
+        consumer_group="kpi-seb",
+        redis_key_prefix=f"{prefix}:",
+        topic_partitions=4,
+        kafka_session_timeout_s=6.0,
+        batch_timeout_ms=20,
+        batch_max_records=64,  # many batches per example: boundaries land everywhere
+        data_dir=tmp_path_factory.mktemp("seb"),
+    )
+    await ensure_topics(settings.kafka_bootstrap or "", topic_specs(settings))
+    client = aioredis.Redis.from_url(settings.redis_url or "")
+    reader = KpiReader(
+        redis.Redis.from_url(settings.redis_url or ""), KpiKeys(settings.redis_key_prefix), TENANTS
+    )
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap or "",
+        events_topic=settings.events_topic,
+        dlq_topic=settings.dlq_topic,
+        timeout_s=5,
+    )
+    running = Pipeline(settings, client, reader, publisher)
+    await running.restart()
+    yield running
+    if running.consumer is not None:
+        await running.consumer.stop()
+    await publisher.stop()
+    await client.aclose()
+
+
+def retenanted(events: list[CrmEvent], tenant: str) -> list[CrmEvent]:
+    return [msgspec.structs.replace(event, tenant=tenant) for event in events]
+
+
+def with_receipt(events: list[CrmEvent], rng: random.Random) -> list[CrmEvent]:
+    """Most events arrive promptly; some later than the 35-day lateness limit.
+
+    Nothing happens or is received after NOW, the instant the KPIs are read at: a real
+    read always follows the receipt of what it shows (docs/kpi-semantics.md, Windows).
+    """
+    out = []
+    for event in events:
+        occurred = min(event.occurred_at, NOW)
+        if rng.random() < 0.1:
+            received = occurred + timedelta(days=36)  # too late: never counted
+        else:
+            received = min(occurred + timedelta(seconds=rng.random() * 90), NOW)
+        out.append(msgspec.structs.replace(event, occurred_at=occurred, received_at=received))
+    return out
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(history=histories(max_deals=8, max_activity=40), seed=st.integers(0, 2**32))
+async def test_stream_equals_batch_through_the_real_pipeline(
+    pipeline: Pipeline, history: list[CrmEvent], seed: int
+) -> None:
+    rng = random.Random(seed)
+    number = next(pipeline.examples)
+    tenant = f"office-{number}"
+    truth = with_receipt(retenanted(history, tenant), rng)
+    arrived = truth + rng.sample(truth, k=len(truth) // 4)  # CRM retries: same ids
+    rng.shuffle(arrived)
+    before = pipeline.handled()
+    half = len(arrived) // 2
+    await produce(
+        pipeline.settings.kafka_bootstrap or "", pipeline.settings.events_topic, arrived[:half]
+    )
+    if number % 4 == 1:  # a worker restart in the middle of the stream
+        await pipeline.restart()
+    await produce(
+        pipeline.settings.kafka_bootstrap or "", pipeline.settings.events_topic, arrived[half:]
+    )
+
+    async def all_handled() -> bool:
+        return pipeline.handled() - before >= len(arrived)
+
+    await eventually(all_handled, 60, f"{len(arrived)} records of {tenant}")
+    for window, by in itertools.product(WINDOWS, (None, *DIMENSIONS)):
+        stream = await asyncio.to_thread(pipeline.reader.components, tenant, window, by, NOW)
+        batch = compute_components(truth, CONFIG, tenant, window, by, NOW)
+        assert stream == batch, (tenant, window, by)

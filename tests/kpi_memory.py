@@ -1,0 +1,109 @@
+"""An in-memory stand-in for the Redis store, for pure tests of fold + reader logic.
+
+It applies BatchFolds exactly as the Lua script does (dedupe, versions, increments,
+open/won indexes) and reads them back with the reader's own pure functions, so the
+pure property tests exercise the same arithmetic the real store sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from metrics.kpi_reader import Groups, client_components, drop_zeros, group_components
+from salespulse.events import CrmEvent
+from salespulse.kpi_keys import KpiKeys, decode_field
+from salespulse.tenants import TenantDirectory
+from streams.buckets import BucketNamer, to_us, window_buckets
+from streams.fold import States, decode_state, entity_ref, fold_batch
+
+KEYS = KpiKeys("mem:")
+
+
+class MemoryStore:
+    def __init__(self, tenants: TenantDirectory) -> None:
+        self.tenants = tenants
+        self.buckets: dict[tuple[str, str, str], dict[bytes, int]] = {}
+        self.entities: dict[str, tuple[int, bytes]] = {}
+        self.kinds: dict[str, str] = {}
+        self.open: dict[tuple[str, str], tuple[str, str, int]] = {}
+        self.won: dict[tuple[str, str], bytes] = {}
+        self.seen: set[tuple[str, str]] = set()
+
+    def apply_batch(self, events: Sequence[CrmEvent]) -> None:
+        states: States = {}
+        for event in events:
+            ref = entity_ref(KEYS, event)
+            if ref is not None:
+                self.kinds[ref[0]] = ref[1]
+                stored = self.entities.get(ref[0])
+                if stored is not None:
+                    states[ref[0]] = (stored[0], decode_state(ref[1], stored[1]))
+        fold = fold_batch(events, self.tenants, KEYS, states, frozenset(self.seen))
+        for (tenant, _day), ids in fold.event_ids.items():
+            self.seen.update((tenant, event_id) for event_id in ids)
+        for key, (version, blob) in fold.entity_writes.items():
+            assert self.entities.get(key, (0, b""))[0] == version
+            self.entities[key] = (version + 1, blob)
+        for (tenant, granularity, bucket, field), amount in fold.increments.items():
+            hashed = self.buckets.setdefault((tenant, granularity, bucket), {})
+            hashed[field] = hashed.get(field, 0) + amount
+        for tenant, deal, _before, after in fold.open_moves:
+            if after is None:
+                self.open.pop((tenant, deal), None)
+            else:
+                self.open[(tenant, deal)] = after
+        for tenant, deal, record in fold.won_changes:
+            if record is None:
+                self.won.pop((tenant, deal), None)
+            else:
+                self.won[(tenant, deal)] = record
+
+    def components(self, tenant: str, window: str, by: str | None, now: datetime) -> Groups:
+        zone = self.tenants.zone_for(tenant)
+        granularity, names = window_buckets(window, now, zone)
+        sums: dict[tuple[str, tuple[str, ...]], int] = {}
+        for name in names:
+            for field, amount in self.buckets.get((tenant, granularity, name), {}).items():
+                parts = decode_field(field)
+                key = (parts[0], tuple(parts[1:]))
+                sums[key] = sums.get(key, 0) + amount
+        groups = group_components(sums, by)
+        records = []
+        for (owner, deal), raw in self.won.items():
+            if owner == tenant:
+                won_us, units, client, lead, *dims = msgspec.json.decode(raw)
+                records.append((won_us, deal, units, client, lead, tuple(dims)))
+        namer = BucketNamer(zone)
+        position = ("m", "h", "d", "w", "mo", "all").index(granularity)
+        wanted = set(names)
+        client_components(
+            groups, records, by, window, lambda us: namer.names(us)[position] in wanted
+        )
+        config = self.tenants.get(tenant)
+        total = groups["total"]
+        now_us = to_us(now)
+        for (owner, _deal), (pipeline, stage, since) in self.open.items():
+            if owner != tenant:
+                continue
+            total[f"open:{pipeline}:{stage}"] = total.get(f"open:{pipeline}:{stage}", 0) + 1
+            configured = config.pipelines.get(pipeline)
+            if configured is None:
+                continue
+            opens = [s for s in configured.stages if s.kind == "open"]
+            ready = (
+                configured.ready_to_close
+                if configured.ready_to_close is not None
+                else [opens[-1].id]
+                if opens
+                else []
+            )
+            if stage in ready:
+                total[f"ready:{pipeline}:{stage}"] = total.get(f"ready:{pipeline}:{stage}", 0) + 1
+            limit = next((s.limit_hours for s in configured.stages if s.id == stage), None)
+            if limit is not None and now_us - since > round(limit * 3_600_000_000):
+                total[f"stuck:{pipeline}:{stage}"] = total.get(f"stuck:{pipeline}:{stage}", 0) + 1
+        drop_zeros(groups)
+        return groups
