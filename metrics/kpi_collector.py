@@ -22,20 +22,13 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from metrics.kpi_reader import Groups, KpiReader, group_components
-from metrics.kpi_view import Kpi, present
+from metrics.kpi_view import Kpi, present, present_group
 from salespulse.tenants import TenantDirectory
 from streams.kpi_catalogue import WINDOWS
 
 logger = logging.getLogger(__name__)
 
 GROUP_WINDOWS = {"team": ("today", "week", "month"), "manager": ("today", "month")}
-# What is shown per team and per manager: activity, results and plan.
-GROUP_KPIS = frozenset({
-    "calls", "calls_answered", "calls_missed", "talk_time_seconds", "meetings",
-    "messages_in", "messages_out", "leads_created", "deals_created", "won", "lost",
-    "revenue", "average_check", "win_rate", "plan_target", "plan_pace", "plan_attainment",
-    "plan_attainment_vs_pace",
-})  # fmt: skip
 OTHER = "other"
 _HELP = "SalesPulse KPI, see docs/kpi-semantics.md: {name}"
 # family name → (family, its label names in order)
@@ -69,33 +62,30 @@ class KpiCollector(Collector):
         yield from (family for family, _ in families.values())
 
     def _collect_tenant(self, tenant: str, families: Families) -> None:
+        """Each window's buckets, the won deals and the live sets are read once."""
         config = self._tenants.get(tenant)
         now = self._reader.now()
+        shared = self._reader.tenant_state(tenant, now)
         for window in WINDOWS:
-            snapshot = self._reader.snapshot(tenant, window, None, now)
+            sums = self._reader.raw(tenant, window, now)
+            snapshot = self._reader.snapshot(tenant, window, None, now, sums=sums, shared=shared)
             kpis = present(
-                snapshot.groups["total"],
-                config,
-                window,
-                now,
+                snapshot.groups["total"], config, window, now,
                 revenue_by_source=snapshot.revenue_by_source,
-            )
+            )  # fmt: skip
             _add(families, "", kpis, {"tenant": tenant, "window": window})
-        for dimension, windows in GROUP_WINDOWS.items():
-            if dimension == "manager" and not config.labels.per_manager:
-                continue
-            for window in windows:
-                groups = group_components(self._reader.raw(tenant, window, now), dimension)
+            for dimension, windows in GROUP_WINDOWS.items():
+                if window not in windows:
+                    continue
+                if dimension == "manager" and not config.labels.per_manager:
+                    continue
+                groups = group_components(sums, dimension)
                 del groups["total"]
                 if dimension == "manager":
                     groups = _cap(groups, config.labels.max_values)
                 kind = "managers" if dimension == "manager" else "teams"
                 for name, group in sorted(groups.items()):
-                    kpis = [
-                        k
-                        for k in present(group, config, window, now, target=(kind, name))
-                        if k.name in GROUP_KPIS
-                    ]
+                    kpis = present_group(group, config, window, now, target=(kind, name))
                     labels = {"tenant": tenant, "window": window, dimension: name}
                     _add(families, f"_by_{dimension}", kpis, labels)
 
@@ -121,13 +111,16 @@ def _cap(groups: Groups, limit: int) -> Groups:
 
 
 def _add(families: Families, suffix: str, kpis: list[Kpi], base: dict[str, str]) -> None:
+    base_names = list(base)
+    base_values = list(base.values())
     for kpi in kpis:
         if kpi.value is None:
             continue
-        labels = {**base, **dict(kpi.labels)}
         name = f"salespulse_{kpi.name}{suffix}"
         entry = families.get(name)
         if entry is None:
-            family = GaugeMetricFamily(name, _HELP.format(name=kpi.name), labels=list(labels))
-            entry = families[name] = (family, list(labels))
-        entry[0].add_metric([labels[key] for key in entry[1]], kpi.value)
+            label_names = base_names + [key for key, _ in kpi.labels]
+            family = GaugeMetricFamily(name, _HELP.format(name=kpi.name), labels=label_names)
+            entry = families[name] = (family, label_names)
+        # Every KPI of a family carries the same labels in the same order.
+        entry[0].add_metric(base_values + [value for _, value in kpi.labels], kpi.value)

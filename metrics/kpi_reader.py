@@ -17,7 +17,7 @@ import redis
 
 from salespulse.kpi_keys import SEP, KpiKeys, decode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
-from streams.buckets import BucketNamer, to_us, window_buckets
+from streams.buckets import GRANULARITIES, BucketNamer, to_us, window_buckets
 from streams.kpi_catalogue import DIMENSIONS, DURATION_BUCKETS_S
 
 Groups = dict[str, dict[str, int]]
@@ -29,6 +29,12 @@ _DIRECTION_OUTCOME = {
     ("out", "answered"): ("calls_out", "calls_answered"),
     ("out", "missed"): ("calls_out", "calls_missed"),
 }
+
+
+@dataclass(frozen=True)
+class TenantState:
+    won: WonDeals
+    live: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -86,25 +92,44 @@ class KpiReader:
         return self.snapshot(tenant, window, by, now).groups
 
     def snapshot(
-        self, tenant: str, window: str, by: str | None, now: datetime | None = None
+        self,
+        tenant: str,
+        window: str,
+        by: str | None,
+        now: datetime | None = None,
+        *,
+        sums: RawSums | None = None,
+        shared: TenantState | None = None,
     ) -> Snapshot:
-        """Components, plus what the view needs beyond them (revenue per source)."""
+        """Components, plus what the view needs beyond them (revenue per source).
+
+        ``sums`` (this window's raw sums) and ``shared`` (won deals and live counts) let
+        a caller that reads several windows or groupings read each only once.
+        """
         now = now or self.now()
-        config = self._tenants.get(tenant)
-        sums = self.raw(tenant, window, now)
+        if sums is None:
+            sums = self.raw(tenant, window, now)
+        if shared is None:
+            shared = self.tenant_state(tenant, now)
         revenue_by_source: dict[str, int] = {}
         for (component, dims), amount in sums.items():
             if component == "revenue":
                 revenue_by_source[dims[3]] = revenue_by_source.get(dims[3], 0) + amount
         groups = group_components(sums, by)
-        won = self._client.hgetall(self._keys.won(tenant))
-        namer = BucketNamer(self._tenants.zone_for(tenant))
         granularity, buckets = window_buckets(window, now, self._tenants.zone_for(tenant))
-        records = [_won_record(deal, record) for deal, record in won.items()]
-        client_components(groups, records, by, window, _in_window(namer, granularity, buckets))
-        self._live(groups["total"], tenant, config, now)
+        client_components(groups, shared.won, by, window, granularity, buckets)
+        groups["total"].update(shared.live)
         drop_zeros(groups)
         return Snapshot(groups, revenue_by_source, now)
+
+    def tenant_state(self, tenant: str, now: datetime) -> TenantState:
+        """What does not depend on the window: won-deal records and live counts."""
+        won = self._client.hgetall(self._keys.won(tenant))
+        live: dict[str, int] = {}
+        self._live(live, tenant, self._tenants.get(tenant), now)
+        records = [_won_record(deal, record) for deal, record in won.items()]
+        namer = BucketNamer(self._tenants.zone_for(tenant))
+        return TenantState(prepare_won(records, namer), live)
 
     def _live(
         self, total: dict[str, int], tenant: str, config: TenantConfig, now: datetime
@@ -211,59 +236,78 @@ def _won_record(deal: bytes | str, raw: bytes | str) -> WonRecord:
     return int(won_us), name, units, client, lead, tuple(dims)
 
 
-def _in_window(namer: BucketNamer, granularity: str, buckets: list[str]) -> Callable[[int], bool]:
-    position = ("m", "h", "d", "w", "mo", "all").index(granularity)
-    wanted = set(buckets)
-    return lambda us: namer.names(us)[position] in wanted
+@dataclass(frozen=True)
+class WonDeals:
+    """Won-deal records prepared once per read, then filtered per window.
+
+    Sorted by (won instant, deal id); each record's bucket names, whether its client won
+    earlier (a repeat sale) and whether it is the client's first win are known up front.
+    """
+
+    records: list[WonRecord]
+    repeat: list[bool]
+    first: list[bool]
+    revenue_by_client: dict[str, int]
+    # per granularity: bucket name → positions of the records won in that bucket
+    by_bucket: list[dict[str, list[int]]]
+
+
+def prepare_won(records: list[WonRecord], namer: BucketNamer) -> WonDeals:
+    ordered = sorted(records, key=lambda r: (r[0], r[1]))
+    seen: set[str] = set()
+    repeat, first = [], []
+    revenue: dict[str, int] = {}
+    for _, _, units, client, _, _ in ordered:
+        repeat.append(client is not None and client in seen)
+        first.append(client is not None and client not in seen)
+        if client is not None:
+            seen.add(client)
+            revenue[client] = revenue.get(client, 0) + (units or 0)
+    by_bucket: list[dict[str, list[int]]] = [{} for _ in GRANULARITIES]
+    for position, record in enumerate(ordered):
+        for index, name in enumerate(namer.names(record[0])):
+            by_bucket[index].setdefault(name, []).append(position)
+    return WonDeals(ordered, repeat, first, revenue, by_bucket)
 
 
 def client_components(
     groups: Groups,
-    records: list[WonRecord],
+    won: WonDeals,
     by: str | None,
     window: str,
-    in_window: Callable[[int], bool],
+    granularity: str,
+    buckets: list[str],
 ) -> None:
-    """Client KPIs and lead→customer from the won-deal records. Pure."""
+    """Client KPIs and lead→customer from the prepared won deals. Pure."""
     index = DIMENSIONS.index(by) if by else None
+    in_buckets = won.by_bucket[GRANULARITIES.index(granularity)]
+    total = groups["total"]
     leads: dict[str, set[str]] = {}
-    for won_us, _, _, _, lead, dims in records:
-        if lead is not None and in_window(won_us):
+    clients: set[str] = set()
+    positions = (i for bucket in buckets for i in in_buckets.get(bucket, ()))
+    for i in positions:
+        _, _, units, client, lead, dims = won.records[i]
+        if lead is not None:
             leads.setdefault("total", set()).add(lead)
             if index is not None:
                 leads.setdefault(dims[index], set()).add(lead)
-    for group_name, lead_ids in leads.items():
-        groups.setdefault(group_name, {})["lead_customers"] = len(lead_ids)
-
-    total = groups["total"]
-    with_client = sorted((r for r in records if r[3] is not None), key=lambda r: (r[0], r[1]))
-    first_of: dict[str, WonRecord] = {}
-    clients_in_window: set[str] = set()
-    for record in with_client:
-        won_us, _, units, client, _, dims = record
-        assert client is not None  # narrowing: filtered above
-        earlier = client in first_of
-        first_of.setdefault(client, record)
-        if not in_window(won_us):
+        if client is None:
             continue
         total["client_deals"] = total.get("client_deals", 0) + 1
-        clients_in_window.add(client)
-        if earlier:
+        clients.add(client)
+        if won.repeat[i]:
             total["repeat_count"] = total.get("repeat_count", 0) + 1
             total["repeat_revenue"] = total.get("repeat_revenue", 0) + (units or 0)
-    total["client_distinct"] = len(clients_in_window)
-    for first in first_of.values():
-        if in_window(first[0]):
-            name = f"new_clients:{first[5][3]}"
+        if won.first[i]:
+            name = f"new_clients:{dims[3]}"
             total[name] = total.get(name, 0) + 1
-    if window == "all" and with_client:
-        revenue: dict[str, int] = {}
-        for _, _, units, client, _, _ in with_client:
-            assert client is not None  # narrowing: filtered above
-            revenue[client] = revenue.get(client, 0) + (units or 0)
-        total["clv_revenue"] = sum(revenue.values())
-        total["clv_clients"] = len(revenue)
-        _abc(total, revenue)
+    for group_name, lead_ids in leads.items():
+        groups.setdefault(group_name, {})["lead_customers"] = len(lead_ids)
+    total["client_distinct"] = len(clients)
+    if window == "all" and won.revenue_by_client:
+        total["clv_revenue"] = sum(won.revenue_by_client.values())
+        total["clv_clients"] = len(won.revenue_by_client)
+        _abc(total, won.revenue_by_client)
 
 
 def _abc(total: dict[str, int], revenue: dict[str, int]) -> None:

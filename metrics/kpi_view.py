@@ -7,10 +7,10 @@ show the same numbers (docs/kpi-semantics.md defines each one).
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from salespulse.tenants import TenantConfig
@@ -19,9 +19,11 @@ from streams.buckets import US_PER_HOUR, US_PER_MINUTE, from_us, to_us
 MONEY = 10_000
 
 
-@dataclass(frozen=True)
-class Kpi:
-    """One value of a KPI, with its labels; ratios keep numerator and denominator."""
+class Kpi(NamedTuple):
+    """One value of a KPI, with its labels; ratios keep numerator and denominator.
+
+    A NamedTuple: an exporter scrape builds thousands of these.
+    """
 
     name: str
     value: float | None
@@ -125,6 +127,36 @@ def present(
     kpis += _funnel(group, config)
     kpis += _clients_and_marketing(group, config, window, now, revenue_by_source or {})
     kpis += _parameterised(group)
+    if target is not None and window == "month":
+        kpis += _plan(group, config, target, now)
+    return kpis
+
+
+def present_group(
+    group: dict[str, int],
+    config: TenantConfig,
+    window: str,
+    now: datetime,
+    *,
+    target: tuple[str, str] | None = None,
+) -> list[Kpi]:
+    """What a team or manager series shows: the leaderboard's activity, results and plan.
+
+    A subset on purpose: per-manager series dominate the series count (and scrape time);
+    the JSON API has every KPI per manager.
+    """
+    get = group.get
+    kpis = [
+        Kpi(name, float(get(name, 0)))
+        for name in ("calls", "meetings", "messages_out", "deals_created", "won")
+    ]  # fmt: skip
+    kpis += [
+        Kpi("talk_time_seconds", get("talk_time_ms", 0) / 1000),
+        Kpi("revenue", get("revenue", 0) / MONEY),
+        _ratio("average_check", get("revenue", 0) / MONEY,
+               get("won", 0) - get("unconvertible_amounts", 0)),
+        _ratio("win_rate", get("won", 0), get("won", 0) + get("lost", 0)),
+    ]  # fmt: skip
     if target is not None and window == "month":
         kpis += _plan(group, config, target, now)
     return kpis

@@ -44,6 +44,7 @@ from redis.exceptions import RedisError
 from handlers.publisher import KafkaPublisher
 from metrics.pipeline import PipelineMetrics
 from salespulse.bench_naive import BENCH_TENANTS, naive_topics, run_naive
+from salespulse.bench_scale import open_deal_state, scrape_time
 from salespulse.embedded import start_broker, start_redis
 from salespulse.events import CrmEvent, decode_event, encode_event
 from salespulse.kpi_keys import KpiKeys
@@ -411,7 +412,13 @@ def report(rows: list[Row], check: str) -> None:
 
 
 async def _bench(
-    settings: Settings, bootstrap: str, redis_url: str, events: int, naive: int, partitions: int
+    settings: Settings,
+    bootstrap: str,
+    redis_url: str,
+    events: int,
+    naive: int,
+    partitions: int,
+    open_deals: int,
 ) -> int:
     run = uuid.uuid4().hex[:8]
     naive_app = f"salespulse-bench-naive-{run}"
@@ -445,8 +452,15 @@ async def _bench(
     finally:
         names = [*topics, *naive_topics(naive_app)]
         await close_quietly("benchmark topics", delete_topics(bootstrap, names))
+    scale = []
+    for measure in (open_deal_state(redis_url, open_deals), scrape_time(redis_url, 200)):
+        try:
+            scale.append(await measure)
+        except Exception as exc:  # noqa: BLE001 - reported, exit status 1
+            scale.append(f"scale measurement FAILED: {exc!r}")
 
     report(rows, check)
+    print(*scale, "", sep="\n")
     print(
         f"machine: nproc {len(os.sched_getaffinity(0))}, Python {platform.python_version()} "
         f"({platform.machine()}); {partitions} partitions, batches of <= "
@@ -460,7 +474,8 @@ async def _bench(
         "rates vary ±12 % run to run: compare the ratios measured in the same run",
         sep="\n",
     )
-    return 0 if ok and not any(row.error for row in rows) else 1
+    failed = any("FAILED" in line for line in scale)
+    return 0 if ok and not failed and not any(row.error for row in rows) else 1
 
 
 async def delete_topics(bootstrap: str, names: list[str]) -> None:
@@ -474,7 +489,13 @@ async def delete_topics(bootstrap: str, names: list[str]) -> None:
         await admin.close()
 
 
-def run_benchmark(settings: Settings, events: int, naive_events: int, partitions: int) -> int:
+def run_benchmark(
+    settings: Settings,
+    events: int,
+    naive_events: int,
+    partitions: int,
+    open_deals: int = 1_000_000,
+) -> int:
     """Start embedded broker/Redis if unconfigured, run all paths, print the table."""
     # aiokafka narrates every group join at INFO; the table is what this command is for.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
@@ -488,4 +509,6 @@ def run_benchmark(settings: Settings, events: int, naive_events: int, partitions
         if redis_url is None:
             redis_url = f"redis://127.0.0.1:{stack.enter_context(start_redis(workdir)).port}/0"
         tune_gc()  # as the worker process does (salespulse.launcher)
-        return asyncio.run(_bench(settings, bootstrap, redis_url, events, naive_events, partitions))
+        return asyncio.run(
+            _bench(settings, bootstrap, redis_url, events, naive_events, partitions, open_deals)
+        )

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--naive-events", type=int, default=20_000, help="events for the naive faust baseline"
     )
     bench.add_argument("--partitions", type=int, default=8)
+    bench.add_argument(
+        "--open-deals", type=int, default=1_000_000, help="open deals for the state-memory figure"
+    )
     return parser
 
 
@@ -79,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from salespulse.bench import run_benchmark
 
             try:
-                return run_benchmark(settings, args.events, args.naive_events, args.partitions)
+                return run_benchmark(
+                    settings, args.events, args.naive_events, args.partitions, args.open_deals
+                )
             except KeyboardInterrupt:
                 print("salespulse bench: interrupted", file=sys.stderr)
                 return 130

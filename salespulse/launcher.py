@@ -59,6 +59,11 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
         lines += [f"  embedded   {item}" for item in embedded]
         if Role.INGEST in chosen:
             lines.append(f"  ingest     POST {base}/v1/events")
+        if Role.EXPORTER in chosen:
+            tenant = "demo" if demo else "<tenant>"
+            lines.append(
+                f"  kpis       GET  {base}/v1/kpis?tenant={tenant}&window=today&by=manager"
+            )
         lines.append(f"  metrics    GET  {base}/metrics")
         lines.append(f"  health     GET  {base}/healthz")
         if demo:

@@ -1,19 +1,43 @@
-"""Load → fold → apply, retried until the store accepts the batch exactly once."""
+"""Load → fold → apply, retried until the store accepts the batch exactly once.
+
+Two phases, so that the consumer can fold batch N+1 while batch N's Redis write is in
+flight: ``prepare`` folds on the entity states as they will be once every batch before
+it is applied (a cache of what this applier wrote, else Redis), ``commit`` writes.
+
+The cache is safe because Redis is the judge: every write carries the versions it was
+folded on, and the script refuses stale ones. One case needs more: if a commit had to
+refold (ids counted before, a concurrent writer), the states it finally wrote differ
+from the speculative ones the next batch was folded on, *at the same versions*. So any
+such deviation starts a new generation: the cache is dropped and batches prepared in
+the old one are refolded from Redis before they are written.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from salespulse.errors import KpiStoreError
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.tenants import TenantDirectory
-from streams.fold import BatchFold, entity_ref, fold_batch
+from streams.entities import DealState, LeadState
+from streams.fold import BatchFold, States, entity_ref, fold_batch
 from streams.redis_sink import RedisKpiSink
 
 # Each refold removes what the store reported (counted ids, changed entities); a store
 # that keeps reporting new ones means another writer races us on the same ids.
 MAX_REFOLDS = 8
+CACHE_ENTITIES = 200_000
+
+
+@dataclass
+class Prepared:
+    events: Sequence[CrmEvent]
+    refs: dict[str, str]
+    fold: BatchFold
+    generation: int
 
 
 class KpiApplier:
@@ -21,25 +45,73 @@ class KpiApplier:
         self._sink = sink
         self._tenants = tenants
         self._keys = keys
+        self._cache: OrderedDict[str, tuple[int, DealState | LeadState]] = OrderedDict()
+        self._generation = 0
 
     async def apply(self, events: Sequence[CrmEvent], offsets: dict[str, int]) -> BatchFold:
         """Apply once; returns the fold that the store accepted."""
+        return await self.commit(await self.prepare(events), offsets)
+
+    async def prepare(self, events: Sequence[CrmEvent]) -> Prepared:
+        generation = self._generation  # before any await: a commit may deviate meanwhile
         refs: dict[str, str] = {}
         for event in events:
             ref = entity_ref(self._keys, event)
             if ref is not None:
                 refs[ref[0]] = ref[1]
-        states = await self._sink.load_states(refs)
+        states = await self._states(refs)
+        fold = fold_batch(events, self._tenants, self._keys, states)
+        prepared = Prepared(events, refs, fold, generation)
+        if generation == self._generation:
+            self._remember(fold)  # what the next batch is folded on
+        return prepared
+
+    async def commit(self, prepared: Prepared, offsets: dict[str, int]) -> BatchFold:
+        fold, refs = prepared.fold, prepared.refs
+        states: States | None = None
+        if prepared.generation != self._generation:
+            states = await self._sink.load_states(refs)
+            fold = fold_batch(prepared.events, self._tenants, self._keys, states)
         skip: frozenset[tuple[str, str]] = frozenset()
-        for _ in range(MAX_REFOLDS):
-            fold = fold_batch(events, self._tenants, self._keys, states, skip)
-            outcome = await self._sink.apply(fold, offsets)
+        for attempt in range(MAX_REFOLDS):
+            try:
+                outcome = await self._sink.apply(fold, offsets)
+            except BaseException:
+                self._new_generation()  # unknown whether it was written: trust Redis only
+                raise
             if outcome.applied:
+                if attempt or fold is not prepared.fold:
+                    self._new_generation()
+                    self._remember(fold)
                 return fold
             skip |= outcome.already_counted
-            if outcome.conflicts:
-                changed = {key: refs[key] for key in outcome.conflicts}
-                for key in changed:
-                    states.pop(key, None)
-                states.update(await self._sink.load_states(changed))
+            if states is None or outcome.conflicts:
+                states = await self._sink.load_states(refs)
+            fold = fold_batch(prepared.events, self._tenants, self._keys, states, skip)
+        self._new_generation()
         raise KpiStoreError("batch kept meeting concurrent changes; refusing to loop")
+
+    async def _states(self, refs: dict[str, str]) -> States:
+        states: States = {}
+        missing: dict[str, str] = {}
+        for key, kind in refs.items():
+            cached = self._cache.get(key)
+            if cached is None:
+                missing[key] = kind
+            else:
+                states[key] = cached
+        if missing:
+            states.update(await self._sink.load_states(missing))
+        return states
+
+    def _remember(self, fold: BatchFold) -> None:
+        cache = self._cache
+        for key, (version, _) in fold.entity_writes.items():
+            cache[key] = (version + 1, fold.new_states[key])
+            cache.move_to_end(key)
+        while len(cache) > CACHE_ENTITIES:
+            cache.popitem(last=False)
+
+    def _new_generation(self) -> None:
+        self._generation += 1
+        self._cache.clear()

@@ -29,14 +29,17 @@ Contribution = tuple[int, str, Dims, int]
 MONEY_SCALE = 10_000
 _UNIT = Decimal(1)
 _BOUNDS_US = [bound * 1_000_000 for bound in DURATION_BUCKETS_S]
-_LATEST_FIELDS = (
-    "manager_id", "team", "pipeline", "source_channel", "amount", "cost", "currency",
-    "client_id", "lead_id", "lost_reason",
-)  # fmt: skip
+# Event field → the short key it is kept under in a state's `latest` (states are stored
+# per entity: at a million open deals every byte of a state counts).
+CODE = {
+    "manager_id": "m", "team": "t", "pipeline": "p", "source_channel": "s", "amount": "a",
+    "cost": "k", "currency": "c", "client_id": "cl", "lead_id": "l", "lost_reason": "r",
+}  # fmt: skip
+_LATEST_FIELDS = tuple(CODE.items())
 SEP = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
 
 
-class DealState(msgspec.Struct, kw_only=True):
+class DealState(msgspec.Struct, kw_only=True, array_like=True):
     created: int | None = None
     # "pipeline\x1fstage" → first entry (µs)
     entries: dict[str, int] = msgspec.field(default_factory=dict)
@@ -46,7 +49,7 @@ class DealState(msgspec.Struct, kw_only=True):
     latest: dict[str, tuple[int, str, str]] = msgspec.field(default_factory=dict)
 
 
-class LeadState(msgspec.Struct, kw_only=True):
+class LeadState(msgspec.Struct, kw_only=True, array_like=True):
     # earliest event: (µs, event_id, stage); lead_created counts as stage "new"
     first: tuple[int, str, str] | None = None
     # stage of a lead_stage_changed → its earliest µs
@@ -79,17 +82,18 @@ def duration_bucket(duration_us: int) -> int:
 
 def _keep_latest(latest: dict[str, tuple[int, str, str]], event: CrmEvent, us: int) -> None:
     event_id = event.event_id
-    for name in _LATEST_FIELDS:
+    for name, code in _LATEST_FIELDS:
         value = getattr(event, name)
         if value is None:
             continue
-        held = latest.get(name)
+        held = latest.get(code)
         if held is None or us > held[0] or (us == held[0] and event_id > held[1]):
-            latest[name] = (us, event_id, value if type(value) is str else str(value))
+            latest[code] = (us, event_id, value if type(value) is str else str(value))
 
 
-def join_deal(state: DealState, event: CrmEvent) -> None:
-    us = to_us(event.occurred_at)
+def join_deal(state: DealState, event: CrmEvent, us: int | None = None) -> None:
+    if us is None:
+        us = to_us(event.occurred_at)
     if event.type == "deal_created" and (state.created is None or us < state.created):
         state.created = us
     if event.type == "deal_stage_changed" and event.pipeline and event.stage_to:
@@ -103,8 +107,9 @@ def join_deal(state: DealState, event: CrmEvent) -> None:
     _keep_latest(state.latest, event, us)
 
 
-def join_lead(state: LeadState, event: CrmEvent) -> None:
-    us = to_us(event.occurred_at)
+def join_lead(state: LeadState, event: CrmEvent, us: int | None = None) -> None:
+    if us is None:
+        us = to_us(event.occurred_at)
     stage = "new" if event.type == "lead_created" else (event.stage_to or "new")
     if state.first is None or (us, event.event_id) < state.first[:2]:
         state.first = (us, event.event_id, stage)
@@ -132,7 +137,7 @@ def dims_of(
 
 def _latest_dims(latest: dict[str, tuple[int, str, str]], config: TenantConfig) -> Dims:
     def value(name: str) -> str | None:
-        held = latest.get(name)
+        held = latest.get(CODE[name])
         return held[2] if held else None
 
     return dims_of(
@@ -195,7 +200,7 @@ def deal_contributions(state: DealState, config: TenantConfig) -> Iterator[Contr
         if kind == "won":
             yield from _won(state, config, dims, since)
         else:
-            reason = state.latest.get("lost_reason")
+            reason = state.latest.get(CODE["lost_reason"])
             yield since, "lost", dims, 1
             if reason is not None:
                 yield since, f"lost_by_reason:{reason[2]}", dims, 1
@@ -206,8 +211,8 @@ def deal_contributions(state: DealState, config: TenantConfig) -> Iterator[Contr
 
 def _won(state: DealState, config: TenantConfig, dims: Dims, since: int) -> Iterator[Contribution]:
     yield since, "won", dims, 1
-    amount = state.latest.get("amount")
-    currency = state.latest.get("currency")
+    amount = state.latest.get(CODE["amount"])
+    currency = state.latest.get(CODE["currency"])
     currency_code = currency[2] if currency else None
     if amount is not None:
         units = money_units(Decimal(amount[2]), currency_code, config)
@@ -215,7 +220,7 @@ def _won(state: DealState, config: TenantConfig, dims: Dims, since: int) -> Iter
             yield since, "unconvertible_amounts", dims, 1
         else:
             yield since, "revenue", dims, units
-            cost = state.latest.get("cost")
+            cost = state.latest.get(CODE["cost"])
             if cost is not None:
                 cost_units = money_units(Decimal(cost[2]), currency_code, config)
                 if cost_units is not None:
@@ -311,7 +316,7 @@ def won_record(state: DealState, config: TenantConfig) -> list[object] | None:
         return None
 
     def value(name: str) -> str | None:
-        held = state.latest.get(name)
+        held = state.latest.get(CODE[name])
         return held[2] if held else None
 
     amount = value("amount")

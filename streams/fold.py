@@ -14,7 +14,7 @@ import msgspec
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys, encode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
-from streams.buckets import GRANULARITIES, US_PER_HOUR, US_PER_MINUTE, BucketNamer, to_us
+from streams.buckets import GRANULARITIES, US_PER_HOUR, US_PER_MINUTE, BucketNamer, Names, to_us
 from streams.entities import (
     DealState,
     Dims,
@@ -36,9 +36,10 @@ Increments = dict[tuple[str, str, str, bytes], int]
 # entity key → (version, state); version 0 = not stored yet
 States = dict[str, tuple[int, DealState | LeadState]]
 
-_deal_decoder = msgspec.json.Decoder(DealState)
-_lead_decoder = msgspec.json.Decoder(LeadState)
-_state_encoder = msgspec.json.Encoder()
+# msgpack with array-like structs: a stored state carries no field names.
+_deal_decoder = msgspec.msgpack.Decoder(DealState)
+_lead_decoder = msgspec.msgpack.Decoder(LeadState)
+_state_encoder = msgspec.msgpack.Encoder()
 
 
 def decode_state(kind: str, blob: bytes) -> DealState | LeadState:
@@ -52,6 +53,8 @@ class BatchFold:
     increments: Increments = field(default_factory=dict)
     # entity key → (expected stored version, new state blob)
     entity_writes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    # entity key → the new state itself (what the applier caches for the next batch)
+    new_states: dict[str, DealState | LeadState] = field(default_factory=dict)
     # (tenant, deal id, old open (pipeline, stage, since) or None, new one or None)
     open_moves: list[tuple[str, str, tuple[str, str, int] | None, tuple[str, str, int] | None]] = (
         field(default_factory=list)
@@ -105,6 +108,16 @@ def event_components(event: CrmEvent, config: TenantConfig) -> Iterator[tuple[st
             yield name or f"marketing_cost:{event.source_channel or 'none'}", units
 
 
+def effective(names: Names, us: int, received: int | None) -> tuple[str | None, ...]:
+    """The bucket names to write, with short buckets skipped when no read can see them."""
+    if received is not None:
+        if us // US_PER_HOUR < received // US_PER_HOUR - 23:
+            return (None, None, *names[2:])
+        if us // US_PER_MINUTE < received // US_PER_MINUTE - 59:
+            return (None, *names[1:])
+    return names
+
+
 class _Folder:
     def __init__(self, tenants: TenantDirectory, keys: KpiKeys) -> None:
         self._tenants = tenants
@@ -132,17 +145,17 @@ class _Folder:
         receipt of what moved it can never be inside such a window again, so its
         minute (hour) bucket is not written. Old history then costs no short buckets.
         """
-        if amount == 0:
-            return
+        if amount:
+            names = effective(self.namer(tenant).names(us), us, received)
+            self.add_at(tenant, names, component, dims, amount)
+
+    def add_at(
+        self, tenant: str, names: tuple[str | None, ...], component: str, dims: Dims, amount: int
+    ) -> None:
+        """Add to buckets already named (and skipped) by :func:`effective`."""
         encoded = self._fields.get((component, dims))
         if encoded is None:
             encoded = self._fields[(component, dims)] = encode_field((component, *dims))
-        names: tuple[str | None, ...] = self.namer(tenant).names(us)
-        if received is not None:
-            if us // US_PER_HOUR < received // US_PER_HOUR - 23:
-                names = (None, None, *names[2:])
-            elif us // US_PER_MINUTE < received // US_PER_MINUTE - 59:
-                names = (None, *names[1:])
         key = (tenant, names, encoded)
         pending = self._pending
         pending[key] = pending.get(key, 0) + amount
@@ -173,25 +186,35 @@ def fold_batch(
     seen: set[tuple[str, str]] = set(skip_ids)
     # entity key → (tenant, id, state being joined, latest receipt among its events)
     touched: dict[str, tuple[str, str, DealState | LeadState, int | None]] = {}
+    # Per-batch caches: most events share a tenant, a handful of dimensions and minutes.
+    configs: dict[str, TenantConfig] = {}
+    all_dims: dict[tuple[str, str | None, str | None, str | None, str | None], Dims] = {}
+    add_at = folder.add_at
     for event in events:
-        identity = (event.tenant, event.event_id)
+        tenant = event.tenant
+        identity = (tenant, event.event_id)
         if identity in seen:
             fold.duplicates += 1
             continue
         seen.add(identity)
-        tenant = event.tenant
-        config = tenants.get(tenant)
+        config = configs.get(tenant)
+        if config is None:
+            config = configs[tenant] = tenants.get(tenant)
         us = to_us(event.occurred_at)
-        day = folder.namer(tenant).names(us)[2]
-        fold.event_ids.setdefault((tenant, day), []).append(event.event_id)
+        names = folder.namer(tenant).names(us)
+        fold.event_ids.setdefault((tenant, names[2]), []).append(event.event_id)
         fold.events += 1
         received = None
         if event.received_at is not None:
-            fold.received_at.append(event.received_at.timestamp())
             received = to_us(event.received_at)
-        dims = dims_of(config, event.manager_id, event.team, event.pipeline, event.source_channel)
+            fold.received_at.append(received / 1_000_000)
+        dims_key = (tenant, event.manager_id, event.team, event.pipeline, event.source_channel)
+        dims = all_dims.get(dims_key)
+        if dims is None:
+            dims = all_dims[dims_key] = dims_of(config, *dims_key[1:])
+        written = effective(names, us, received)
         for component, amount in event_components(event, config):
-            folder.add(tenant, us, component, dims, amount, received)
+            add_at(tenant, written, component, dims, amount)
         ref = entity_ref(keys, event)
         if ref is None:
             continue
@@ -209,9 +232,9 @@ def fold_batch(
             entry = touched[key] = (*entry[:3], received)
         state = entry[2]
         if isinstance(state, DealState):
-            join_deal(state, event)
+            join_deal(state, event, us)
         else:
-            join_lead(state, event)
+            join_lead(state, event, us)
     for key, (tenant, entity_id, new, received) in touched.items():
         _diff_entity(
             folder, key, tenant, entity_id, states.get(key), new, tenants.get(tenant), received
@@ -248,6 +271,7 @@ def _diff_entity(
     version, old = stored if stored is not None else (0, None)
     blob = _state_encoder.encode(new)
     folder.fold.entity_writes[key] = (version, blob)
+    folder.fold.new_states[key] = new
     delta: dict[tuple[int, str, Dims], int] = {}
     if isinstance(new, DealState):
         old_deal = old if isinstance(old, DealState) else None

@@ -12,7 +12,13 @@ from datetime import datetime
 
 import msgspec
 
-from metrics.kpi_reader import Groups, client_components, drop_zeros, group_components
+from metrics.kpi_reader import (
+    Groups,
+    client_components,
+    drop_zeros,
+    group_components,
+    prepare_won,
+)
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys, decode_field
 from salespulse.tenants import TenantDirectory
@@ -76,12 +82,8 @@ class MemoryStore:
             if owner == tenant:
                 won_us, units, client, lead, *dims = msgspec.json.decode(raw)
                 records.append((won_us, deal, units, client, lead, tuple(dims)))
-        namer = BucketNamer(zone)
-        position = ("m", "h", "d", "w", "mo", "all").index(granularity)
-        wanted = set(names)
-        client_components(
-            groups, records, by, window, lambda us: namer.names(us)[position] in wanted
-        )
+        won = prepare_won(records, BucketNamer(zone))
+        client_components(groups, won, by, window, granularity, names)
         config = self.tenants.get(tenant)
         total = groups["total"]
         now_us = to_us(now)
