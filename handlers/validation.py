@@ -8,9 +8,9 @@ from datetime import datetime
 import msgspec
 
 from salespulse.errors import InvalidEventError
-from salespulse.events import CrmEvent, semantic_problems
+from salespulse.events import CrmEvent, ValidatedEvent, semantic_problems
 
-_body_decoder = msgspec.json.Decoder(CrmEvent | list[CrmEvent])
+_body_decoder = msgspec.json.Decoder(ValidatedEvent | list[ValidatedEvent])
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
 _PATH_PART = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)")

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
+
+from metrics.batch_histogram import BatchHistogram
 
 REJECT_REASONS: Final = (
     "malformed_json",
@@ -89,11 +91,11 @@ class PipelineMetrics:
             "Events whose KPI increments Redis accepted.",
             registry=registry,
         )
-        self.event_to_kpi_latency = Histogram(
+        self.event_to_kpi_latency = BatchHistogram(
             "salespulse_event_to_kpi_latency_seconds",
             "Time from the ingest receiving an event to its KPIs being in Redis.",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            registry,
         )
         for reason in REJECT_REASONS:
             self.payloads_rejected.labels(reason=reason)
@@ -171,6 +173,6 @@ class PipelineMetrics:
             self.enrichment_dead_letters.labels(reason=reason)
 
     def observe_latencies(self, received_at: Iterable[float], applied_at: float) -> None:
-        observe = self.event_to_kpi_latency.observe
-        for received in received_at:
-            observe(max(0.0, applied_at - received))
+        self.event_to_kpi_latency.observe_many(
+            max(0.0, applied_at - received) for received in received_at
+        )

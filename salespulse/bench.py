@@ -74,7 +74,7 @@ _DAY_S = 86_400
 
 logger = logging.getLogger(__name__)
 
-Expected = Counter[tuple[str, bytes]]
+Expected = Counter[tuple[str, str]]
 _REFERENCE_KEYS = KpiKeys("reference:")
 _CHUNK = 20_000
 
@@ -352,7 +352,7 @@ async def verify(
     actual: Expected = Counter()
     for tenant in {tenant for tenant, _ in expected}:
         for kpi_field, value in (await client.hgetall(keys.bucket(tenant, "all", "all"))).items():
-            raw = kpi_field if isinstance(kpi_field, bytes) else kpi_field.encode()
+            raw = kpi_field.decode() if isinstance(kpi_field, bytes) else kpi_field
             actual[tenant, raw] = int(value)
     differing = [key for key in actual.keys() | expected.keys() if actual[key] != expected[key]]
     verdict = f"MISMATCH in {len(differing)} fields" if differing else "OK"

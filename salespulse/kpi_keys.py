@@ -3,7 +3,7 @@
     {p}tenants                          SET   tenants that have any KPI
     {p}kpi:{tenant}:{gran}:{bucket}     HASH  field → integer; gran m|h|d|w|mo|all
                                               (streams/buckets.py names the buckets)
-    {p}ent:{tenant}:{kind}:{id}         HASH  v → version, s → state JSON (deal, lead)
+    {p}ent:{tenant}:{kind}:{id}         STRING "version:state JSON" (deal, lead)
     {p}open:{tenant}:{pipeline}\\x1f{stage}  ZSET deal id → since (µs): open deals by stage
     {p}openkeys:{tenant}                SET   the open:* keys in use
     {p}won:{tenant}                     HASH  deal id → won record JSON (client KPIs)

@@ -1,31 +1,21 @@
 -- Apply one folded batch atomically: dedupe and version checks first, then every write.
--- ARGV: dedupe_ttl, tenants_key, offsets_key, then counted sections:
---   seen groups:   n, then per group: seen_key, n_ids, ids...
---   entities:      n, then per entity: key, expected_version, state_json
---   kpi hashes:    n, then per hash: key, ttl (0 = keep), n_pairs, (field, increment)...
---   sorted sets:   n, then per op: 'a' (add) | 'r' (remove), key, member, score
---   hash fields:   n, then per op: 's' (set) | 'd' (delete), key, field, value
---   set members:   n, then per op: key, member
---   offsets:       n, then per entry: "topic:partition", offset
+-- ARGV[1] is the whole batch as MessagePack (one argument: packing thousands of separate
+-- arguments in redis-py cost more than the fold), a map of:
+--   ttl      dedupe set TTL (s)            tenants  tenants set key
+--   offsets  offsets hash key              seen     [[seen_key, [ids...]], ...]
+--   entities [[key, expected_version, state JSON], ...] stored as "version:state"
+--   hashes   [[key, ttl (0 = keep), [field, increment, field, increment, ...]], ...]
+--   zsets    [['a'|'r', key, member, score], ...]
+--   fields   [['s'|'d', key, field, value], ...]
+--   members  [[key, member], ...]           marks    [["topic:partition", offset], ...]
+-- Numbers stay below 2^53 (µs timestamps, 1/10,000 money units), exact in Lua's doubles.
 -- Returns {0, seen_key, id, ...} when ids were counted before, {2, key, ...} when an
 -- entity changed since it was read (nothing written in both cases), else {1}.
-local pos = 4
-local function take()
-  local v = ARGV[pos]
-  pos = pos + 1
-  return v
-end
+local batch = cmsgpack.unpack(ARGV[1])
 local CHUNK = 1000
 
-local seen_groups = {}
-for _ = 1, tonumber(take()) do
-  local key = take()
-  local ids = {}
-  for i = 1, tonumber(take()) do ids[i] = take() end
-  seen_groups[#seen_groups + 1] = {key, ids}
-end
 local dups = {}
-for _, group in ipairs(seen_groups) do
+for _, group in ipairs(batch.seen) do
   local key, ids = group[1], group[2]
   for start = 1, #ids, CHUNK do
     local stop = math.min(start + CHUNK - 1, #ids)
@@ -43,57 +33,53 @@ if #dups > 0 then
   return dups
 end
 
-local entities = {}
 local conflicts = {}
-for _ = 1, tonumber(take()) do
-  local key, expected, blob = take(), tonumber(take()), take()
-  local stored = tonumber(redis.call('HGET', key, 'v') or '0')
-  if stored ~= expected then conflicts[#conflicts + 1] = key end
-  entities[#entities + 1] = {key, expected + 1, blob}
+-- An entity is a string "version:state" (one MGET loads a batch's worth).
+for _, entity in ipairs(batch.entities) do
+  local held = redis.call('GET', entity[1])
+  local stored = held and tonumber(string.match(held, '^(%d+):')) or 0
+  if stored ~= entity[2] then conflicts[#conflicts + 1] = entity[1] end
 end
 if #conflicts > 0 then
   table.insert(conflicts, 1, 2)
   return conflicts
 end
 
-local dedupe_ttl = tonumber(ARGV[1])
-for _, group in ipairs(seen_groups) do
+for _, group in ipairs(batch.seen) do
   local key, ids = group[1], group[2]
   for start = 1, #ids, CHUNK do
     redis.call('SADD', key, unpack(ids, start, math.min(start + CHUNK - 1, #ids)))
   end
-  redis.call('EXPIRE', key, dedupe_ttl)
+  redis.call('EXPIRE', key, batch.ttl)
 end
-for _, entity in ipairs(entities) do
-  redis.call('HSET', entity[1], 'v', entity[2], 's', entity[3])
+for _, entity in ipairs(batch.entities) do
+  redis.call('SET', entity[1], string.format('%d:', entity[2] + 1) .. entity[3])
 end
 
-for _ = 1, tonumber(take()) do
-  local key, ttl = take(), tonumber(take())
-  for _ = 1, tonumber(take()) do
-    redis.call('HINCRBY', key, take(), take())
+for _, hash in ipairs(batch.hashes) do
+  local key, pairs_ = hash[1], hash[3]
+  for i = 1, #pairs_, 2 do
+    redis.call('HINCRBY', key, pairs_[i], pairs_[i + 1])
   end
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  if hash[2] > 0 then redis.call('EXPIRE', key, hash[2]) end
 end
 
-for _ = 1, tonumber(take()) do
-  local op, key, member, score = take(), take(), take(), take()
-  if op == 'a' then redis.call('ZADD', key, score, member) else redis.call('ZREM', key, member) end
+for _, op in ipairs(batch.zsets) do
+  if op[1] == 'a' then redis.call('ZADD', op[2], op[4], op[3])
+  else redis.call('ZREM', op[2], op[3]) end
 end
 
-for _ = 1, tonumber(take()) do
-  local op, key, field, value = take(), take(), take(), take()
-  if op == 's' then redis.call('HSET', key, field, value) else redis.call('HDEL', key, field) end
+for _, op in ipairs(batch.fields) do
+  if op[1] == 's' then redis.call('HSET', op[2], op[3], op[4])
+  else redis.call('HDEL', op[2], op[3]) end
 end
 
-for _ = 1, tonumber(take()) do
-  redis.call('SADD', take(), take())
+for _, member in ipairs(batch.members) do
+  redis.call('SADD', member[1], member[2])
 end
 
-local offsets_key = ARGV[3]
-for _ = 1, tonumber(take()) do
-  local tp, offset = take(), tonumber(take())
-  local current = tonumber(redis.call('HGET', offsets_key, tp) or '-1')
-  if offset > current then redis.call('HSET', offsets_key, tp, offset) end
+for _, mark in ipairs(batch.marks) do
+  local current = tonumber(redis.call('HGET', batch.offsets, mark[1]) or '-1')
+  if mark[2] > current then redis.call('HSET', batch.offsets, mark[1], mark[2]) end
 end
 return {1}

@@ -45,7 +45,10 @@ Names = tuple[str, str, str, str, str, str]
 
 
 class BucketNamer:
-    """Names the six buckets of an instant for one zone; memoised per minute."""
+    """Names the six buckets of an instant for one zone; memoised per minute.
+
+    Use :func:`namer_for`: the memo then lives as long as the process, not a batch.
+    """
 
     def __init__(self, zone: ZoneInfo) -> None:
         self._zone = zone
@@ -86,3 +89,14 @@ def window_buckets(window: str, now: datetime, zone: ZoneInfo) -> tuple[str, lis
     if window == "all":
         return "all", ["all"]
     raise ValueError(f"unknown window {window!r}")
+
+
+_namers: dict[str, BucketNamer] = {}
+
+
+def namer_for(zone: ZoneInfo) -> BucketNamer:
+    """The process-wide namer of a zone (its memo survives from batch to batch)."""
+    namer = _namers.get(zone.key)
+    if namer is None:
+        namer = _namers[zone.key] = BucketNamer(zone)
+    return namer

@@ -14,7 +14,15 @@ import msgspec
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys, encode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
-from streams.buckets import GRANULARITIES, US_PER_HOUR, US_PER_MINUTE, BucketNamer, Names, to_us
+from streams.buckets import (
+    GRANULARITIES,
+    US_PER_HOUR,
+    US_PER_MINUTE,
+    BucketNamer,
+    Names,
+    namer_for,
+    to_us,
+)
 from streams.entities import (
     DealState,
     Dims,
@@ -32,14 +40,15 @@ from streams.entities import (
 DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
 LEAD_TYPES = frozenset({"lead_created", "lead_stage_changed"})
 # (tenant, granularity, bucket, encoded field) → increment
-Increments = dict[tuple[str, str, str, bytes], int]
+Increments = dict[tuple[str, str, str, str], int]
 # entity key → (version, state); version 0 = not stored yet
 States = dict[str, tuple[int, DealState | LeadState]]
 
-# msgpack with array-like structs: a stored state carries no field names.
-_deal_decoder = msgspec.msgpack.Decoder(DealState)
-_lead_decoder = msgspec.msgpack.Decoder(LeadState)
-_state_encoder = msgspec.msgpack.Encoder()
+# JSON text (it travels inside the MessagePack batch as a string: Redis's cmsgpack
+# cannot read binary), array-like structs so that a stored state carries no field names.
+_deal_decoder = msgspec.json.Decoder(DealState)
+_lead_decoder = msgspec.json.Decoder(LeadState)
+_state_encoder = msgspec.json.Encoder()
 
 
 def decode_state(kind: str, blob: bytes) -> DealState | LeadState:
@@ -123,16 +132,16 @@ class _Folder:
         self._tenants = tenants
         self._keys = keys
         self._namers: dict[str, BucketNamer] = {}
-        self._fields: dict[tuple[str, Dims], bytes] = {}
+        self._fields: dict[tuple[str, Dims], str] = {}
         # (tenant, bucket names with skipped ones as None, field) → amount; expanded into
         # one increment per granularity once, at the end (most instants share buckets).
-        self._pending: dict[tuple[str, tuple[str | None, ...], bytes], int] = {}
+        self._pending: dict[tuple[str, tuple[str | None, ...], str], int] = {}
         self.fold = BatchFold()
 
     def namer(self, tenant: str) -> BucketNamer:
         namer = self._namers.get(tenant)
         if namer is None:
-            namer = self._namers[tenant] = BucketNamer(self._tenants.zone_for(tenant))
+            namer = self._namers[tenant] = namer_for(self._tenants.zone_for(tenant))
         return namer
 
     def add(
@@ -155,7 +164,7 @@ class _Folder:
         """Add to buckets already named (and skipped) by :func:`effective`."""
         encoded = self._fields.get((component, dims))
         if encoded is None:
-            encoded = self._fields[(component, dims)] = encode_field((component, *dims))
+            encoded = self._fields[(component, dims)] = encode_field((component, *dims)).decode()
         key = (tenant, names, encoded)
         pending = self._pending
         pending[key] = pending.get(key, 0) + amount

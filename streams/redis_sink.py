@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -29,6 +30,8 @@ from salespulse.errors import KpiStoreError
 from salespulse.kpi_keys import SEP, KpiKeys
 from streams.fold import BatchFold, States, decode_state
 
+_packer = msgspec.msgpack.Encoder()
+_MGET_CHUNK = 1000
 # Minute and hour buckets only serve the 15m / 1h / 24h windows.
 _SHORT_TTL_S = {"m": 2 * 3600, "h": 2 * 86_400}
 
@@ -74,24 +77,26 @@ class RedisKpiSink:
         """Stored (version, state) of each entity key (→ kind) that has one."""
         if not refs:
             return {}
+        keys = list(refs)
         try:
             pipe = self._client.pipeline(transaction=False)
-            for key in refs:
-                pipe.hmget(key, ["v", "s"])
-            replies = await pipe.execute()
+            for start in range(0, len(keys), _MGET_CHUNK):
+                pipe.mget(keys[start : start + _MGET_CHUNK])
+            replies = [value for chunk in await pipe.execute() for value in chunk]
         except RedisError as exc:
             raise KpiStoreError(f"cannot read entity states: {exc}") from exc
         states: States = {}
-        for (key, kind), (version, blob) in zip(refs.items(), replies, strict=True):
-            if version is not None and blob is not None:
-                states[key] = (int(version), decode_state(kind, blob))
+        for key, held in zip(keys, replies, strict=True):
+            if held is not None:
+                version, _, blob = held.partition(b":")
+                states[key] = (int(version), decode_state(refs[key], blob))
         return states
 
     async def apply(self, fold: BatchFold, offsets: dict[str, int]) -> ApplyOutcome:
         """Apply the fold and advance the watermarks, unless the checks refuse it."""
-        args, seen_owner = self._arguments(fold, offsets)
+        packed, seen_owner = self._arguments(fold, offsets)
         try:
-            reply = await self._script(args=args)
+            reply = await self._script(args=[packed])
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the batch: {exc}") from exc
         status = int(reply[0])
@@ -114,61 +119,53 @@ class RedisKpiSink:
             raise KpiStoreError(f"cannot read offset watermarks: {exc}") from exc
         return {tp: int(value) for tp, value in zip(partitions, values, strict=True) if value}
 
-    def _arguments(
-        self, fold: BatchFold, offsets: dict[str, int]
-    ) -> tuple[list[str | bytes | int], dict[str, str]]:
+    def _arguments(self, fold: BatchFold, offsets: dict[str, int]) -> tuple[bytes, dict[str, str]]:
+        """The batch as one MessagePack argument (see apply_batch.lua for its layout)."""
         keys = self._keys
-        args: list[str | bytes | int] = [
-            self._dedupe_ttl_s,
-            keys.tenants,
-            keys.offsets(self._group),
-        ]
         owner: dict[str, str] = {}
-        args.append(len(fold.event_ids))
+        seen = []
         for (tenant, day), ids in fold.event_ids.items():
             seen_key = keys.seen(tenant, day)
             owner[seen_key] = tenant
-            args.extend((seen_key, len(ids)))
-            args.extend(ids)
-
-        args.append(len(fold.entity_writes))
-        for key, (version, blob) in fold.entity_writes.items():
-            args.extend((key, version, blob))
-
-        hashes: dict[tuple[str, str], list[bytes | int]] = {}
+            seen.append((seen_key, ids))
+        # Redis's cmsgpack reads no binary type: every value goes as text (all are JSON).
+        entities = [
+            (key, version, blob.decode()) for key, (version, blob) in fold.entity_writes.items()
+        ]
+        hashes: dict[tuple[str, str, str], list[str | int]] = {}
         for (tenant, granularity, bucket, field), amount in fold.increments.items():
             if amount:
-                pairs = hashes.setdefault(
-                    (keys.bucket(tenant, granularity, bucket), granularity), []
-                )
-                pairs.extend((field, amount))
-        args.append(len(hashes))
-        for (key, granularity), pairs in hashes.items():
-            args.extend((key, self._ttl[granularity], len(pairs) // 2))
-            args.extend(pairs)
-
-        zset_ops: list[str | bytes | int] = []
-        members: list[str] = []
+                pairs = hashes.get((tenant, granularity, bucket))
+                if pairs is None:
+                    pairs = hashes[(tenant, granularity, bucket)] = []
+                pairs.append(field)
+                pairs.append(amount)
+        zsets: list[tuple[str, str, str, int]] = []
+        members: list[tuple[str, str]] = []
         for tenant, deal, before, after in fold.open_moves:
             if before is not None:
-                zset_ops.extend(("r", keys.open_stage(tenant, before[0], before[1]), deal, 0))
+                zsets.append(("r", keys.open_stage(tenant, before[0], before[1]), deal, 0))
             if after is not None:
-                stage_key = keys.open_stage(tenant, after[0], after[1])
-                zset_ops.extend(("a", stage_key, deal, after[2]))
-                members.extend((keys.open_keys(tenant), f"{after[0]}{SEP}{after[1]}"))
-        args.append(len(zset_ops) // 4)
-        args.extend(zset_ops)
-
-        args.append(len(fold.won_changes))
-        for tenant, deal, record in fold.won_changes:
-            args.extend(("s" if record else "d", keys.won(tenant), deal, record or b""))
-
-        for tenant in sorted({tenant for tenant, _ in fold.event_ids}):
-            members.extend((keys.tenants, tenant))
-        args.append(len(members) // 2)
-        args.extend(members)
-
-        args.append(len(offsets))
-        for tp, offset in offsets.items():
-            args.extend((tp, offset))
-        return args, owner
+                zsets.append(("a", keys.open_stage(tenant, after[0], after[1]), deal, after[2]))
+                members.append((keys.open_keys(tenant), f"{after[0]}{SEP}{after[1]}"))
+        fields = [
+            ("s" if record else "d", keys.won(tenant), deal, record.decode() if record else "")
+            for tenant, deal, record in fold.won_changes
+        ]
+        members += [(keys.tenants, tenant) for tenant in sorted({t for t, _ in fold.event_ids})]
+        batch = {
+            "ttl": self._dedupe_ttl_s,
+            "tenants": keys.tenants,
+            "offsets": keys.offsets(self._group),
+            "seen": seen,
+            "entities": entities,
+            "hashes": [
+                (keys.bucket(tenant, gran, bucket), self._ttl[gran], pairs)
+                for (tenant, gran, bucket), pairs in hashes.items()
+            ],
+            "zsets": zsets,
+            "fields": fields,
+            "members": members,
+            "marks": list(offsets.items()),
+        }
+        return _packer.encode(batch), owner

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from salespulse.events import CrmEvent, encode_event
+from salespulse.events import CrmEvent, ValidatedEvent, encode_event
 from streams.topics import ensure_topics
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -45,7 +45,7 @@ def make_event(event_id: str, kind: str = "call", **fields: Any) -> CrmEvent:
         **fields,
     }
     # convert() validates like the ingest does, so a test cannot build an impossible event.
-    return msgspec.convert(values, CrmEvent)
+    return msgspec.convert(values, ValidatedEvent)
 
 
 async def produce(bootstrap: str, topic: str, events: list[CrmEvent], partitions: int = 4) -> None:

@@ -31,7 +31,7 @@ KEYS = KpiKeys("mem:")
 class MemoryStore:
     def __init__(self, tenants: TenantDirectory) -> None:
         self.tenants = tenants
-        self.buckets: dict[tuple[str, str, str], dict[bytes, int]] = {}
+        self.buckets: dict[tuple[str, str, str], dict[str, int]] = {}
         self.entities: dict[str, tuple[int, bytes]] = {}
         self.kinds: dict[str, str] = {}
         self.open: dict[tuple[str, str], tuple[str, str, int]] = {}
