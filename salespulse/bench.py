@@ -136,9 +136,10 @@ def tally(events: Iterable[CrmEvent], expected: Expected) -> Iterator[CrmEvent]:
         touched = {ref[0]: ref for e in chunk if (ref := entity_ref(_REFERENCE_KEYS, e))}
         prior: States = {key: states[key] for key in touched if key in states}
         fold = fold_batch(chunk, BENCH_TENANTS, _REFERENCE_KEYS, prior)
-        for (tenant, granularity, _, field), amount in fold.increments.items():
+        for (tenant, granularity, _), fields in fold.increments.items():
             if granularity == "all":
-                expected[tenant, field] += amount
+                for field, amount in fields.items():
+                    expected[tenant, field] += amount
         for key, (version, blob) in fold.entity_writes.items():
             states[key] = (version + 1, decode_state(touched[key][1], blob))
         chunk.clear()

@@ -194,8 +194,9 @@ def build_app(args: argparse.Namespace, progress: _Progress) -> faust.App:
             if ref is not None and entities[ref[0]]:
                 states[ref[0]] = (1, decode_state(ref[1], entities[ref[0]]))
             fold = fold_batch([event], BENCH_TENANTS, _KEYS, states)
-            for (tenant, granularity, bucket, field), amount in fold.increments.items():
-                kpis[f"{tenant}|{granularity}|{bucket}|{field}"] += amount
+            for (tenant, granularity, bucket), fields in fold.increments.items():
+                for field, amount in fields.items():
+                    kpis[f"{tenant}|{granularity}|{bucket}|{field}"] += amount
             for key, (_, blob) in fold.entity_writes.items():
                 entities[key] = blob
             progress.tick()

@@ -39,8 +39,8 @@ from streams.entities import (
 
 DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
 LEAD_TYPES = frozenset({"lead_created", "lead_stage_changed"})
-# (tenant, granularity, bucket, encoded field) → increment
-Increments = dict[tuple[str, str, str, str], int]
+# (tenant, granularity, bucket) → encoded field → increment: grouped as it is written
+Increments = dict[tuple[str, str, str], dict[str, int]]
 # entity key → (version, state); version 0 = not stored yet
 States = dict[str, tuple[int, DealState | LeadState]]
 
@@ -176,8 +176,10 @@ class _Folder:
                 continue
             for granularity, bucket in zip(GRANULARITIES, names, strict=True):
                 if bucket is not None:
-                    key = (tenant, granularity, bucket, encoded)
-                    increments[key] = increments.get(key, 0) + amount
+                    fields = increments.get((tenant, granularity, bucket))
+                    if fields is None:
+                        fields = increments[(tenant, granularity, bucket)] = {}
+                    fields[encoded] = fields.get(encoded, 0) + amount
         self._pending.clear()
 
 

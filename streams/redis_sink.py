@@ -41,6 +41,16 @@ def _apply_script() -> str:
     return resources.files("streams").joinpath("apply_batch.lua").read_text(encoding="utf-8")
 
 
+def _flat(by_field: dict[str, int]) -> list[str | int]:
+    """[field, increment, field, increment, ...] without the zero increments."""
+    flat: list[str | int] = []
+    for field, amount in by_field.items():
+        if amount:
+            flat.append(field)
+            flat.append(amount)
+    return flat
+
+
 @dataclass(frozen=True)
 class ApplyOutcome:
     applied: bool
@@ -132,14 +142,6 @@ class RedisKpiSink:
         entities = [
             (key, version, blob.decode()) for key, (version, blob) in fold.entity_writes.items()
         ]
-        hashes: dict[tuple[str, str, str], list[str | int]] = {}
-        for (tenant, granularity, bucket, field), amount in fold.increments.items():
-            if amount:
-                pairs = hashes.get((tenant, granularity, bucket))
-                if pairs is None:
-                    pairs = hashes[(tenant, granularity, bucket)] = []
-                pairs.append(field)
-                pairs.append(amount)
         zsets: list[tuple[str, str, str, int]] = []
         members: list[tuple[str, str]] = []
         for tenant, deal, before, after in fold.open_moves:
@@ -160,8 +162,8 @@ class RedisKpiSink:
             "seen": seen,
             "entities": entities,
             "hashes": [
-                (keys.bucket(tenant, gran, bucket), self._ttl[gran], pairs)
-                for (tenant, gran, bucket), pairs in hashes.items()
+                (keys.bucket(tenant, gran, bucket), self._ttl[gran], _flat(by_field))
+                for (tenant, gran, bucket), by_field in fold.increments.items()
             ],
             "zsets": zsets,
             "fields": fields,

@@ -53,9 +53,10 @@ class MemoryStore:
         for key, (version, blob) in fold.entity_writes.items():
             assert self.entities.get(key, (0, b""))[0] == version
             self.entities[key] = (version + 1, blob)
-        for (tenant, granularity, bucket, field), amount in fold.increments.items():
-            hashed = self.buckets.setdefault((tenant, granularity, bucket), {})
-            hashed[field] = hashed.get(field, 0) + amount
+        for bucket_key, fields in fold.increments.items():
+            hashed = self.buckets.setdefault(bucket_key, {})
+            for field, amount in fields.items():
+                hashed[field] = hashed.get(field, 0) + amount
         for tenant, deal, _before, after in fold.open_moves:
             if after is None:
                 self.open.pop((tenant, deal), None)
