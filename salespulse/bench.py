@@ -61,7 +61,8 @@ STAGES = ("new", "qualified", "proposal", "negotiation")
 # Latency phase: a steady, realistic-for-a-busy-deployment rate from another process.
 PACED_RATE = 5_000
 PACED_SECONDS = 4.0
-TARGET_EVENTS_S = 40_000
+TARGET_EVENTS_S = 40_000  # the foundation's target
+TARGET_CATALOGUE_EVENTS_S = 60_000  # the full KPI catalogue's target (not reached yet)
 TARGET_RATIO = 10.0
 CLEANUP_TIMEOUT_S = 5.0
 PATHS = (
@@ -408,6 +409,10 @@ def report(rows: list[Row], check: str) -> None:
     verdict = {True: "PASS", False: "FAIL"}
     print(f"ratio (a)/(b): {a / b:,.1f}x    ratio (a)/(c): {a / c:,.2f}x", check, sep="\n")
     print(f"target (a) >= {TARGET_EVENTS_S:,} events/s: {verdict[a >= TARGET_EVENTS_S]}")
+    print(
+        f"target (a) >= {TARGET_CATALOGUE_EVENTS_S:,} events/s with the full catalogue: "
+        f"{verdict[a >= TARGET_CATALOGUE_EVENTS_S]}"
+    )
     print(f"target (a) >= {TARGET_RATIO:.0f}x (b): {verdict[a >= TARGET_RATIO * b]}")
     print()
 
