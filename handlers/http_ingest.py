@@ -10,21 +10,17 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-import msgspec
 from aiohttp import web
 
 from handlers.publisher import EventPublisher
+from handlers.responses import broker_unavailable, is_json, json_response, read_body
 from handlers.validation import parse_events
 from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError, InvalidEventError
 
 logger = logging.getLogger(__name__)
 
-RETRY_AFTER_S = 5
 BACKFILL_HEADER = "X-SalesPulse-Backfill"
-# An oversized body is kept on the dead-letter topic only up to this many bytes: a record
-# must fit the broker's message size limit (1 MB by default).
-DEAD_LETTER_PREFIX_BYTES = 256 * 1024
 _STATUS_BY_REASON = {
     "malformed_json": 400,
     "invalid_event": 422,
@@ -49,7 +45,7 @@ class IngestHandler:
 
     async def post_events(self, request: web.Request) -> web.Response:
         received_at = datetime.now(UTC)
-        body, too_large = await self._read_limited(request)
+        body, too_large = await read_body(request, self._max_body_bytes)
         # A backfill (salespulse replay) keeps each event's own received_at: history is
         # not "late" because it is replayed today (docs/kpi-semantics.md, lateness).
         backfill = request.headers.get(BACKFILL_HEADER, "").lower() == "true"
@@ -62,16 +58,18 @@ class IngestHandler:
             await self._publisher.publish_events(events)
         except BrokerUnavailableError:
             self._metrics.broker_unavailable.inc()
-            return _unavailable()
+            return broker_unavailable()
         self._metrics.events_accepted.inc(len(events))
-        return _json(202, {"accepted": len(events), "event_ids": [e.event_id for e in events]})
+        return json_response(
+            202, {"accepted": len(events), "event_ids": [e.event_id for e in events]}
+        )
 
     def _check_envelope(self, request: web.Request, *, too_large: bool) -> None:
         if too_large:
             raise InvalidEventError(
                 "body_too_large", [{"problem": f"body exceeds {self._max_body_bytes} bytes"}]
             )
-        if not _is_json(request.content_type):
+        if not is_json(request.content_type):
             raise InvalidEventError(
                 "unsupported_media_type",
                 [
@@ -82,22 +80,6 @@ class IngestHandler:
                 ],
             )
 
-    async def _read_limited(self, request: web.Request) -> tuple[bytes, bool]:
-        """Read at most max_body_bytes (+1 to notice more), never the whole of a huge body."""
-        limit = self._max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            prefix = await request.content.read(DEAD_LETTER_PREFIX_BYTES)
-            return prefix, True
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = await request.content.read(min(65536, limit + 1 - size))
-            if not chunk:
-                return b"".join(chunks), False
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)[:DEAD_LETTER_PREFIX_BYTES], True
-
     async def _reject(self, body: bytes, error: InvalidEventError) -> web.Response:
         self._metrics.payloads_rejected.labels(reason=error.reason).inc()
         try:
@@ -107,34 +89,10 @@ class IngestHandler:
         except BrokerUnavailableError:
             # Without the dead-letter copy the payload would be lost: ask for a retry.
             self._metrics.broker_unavailable.inc()
-            return _unavailable()
+            return broker_unavailable()
         self._metrics.dead_letters.labels(reason=error.reason).inc()
         logger.info("rejected ingest payload: %s (%d bytes)", error.reason, len(body))
-        return _json(
+        return json_response(
             _STATUS_BY_REASON[error.reason],
             {"error": error.reason, "problems": error.problems, "dead_lettered": True},
         )
-
-
-def _is_json(content_type: str) -> bool:
-    return content_type == "application/json" or content_type.endswith("+json")
-
-
-def _json(status: int, payload: object) -> web.Response:
-    return web.Response(
-        status=status, body=msgspec.json.encode(payload), content_type="application/json"
-    )
-
-
-def _unavailable() -> web.Response:
-    response = _json(
-        503,
-        {
-            "error": "broker_unavailable",
-            "problems": [
-                {"problem": "the event broker did not acknowledge; nothing was accepted, retry"}
-            ],
-        },
-    )
-    response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    return response

@@ -23,13 +23,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-import msgspec
 from aiohttp import web
 
 from handlers.crm import amocrm, bitrix24, hubspot, pipedrive
 from handlers.crm.common import CrmName, Normalised, encode_request
 from handlers.crm.forms import parse_form
 from handlers.crm.sources import check_secrets, context_for, reveal
+from handlers.responses import (
+    DEAD_LETTER_PREFIX_BYTES,
+    broker_unavailable,
+    is_json,
+    json_response,
+    read_body,
+)
 from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError, InvalidEventError
 from salespulse.events import encode_event
@@ -47,8 +53,6 @@ from salespulse.tenants import (
 
 logger = logging.getLogger(__name__)
 
-RETRY_AFTER_S = 5
-DEAD_LETTER_PREFIX_BYTES = 256 * 1024
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _FORM = "application/x-www-form-urlencoded"
 _STATUS_BY_REASON = {
@@ -155,7 +159,7 @@ class WebhookHandler:
         except TimeoutError:
             logger.warning("amocrm webhook for %s: broker too slow, answered 503", tenant)
             self._metrics.broker_unavailable.inc()
-            return _unavailable()
+            return broker_unavailable()
 
     async def _amocrm(
         self,
@@ -278,7 +282,7 @@ class WebhookHandler:
                 await self._publisher.publish_records(records)
             except BrokerUnavailableError:
                 self._metrics.broker_unavailable.inc()
-                return _unavailable()
+                return broker_unavailable()
         self._metrics.webhook_events.labels(crm=crm).inc(len(result.events))
         if result.requests:
             self._metrics.webhook_enrichment_queued.labels(crm=crm).inc(len(result.requests))
@@ -287,8 +291,8 @@ class WebhookHandler:
             logger.debug("%s: ignored %s", origin, sorted(set(result.ignored)))
         ignored = sorted(set(result.ignored))
         if not records:
-            return _json(200, {"ignored": ignored})
-        return _json(
+            return json_response(200, {"ignored": ignored})
+        return json_response(
             202,
             {
                 "accepted": len(result.events),
@@ -308,10 +312,10 @@ class WebhookHandler:
             )
         except BrokerUnavailableError:
             self._metrics.broker_unavailable.inc()
-            return _unavailable()
+            return broker_unavailable()
         self._metrics.webhooks_rejected.labels(crm=crm, reason=error.reason).inc()
         logger.info("rejected webhook %s: %s (%d bytes)", origin, error.reason, len(body))
-        return _json(
+        return json_response(
             _STATUS_BY_REASON[error.reason],
             {"error": error.reason, "problems": error.problems, "dead_lettered": True},
         )
@@ -319,7 +323,7 @@ class WebhookHandler:
     def _unauthorized(self, crm: CrmName, *, basic: bool = False) -> web.Response:
         """One answer for every failed check: no hint which one failed."""
         self._metrics.webhooks_unauthorized.labels(crm=crm).inc()
-        response = _json(
+        response = json_response(
             401,
             {"error": "unauthorized", "problems": [{"problem": "the sender is not authenticated"}]},
         )
@@ -349,49 +353,10 @@ def _check_envelope(request: web.Request, too_large: bool, limit: int, *, form: 
     if too_large:
         raise InvalidEventError("body_too_large", [{"problem": f"body exceeds {limit} bytes"}])
     content_type = request.content_type
-    ok = content_type == _FORM if form else _is_json(content_type)
+    ok = content_type == _FORM if form else is_json(content_type)
     if not ok:
         expected = _FORM if form else "application/json"
         raise InvalidEventError(
             "unsupported_media_type",
             [{"problem": f"Content-Type must be {expected}, got {content_type or 'none'!r}"}],
         )
-
-
-def _is_json(content_type: str) -> bool:
-    return content_type == "application/json" or content_type.endswith("+json")
-
-
-async def read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes (+1 to notice more); an oversized body keeps its head only."""
-    if request.content_length is not None and request.content_length > limit:
-        return await request.content.read(DEAD_LETTER_PREFIX_BYTES), True
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await request.content.read(min(65536, limit + 1 - size))
-        if not chunk:
-            return b"".join(chunks), False
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)[:DEAD_LETTER_PREFIX_BYTES], True
-
-
-def _json(status: int, payload: object) -> web.Response:
-    return web.Response(
-        status=status, body=msgspec.json.encode(payload), content_type="application/json"
-    )
-
-
-def _unavailable() -> web.Response:
-    response = _json(
-        503,
-        {
-            "error": "broker_unavailable",
-            "problems": [
-                {"problem": "the event broker did not acknowledge; nothing was accepted, retry"}
-            ],
-        },
-    )
-    response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    return response

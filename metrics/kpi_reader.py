@@ -151,18 +151,11 @@ class KpiReader:
             configured = config.pipelines.get(pipeline)
             if configured is None:
                 continue
-            opens = [s for s in configured.stages if s.kind == "open"]
-            ready = (
-                configured.ready_to_close
-                if configured.ready_to_close is not None
-                else [opens[-1].id]
-                if opens
-                else []
-            )
+            ready = configured.ready_stages()
             if stage in ready:
                 pipe.zcard(key)
                 plan.append(("ready", pipeline, stage))
-            limit = next((s.limit_hours for s in configured.stages if s.id == stage), None)
+            limit = configured.limit_hours_of(stage)
             if limit is not None:
                 cutoff = now_us - round(limit * 3_600_000_000)
                 pipe.zcount(key, "-inf", f"({cutoff}")

@@ -90,6 +90,16 @@ class Pipeline(_Frozen):
     # Open stages whose deals are "ready to close"; default: the last open stage.
     ready_to_close: list[str] | None = None
 
+    def ready_stages(self) -> list[str]:
+        """`ready_to_close` as configured (`[]`: none), else the last open stage."""
+        if self.ready_to_close is not None:
+            return self.ready_to_close
+        opens = [stage.id for stage in self.stages if stage.kind == "open"]
+        return opens[-1:]
+
+    def limit_hours_of(self, stage_id: str) -> float | None:
+        return next((stage.limit_hours for stage in self.stages if stage.id == stage_id), None)
+
     @model_validator(mode="after")
     def _consistent(self) -> Pipeline:
         ids = [stage.id for stage in self.stages]

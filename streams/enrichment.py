@@ -46,6 +46,7 @@ from streams.crm_rest.http import (
 )
 from streams.crm_rest.hubspot import HubSpotClient
 from streams.crm_state import CrmStateStore
+from streams.topics import group_consumer_options
 
 logger = logging.getLogger(__name__)
 
@@ -292,15 +293,8 @@ class CrmEnrichmentService(Service):
         self._topic = topic
         self._build_enricher = build_enricher
         self._max_records = max_records
-        session_ms = int(session_timeout_s * 1000)
         self._consumer_options: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
-            "group_id": group,
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "session_timeout_ms": session_ms,
-            "heartbeat_interval_ms": max(100, session_ms // 5),
-            "rebalance_timeout_ms": session_ms,
+            **group_consumer_options(bootstrap, group, session_timeout_s),
             # A batch waits for REST calls (paced, retried): allow it minutes, not seconds.
             "max_poll_interval_ms": 15 * 60 * 1000,
         }

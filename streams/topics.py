@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -13,6 +14,23 @@ logger = logging.getLogger(__name__)
 
 
 TopicSpec = int | tuple[int, dict[str, str]]
+
+
+def group_consumer_options(bootstrap: str, group: str, session_timeout_s: float) -> dict[str, Any]:
+    """aiokafka options of a consumer group member that commits its own offsets.
+
+    Tansu's first group join waits about half the session timeout, so it is short.
+    """
+    session_ms = int(session_timeout_s * 1000)
+    return {
+        "bootstrap_servers": bootstrap,
+        "group_id": group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": session_ms,
+        "heartbeat_interval_ms": max(100, session_ms // 5),
+        "rebalance_timeout_ms": session_ms,
+    }
 
 
 async def ensure_topics(

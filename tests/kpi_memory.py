@@ -95,17 +95,10 @@ class MemoryStore:
             configured = config.pipelines.get(pipeline)
             if configured is None:
                 continue
-            opens = [s for s in configured.stages if s.kind == "open"]
-            ready = (
-                configured.ready_to_close
-                if configured.ready_to_close is not None
-                else [opens[-1].id]
-                if opens
-                else []
-            )
+            ready = configured.ready_stages()
             if stage in ready:
                 total[f"ready:{pipeline}:{stage}"] = total.get(f"ready:{pipeline}:{stage}", 0) + 1
-            limit = next((s.limit_hours for s in configured.stages if s.id == stage), None)
+            limit = configured.limit_hours_of(stage)
             if limit is not None and now_us - since > round(limit * 3_600_000_000):
                 total[f"stuck:{pipeline}:{stage}"] = total.get(f"stuck:{pipeline}:{stage}", 0) + 1
         drop_zeros(groups)
