@@ -23,7 +23,7 @@ from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.tenants import TenantDirectory
 from streams.entities import DealState, LeadState
-from streams.fold import BatchFold, States, entity_ref, fold_batch
+from streams.fold import BatchFold, Derived, States, entity_ref, fold_batch
 from streams.redis_sink import RedisKpiSink
 
 # Each refold removes what the store reported (counted ids, changed entities); a store
@@ -46,6 +46,8 @@ class KpiApplier:
         self._tenants = tenants
         self._keys = keys
         self._cache: OrderedDict[str, tuple[int, DealState | LeadState]] = OrderedDict()
+        # what each cached state contributes, so its "before" need not be derived again
+        self._derived: dict[str, Derived] = {}
         self._generation = 0
 
     async def apply(self, events: Sequence[CrmEvent], offsets: dict[str, int]) -> BatchFold:
@@ -60,7 +62,8 @@ class KpiApplier:
             if ref is not None:
                 refs[ref[0]] = ref[1]
         states = await self._states(refs)
-        fold = fold_batch(events, self._tenants, self._keys, states)
+        derived = {key: self._derived[key] for key in states if key in self._derived}
+        fold = fold_batch(events, self._tenants, self._keys, states, derived=derived)
         prepared = Prepared(events, refs, fold, generation)
         if generation == self._generation:
             self._remember(fold)  # what the next batch is folded on
@@ -109,9 +112,12 @@ class KpiApplier:
         for key, (version, _) in fold.entity_writes.items():
             cache[key] = (version + 1, fold.new_states[key])
             cache.move_to_end(key)
+            self._derived[key] = fold.new_derived[key]
         while len(cache) > CACHE_ENTITIES:
-            cache.popitem(last=False)
+            evicted, _ = cache.popitem(last=False)
+            self._derived.pop(evicted, None)
 
     def _new_generation(self) -> None:
         self._generation += 1
         self._cache.clear()
+        self._derived.clear()

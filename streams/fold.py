@@ -62,8 +62,9 @@ class BatchFold:
     increments: Increments = field(default_factory=dict)
     # entity key → (expected stored version, new state blob)
     entity_writes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
-    # entity key → the new state itself (what the applier caches for the next batch)
+    # entity key → the new state and what it contributes (the applier caches both)
     new_states: dict[str, DealState | LeadState] = field(default_factory=dict)
+    new_derived: dict[str, Derived] = field(default_factory=dict)
     # (tenant, deal id, old open (pipeline, stage, since) or None, new one or None)
     open_moves: list[tuple[str, str, tuple[str, str, int] | None, tuple[str, str, int] | None]] = (
         field(default_factory=list)
@@ -189,9 +190,11 @@ def fold_batch(
     keys: KpiKeys,
     states: States,
     skip_ids: frozenset[tuple[str, str]] = frozenset(),
+    derived: dict[str, Derived] | None = None,
 ) -> BatchFold:
     """Fold a batch. ``states`` holds the stored state of every entity the batch touches;
-    ``skip_ids`` are (tenant, event_id) pairs the store has already counted."""
+    ``skip_ids`` are (tenant, event_id) pairs the store has already counted; ``derived``
+    may hold what some of those states contribute (else it is computed)."""
     folder = _Folder(tenants, keys)
     fold = folder.fold
     seen: set[tuple[str, str]] = set(skip_ids)
@@ -248,8 +251,9 @@ def fold_batch(
             join_lead(state, event, us)
     for key, (tenant, entity_id, new, received) in touched.items():
         _diff_entity(
-            folder, key, tenant, entity_id, states.get(key), new, tenants.get(tenant), received
-        )
+            folder, key, tenant, entity_id, states.get(key), new, tenants.get(tenant), received,
+            (derived or {}).get(key),
+        )  # fmt: skip
     folder.expand()
     return fold
 
@@ -269,6 +273,32 @@ def _copy(state: DealState | LeadState) -> DealState | LeadState:
     )
 
 
+@dataclass(frozen=True)
+class Derived:
+    """What a state contributes: KPI amounts by (instant, component, dims), and its
+    membership of the open-deal and won-deal indexes. A pure function of the state (and
+    the tenant config), so the applier keeps it beside a cached state."""
+
+    contributions: dict[tuple[int, str, Dims], int]
+    open: tuple[str, str, int] | None = None
+    won: list[object] | None = None
+
+
+def derive(state: DealState | LeadState, config: TenantConfig) -> Derived:
+    contributions: dict[tuple[int, str, Dims], int] = {}
+    produced = (
+        deal_contributions(state, config)
+        if isinstance(state, DealState)
+        else lead_contributions(state, config)
+    )
+    for us, component, dims, amount in produced:
+        key = (us, component, dims)
+        contributions[key] = contributions.get(key, 0) + amount
+    if isinstance(state, DealState):
+        return Derived(contributions, open_membership(state, config), won_record(state, config))
+    return Derived(contributions)
+
+
 def _diff_entity(
     folder: _Folder,
     key: str,
@@ -278,34 +308,27 @@ def _diff_entity(
     new: DealState | LeadState,
     config: TenantConfig,
     received: int | None,
+    before: Derived | None,
 ) -> None:
     version, old = stored if stored is not None else (0, None)
-    blob = _state_encoder.encode(new)
-    folder.fold.entity_writes[key] = (version, blob)
-    folder.fold.new_states[key] = new
-    delta: dict[tuple[int, str, Dims], int] = {}
+    fold = folder.fold
+    fold.entity_writes[key] = (version, _state_encoder.encode(new))
+    fold.new_states[key] = new
+    if before is None and old is not None:
+        before = derive(old, config)
+    after = fold.new_derived[key] = derive(new, config)
+    delta = dict(after.contributions)
+    if before is not None:
+        for contribution, amount in before.contributions.items():
+            delta[contribution] = delta.get(contribution, 0) - amount
     if isinstance(new, DealState):
-        old_deal = old if isinstance(old, DealState) else None
-        if old_deal is not None:
-            for us, component, dims, amount in deal_contributions(old_deal, config):
-                delta[(us, component, dims)] = delta.get((us, component, dims), 0) - amount
-        for us, component, dims, amount in deal_contributions(new, config):
-            delta[(us, component, dims)] = delta.get((us, component, dims), 0) + amount
-        before = open_membership(old_deal, config) if old_deal else None
-        after = open_membership(new, config)
-        if before != after:
-            folder.fold.open_moves.append((tenant, entity_id, before, after))
-        old_won = won_record(old_deal, config) if old_deal else None
-        new_won = won_record(new, config)
-        if old_won != new_won:
-            record = msgspec.json.encode(new_won) if new_won is not None else None
-            folder.fold.won_changes.append((tenant, entity_id, record))
-    else:
-        old_lead = old if isinstance(old, LeadState) else None
-        if old_lead is not None:
-            for us, component, dims, amount in lead_contributions(old_lead, config):
-                delta[(us, component, dims)] = delta.get((us, component, dims), 0) - amount
-        for us, component, dims, amount in lead_contributions(new, config):
-            delta[(us, component, dims)] = delta.get((us, component, dims), 0) + amount
+        old_open = before.open if before else None
+        if old_open != after.open:
+            fold.open_moves.append((tenant, entity_id, old_open, after.open))
+        old_won = before.won if before else None
+        if old_won != after.won:
+            record = msgspec.json.encode(after.won) if after.won is not None else None
+            fold.won_changes.append((tenant, entity_id, record))
     for (us, component, dims), amount in delta.items():
-        folder.add(tenant, us, component, dims, amount, received)
+        if amount:
+            folder.add(tenant, us, component, dims, amount, received)
