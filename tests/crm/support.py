@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ class Call:
     at: float
 
 
-class FakeCrm:
+class FakeCrm(ABC):
     """Scripted answers per method first, then the default handler; every call recorded."""
 
     def __init__(self) -> None:
@@ -128,8 +129,9 @@ class FakeCrm:
             headers=answer.headers,
         )
 
+    @abstractmethod
     def default(self, method: str, params: dict[str, Any]) -> Answer:
-        raise NotImplementedError
+        """The answer to a call that no test scripted."""
 
     async def start(self, app: web.Application) -> str:
         self.server = TestServer(app)
