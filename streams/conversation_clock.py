@@ -1,0 +1,216 @@
+"""The conversation clock: which client contacts waited for a reply, and how long. Pure.
+
+**Conversation.** Events of one tenant with the same ``conversation_id``; an event without
+one belongs to its ``client_id``'s conversation; an event with neither has no
+conversation (:func:`conversation_key` is None) and is ignored here.
+
+**Inbound contact** (the client is waiting from then on):
+
+* ``lead_created`` (a new lead or an unsorted request), automated or not: however a lead
+  arrives, a person has to answer it;
+* ``message`` with direction ``in`` (chat, e-mail, messenger, sms, ...);
+* any other non-call event on channel ``email`` or ``chat`` with direction ``in``;
+* ``call`` with direction ``in`` that was not answered (a missed call).
+
+**Reply** (a person answered):
+
+* ``message`` with direction ``out``;
+* ``call`` with direction ``out`` (answered or not: the manager tried);
+* ``call`` with direction ``in`` that was answered.
+
+Automated events (bots, auto-replies, system notes) are neither, except ``lead_created``:
+an auto-reply must not stop the clock, and a client's out-of-office answer or a CRM
+system note must not start it.
+
+**Waits.** Contacts and replies are ordered by ``(occurred_at, role, event_id)`` with
+contacts before replies at the same instant (a reply stamped in the same second answers
+the contact; CRM clocks are often only that precise). Walking that order: a wait *opens*
+at the earliest contact after the last reply (or after the start) and *closes* at the
+next reply. A reply with no open wait closes nothing; contacts inside an open wait do not
+restart it. The first wait of the conversation is ``first``; every later one ``next``.
+A wait still open after the last event is the conversation's *open wait*.
+
+Because this depends only on occurred_at, never on arrival, a reply that reaches us
+before the contact it answered still closes it (no phantom wait), and a reply that
+happened before a contact never closes it.
+
+**State.** A :class:`ConversationState` is a *join* of the conversation's events: the
+set of marks (one per contact or reply, by event_id; for a repeated id the smallest
+mark). Set union is commutative, associative and idempotent, so any arrival order with
+any repeats gives the same state and the same waits (as streams/entities.py's states).
+Every mark is kept: a late reply can split a wait, and then the contact that opens the
+later part is one that looked redundant before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Final, Literal
+
+import msgspec
+
+from salespulse.events import CrmEvent
+from streams.buckets import from_us, to_us
+
+INBOUND: Final = 0  # sorts before REPLY at the same instant (see module docstring)
+REPLY: Final = 1
+Role = Literal[0, 1]
+WaitKind = Literal["first", "next"]
+SEP: Final = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
+_INBOUND_CHANNELS: Final = frozenset({"email", "chat"})
+
+# event_id → (µs, role, channel, manager)
+Mark = tuple[int, int, str | None, str | None]
+
+
+class ConversationState(msgspec.Struct, kw_only=True, array_like=True):
+    marks: dict[str, Mark] = msgspec.field(default_factory=dict)
+
+
+class OpenWait(msgspec.Struct, frozen=True, kw_only=True):
+    opened_at: datetime
+    kind: WaitKind
+    # The channel the client used, and the manager the contact was assigned to.
+    channel: str | None
+    manager: str | None
+    opened_by: str  # event_id of the contact
+
+
+class ClosedWait(msgspec.Struct, frozen=True, kw_only=True):
+    opened_at: datetime
+    closed_at: datetime
+    kind: WaitKind
+    channel: str | None  # of the contact that opened the wait (SLA targets are per channel)
+    reply_channel: str | None
+    manager: str | None  # who replied
+    opened_by: str
+    closed_by: str
+
+    @property
+    def seconds(self) -> float:
+        """Calendar seconds waited; business seconds come from a BusinessCalendar."""
+        return (self.closed_at - self.opened_at).total_seconds()
+
+
+class Waits(msgspec.Struct, frozen=True, kw_only=True):
+    closed: tuple[ClosedWait, ...] = ()
+    open: OpenWait | None = None
+
+
+def conversation_key(event: CrmEvent) -> str | None:
+    """tenant + conversation (or client); prefixed so the two id spaces never collide."""
+    if event.conversation_id is not None:
+        return f"{event.tenant}{SEP}c{SEP}{event.conversation_id}"
+    if event.client_id is not None:
+        return f"{event.tenant}{SEP}k{SEP}{event.client_id}"
+    return None
+
+
+def role_of(event: CrmEvent) -> Role | None:
+    """INBOUND, REPLY, or None for events that neither open nor close a wait."""
+    if event.type == "lead_created":
+        return INBOUND
+    if event.automated:
+        return None
+    if event.type == "call":
+        if event.direction == "out":
+            return REPLY
+        if event.direction == "in":
+            # `answered` is required for calls; a missing one is read as missed, so that
+            # the client's call is not silently taken for an answer.
+            return REPLY if event.answered is True else INBOUND
+        return None
+    if event.type == "message":
+        if event.direction == "in":
+            return INBOUND
+        if event.direction == "out":
+            return REPLY
+        return None
+    if event.direction == "in" and event.channel in _INBOUND_CHANNELS:
+        return INBOUND
+    return None
+
+
+def _channel_of(event: CrmEvent) -> str | None:
+    if event.channel is None and event.type == "call":
+        return "phone"
+    return event.channel
+
+
+def join_conversation(state: ConversationState, event: CrmEvent, us: int | None = None) -> None:
+    """Add one event of the conversation to its state (in place, like join_deal)."""
+    role = role_of(event)
+    if role is None:
+        return
+    if us is None:
+        us = to_us(event.occurred_at)
+    mark: Mark = (us, role, _channel_of(event), event.manager_id)
+    held = state.marks.get(event.event_id)
+    # Repeats carry identical content; taking the minimum keeps the join order-free anyway.
+    if held is None or _order(mark) < _order(held):
+        state.marks[event.event_id] = mark
+
+
+def _order(mark: Mark) -> tuple[int, int, str, str]:
+    us, role, channel, manager = mark
+    return us, role, channel or "", manager or ""
+
+
+def merge(left: ConversationState, right: ConversationState) -> ConversationState:
+    """The join of two states (e.g. two partitions' partial states of one conversation)."""
+    merged = ConversationState(marks=dict(left.marks))
+    for event_id, mark in right.marks.items():
+        held = merged.marks.get(event_id)
+        if held is None or _order(mark) < _order(held):
+            merged.marks[event_id] = mark
+    return merged
+
+
+def waits(state: ConversationState) -> Waits:
+    """The closed waits, in time order, and the open wait, if any (module docstring)."""
+    ordered = sorted(state.marks.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
+    closed: list[ClosedWait] = []
+    opening: tuple[str, Mark] | None = None
+    for event_id, mark in ordered:
+        if mark[1] == INBOUND:
+            if opening is None:
+                opening = (event_id, mark)
+            continue
+        if opening is None:
+            continue  # a reply with nothing waiting: an outbound contact, or a follow-up
+        opened_by, (opened_us, _, channel, _) = opening
+        closed.append(
+            ClosedWait(
+                opened_at=from_us(opened_us),
+                closed_at=from_us(mark[0]),
+                kind="next" if closed else "first",
+                channel=channel,
+                reply_channel=mark[2],
+                manager=mark[3],
+                opened_by=opened_by,
+                closed_by=event_id,
+            )
+        )
+        opening = None
+    still_open = None
+    if opening is not None:
+        opened_by, (opened_us, _, channel, assigned) = opening
+        still_open = OpenWait(
+            opened_at=from_us(opened_us),
+            kind="next" if closed else "first",
+            channel=channel,
+            manager=assigned,
+            opened_by=opened_by,
+        )
+    return Waits(closed=tuple(closed), open=still_open)
+
+
+def conversations(events: Iterable[CrmEvent]) -> dict[str, ConversationState]:
+    """Batch form: the state of every conversation the events touch."""
+    states: dict[str, ConversationState] = {}
+    for event in events:
+        key = conversation_key(event)
+        if key is not None and role_of(event) is not None:
+            join_conversation(states.setdefault(key, ConversationState()), event)
+    return states
