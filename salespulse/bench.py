@@ -459,7 +459,7 @@ async def _bench(
         names = [*topics, *naive_topics(naive_app)]
         await close_quietly("benchmark topics", delete_topics(bootstrap, names))
     scale = []
-    for measure in (open_deal_state(redis_url, open_deals), scrape_time(redis_url, 200)):
+    for measure in (scrape_time(redis_url, 200), open_deal_state(redis_url, open_deals)):
         try:
             scale.append(await measure)
         except Exception as exc:  # noqa: BLE001 - reported, exit status 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from weakref import WeakKeyDictionary
 
 import msgspec
 
@@ -128,12 +129,21 @@ def effective(names: Names, us: int, received: int | None) -> tuple[str | None, 
     return names
 
 
+# Process-wide memos of pure mappings, bounded: encoded Redis fields, and an event's
+# dimensions (they depend on the tenants file, read once per process; keyed by it).
+_CACHE_LIMIT = 200_000
+_ENCODED_FIELDS: dict[tuple[str, Dims], str] = {}
+_DIMS_BY_TENANTS: WeakKeyDictionary[
+    TenantDirectory, dict[tuple[str, str | None, str | None, str | None, str | None], Dims]
+] = WeakKeyDictionary()
+
+
 class _Folder:
     def __init__(self, tenants: TenantDirectory, keys: KpiKeys) -> None:
         self._tenants = tenants
         self._keys = keys
         self._namers: dict[str, BucketNamer] = {}
-        self._fields: dict[tuple[str, Dims], str] = {}
+        self._fields = _ENCODED_FIELDS
         # (tenant, bucket names with skipped ones as None, field) → amount; expanded into
         # one increment per granularity once, at the end (most instants share buckets).
         self._pending: dict[tuple[str, tuple[str | None, ...], str], int] = {}
@@ -165,6 +175,8 @@ class _Folder:
         """Add to buckets already named (and skipped) by :func:`effective`."""
         encoded = self._fields.get((component, dims))
         if encoded is None:
+            if len(self._fields) > _CACHE_LIMIT:
+                self._fields.clear()
             encoded = self._fields[(component, dims)] = encode_field((component, *dims)).decode()
         key = (tenant, names, encoded)
         pending = self._pending
@@ -202,7 +214,9 @@ def fold_batch(
     touched: dict[str, tuple[str, str, DealState | LeadState, int | None]] = {}
     # Per-batch caches: most events share a tenant, a handful of dimensions and minutes.
     configs: dict[str, TenantConfig] = {}
-    all_dims: dict[tuple[str, str | None, str | None, str | None, str | None], Dims] = {}
+    all_dims = _DIMS_BY_TENANTS.setdefault(tenants, {})
+    if len(all_dims) > _CACHE_LIMIT:
+        all_dims.clear()
     add_at = folder.add_at
     for event in events:
         tenant = event.tenant
