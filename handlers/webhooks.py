@@ -29,6 +29,7 @@ from handlers.crm import amocrm, bitrix24, hubspot, pipedrive
 from handlers.crm.common import CrmName, Normalised, encode_request
 from handlers.crm.forms import parse_form
 from handlers.crm.sources import check_secrets, context_for, reveal
+from handlers.publisher import EventPublisher
 from handlers.responses import (
     DEAD_LETTER_PREFIX_BYTES,
     broker_unavailable,
@@ -63,18 +64,10 @@ _STATUS_BY_REASON = {
 }
 
 
-class WebhookPublisher(Protocol):
-    async def publish_records(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None: ...
+class WebhookPublisher(EventPublisher, Protocol):
+    """The ingest's publisher, plus records bound for several topics (events, raw)."""
 
-    async def publish_dead_letter(
-        self,
-        raw: bytes,
-        *,
-        reason: str,
-        problems: list[dict[str, object]],
-        origin: str,
-        key: bytes | None = None,
-    ) -> None: ...
+    async def publish_records(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None: ...
 
 
 @dataclass(frozen=True)
