@@ -21,6 +21,7 @@ from streams.crm_rest.http import (
     MISSING_STAGE_REFRESH_S,
     PermanentRestError,
     RateLimiter,
+    RestClient,
     RetryPolicy,
     TransientRestError,
     TtlCache,
@@ -44,7 +45,7 @@ _LIMIT_ERRORS = frozenset({"QUERY_LIMIT_EXCEEDED", "OVERLOAD_LIMIT"})
 _MAX_PAGES = 20
 
 
-class Bitrix24Client:
+class Bitrix24Client(RestClient):
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -56,11 +57,9 @@ class Bitrix24Client:
         on_call: Callable[[str], None] = lambda outcome: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._session = session
-        self._limiter = limiter
-        self._retry = retry
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._on_call = on_call
+        super().__init__(
+            session, limiter=limiter, retry=retry, timeout_s=timeout_s, on_call=on_call
+        )
         self._stages: TtlCache[tuple[str, str], dict[str, StageKind]] = TtlCache(
             dictionary_ttl_s, clock=clock
         )

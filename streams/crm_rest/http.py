@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
+import aiohttp
+
 from salespulse.errors import SalesPulseError
 
 logger = logging.getLogger(__name__)
@@ -151,3 +153,22 @@ def retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+class RestClient:
+    """What every CRM REST client holds: its session, pace, retry policy and timeout."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        limiter: RateLimiter,
+        retry: RetryPolicy,
+        timeout_s: float,
+        on_call: Callable[[str], None] = lambda outcome: None,
+    ) -> None:
+        self._session = session
+        self._limiter = limiter
+        self._retry = retry
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._on_call = on_call

@@ -20,6 +20,7 @@ from streams.crm_rest.http import (
     MISSING_STAGE_REFRESH_S,
     PermanentRestError,
     RateLimiter,
+    RestClient,
     RetryPolicy,
     TransientRestError,
     TtlCache,
@@ -30,7 +31,7 @@ from streams.crm_rest.http import (
 Pipelines = dict[str, dict[str, StageKind]]
 
 
-class HubSpotClient:
+class HubSpotClient(RestClient):
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -42,11 +43,9 @@ class HubSpotClient:
         on_call: Callable[[str], None] = lambda outcome: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._session = session
-        self._limiter = limiter
-        self._retry = retry
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._on_call = on_call
+        super().__init__(
+            session, limiter=limiter, retry=retry, timeout_s=timeout_s, on_call=on_call
+        )
         self._pipelines: TtlCache[str, Pipelines] = TtlCache(dictionary_ttl_s, clock=clock)
 
     async def deal(self, api_base: str, token: str, portal: str, deal_id: str) -> Mapping[str, Any]:
