@@ -35,6 +35,7 @@ from streams.applier import KpiApplier
 from streams.enrichment import build_enrichment_service
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
+from streams.sla_store import SlaApplier, SlaStore
 from streams.topics import TopicSpec, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ class Runtime:
     services: list[Service]
     registry: CollectorRegistry
     metrics: PipelineMetrics
-    consumer: KpiBatchConsumer | None = None
+    consumer: KpiBatchConsumer[Any] | None = None
+    sla_consumer: KpiBatchConsumer[Any] | None = None
     routes: list[web.RouteDef] = field(default_factory=list)
 
 
@@ -109,7 +111,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
 
     routes: list[web.RouteDef] = [web.get("/healthz", _healthz)]
     services: list[Service] = [_Lifecycle(setup, closers)]
-    consumer = None
+    consumer = sla_consumer = None
     if Role.INGEST in roles:
         ingest = IngestHandler(publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes)
         routes += ingest.routes()
@@ -119,6 +121,10 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         closers.append(async_redis.aclose)
         consumer = build_kpi_consumer(settings, tenants, async_redis, publisher, pipeline_metrics)
         services.append(consumer)
+        sla_consumer = build_sla_consumer(
+            settings, tenants, async_redis, publisher, pipeline_metrics
+        )
+        services.append(sla_consumer)
         services.append(
             build_enrichment_service(settings, tenants, async_redis, publisher, pipeline_metrics)
         )
@@ -137,7 +143,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     if not isinstance(web_driver, AiohttpWeb):
         raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")
     web_driver.web_app.add_routes(routes)
-    return Runtime(app, services, registry, pipeline_metrics, consumer, routes)
+    return Runtime(app, services, registry, pipeline_metrics, consumer, sla_consumer, routes)
 
 
 def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
@@ -155,7 +161,7 @@ def build_kpi_consumer(
     redis_client: aioredis.Redis,
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
-) -> KpiBatchConsumer:
+) -> KpiBatchConsumer[Any]:
     """The KPI worker's consumer with its Redis sink, as every process role builds it."""
     if settings.kafka_bootstrap is None:
         raise ValueError("the KPI consumer needs kafka_bootstrap set")
@@ -179,6 +185,40 @@ def build_kpi_consumer(
         max_records=settings.batch_max_records,
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
+    )
+
+
+def build_sla_consumer(
+    settings: Settings,
+    tenants: TenantDirectory,
+    redis_client: aioredis.Redis,
+    dead_letters: EventPublisher,
+    metrics: PipelineMetrics,
+) -> KpiBatchConsumer[Any]:
+    """The conversation clock's consumer: its own group over the same topic, so response
+    times and waiting clients neither slow the KPI fold nor wait for it."""
+    if settings.kafka_bootstrap is None:
+        raise ValueError("the SLA consumer needs kafka_bootstrap set")
+    keys = KpiKeys(settings.redis_key_prefix)
+    store = SlaStore(
+        redis_client,
+        keys,
+        group=settings.sla_consumer_group,
+        day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+    )
+    return KpiBatchConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        topic=settings.events_topic,
+        group=settings.sla_consumer_group,
+        sink=store,
+        applier=SlaApplier(store, tenants, keys),
+        dead_letters=dead_letters,
+        metrics=metrics,
+        lateness_s=settings.lateness_days * _DAY_S,
+        max_records=settings.batch_max_records,
+        timeout_ms=settings.batch_timeout_ms,
+        session_timeout_s=settings.kafka_session_timeout_s,
+        stage="sla",
     )
 
 
