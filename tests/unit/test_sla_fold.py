@@ -88,7 +88,7 @@ def test_durations_and_policy_choice() -> None:
     assert parse_duration("1h30m") == 5400
     assert parse_duration(90) == 90
     for bad in ("5 minutes", "0s", True, "31d"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"duration|target"):
             parse_duration(bad)
     config = SlaConfig(
         policies=[
@@ -162,7 +162,9 @@ def test_repeats_write_nothing() -> None:
     contact = ev("in-1", "message", FRIDAY, direction="in")
     store.fold([contact], directory)
     again = fold_conversations([contact, contact], directory, KEYS, dict(store.states))
-    assert again.entity_writes == {} and again.increments == {} and again.waiting_moves == []
+    assert again.entity_writes == {}
+    assert again.increments == {}
+    assert again.waiting_moves == []
 
 
 def conversation_events(rng: random.Random, count: int) -> list[CrmEvent]:
