@@ -88,7 +88,7 @@ def test_durations_and_policy_choice() -> None:
     assert parse_duration("1h30m") == 5400
     assert parse_duration(90) == 90
     for bad in ("5 minutes", "0s", True, "31d"):
-        with pytest.raises(ValueError, match=r"duration|target"):
+        with pytest.raises(ValueError, match=r"duration|expected seconds|target"):
             parse_duration(bad)
     config = SlaConfig(
         policies=[
