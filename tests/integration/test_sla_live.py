@@ -101,7 +101,7 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
                 "warning_seconds",
                 "state",
             }  # fmt: skip  (ids and timings only: no names, phones or texts)
-            states = []
+            states: list[str] = []
             while not states or states[-1] != "breached":
                 (wait,) = (await waiting(session, base))["waiting"]
                 # The state follows the age at the instant of the read, nothing stored.
@@ -124,7 +124,8 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
             await post(session, base, message("out-1", "out"))
 
             async def answered() -> bool:
-                return (await waiting(session, base))["summary"]["waiting"] == 0
+                summary = (await waiting(session, base))["summary"]
+                return bool(summary["waiting"] == 0)
 
             await eventually(answered, 30, "the reply to clear the wait")
             values = await scrape(session, base)
