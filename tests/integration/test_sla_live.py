@@ -74,6 +74,14 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
     overrides = sla_settings(settings, tmp_path)
     with salespulse_process("run", settings, tmp_path / "run.log", **overrides):
         async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/v1/waiting") as response:
+                assert response.status == 400
+                assert (await response.json())["problems"][0]["field"] == "tenant"
+            bad = {"tenant": "acme", "limit": "0"}
+            async with session.get(f"{base}/v1/waiting", params=bad) as response:
+                assert response.status == 400
+            async with session.get(f"{base}/v1/waiting", params={"tenant": "nope"}) as response:
+                assert response.status == 404
             await post(session, base, message("in-1", "in"))
 
             async def listed() -> bool:
