@@ -27,6 +27,7 @@ from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
+from metrics.waiting_api import waiting_routes
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
 from salespulse.tenants import TenantDirectory
@@ -133,6 +134,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         reader = KpiReader(sync_redis, keys, tenants)
         registry.register(KpiCollector(reader, tenants))
         routes += kpi_routes(reader, tenants)
+        routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants)
 
         async def close_sync_redis() -> None:
             sync_redis.close()
