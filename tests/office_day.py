@@ -194,14 +194,23 @@ class _Office:
         self.add("message", at, manager, channel=channel, direction=direction,
                  conversation_id=conversation, **fields)  # fmt: skip
 
-    def waiting(self) -> None:
-        """Clients who are waiting right now: some at risk, some past the target."""
+    def backlog(self) -> None:
+        """Clients waiting right now: some at risk, some past the target; and per team a
+        first and a next contact past their targets that live rounds 2 and 4 answer late.
+        """
         for number, (channel, minutes) in enumerate(
             (("email", 25), ("email", 30), ("chat", 12), ("chat", 20), ("sms", 2))
         ):
             manager = MANAGERS[number % len(MANAGERS)]
-            at = self.now - timedelta(minutes=minutes)
-            self.message(at, manager, channel, f"waiting-{number}", "in")
+            self.message(self.now - timedelta(minutes=minutes), manager, channel,
+                         f"waiting-{number}", "in")  # fmt: skip
+        for team, managers in TEAMS.items():
+            ago = self.now - timedelta(minutes=15)
+            self.message(ago, managers[0], "chat", f"late-first-{team}", "in")
+            second = f"late-next-{team}"
+            self.message(ago - timedelta(minutes=15), managers[0], "chat", second, "in")
+            self.message(ago - timedelta(minutes=13), managers[0], "chat", second, "out")
+            self.message(ago, managers[0], "chat", second, "in")
 
 
 def history(now: datetime, seed: int = 20261122) -> list[Event]:
@@ -215,7 +224,7 @@ def history(now: datetime, seed: int = 20261122) -> list[Event]:
         office.call(office.moment(now - SPAN, now), manager, f"prospect-{number}", "out")
     for number in range(90):
         office.conversation(number)
-    office.waiting()
+    office.backlog()
     return sorted(office.events, key=lambda event: str(event["occurred_at"]))
 
 
@@ -224,7 +233,8 @@ def live_round(now: datetime, number: int) -> list[Event]:
 
     Round r: a new client writes in on each channel of each team, the client of round
     r-1 is answered, the client of round r-2 writes again and the client of round r-3
-    gets that second answer (a next response); one deal is won and a call made.
+    gets that second answer (a next response); one deal is won and a call made. Rounds
+    2 and 4 answer the history's late first and next contacts: SLA breaches.
     """
     office = _Office(now + timedelta(seconds=1), seed=number)
     for team, managers in TEAMS.items():
@@ -236,6 +246,9 @@ def live_round(now: datetime, number: int) -> list[Event]:
             office.message(now, manager, channel, f"{client}-{number - 2}", "in")
             office.message(now, manager, channel, f"{client}-{number - 3}", "out")
         office.call(now, manager, f"live-caller-{number}", "out")
+        late = {2: f"late-first-{team}", 4: f"late-next-{team}"}.get(number)
+        if late:
+            office.message(now, managers[0], "chat", late, "out")
         deal = f"live-deal-{team}-{number}"
         office.add("deal_stage_changed", now, manager, entity_id=deal, pipeline=PIPELINE,
                    stage_to="negotiation", stage_kind="open")  # fmt: skip

@@ -97,8 +97,9 @@ def response_time() -> Json:
              mappings=[OPEN_CLOSED], size=(4, 6),
              description="the tenant's business-hours calendar is open now"),
         stat("SLA target", [Query(selector("salespulse_sla_target_seconds", tenant="$tenant",
-                                           channel="~$channel"), "{{channel}}")],
-             unit="s", show_names=True, size=(6, 6)),
+                                           channel="~$channel|any"), "{{channel}}")],
+             unit="s", show_names=True, size=(6, 6),
+             description="configured first-response targets; 'any': the catch-all policy"),
         stat("First replies (range)",
              [Query(f"sum(increase({_conversations(first + '_count', basis='$basis')}"
                     f"[{in_range}]))")],

@@ -224,9 +224,15 @@ def managers() -> Json:
         bars("Revenue by team", [Query(by_team("revenue"), "{{team}}")], unit=MONEY),
         bars("Won deals by team", [Query(by_team("won"), "{{team}}")]),
         bars("Calls by team", [Query(by_team("calls"), "{{team}}")]),
-        timeseries("Calls by manager", [Query(by_manager("calls"), "{{manager}}")]),
+        bars("Clients waiting for a reply",
+             [Query(selector("salespulse_waiting_conversations_by_manager", tenant="$tenant",
+                             manager="~$manager"), "{{manager}}")],
+             steps=((None, "green"), (5, "orange"), (15, "red")),
+             description="now, by the manager responsible ('unassigned': no manager)"),
+        timeseries("Calls by manager", [Query(by_manager("calls"), "{{manager}}")],
+                   size=(8, 8)),
         timeseries("Messages sent by manager",
-                   [Query(by_manager("messages_out"), "{{manager}}")]),
+                   [Query(by_manager("messages_out"), "{{manager}}")], size=(8, 8)),
     ]  # fmt: skip
     return dashboard(
         "salespulse-managers",

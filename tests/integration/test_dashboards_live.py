@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 LIVE_ROUNDS = 6
 # What Grafana puts for its interval macros; any value the data covers would do.
-MACROS = {"__rate_interval": "1m", "__interval": "1m", "__range": "5m"}
+MACROS = {"__rate_interval": "2m", "__interval": "1m", "__range": "5m"}
 # Values of the single-value variables; each must be among the variable's own values.
 CHOSEN = {"tenant": office_day.TENANT, "pipeline": office_day.PIPELINE}
 METRIC = re.compile(r"\bsalespulse_[a-z0-9_]+")
@@ -252,4 +252,8 @@ def test_the_live_office_shows_on_the_wall_screen(scraped: Scraped) -> None:
     assert [s.value >= 1 for s in breached] == [True], "the unanswered chats breach the SLA"
     at_risk = prom.query(f"sum(salespulse_waiting_at_risk{{{tenant}}})", at)
     assert [s.value >= 1 for s in at_risk] == [True], "e-mails waiting 25-30 min are at risk"
+    late = prom.query(
+        f"sum by (kind) (increase(salespulse_sla_breaches_total{{{tenant}}}[5m]))", at
+    )
+    assert {s.labels["kind"]: s.value > 0 for s in late} == {"first": True, "next": True}
     assert not math.isnan(value("salespulse_average_check"))
