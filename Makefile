@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck test-unit test-integration bench clean
+.PHONY: help run test lint format typecheck test-unit test-integration bench dashboards clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ test-integration: $(VENV)/.installed-dev  ## tests against the real broker and r
 
 bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs naive faust
 	$(BIN)/salespulse bench
+
+dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.json from salespulse/dashboards
+	$(BIN)/python -m salespulse.dashboards deploy/grafana/dashboards
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .salespulse
