@@ -28,6 +28,7 @@ from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
 from metrics.waiting_api import waiting_routes
+from salespulse.health import Readiness
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
 from salespulse.tenants import TenantDirectory
@@ -110,7 +111,11 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     async def setup() -> None:
         await ensure_topics(bootstrap, topic_specs(settings))
 
-    routes: list[web.RouteDef] = [web.get("/healthz", _healthz)]
+    # Readiness checks Redis only where a role of this process reads or writes it.
+    uses_redis = bool(roles & {Role.WORKER, Role.EXPORTER})
+    readiness = Readiness(bootstrap, redis_url if uses_redis else None)
+    closers.append(readiness.close)
+    routes: list[web.RouteDef] = readiness.routes()
     services: list[Service] = [_Lifecycle(setup, closers)]
     consumer = sla_consumer = None
     if Role.INGEST in roles:
@@ -222,7 +227,3 @@ def build_sla_consumer(
         session_timeout_s=settings.kafka_session_timeout_s,
         stage="sla",
     )
-
-
-async def _healthz(_: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})

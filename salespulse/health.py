@@ -1,0 +1,94 @@
+"""Liveness and readiness for orchestrators (Docker HEALTHCHECK, Kubernetes probes).
+
+``GET /healthz`` answers while the process serves HTTP: a failure means "restart me".
+``GET /readyz`` answers 200 only while the servers this process's roles use are reachable
+now, 503 otherwise: an orchestrator then stops routing to it (or counting it available)
+without restarting it, since a restart would not bring the broker or Redis back.
+
+The checks are cheap, bounded by a short timeout and hold no lock: a TCP connect to a
+bootstrap broker and a Redis PING. Answers name the check, never an address or URL (a
+Redis URL may carry a password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+OK = "ok"
+DEFAULT_KAFKA_PORT = 9092
+
+
+class Readiness:
+    """The dependency checks of one process: the broker always, Redis when a role uses it."""
+
+    def __init__(self, bootstrap: str, redis_url: str | None, *, timeout_s: float = 1.0) -> None:
+        self._servers = [_host_port(server) for server in bootstrap.split(",") if server.strip()]
+        self._timeout_s = timeout_s
+        self._redis = (
+            aioredis.Redis.from_url(
+                redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
+            if redis_url is not None
+            else None
+        )
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/healthz", _alive), web.get("/readyz", self._ready)]
+
+    async def checks(self) -> dict[str, str]:
+        """Each dependency → ``"ok"`` or why it is not ready."""
+        results = {"broker": await self._broker()}
+        if self._redis is not None:
+            results["redis"] = await self._redis_ping(self._redis)
+        return results
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _ready(self, _: web.Request) -> web.Response:
+        checks = await self.checks()
+        ready = all(result == OK for result in checks.values())
+        return web.json_response(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    async def _broker(self) -> str:
+        """Reachable if any bootstrap server accepts a connection (the client needs one)."""
+        failure = "no bootstrap server configured"
+        for host, port in self._servers:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    _, writer = await asyncio.open_connection(host, port)
+            except (OSError, TimeoutError) as exc:
+                failure = f"unreachable ({type(exc).__name__})"
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return OK
+        return failure
+
+    async def _redis_ping(self, client: aioredis.Redis) -> str:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await client.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            return f"unreachable ({type(exc).__name__})"
+        return OK
+
+
+async def _alive(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def _host_port(server: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or a bare host (Kafka's default port, as the client)."""
+    host, colon, port = server.strip().rpartition(":")
+    if not colon or not port.isdigit() or host.endswith(":"):
+        return server.strip().strip("[]"), DEFAULT_KAFKA_PORT
+    return host.strip("[]"), int(port)

@@ -1,0 +1,70 @@
+"""/healthz and /readyz against the real broker and Redis, and against dead addresses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from salespulse.embedded import free_port
+from salespulse.health import Readiness
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def serving(readiness: Readiness) -> AsyncIterator[str]:
+    app = web.Application()
+    app.add_routes(readiness.routes())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+        await readiness.close()
+
+
+async def get(url: str) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        body = await response.json()
+        assert isinstance(body, dict)
+        return response.status, body
+
+
+async def test_ready_when_broker_and_redis_answer(bootstrap: str, redis_url: str) -> None:
+    async with serving(Readiness(bootstrap, redis_url)) as base:
+        assert await get(f"{base}/readyz") == (
+            200,
+            {"status": "ready", "checks": {"broker": "ok", "redis": "ok"}},
+        )
+        assert await get(f"{base}/healthz") == (200, {"status": "ok"})
+
+
+async def test_not_ready_names_each_unreachable_server_but_stays_alive() -> None:
+    dead_broker, dead_redis = free_port(), free_port()
+    secret_url = f"redis://:hunter2@127.0.0.1:{dead_redis}/0"
+    async with serving(Readiness(f"127.0.0.1:{dead_broker}", secret_url)) as base:
+        status, body = await get(f"{base}/readyz")
+        assert status == 503
+        assert body["status"] == "not_ready"
+        checks = body["checks"]
+        assert isinstance(checks, dict)
+        assert checks["broker"].startswith("unreachable")
+        assert checks["redis"].startswith("unreachable")
+        assert "hunter2" not in str(body)
+        assert str(dead_redis) not in str(body)
+        assert await get(f"{base}/healthz") == (200, {"status": "ok"})
+
+
+async def test_an_ingest_checks_only_the_broker_and_any_bootstrap_server_will_do(
+    bootstrap: str,
+) -> None:
+    servers = f"127.0.0.1:{free_port()},{bootstrap}"  # the first one is down
+    async with serving(Readiness(servers, None)) as base:
+        assert await get(f"{base}/readyz") == (200, {"status": "ready", "checks": {"broker": "ok"}})
