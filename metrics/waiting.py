@@ -22,7 +22,7 @@ from salespulse.kpi_keys import KpiKeys
 from salespulse.sla_policy import Basis, WaitKind
 from salespulse.tenants import TenantConfig, TenantDirectory
 from streams.buckets import from_us
-from streams.sla_fold import public_conversation_id
+from streams.sla_fold import public_conversation_id, wait_team
 
 WaitState = Literal["ok", "warning", "breached"]
 _member_decoder = msgspec.json.Decoder(tuple[str, str, str, str, str, str])
@@ -69,7 +69,8 @@ class Wait:
 
 def classify(member: str, opened_us: int, config: TenantConfig, now: datetime) -> Wait:
     """One waiting-index entry, timed and judged against its policy at ``now``. Pure."""
-    ref, kind, channel, manager, team, pipeline = _member_decoder.decode(member)
+    ref, kind, channel, manager, given_team, pipeline = _member_decoder.decode(member)
+    team = wait_team(config, manager or None, given_team or None)
     opened_at = from_us(opened_us)
     age = max(0.0, (now - opened_at).total_seconds())
     calendar = config.calendar_for(team)

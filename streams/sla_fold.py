@@ -140,15 +140,17 @@ def closed_contributions(wait: ClosedWait, config: TenantConfig) -> Contribution
     return produced
 
 
-def waiting_member(ref: str, wait: OpenWait, config: TenantConfig) -> tuple[str, int]:
-    """(member, score) of an open wait in the waiting index: ids and labels only."""
+def waiting_member(ref: str, wait: OpenWait) -> tuple[str, int]:
+    """(member, score) of an open wait in the waiting index: ids only, as the events
+    gave them. Nothing from the tenants file: a member must stay removable after the
+    file changes (a team reassigned), so the team and the policy are resolved per read."""
     member = _member_encoder.encode(
         [
             ref,
             wait.kind,
             wait.channel or NO_VALUE,
             wait.manager or "",
-            wait_team(config, wait.manager, wait.team),
+            wait.team or "",
             wait.pipeline or "",
         ]
     ).decode()
@@ -169,7 +171,7 @@ def derive_conversation(
     for wait in found.closed:
         for key, amount in closed_contributions(wait, config).items():
             contributions[key] = contributions.get(key, 0) + amount
-    waiting = waiting_member(ref, found.open, config) if found.open is not None else None
+    waiting = waiting_member(ref, found.open) if found.open is not None else None
     return ConversationDerived(contributions, waiting)
 
 
