@@ -27,6 +27,7 @@ from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
+from metrics.wall.routes import build_wall
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
 from salespulse.tenants import TenantDirectory
@@ -108,6 +109,8 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         await ensure_topics(bootstrap, topic_specs(settings))
 
     routes: list[web.RouteDef] = [web.get("/healthz", _healthz)]
+    # Called as the web server shuts down, before it waits for open requests to end.
+    on_shutdown: list[Callable[[web.Application], Awaitable[None]]] = []
     services: list[Service] = [_Lifecycle(setup, closers)]
     consumer = None
     if Role.INGEST in roles:
@@ -127,6 +130,13 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         reader = KpiReader(sync_redis, keys, tenants)
         registry.register(KpiCollector(reader, tenants))
         routes += kpi_routes(reader, tenants)
+        wall = build_wall(tenants, reader, sync_redis, keys.offsets(settings.consumer_group))
+        routes += wall.routes()
+
+        async def close_wall(_: web.Application) -> None:
+            await wall.close()  # ends the walls' streams, so the server need not wait on them
+
+        on_shutdown.append(close_wall)
 
         async def close_sync_redis() -> None:
             sync_redis.close()
@@ -137,6 +147,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     if not isinstance(web_driver, AiohttpWeb):
         raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")
     web_driver.web_app.add_routes(routes)
+    web_driver.web_app.on_shutdown.extend(on_shutdown)
     return Runtime(app, services, registry, pipeline_metrics, consumer, routes)
 
 

@@ -1,0 +1,91 @@
+"""Frames from Redis: today's and this month's sums per tenant, read again only when needed.
+
+A poller asks for a frame several times a second. The KPI sums of a tenant are re-read
+only when the worker has applied a batch since (the consumer's offset watermark, one
+small hash) or after ``refresh_s`` (the calendar day rolls over without any event);
+otherwise the frame is rebuilt from the sums already read, which costs no Redis round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+
+from metrics.kpi_reader import KpiReader, RawSums
+from metrics.wall.frame import Frame, WallKey, build_frame
+from salespulse.tenants import TenantDirectory
+
+# (tenant, team) → the waits of the SLA waiting list, in the shape of GET /v1/waiting.
+WaitingLookup = Callable[[str, str | None], Awaitable[Sequence[Mapping[str, object]]]]
+
+
+@dataclass
+class _Sums:
+    watermark: bytes
+    read_at: float
+    today: RawSums
+    month: RawSums
+
+
+class WallSource:
+    def __init__(
+        self,
+        reader: KpiReader,
+        client: redis.Redis,
+        tenants: TenantDirectory,
+        offsets_key: str,
+        *,
+        waiting: WaitingLookup | None = None,
+        refresh_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reader = reader
+        self._client = client
+        self._tenants = tenants
+        self._offsets_key = offsets_key
+        self._waiting = waiting
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._sums: dict[str, _Sums] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def frame(self, key: WallKey) -> Frame:
+        sums = await self._tenant_sums(key.tenant)
+        waits = await self._waiting(key.tenant, key.team) if self._waiting else None
+        return build_frame(
+            key,
+            self._tenants.get(key.tenant),
+            self._reader.now(),
+            sums.today,
+            sums.month,
+            waiting=waits,
+        )
+
+    async def _tenant_sums(self, tenant: str) -> _Sums:
+        lock = self._locks.setdefault(tenant, asyncio.Lock())
+        async with lock:  # pollers of several teams of one tenant share one read
+            held = self._sums.get(tenant)
+            watermark = await asyncio.to_thread(self._watermark)
+            fresh = held is not None and self._clock() - held.read_at < self._refresh_s
+            if held is not None and fresh and held.watermark == watermark:
+                return held
+            started = self._clock()
+            today, month = await asyncio.to_thread(self._read, tenant, self._reader.now())
+            held = self._sums[tenant] = _Sums(watermark, started, today, month)
+            return held
+
+    def _watermark(self) -> bytes:
+        offsets = self._client.hgetall(self._offsets_key)
+        return repr(sorted(offsets.items())).encode()
+
+    def _read(self, tenant: str, now: datetime) -> tuple[RawSums, RawSums]:
+        return self._reader.raw(tenant, "today", now), self._reader.raw(tenant, "month", now)
+
+    def forget(self, tenant: str) -> None:
+        """Drop a tenant's cached sums when no wall shows it any more."""
+        self._sums.pop(tenant, None)
