@@ -6,10 +6,11 @@ shows zeros instead of gaps and the series count is fixed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from metrics.batch_histogram import BatchHistogram
 
@@ -89,6 +90,17 @@ class PipelineMetrics:
         self.events_applied = Counter(
             "salespulse_worker_events_applied",
             "Events whose KPI increments Redis accepted.",
+            registry=registry,
+        )
+        self.sla_events_applied = Counter(
+            "salespulse_worker_sla_events_applied",
+            "Events the conversation clock (response times, waiting clients) has applied.",
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "salespulse_consumer_lag",
+            "Records behind the partition's high-water mark, per consumer group (this process).",
+            ["group", "topic", "partition"],
             registry=registry,
         )
         self.event_to_kpi_latency = BatchHistogram(
@@ -171,6 +183,13 @@ class PipelineMetrics:
                 self.enrichment_rest_calls.labels(crm=crm, outcome=outcome)
         for reason in ENRICHMENT_DEAD_LETTER_REASONS:
             self.enrichment_dead_letters.labels(reason=reason)
+
+    def record_lag(self, group: str, topic: str, partition: int, lag: int) -> None:
+        self.consumer_lag.labels(group=group, topic=topic, partition=str(partition)).set(lag)
+
+    def forget_lag(self, group: str, topic: str, partition: int) -> None:
+        with contextlib.suppress(KeyError):  # never recorded
+            self.consumer_lag.remove(group, topic, str(partition))
 
     def observe_latencies(self, received_at: Iterable[float], applied_at: float) -> None:
         self.event_to_kpi_latency.observe_many(

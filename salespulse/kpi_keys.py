@@ -9,6 +9,8 @@
     {p}won:{tenant}                     HASH  deal id → won record JSON (client KPIs)
     {p}seen:{tenant}:{date}             SET   event ids already counted, by event day
     {p}offsets:{group}                  HASH  "topic:partition" → last offset applied
+    {p}waiting:{tenant}                 ZSET  open wait (JSON, ids only) → opened at (µs)
+    {p}lastseen                         HASH  tenant → newest received_at (ms)
 
 A field is a component plus the four dimensions, stored as a JSON array so that no id
 can break the encoding: ``["calls:in:answered","m-7","north","none","website"]``.
@@ -68,3 +70,10 @@ class KpiKeys:
 
     def offsets(self, group: str) -> str:
         return f"{self.prefix}offsets:{group}"
+
+    def waiting(self, tenant: str) -> str:
+        return f"{self.prefix}waiting:{tenant}"
+
+    @property
+    def last_received(self) -> str:
+        return f"{self.prefix}lastseen"

@@ -36,6 +36,7 @@ from streams.applier import KpiApplier
 from streams.enrichment import build_enrichment_service
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
+from streams.sla_store import SlaApplier, SlaStore
 from streams.topics import TopicSpec, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ class Runtime:
     services: list[Service]
     registry: CollectorRegistry
     metrics: PipelineMetrics
-    consumer: KpiBatchConsumer | None = None
+    consumer: KpiBatchConsumer[Any] | None = None
+    sla_consumer: KpiBatchConsumer[Any] | None = None
     routes: list[web.RouteDef] = field(default_factory=list)
 
 
@@ -112,7 +114,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     # Called as the web server shuts down, before it waits for open requests to end.
     on_shutdown: list[Callable[[web.Application], Awaitable[None]]] = []
     services: list[Service] = [_Lifecycle(setup, closers)]
-    consumer = None
+    consumer = sla_consumer = None
     if Role.INGEST in roles:
         ingest = IngestHandler(publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes)
         routes += ingest.routes()
@@ -122,6 +124,10 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         closers.append(async_redis.aclose)
         consumer = build_kpi_consumer(settings, tenants, async_redis, publisher, pipeline_metrics)
         services.append(consumer)
+        sla_consumer = build_sla_consumer(
+            settings, tenants, async_redis, publisher, pipeline_metrics
+        )
+        services.append(sla_consumer)
         services.append(
             build_enrichment_service(settings, tenants, async_redis, publisher, pipeline_metrics)
         )
@@ -148,7 +154,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")
     web_driver.web_app.add_routes(routes)
     web_driver.web_app.on_shutdown.extend(on_shutdown)
-    return Runtime(app, services, registry, pipeline_metrics, consumer, routes)
+    return Runtime(app, services, registry, pipeline_metrics, consumer, sla_consumer, routes)
 
 
 def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
@@ -166,7 +172,7 @@ def build_kpi_consumer(
     redis_client: aioredis.Redis,
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
-) -> KpiBatchConsumer:
+) -> KpiBatchConsumer[Any]:
     """The KPI worker's consumer with its Redis sink, as every process role builds it."""
     if settings.kafka_bootstrap is None:
         raise ValueError("the KPI consumer needs kafka_bootstrap set")
@@ -190,6 +196,40 @@ def build_kpi_consumer(
         max_records=settings.batch_max_records,
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
+    )
+
+
+def build_sla_consumer(
+    settings: Settings,
+    tenants: TenantDirectory,
+    redis_client: aioredis.Redis,
+    dead_letters: EventPublisher,
+    metrics: PipelineMetrics,
+) -> KpiBatchConsumer[Any]:
+    """The conversation clock's consumer: its own group over the same topic, so response
+    times and waiting clients neither slow the KPI fold nor wait for it."""
+    if settings.kafka_bootstrap is None:
+        raise ValueError("the SLA consumer needs kafka_bootstrap set")
+    keys = KpiKeys(settings.redis_key_prefix)
+    store = SlaStore(
+        redis_client,
+        keys,
+        group=settings.sla_consumer_group,
+        day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+    )
+    return KpiBatchConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        topic=settings.events_topic,
+        group=settings.sla_consumer_group,
+        sink=store,
+        applier=SlaApplier(store, tenants, keys),
+        dead_letters=dead_letters,
+        metrics=metrics,
+        lateness_s=settings.lateness_days * _DAY_S,
+        max_records=settings.batch_max_records,
+        timeout_ms=settings.batch_timeout_ms,
+        session_timeout_s=settings.kafka_session_timeout_s,
+        stage="sla",
     )
 
 

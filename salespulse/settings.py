@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     dlq_topic: str = "crm.events.dlq"
     topic_partitions: int = Field(default=8, ge=1)
     consumer_group: str = "salespulse-kpi"
+    # The conversation clock (response times, waiting clients) reads the same topic.
+    sla_consumer_group: str = "salespulse-sla"
     app_id: str = "salespulse"
     data_dir: Path = Path(".salespulse")
 

@@ -19,6 +19,8 @@ variable or a file to read, and is only revealed where it is used.
         teams: {north: {managers: ["17", "42"]}}
         targets: {managers: {"17": {revenue: "1000000", deals_won: 20}}}
         marketing_costs: {website: {"2026-11": "50000"}}
+        business_hours: {weekly: {mon: ["09:00-18:00"], tue: ["09:00-18:00"]}, country: RU}
+        sla: {policies: [{channel: chat, first_response: 5m}, {first_response: 1h}]}
         crm:
           bitrix24: {application_token: {env: ACME_BITRIX_TOKEN}, rest_url: {env: ACME_BITRIX_REST}}
 """
@@ -35,7 +37,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from salespulse.business_hours import BusinessCalendar, BusinessHours
 from salespulse.errors import SalesPulseError
+from salespulse.sla_policy import Basis, SlaConfig, SlaTarget, WaitKind
 
 TenantName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
@@ -114,6 +118,8 @@ class Pipeline(_Frozen):
 
 class Team(_Frozen):
     managers: list[str] = Field(default_factory=list)
+    # The team's own calendar (another shift or time zone); default: the tenant's.
+    business_hours: BusinessHours | None = None
 
 
 class Target(_Frozen):
@@ -265,6 +271,9 @@ class TenantConfig(_Frozen):
     marketing_costs: dict[str, dict[Month, Money]] = Field(default_factory=dict)
     labels: Labels = Field(default_factory=Labels)
     crm: CrmSources = Field(default_factory=CrmSources)
+    # When the office answers; None: always (business seconds equal calendar seconds).
+    business_hours: BusinessHours | None = None
+    sla: SlaConfig = Field(default_factory=SlaConfig)
 
     @model_validator(mode="after")
     def _checks(self) -> TenantConfig:
@@ -280,6 +289,11 @@ class TenantConfig(_Frozen):
                         f"teams: manager {manager!r} is in both {seen[manager]!r} and {team!r}"
                     )
                 seen[manager] = team
+        wants_business = self.sla.basis == "business" or any(
+            policy.basis == "business" for policy in self.sla.policies
+        )
+        if wants_business and self.business_hours is None:
+            raise ValueError("sla: basis 'business' needs the tenant's business_hours")
         return self
 
     @property
@@ -294,6 +308,34 @@ class TenantConfig(_Frozen):
     @cached_property
     def _team_by_manager(self) -> dict[str, str]:
         return {m: team for team, members in self.teams.items() for m in members.managers}
+
+    @property
+    def default_basis(self) -> Basis:
+        return "business" if self.business_hours is not None else "calendar"
+
+    def calendar_for(self, team: str | None) -> BusinessCalendar | None:
+        """The team's calendar, else the tenant's; None when the office is always open."""
+        return self._calendars.get(team) if team in self._calendars else self._calendars[None]
+
+    def sla_target(
+        self, channel: str | None, pipeline: str | None, kind: WaitKind
+    ) -> SlaTarget | None:
+        return self.sla.target_for(channel, pipeline, kind, self.default_basis)
+
+    @cached_property
+    def _calendars(self) -> dict[str | None, BusinessCalendar | None]:
+        def calendar(hours: BusinessHours | None) -> BusinessCalendar | None:
+            if hours is None:
+                return None
+            if "timezone" not in hours.model_fields_set:  # written without one: the tenant's
+                hours = hours.model_copy(update={"timezone": self.timezone})
+            return BusinessCalendar(hours)
+
+        calendars: dict[str | None, BusinessCalendar | None] = {None: calendar(self.business_hours)}
+        for name, team in self.teams.items():
+            if team.business_hours is not None:
+                calendars[name] = calendar(team.business_hours)
+        return calendars
 
 
 class TenantsFile(_Frozen):

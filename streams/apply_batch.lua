@@ -6,7 +6,7 @@
 --   entities [[key, expected_version, state JSON], ...] stored as "version:state"
 --   hashes   [[key, ttl (0 = keep), [field, increment, field, increment, ...]], ...]
 --   zsets    [['a'|'r', key, member, score], ...]
---   fields   [['s'|'d', key, field, value], ...]
+--   fields   [['s'|'d'|'m', key, field, value], ...]  (m: set when the number is larger)
 --   members  [[key, member], ...]           marks    [["topic:partition", offset], ...]
 -- Numbers stay below 2^53 (µs timestamps, 1/10,000 money units), exact in Lua's doubles.
 -- Returns {0, seen_key, id, ...} when ids were counted before, {2, key, ...} when an
@@ -71,6 +71,9 @@ end
 
 for _, op in ipairs(batch.fields) do
   if op[1] == 's' then redis.call('HSET', op[2], op[3], op[4])
+  elseif op[1] == 'm' then
+    local held = tonumber(redis.call('HGET', op[2], op[3]) or '0')
+    if tonumber(op[4]) > held then redis.call('HSET', op[2], op[3], op[4]) end
   else redis.call('HDEL', op[2], op[3]) end
 end
 

@@ -60,8 +60,8 @@ WaitKind = Literal["first", "next"]
 SEP: Final = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
 _INBOUND_CHANNELS: Final = frozenset({"email", "chat"})
 
-# event_id → (µs, role, channel, manager)
-Mark = tuple[int, int, str | None, str | None]
+# event_id → (µs, role, channel, manager, team, pipeline)
+Mark = tuple[int, int, str | None, str | None, str | None, str | None]
 
 
 class ConversationState(msgspec.Struct, kw_only=True, array_like=True):
@@ -71,10 +71,12 @@ class ConversationState(msgspec.Struct, kw_only=True, array_like=True):
 class OpenWait(msgspec.Struct, frozen=True, kw_only=True):
     opened_at: datetime
     kind: WaitKind
-    # The channel the client used, and the manager the contact was assigned to.
+    # The channel the client used, and the manager (team) the contact was assigned to.
     channel: str | None
     manager: str | None
     opened_by: str  # event_id of the contact
+    team: str | None = None
+    pipeline: str | None = None
 
 
 class ClosedWait(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +88,8 @@ class ClosedWait(msgspec.Struct, frozen=True, kw_only=True):
     manager: str | None  # who replied
     opened_by: str
     closed_by: str
+    team: str | None = None  # as the reply names it
+    pipeline: str | None = None  # of the contact, else of the reply (SLA policies use it)
 
     @property
     def seconds(self) -> float:
@@ -145,16 +149,16 @@ def join_conversation(state: ConversationState, event: CrmEvent, us: int | None 
         return
     if us is None:
         us = to_us(event.occurred_at)
-    mark: Mark = (us, role, _channel_of(event), event.manager_id)
+    mark: Mark = (us, role, _channel_of(event), event.manager_id, event.team, event.pipeline)
     held = state.marks.get(event.event_id)
     # Repeats carry identical content; taking the minimum keeps the join order-free anyway.
     if held is None or _order(mark) < _order(held):
         state.marks[event.event_id] = mark
 
 
-def _order(mark: Mark) -> tuple[int, int, str, str]:
-    us, role, channel, manager = mark
-    return us, role, channel or "", manager or ""
+def _order(mark: Mark) -> tuple[int, int, str, str, str, str]:
+    us, role, channel, manager, team, pipeline = mark
+    return us, role, channel or "", manager or "", team or "", pipeline or ""
 
 
 def merge(left: ConversationState, right: ConversationState) -> ConversationState:
@@ -179,7 +183,7 @@ def waits(state: ConversationState) -> Waits:
             continue
         if opening is None:
             continue  # a reply with nothing waiting: an outbound contact, or a follow-up
-        opened_by, (opened_us, _, channel, _) = opening
+        opened_by, (opened_us, _, channel, _, _, pipeline) = opening
         closed.append(
             ClosedWait(
                 opened_at=from_us(opened_us),
@@ -190,18 +194,22 @@ def waits(state: ConversationState) -> Waits:
                 manager=mark[3],
                 opened_by=opened_by,
                 closed_by=event_id,
+                team=mark[4],
+                pipeline=pipeline or mark[5],
             )
         )
         opening = None
     still_open = None
     if opening is not None:
-        opened_by, (opened_us, _, channel, assigned) = opening
+        opened_by, (opened_us, _, channel, assigned, team, pipeline) = opening
         still_open = OpenWait(
             opened_at=from_us(opened_us),
             kind="next" if closed else "first",
             channel=channel,
             manager=assigned,
             opened_by=opened_by,
+            team=team,
+            pipeline=pipeline,
         )
     return Waits(closed=tuple(closed), open=still_open)
 

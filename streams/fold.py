@@ -138,7 +138,7 @@ _DIMS_BY_TENANTS: WeakKeyDictionary[
 ] = WeakKeyDictionary()
 
 
-class _Folder:
+class BucketFolder:
     def __init__(self, tenants: TenantDirectory, keys: KpiKeys) -> None:
         self._tenants = tenants
         self._keys = keys
@@ -207,7 +207,7 @@ def fold_batch(
     """Fold a batch. ``states`` holds the stored state of every entity the batch touches;
     ``skip_ids`` are (tenant, event_id) pairs the store has already counted; ``derived``
     may hold what some of those states contribute (else it is computed)."""
-    folder = _Folder(tenants, keys)
+    folder = BucketFolder(tenants, keys)
     fold = folder.fold
     seen: set[tuple[str, str]] = set(skip_ids)
     # entity key → (tenant, id, state being joined, latest receipt among its events)
@@ -314,7 +314,7 @@ def derive(state: DealState | LeadState, config: TenantConfig) -> Derived:
 
 
 def _diff_entity(
-    folder: _Folder,
+    folder: BucketFolder,
     key: str,
     tenant: str,
     entity_id: str,

@@ -18,6 +18,9 @@ DURATION_BUCKETS_S: Final = (
     180 * 86_400, 365 * 86_400,
 )  # fmt: skip
 
+# Upper bounds (inclusive) of the response-time histograms: sales answers in seconds to a day.
+RESPONSE_BUCKETS_S: Final = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+
 DEFAULT_LATENESS_S: Final = 35 * 86_400
 NO_VALUE: Final = "none"
 UNASSIGNED: Final = "unassigned"

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -31,8 +31,6 @@ from handlers.publisher import EventPublisher
 from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError, KpiStoreError
 from salespulse.events import CrmEvent, decode_event
-from streams.applier import KpiApplier, Prepared
-from streams.redis_sink import RedisKpiSink
 from streams.topics import group_consumer_options
 
 logger = logging.getLogger(__name__)
@@ -41,6 +39,28 @@ RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 T = TypeVar("T")
+P = TypeVar("P")
+# kpi: the KPI fold (it dead-letters too-late events and counts applied events);
+# sla: the conversation clock, a second consumer group over the same topic.
+Stage = Literal["kpi", "sla"]
+
+
+class AppliedBatch(Protocol):
+    events: int
+    duplicates: int
+    received_at: list[float]
+
+
+class BatchApplier(Protocol[P]):
+    """Two phases, so the next batch is folded while this one is written (KpiApplier)."""
+
+    async def prepare(self, events: Sequence[CrmEvent]) -> P: ...
+
+    async def commit(self, prepared: P, offsets: dict[str, int]) -> AppliedBatch: ...
+
+
+class WatermarkStore(Protocol):
+    async def watermarks(self, partitions: list[str]) -> dict[str, int]: ...
 
 
 def tp_name(tp: TopicPartition) -> str:
@@ -50,27 +70,27 @@ def tp_name(tp: TopicPartition) -> str:
 class _SeekPastApplied(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     """On assignment, skip what Redis already holds (applied but not yet committed)."""
 
-    def __init__(self, owner: KpiBatchConsumer) -> None:
+    def __init__(self, owner: KpiBatchConsumer[Any]) -> None:
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
-            self._owner.watermarks.pop(tp, None)
+            self._owner.forget(tp)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._owner.load_watermarks(assigned)
 
 
 @dataclass(frozen=True)
-class _Ready:
+class _Ready(Generic[P]):
     """A batch folded and waiting for its turn to be written."""
 
-    prepared: Prepared
+    prepared: P
     offsets: dict[str, int]
     commits: dict[TopicPartition, int]
 
 
-class KpiBatchConsumer(Service):
+class KpiBatchConsumer(Service, Generic[P]):
     """Consumes in batches until stopped; survives Redis and broker outages by waiting."""
 
     def __init__(
@@ -79,17 +99,22 @@ class KpiBatchConsumer(Service):
         bootstrap: str,
         topic: str,
         group: str,
-        sink: RedisKpiSink,
-        applier: KpiApplier,
+        sink: WatermarkStore,
+        applier: BatchApplier[P],
         dead_letters: EventPublisher,
         metrics: PipelineMetrics,
         lateness_s: int,
         max_records: int,
         timeout_ms: int,
         session_timeout_s: float,
+        stage: Stage = "kpi",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._stage = stage
+        self._group = group
+        # next offset to read per partition, as far as this consumer fetched (lag gauge)
+        self._next_offsets: dict[TopicPartition, int] = {}
         self._topic = topic
         self._sink = sink
         self._applier = applier
@@ -126,6 +151,23 @@ class KpiBatchConsumer(Service):
         if self._kafka is not None:
             await self._kafka.stop()
 
+    def forget(self, tp: TopicPartition) -> None:
+        """A partition went to another consumer: its watermark and lag are not ours."""
+        self.watermarks.pop(tp, None)
+        self._next_offsets.pop(tp, None)
+        self._metrics.forget_lag(self._group, tp.topic, tp.partition)
+
+    def _record_lag(self, batch: Batch) -> None:
+        for tp, records in batch.items():
+            if records:
+                self._next_offsets[tp] = records[-1].offset + 1
+        for tp, next_offset in self._next_offsets.items():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                self._metrics.record_lag(
+                    self._group, tp.topic, tp.partition, max(0, high - next_offset)
+                )
+
     async def load_watermarks(self, assigned: set[TopicPartition]) -> None:
         by_name = {tp_name(tp): tp for tp in assigned}
         stored = await _retry("read watermarks", lambda: self._sink.watermarks(list(by_name)))
@@ -154,6 +196,7 @@ class KpiBatchConsumer(Service):
                     logger.warning("fetch failed, retrying: %r", exc)
                     await asyncio.sleep(1.0)
                     continue
+                self._record_lag(batch)
                 if not batch:
                     if in_flight is not None:
                         await in_flight
@@ -171,7 +214,7 @@ class KpiBatchConsumer(Service):
         """Decode, fold, apply, commit one batch, start to end."""
         await self._write(await self._prepare(batch))
 
-    async def _prepare(self, batch: Batch) -> _Ready:
+    async def _prepare(self, batch: Batch) -> _Ready[P]:
         events: list[CrmEvent] = []
         dead: list[tuple[ConsumerRecord, str, str]] = []
         offsets: dict[str, int] = {}
@@ -190,6 +233,8 @@ class KpiBatchConsumer(Service):
                     dead.append((record, "undecodable_record", str(exc)))
                     continue
                 if self._too_late(event):
+                    if self._stage == "sla":
+                        continue  # the KPI stage dead-letters (and counts) it, once
                     self._metrics.events_too_late.inc()
                     late = f"received more than {self._lateness.days} days after it happened"
                     dead.append((record, "too_late", late))
@@ -203,7 +248,7 @@ class KpiBatchConsumer(Service):
         prepared = await _retry("prepare batch", partial(self._applier.prepare, events))
         return _Ready(prepared, offsets, commits)
 
-    async def _write(self, ready: _Ready) -> None:
+    async def _write(self, ready: _Ready[P]) -> None:
         fold = await _retry(
             "apply batch", partial(self._applier.commit, ready.prepared, ready.offsets)
         )
@@ -211,10 +256,13 @@ class KpiBatchConsumer(Service):
         for tp, next_offset in ready.commits.items():
             self.watermarks[tp] = next_offset - 1
         self.applied_batches += 1
-        self._metrics.batches_applied.inc()
-        self._metrics.events_applied.inc(fold.events)
-        self._metrics.duplicates_dropped.inc(fold.duplicates)
-        self._metrics.observe_latencies(fold.received_at, applied_at)
+        if self._stage == "kpi":
+            self._metrics.batches_applied.inc()
+            self._metrics.events_applied.inc(fold.events)
+            self._metrics.duplicates_dropped.inc(fold.duplicates)
+            self._metrics.observe_latencies(fold.received_at, applied_at)
+        else:
+            self._metrics.sla_events_applied.inc(fold.events)
         try:
             await self._consumer.commit(ready.commits)
         except KafkaError as exc:

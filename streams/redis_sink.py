@@ -37,11 +37,11 @@ _SHORT_TTL_S = {"m": 2 * 3600, "h": 2 * 86_400}
 
 
 @cache
-def _apply_script() -> str:
+def apply_script() -> str:
     return resources.files("streams").joinpath("apply_batch.lua").read_text(encoding="utf-8")
 
 
-def _flat(by_field: dict[str, int]) -> list[str | int]:
+def flat_increments(by_field: dict[str, int]) -> list[str | int]:
     """[field, increment, field, increment, ...] without the zero increments."""
     flat: list[str | int] = []
     for field, amount in by_field.items():
@@ -58,6 +58,11 @@ class ApplyOutcome:
     already_counted: frozenset[tuple[str, str]] = frozenset()
     # entity keys that changed since they were read
     conflicts: tuple[str, ...] = ()
+
+
+def bucket_ttls(day_ttl_s: int) -> dict[str, int]:
+    """Expiry of a KPI bucket hash by granularity (0: kept)."""
+    return {**_SHORT_TTL_S, "d": day_ttl_s, "w": day_ttl_s, "mo": day_ttl_s, "all": 0}
 
 
 def _text(value: bytes | str) -> str:
@@ -80,8 +85,8 @@ class RedisKpiSink:
         self._keys = keys
         self._group = group
         self._dedupe_ttl_s = dedupe_ttl_s
-        self._ttl = {**_SHORT_TTL_S, "d": day_ttl_s, "w": day_ttl_s, "mo": day_ttl_s, "all": 0}
-        self._script = client.register_script(_apply_script())
+        self._ttl = bucket_ttls(day_ttl_s)
+        self._script = client.register_script(apply_script())
 
     async def load_states(self, refs: dict[str, str]) -> States:
         """Stored (version, state) of each entity key (→ kind) that has one."""
@@ -162,7 +167,7 @@ class RedisKpiSink:
             "seen": seen,
             "entities": entities,
             "hashes": [
-                (keys.bucket(tenant, gran, bucket), self._ttl[gran], _flat(by_field))
+                (keys.bucket(tenant, gran, bucket), self._ttl[gran], flat_increments(by_field))
                 for (tenant, gran, bucket), by_field in fold.increments.items()
             ],
             "zsets": zsets,

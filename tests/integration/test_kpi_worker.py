@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -27,7 +28,7 @@ from tests.kpi_memory import MemoryStore
 
 pytestmark = pytest.mark.integration
 
-ConsumerFactory = Callable[[], KpiBatchConsumer]
+ConsumerFactory = Callable[[], KpiBatchConsumer[Any]]
 
 
 @pytest.fixture
@@ -39,9 +40,9 @@ async def consumers(
         bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5
     )
     metrics = PipelineMetrics(CollectorRegistry())
-    started: list[KpiBatchConsumer] = []
+    started: list[KpiBatchConsumer[Any]] = []
 
-    def factory() -> KpiBatchConsumer:
+    def factory() -> KpiBatchConsumer[Any]:
         consumer = build_kpi_consumer(
             settings, settings.tenant_directory(), redis_client, publisher, metrics
         )

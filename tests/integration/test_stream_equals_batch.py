@@ -14,6 +14,7 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -51,7 +52,7 @@ class Pipeline:
     reader: KpiReader
     publisher: KafkaPublisher
     metrics: PipelineMetrics = field(default_factory=lambda: PipelineMetrics(CollectorRegistry()))
-    consumer: KpiBatchConsumer | None = None
+    consumer: KpiBatchConsumer[Any] | None = None
     examples: itertools.count[int] = field(default_factory=itertools.count)
 
     async def restart(self) -> None:

@@ -73,8 +73,9 @@ def test_pipeline_series_exist_from_the_start_and_their_count_is_pinned() -> Non
     dead = [s for s in samples if s.name == "salespulse_dead_letters_total"]
     assert {s.labels["reason"] for s in rejected} == set(REJECT_REASONS)
     assert {s.labels["reason"] for s in dead} == set(DEAD_LETTER_REASONS)
-    # 6 plain counters + 5 reject reasons + 7 dead-letter reasons + histogram (14+1 buckets,
-    # _sum, _count): a change here changes dashboards and alert rules too.
+    # 7 plain counters (incl. the SLA stage's) + 5 reject reasons + 7 dead-letter reasons
+    # + histogram (14+1 buckets, _sum, _count): a change here changes dashboards and alerts.
     # CRM webhooks: 4 CRMs x (received, unauthorized, ignored, events, 4 reject reasons)
     # + 2 enriched CRMs x (queued, 3 outcomes, 3 REST outcomes) + 7 enrichment dead letters.
-    assert len(samples) == 6 + 5 + 7 + 15 + 2 + 4 * 8 + 2 * 7 + 7
+    # The consumer-lag gauge has no series until a consumer has fetched.
+    assert len(samples) == 7 + 5 + 7 + 15 + 2 + 4 * 8 + 2 * 7 + 7

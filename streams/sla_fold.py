@@ -1,0 +1,235 @@
+"""Pure SLA arithmetic of a batch: conversation events + stored conversation states →
+response-time increments, the waiting index's changes and the new states. No I/O.
+
+Same shape as streams/fold.py, for the same reason: a conversation's state is a join of
+its events (streams/conversation_clock.py), and the batch writes
+``contributions(new) - contributions(old)``, so the stored totals always equal the
+contributions of the final states whatever the arrival order (docs/sla.md).
+
+A closed wait contributes, at the instant of the reply, under (replying manager, team,
+pipeline) and the contact's channel:
+
+    resp_n:{kind}:{channel}                 1
+    resp_ms:{kind}:{channel}                calendar milliseconds waited
+    resp_bms:{kind}:{channel}               business milliseconds waited
+    resp_hist:{kind}:{channel}:{c|b}{i}     1 in histogram bucket i (calendar | business)
+    sla_breach:{kind}:{channel}             1 when later than its policy's target
+    sla_met:{kind}:{channel}                1 when on time (a policy applies)
+
+An open wait is a member of the tenant's waiting index, scored by when it opened, so
+that its age and SLA state are computed at read time, exact at any instant.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+
+from salespulse.events import CrmEvent
+from salespulse.kpi_keys import KpiKeys
+from salespulse.tenants import TenantConfig, TenantDirectory
+from streams.buckets import to_us
+from streams.conversation_clock import (
+    SEP,
+    ClosedWait,
+    ConversationState,
+    OpenWait,
+    join_conversation,
+    role_of,
+    waits,
+)
+from streams.entities import Dims, dims_of
+from streams.fold import BucketFolder, Increments
+from streams.kpi_catalogue import NO_VALUE, RESPONSE_BUCKETS_S
+
+# conversation entity key → (version, state); version 0 = not stored yet
+ConversationStates = dict[str, tuple[int, ConversationState]]
+# (instant µs, component, dims) → amount
+Contributions = dict[tuple[int, str, Dims], int]
+
+_state_decoder = msgspec.json.Decoder(ConversationState)
+_state_encoder = msgspec.json.Encoder()
+_member_encoder = msgspec.json.Encoder()
+_BUSINESS_MEMO_LIMIT = 100_000
+_business_memo: dict[tuple[int, int, int], int] = {}
+
+
+def decode_conversation(blob: bytes) -> ConversationState:
+    return _state_decoder.decode(blob)
+
+
+def conversation_ref(event: CrmEvent) -> str | None:
+    """The conversation id within the tenant: ``c␟<conversation_id>`` or ``k␟<client_id>``
+    (prefixed so that the two id spaces never collide)."""
+    if event.conversation_id is not None:
+        return f"c{SEP}{event.conversation_id}"
+    if event.client_id is not None:
+        return f"k{SEP}{event.client_id}"
+    return None
+
+
+def public_conversation_id(ref: str) -> str:
+    """What the API shows: the conversation id, or ``client:<id>`` for client-keyed ones."""
+    kind, _, ident = ref.partition(SEP)
+    return ident if kind == "c" else f"client:{ident}"
+
+
+@dataclass
+class SlaFold:
+    increments: Increments = field(default_factory=dict)
+    # entity key → (expected stored version, new state JSON)
+    entity_writes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    # (tenant, member to remove or None, member to add or None, its score µs)
+    waiting_moves: list[tuple[str, str | None, str | None, int]] = field(default_factory=list)
+    # tenant → newest received_at among the batch's events (ms)
+    last_received: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    duplicates: int = 0  # a join needs no dedupe; kept for the consumer's counters
+    received_at: list[float] = field(default_factory=list)
+
+
+def response_bucket(seconds: float) -> int:
+    """Index of the first inclusive upper bound ≥ seconds; len(bounds) for +Inf."""
+    return bisect_left(RESPONSE_BUCKETS_S, seconds)
+
+
+def business_ms(config: TenantConfig, team: str | None, opened: datetime, closed: datetime) -> int:
+    """Open business time between the instants, in ms (whole seconds: calendar precision);
+    with no calendar the office is always open and this is the calendar time."""
+    calendar = config.calendar_for(team)
+    if calendar is None:
+        return (to_us(closed) - to_us(opened)) // 1000
+    memo_key = (id(calendar), to_us(opened), to_us(closed))
+    held = _business_memo.get(memo_key)
+    if held is None:
+        if len(_business_memo) > _BUSINESS_MEMO_LIMIT:
+            _business_memo.clear()
+        held = _business_memo[memo_key] = calendar.business_seconds(opened, closed) * 1000
+    return held
+
+
+def wait_team(config: TenantConfig, manager: str | None, team: str | None) -> str:
+    return config.team_of(manager) or team or NO_VALUE
+
+
+def closed_contributions(wait: ClosedWait, config: TenantConfig) -> Contributions:
+    dims = dims_of(config, wait.manager, wait.team, wait.pipeline, None)
+    channel = wait.channel or NO_VALUE
+    tag = f"{wait.kind}:{channel}"
+    at = to_us(wait.closed_at)
+    calendar_ms = (at - to_us(wait.opened_at)) // 1000
+    open_ms = business_ms(config, dims[1], wait.opened_at, wait.closed_at)
+    produced: Contributions = {
+        (at, f"resp_n:{tag}", dims): 1,
+        (at, f"resp_ms:{tag}", dims): calendar_ms,
+        (at, f"resp_bms:{tag}", dims): open_ms,
+    }
+    calendar_bucket = response_bucket(calendar_ms / 1000)
+    business_bucket = response_bucket(open_ms / 1000)
+    produced[(at, f"resp_hist:{tag}:c{calendar_bucket}", dims)] = 1
+    produced[(at, f"resp_hist:{tag}:b{business_bucket}", dims)] = 1
+    target = config.sla_target(wait.channel, wait.pipeline, wait.kind)
+    if target is not None:
+        measured_ms = open_ms if target.basis == "business" else calendar_ms
+        verdict = "sla_breach" if measured_ms > target.target_s * 1000 else "sla_met"
+        produced[(at, f"{verdict}:{tag}", dims)] = 1
+    return produced
+
+
+def waiting_member(ref: str, wait: OpenWait, config: TenantConfig) -> tuple[str, int]:
+    """(member, score) of an open wait in the waiting index: ids and labels only."""
+    member = _member_encoder.encode(
+        [
+            ref,
+            wait.kind,
+            wait.channel or NO_VALUE,
+            wait.manager or "",
+            wait_team(config, wait.manager, wait.team),
+            wait.pipeline or "",
+        ]
+    ).decode()
+    return member, to_us(wait.opened_at)
+
+
+@dataclass(frozen=True)
+class ConversationDerived:
+    contributions: Contributions
+    waiting: tuple[str, int] | None
+
+
+def derive_conversation(
+    ref: str, state: ConversationState, config: TenantConfig
+) -> ConversationDerived:
+    found = waits(state)
+    contributions: Contributions = {}
+    for wait in found.closed:
+        for key, amount in closed_contributions(wait, config).items():
+            contributions[key] = contributions.get(key, 0) + amount
+    waiting = waiting_member(ref, found.open, config) if found.open is not None else None
+    return ConversationDerived(contributions, waiting)
+
+
+def fold_conversations(
+    events: Iterable[CrmEvent],
+    tenants: TenantDirectory,
+    keys: KpiKeys,
+    states: ConversationStates,
+) -> SlaFold:
+    """Fold a batch; ``states`` holds the stored state of every conversation it touches."""
+    folder = BucketFolder(tenants, keys)
+    fold = SlaFold()
+    # entity key → (tenant, ref, state being joined, newest receipt µs)
+    touched: dict[str, tuple[str, str, ConversationState, int | None]] = {}
+    for event in events:
+        fold.events += 1
+        received = to_us(event.received_at) if event.received_at is not None else None
+        if received is not None:
+            fold.received_at.append(received / 1_000_000)
+            newest = fold.last_received.get(event.tenant, 0)
+            fold.last_received[event.tenant] = max(newest, received // 1000)
+        ref = conversation_ref(event)
+        if ref is None or role_of(event) is None:
+            continue
+        key = keys.entity(event.tenant, "conv", ref)
+        entry = touched.get(key)
+        if entry is None:
+            stored = states.get(key)
+            fresh = (
+                ConversationState(marks=dict(stored[1].marks)) if stored else ConversationState()
+            )
+            entry = touched[key] = (event.tenant, ref, fresh, received)
+        elif received is not None and (entry[3] is None or received > entry[3]):
+            entry = touched[key] = (*entry[:3], received)
+        join_conversation(entry[2], event)
+    for key, (tenant, ref, new, received) in touched.items():
+        version, old = states.get(key, (0, None))
+        if old is not None and old.marks == new.marks:
+            continue  # repeats only: nothing changes, nothing to write
+        config = tenants.get(tenant)
+        fold.entity_writes[key] = (version, _state_encoder.encode(new))
+        after = derive_conversation(ref, new, config)
+        delta = dict(after.contributions)
+        before_waiting = None
+        if old is not None:
+            before = derive_conversation(ref, old, config)
+            before_waiting = before.waiting
+            for contribution, amount in before.contributions.items():
+                delta[contribution] = delta.get(contribution, 0) - amount
+        for (us, component, dims), amount in delta.items():
+            folder.add(tenant, us, component, dims, amount, received)
+        if before_waiting != after.waiting:
+            fold.waiting_moves.append(
+                (
+                    tenant,
+                    before_waiting[0] if before_waiting else None,
+                    after.waiting[0] if after.waiting else None,
+                    after.waiting[1] if after.waiting else 0,
+                )
+            )
+    folder.expand()
+    fold.increments = folder.fold.increments
+    return fold

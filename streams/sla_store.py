@@ -1,0 +1,147 @@
+"""The Redis edge of the SLA pipeline: conversation states in, SlaFolds out, exactly once.
+
+It writes through the KPI pipeline's batch script (streams/apply_batch.lua), so a
+batch's states, response-time increments, waiting-index moves, "last event received"
+marks and partition watermarks land in one atomic step. No event-id dedupe is needed:
+a conversation state is a join, so a repeated event changes nothing and contributes
+nothing. Concurrent writers (one conversation's events may sit on two partitions,
+keyed by conversation and by deal) are caught by the state versions: a refused batch
+is refolded on fresh states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from salespulse.errors import KpiStoreError
+from salespulse.events import CrmEvent
+from salespulse.kpi_keys import KpiKeys
+from salespulse.tenants import TenantDirectory
+from streams.redis_sink import apply_script, bucket_ttls, flat_increments
+from streams.sla_fold import (
+    ConversationStates,
+    SlaFold,
+    conversation_ref,
+    decode_conversation,
+    fold_conversations,
+)
+
+_packer = msgspec.msgpack.Encoder()
+_MGET_CHUNK = 1000
+MAX_REFOLDS = 8
+
+
+class SlaStore:
+    def __init__(
+        self, client: aioredis.Redis, keys: KpiKeys, *, group: str, day_ttl_s: int
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._group = group
+        self._ttl = bucket_ttls(day_ttl_s)
+        self._script = client.register_script(apply_script())
+
+    async def load(self, keys: Sequence[str]) -> ConversationStates:
+        if not keys:
+            return {}
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for start in range(0, len(keys), _MGET_CHUNK):
+                pipe.mget(keys[start : start + _MGET_CHUNK])
+            replies = [value for chunk in await pipe.execute() for value in chunk]
+        except RedisError as exc:
+            raise KpiStoreError(f"cannot read conversation states: {exc}") from exc
+        states: ConversationStates = {}
+        for key, held in zip(keys, replies, strict=True):
+            if held is not None:
+                version, _, blob = held.partition(b":")
+                states[key] = (int(version), decode_conversation(blob))
+        return states
+
+    async def apply(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
+        """Write the fold; returns the conflicting keys (nothing written) or []."""
+        keys = self._keys
+        zsets: list[tuple[str, str, str, int]] = []
+        for tenant, removed, added, score in fold.waiting_moves:
+            if removed is not None:
+                zsets.append(("r", keys.waiting(tenant), removed, 0))
+            if added is not None:
+                zsets.append(("a", keys.waiting(tenant), added, score))
+        batch = {
+            "ttl": 0,
+            "tenants": keys.tenants,
+            "offsets": keys.offsets(self._group),
+            "seen": [],
+            "entities": [
+                (key, version, blob.decode()) for key, (version, blob) in fold.entity_writes.items()
+            ],
+            "hashes": [
+                (keys.bucket(tenant, gran, bucket), self._ttl[gran], flat_increments(fields))
+                for (tenant, gran, bucket), fields in fold.increments.items()
+            ],
+            "zsets": zsets,
+            "fields": [
+                ("m", keys.last_received, tenant, str(ms))
+                for tenant, ms in fold.last_received.items()
+            ],
+            "members": [(keys.tenants, tenant) for tenant in sorted(fold.last_received)],
+            "marks": list(offsets.items()),
+        }
+        try:
+            reply = await self._script(args=[_packer.encode(batch)])
+        except RedisError as exc:
+            raise KpiStoreError(f"redis rejected the SLA batch: {exc}") from exc
+        if int(reply[0]) == 1:
+            return []
+        return [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
+
+    async def watermarks(self, partitions: list[str]) -> dict[str, int]:
+        if not partitions:
+            return {}
+        try:
+            values = await self._client.hmget(self._keys.offsets(self._group), partitions)
+        except RedisError as exc:
+            raise KpiStoreError(f"cannot read SLA offset watermarks: {exc}") from exc
+        return {tp: int(value) for tp, value in zip(partitions, values, strict=True) if value}
+
+
+@dataclass
+class PreparedSla:
+    events: Sequence[CrmEvent]
+    keys: list[str]
+    fold: SlaFold
+
+
+class SlaApplier:
+    """Load → fold → apply, refolded on fresh states until the store accepts the batch."""
+
+    def __init__(self, store: SlaStore, tenants: TenantDirectory, keys: KpiKeys) -> None:
+        self._store = store
+        self._tenants = tenants
+        self._keys = keys
+
+    async def prepare(self, events: Sequence[CrmEvent]) -> PreparedSla:
+        refs = {
+            self._keys.entity(event.tenant, "conv", ref)
+            for event in events
+            if (ref := conversation_ref(event)) is not None
+        }
+        keys = sorted(refs)
+        states = await self._store.load(keys)
+        return PreparedSla(
+            events, keys, fold_conversations(events, self._tenants, self._keys, states)
+        )
+
+    async def commit(self, prepared: PreparedSla, offsets: dict[str, int]) -> SlaFold:
+        fold = prepared.fold
+        for _ in range(MAX_REFOLDS):
+            if not await self._store.apply(fold, offsets):
+                return fold
+            states = await self._store.load(prepared.keys)
+            fold = fold_conversations(prepared.events, self._tenants, self._keys, states)
+        raise KpiStoreError("SLA batch kept meeting concurrent changes; refusing to loop")

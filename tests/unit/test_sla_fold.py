@@ -1,0 +1,219 @@
+"""SLA policies and the SLA fold: worked examples, and any split or order of a stream of
+conversation events gives the same totals and the same waiting index."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from salespulse.events import CrmEvent
+from salespulse.kpi_keys import KpiKeys, decode_field
+from salespulse.sla_policy import SlaConfig, SlaPolicy, SlaTarget, parse_duration
+from salespulse.tenants import TenantDirectory, TenantsFile, TenantsFileError, load_tenants
+from streams.conversation_clock import ConversationState
+from streams.sla_fold import (
+    ConversationStates,
+    SlaFold,
+    decode_conversation,
+    fold_conversations,
+    response_bucket,
+)
+
+KEYS = KpiKeys("t:")
+FRIDAY = datetime(2026, 11, 20, 16, 50, tzinfo=UTC)  # 17:50 in Berlin
+
+
+def tenants(**acme: Any) -> TenantDirectory:
+    return TenantDirectory(TenantsFile.model_validate({"tenants": {"acme": acme}}))
+
+
+BERLIN_OFFICE = {
+    "timezone": "Europe/Berlin",
+    "business_hours": {"weekly": {d: ["09:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}},
+    "teams": {"north": {"managers": ["m-1", "m-2"]}},
+    "sla": {
+        "policies": [
+            {"channel": "chat", "first_response": "5m", "next_response": "15m"},
+            {"first_response": "1h", "basis": "calendar"},
+        ]
+    },
+}
+
+
+def ev(event_id: str, kind: str, at: datetime, **fields: Any) -> CrmEvent:
+    values: dict[str, Any] = {"conversation_id": "conv-1", "manager_id": "m-1", **fields}
+    if kind == "message":
+        values.setdefault("channel", "chat")
+    return CrmEvent(event_id=event_id, tenant="acme", type=kind, occurred_at=at, **values)  # type: ignore[arg-type]
+
+
+class Store:
+    """What Redis holds after applying SlaFolds: totals per all-time field, waiting index."""
+
+    def __init__(self) -> None:
+        self.states: ConversationStates = {}
+        self.totals: Counter[tuple[str, ...]] = Counter()
+        self.waiting: dict[str, int] = {}
+
+    def apply(self, fold: SlaFold) -> None:
+        for key, (version, blob) in fold.entity_writes.items():
+            assert self.states.get(key, (0, None))[0] == version
+            self.states[key] = (version + 1, decode_conversation(blob))
+        for (_, gran, _), fields in fold.increments.items():
+            if gran == "all":
+                for encoded, amount in fields.items():
+                    self.totals[tuple(decode_field(encoded))] += amount
+        for _, removed, added, score in fold.waiting_moves:
+            if removed is not None:
+                del self.waiting[removed]
+            if added is not None:
+                self.waiting[added] = score
+
+    def fold(self, events: list[CrmEvent], directory: TenantDirectory) -> None:
+        self.apply(fold_conversations(events, directory, KEYS, dict(self.states)))
+
+    def nonzero(self) -> dict[tuple[str, ...], int]:
+        return {key: amount for key, amount in self.totals.items() if amount}
+
+
+def test_durations_and_policy_choice() -> None:
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration(90) == 90
+    for bad in ("5 minutes", "0s", True, "31d"):
+        with pytest.raises(ValueError, match=r"duration|expected seconds|target"):
+            parse_duration(bad)
+    config = SlaConfig(
+        policies=[
+            SlaPolicy(first_response=3600),
+            SlaPolicy(pipeline="vip", first_response=600),
+            SlaPolicy(channel="chat", first_response=300, next_response=900),
+            SlaPolicy(channel="chat", pipeline="vip", first_response=60, warning=30),
+        ]
+    )
+    assert config.target_for("chat", "vip", "first", "calendar") == SlaTarget(60, 30, "calendar")
+    assert config.target_for("chat", None, "next", "business") == SlaTarget(900, 720, "business")
+    assert config.target_for("phone", "vip", "first", "calendar") == SlaTarget(600, 480, "calendar")
+    assert config.target_for("email", None, "first", "calendar") == SlaTarget(
+        3600, 2880, "calendar"
+    )
+    assert SlaConfig().target_for("chat", None, "first", "calendar") is None
+
+
+def test_business_basis_without_business_hours_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(
+        "tenants:\n  acme:\n    sla:\n      basis: business\n"
+        "      policies: [{first_response: 5 minutes}]\n"
+    )
+    with pytest.raises(TenantsFileError) as caught:
+        load_tenants(path)
+    assert "acme.sla.policies.0.first_response" in str(caught.value)
+    path.write_text(
+        "tenants:\n  acme:\n    sla: {basis: business, policies: [{first_response: 5m}]}\n"
+    )
+    with pytest.raises(TenantsFileError, match="needs the tenant's business_hours"):
+        load_tenants(path)
+
+
+def test_a_chat_answered_after_the_weekend_breaches_in_business_seconds() -> None:
+    directory = tenants(**BERLIN_OFFICE)
+    store = Store()
+    monday_reply = FRIDAY + timedelta(days=2, hours=15, minutes=30)  # Monday 09:20 Berlin
+    store.fold([ev("in-1", "message", FRIDAY, direction="in")], directory)
+    (member, opened) = next(iter(store.waiting.items()))
+    assert msgspec.json.decode(member) == ["c\x1fconv-1", "first", "chat", "m-1", "north", ""]
+    assert opened == int(FRIDAY.timestamp() * 1_000_000)
+    store.fold([ev("out-1", "message", monday_reply, direction="out", manager_id="m-2")], directory)
+    assert store.waiting == {}
+    dims = ("m-2", "north", "none", "none")
+    # 10 business minutes on Friday + 20 on Monday; the calendar says 2 days 15.5 hours.
+    calendar_s = (monday_reply - FRIDAY).total_seconds()
+    assert store.nonzero() == {
+        ("resp_n:first:chat", *dims): 1,
+        ("resp_ms:first:chat", *dims): int(calendar_s * 1000),
+        ("resp_bms:first:chat", *dims): 30 * 60 * 1000,
+        (f"resp_hist:first:chat:c{response_bucket(calendar_s)}", *dims): 1,
+        (f"resp_hist:first:chat:b{response_bucket(1800)}", *dims): 1,
+        ("sla_breach:first:chat", *dims): 1,
+    }
+
+
+def test_a_late_reply_before_the_contact_never_opens_a_phantom_wait() -> None:
+    directory = tenants(**BERLIN_OFFICE)
+    store = Store()
+    # The reply reaches us first, the contact it answered afterwards.
+    store.fold([ev("out-1", "message", FRIDAY + timedelta(minutes=2), direction="out")], directory)
+    store.fold([ev("in-1", "message", FRIDAY, direction="in")], directory)
+    assert store.waiting == {}
+    assert store.totals[("sla_met:first:chat", "m-1", "north", "none", "none")] == 1
+
+
+def test_repeats_write_nothing() -> None:
+    directory = tenants(**BERLIN_OFFICE)
+    store = Store()
+    contact = ev("in-1", "message", FRIDAY, direction="in")
+    store.fold([contact], directory)
+    again = fold_conversations([contact, contact], directory, KEYS, dict(store.states))
+    assert again.entity_writes == {}
+    assert again.increments == {}
+    assert again.waiting_moves == []
+
+
+def conversation_events(rng: random.Random, count: int) -> list[CrmEvent]:
+    events: list[CrmEvent] = []
+    start = datetime(2026, 11, 16, 7, 0, tzinfo=UTC)
+    for index in range(count):
+        at = start + timedelta(minutes=rng.randrange(0, 6 * 24 * 60))
+        conversation = f"conv-{rng.randrange(4)}"
+        manager = rng.choice(["m-1", "m-2", "m-9", None])
+        kind = rng.choice(["in", "out", "call-missed", "call-out", "bot", "lead"])
+        common: dict[str, Any] = {"conversation_id": conversation, "manager_id": manager}
+        eid = f"e{index}"
+        if kind in ("in", "out"):
+            events.append(ev(eid, "message", at, direction=kind, **common))
+        elif kind == "bot":
+            events.append(ev(eid, "message", at, direction="out", automated=True, **common))
+        elif kind == "lead":
+            events.append(ev(eid, "lead_created", at, entity_id=f"lead-{index}", **common))
+        else:
+            direction = "in" if kind == "call-missed" else "out"
+            events.append(
+                ev(eid, "call", at, direction=direction, answered=False, channel="phone", **common)
+            )
+    return events
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), count=st.integers(1, 40))
+def test_any_split_order_and_repeats_give_the_same_totals(seed: int, count: int) -> None:
+    rng = random.Random(seed)
+    directory = tenants(**BERLIN_OFFICE)
+    events = conversation_events(rng, count)
+    reference = Store()
+    reference.fold(events, directory)
+
+    shuffled = events + rng.sample(events, k=min(len(events), 5))  # CRM retries
+    rng.shuffle(shuffled)
+    streamed = Store()
+    position = 0
+    while position < len(shuffled):
+        size = rng.randint(1, 6)
+        streamed.fold(shuffled[position : position + size], directory)
+        position += size
+
+    assert streamed.nonzero() == reference.nonzero()
+    assert streamed.waiting == reference.waiting
+    assert {k: s.marks for k, (_, s) in streamed.states.items()} == {
+        k: s.marks for k, (_, s) in reference.states.items()
+    }
+    # Every conversation with an open wait is in the index exactly once.
+    assert len(streamed.waiting) <= len(streamed.states)
+    assert all(isinstance(s, ConversationState) for _, s in streamed.states.values())
