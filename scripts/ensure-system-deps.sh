@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite runs for real (redis-server, prometheus/promtool)
-# when they are missing and we are allowed to: as root, or with passwordless sudo.
+# Install the Debian packages the test suite runs for real (redis-server, prometheus/promtool,
+# chromium) when they are missing and we are allowed to: as root, or with passwordless sudo.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# The wall's browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 # shellcheck disable=SC2207  # de-duplicate the package list
 missing=($(printf '%s\n' "${missing[@]}" | sort -u))

@@ -19,7 +19,7 @@ from metrics.kpi_reader import RawSums, group_components
 from metrics.kpi_view import MONEY
 from salespulse.business_hours import BusinessCalendar
 from salespulse.tenants import Target, TenantConfig
-from streams.kpi_catalogue import DIMENSIONS
+from streams.kpi_catalogue import DIMENSIONS, RESPONSE_BUCKETS_S
 
 _TEAM = DIMENSIONS.index("team")
 _MANAGER = DIMENSIONS.index("manager")
@@ -56,6 +56,35 @@ class FirstResponse:
 
     median_s: float | None
     count: int
+
+
+def first_response(sums: RawSums, basis: str) -> FirstResponse:
+    """Median first-response time of the replies in the sums, from their histogram.
+
+    Interpolated inside its bucket as Prometheus' histogram_quantile does, so the tile
+    and a Grafana panel over salespulse_first_response_seconds agree.
+    """
+    mark = "c" if basis == "calendar" else "b"
+    hist: dict[int, int] = {}
+    for (component, _), amount in sums.items():
+        if component.startswith("resp_hist:first:"):
+            bucket = component.rpartition(":")[2]
+            if bucket[:1] == mark:
+                hist[int(bucket[1:])] = hist.get(int(bucket[1:]), 0) + amount
+    count = sum(amount for amount in hist.values() if amount > 0)
+    if count == 0:
+        return FirstResponse(None, 0)
+    rank, running = count / 2, 0
+    for index in sorted(hist):
+        amount = max(hist[index], 0)
+        if running + amount >= rank and amount:
+            if index >= len(RESPONSE_BUCKETS_S):
+                return FirstResponse(float(RESPONSE_BUCKETS_S[-1]), count)
+            lower = float(RESPONSE_BUCKETS_S[index - 1]) if index else 0.0
+            upper = float(RESPONSE_BUCKETS_S[index])
+            return FirstResponse(lower + (upper - lower) * (rank - running) / amount, count)
+        running += amount
+    return FirstResponse(float(RESPONSE_BUCKETS_S[-1]), count)
 
 
 def only_team(sums: RawSums, team: str | None) -> RawSums:
@@ -130,12 +159,12 @@ def build_frame(
     today: RawSums,
     month: RawSums,
     *,
-    hours: BusinessCalendar | None = None,
-    first_response: FirstResponse | None = None,
     waiting: Sequence[Mapping[str, object]] | None = None,
 ) -> Frame:
     """The frame of one key from today's and this month's stored sums (whole tenant)."""
+    hours = config.calendar_for(key.team)
     today_sums = only_team(today, key.team)
+    replies = first_response(today_sums, config.sla.basis or config.default_basis)
     total = group_components(today_sums, None)["total"]
     month_total = group_components(only_team(month, key.team), None)["total"]
     won, lost = total.get("won", 0), total.get("lost", 0)
@@ -158,11 +187,7 @@ def build_frame(
             "numerator": won,
             "denominator": won + lost,
         },
-        "first_response": (
-            None
-            if first_response is None
-            else {"median_seconds": first_response.median_s, "count": first_response.count}
-        ),
+        "first_response": {"median_seconds": replies.median_s, "count": replies.count},
     }
     progress = day_progress(now, config, hours)
     plan = _plan(config, key.team, now, hours, progress, month_total)

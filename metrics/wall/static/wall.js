@@ -97,8 +97,8 @@ const TILES = {
   } },
   first_response: { label: "First response", fill(f, t) {
     const r = f.kpis.first_response;
-    t.value(r ? fmtDuration(r.median_seconds) : "—");
-    t.sub([[r ? `median of ${fmtCount(r.count)} replies` : "not measured yet"]]);
+    t.value(fmtDuration(r.median_seconds));
+    t.sub([[r.count ? `median of ${fmtCount(r.count)} replies` : "no replies yet today"]]);
   } },
   waiting: { label: "Waiting now", fill(f, t) {
     if (!f.waiting) { t.value("—"); t.sub([["not available"]]); return; }
