@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck test-unit test-integration bench clean
+.PHONY: help run test lint format typecheck test-unit test-integration bench wall-screenshot clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ test-integration: $(VENV)/.installed-dev  ## tests against the real broker and r
 
 bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs naive faust
 	$(BIN)/salespulse bench
+
+wall-screenshot: $(VENV)/.installed-dev  ## render the demo wall to docs/wall.png (headless Chromium)
+	scripts/ensure-system-deps.sh
+	$(BIN)/python -m tests.wall_screenshot docs/wall.png
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .salespulse
