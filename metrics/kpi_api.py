@@ -12,7 +12,8 @@ import msgspec
 from aiohttp import web
 
 from metrics.kpi_reader import KpiReader
-from metrics.kpi_view import Kpi, present
+from metrics.kpi_value import Kpi
+from metrics.kpi_view import present
 from salespulse.tenants import TenantDirectory
 from streams.kpi_catalogue import DIMENSIONS, WINDOWS
 

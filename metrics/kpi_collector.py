@@ -22,7 +22,9 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from metrics.kpi_reader import Groups, KpiReader, group_components
-from metrics.kpi_view import Kpi, present, present_group
+from metrics.kpi_value import Kpi
+from metrics.kpi_view import present, present_group
+from metrics.sla_collector import SlaFamilies
 from salespulse.tenants import TenantDirectory
 from streams.kpi_catalogue import WINDOWS
 
@@ -41,6 +43,7 @@ class KpiCollector(Collector):
     def __init__(self, reader: KpiReader, tenants: TenantDirectory) -> None:
         self._reader = reader
         self._tenants = tenants
+        self._waiting = reader.waiting_reader()
 
     def describe(self) -> Iterator[Metric]:
         # Describing only the health gauge keeps registration from touching Redis.
@@ -49,9 +52,16 @@ class KpiCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("salespulse_kpi_store_up", "1 if Redis answered this scrape.")
         families: Families = {}
+        sla = SlaFamilies()
         try:
-            for tenant in self._reader.tenants():
-                self._collect_tenant(tenant, families)
+            stored = self._reader.tenants()
+            for tenant in stored:
+                self._collect_tenant(tenant, families, sla)
+            now = self._reader.now()
+            for tenant in sorted(set(stored) | set(self._tenants.names())):
+                sla.add_config(tenant, self._tenants.get(tenant), now)
+            for tenant, unix_s in sorted(self._waiting.last_received().items()):
+                sla.add_last_received(tenant, unix_s)
         except RedisError as exc:
             logger.warning("KPI store unreachable during scrape: %r", exc)
             up.add_metric([], 0)
@@ -60,14 +70,18 @@ class KpiCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from (family for family, _ in families.values())
+        yield from sla.families()
 
-    def _collect_tenant(self, tenant: str, families: Families) -> None:
+    def _collect_tenant(self, tenant: str, families: Families, sla: SlaFamilies) -> None:
         """Each window's buckets, the won deals and the live sets are read once."""
         config = self._tenants.get(tenant)
         now = self._reader.now()
         shared = self._reader.tenant_state(tenant, now)
+        sla.add_waits(tenant, config, self._waiting.waiting(tenant, now))
         for window in WINDOWS:
             sums = self._reader.raw(tenant, window, now)
+            if window == "all":
+                sla.add_responses(tenant, sums)
             snapshot = self._reader.snapshot(tenant, window, None, now, sums=sums, shared=shared)
             kpis = present(
                 snapshot.groups["total"], config, window, now,

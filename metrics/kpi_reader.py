@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 import redis
 
+from metrics.waiting import WaitingReader
 from salespulse.kpi_keys import SEP, KpiKeys, decode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
 from streams.buckets import GRANULARITIES, BucketNamer, to_us, window_buckets
@@ -62,6 +63,10 @@ class KpiReader:
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+    def waiting_reader(self) -> WaitingReader:
+        """The live waiting list, read from the same Redis."""
+        return WaitingReader(self._client, self._keys, self._tenants)
 
     def tenants(self) -> list[str]:
         members = self._client.smembers(self._keys.tenants)

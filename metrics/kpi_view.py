@@ -10,38 +10,15 @@ import calendar
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from metrics.kpi_value import Kpi, ratio
+from metrics.response_view import response_kpis
 from salespulse.tenants import TenantConfig
 from streams.buckets import US_PER_HOUR, US_PER_MINUTE, from_us, to_us
 
 MONEY = 10_000
-
-
-class Kpi(NamedTuple):
-    """One value of a KPI, with its labels; ratios keep numerator and denominator.
-
-    A NamedTuple: an exporter scrape builds thousands of these.
-    """
-
-    name: str
-    value: float | None
-    labels: tuple[tuple[str, str], ...] = ()
-    numerator: float | None = None
-    denominator: float | None = None
-
-    def as_json(self) -> dict[str, object]:
-        out: dict[str, object] = dict(self.labels)
-        out["value"] = self.value
-        if self.denominator is not None:
-            out["numerator"] = self.numerator
-            out["denominator"] = self.denominator
-        return out
-
-
-def _ratio(name: str, num: float, den: float, labels: tuple[tuple[str, str], ...] = ()) -> Kpi:
-    return Kpi(name, num / den if den else None, labels, num, den)
+_ratio = ratio
 
 
 def window_range(window: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime] | None:
@@ -127,6 +104,7 @@ def present(
     kpis += _funnel(group, config)
     kpis += _clients_and_marketing(group, config, window, now, revenue_by_source or {})
     kpis += _parameterised(group)
+    kpis += response_kpis(group)
     if target is not None and window == "month":
         kpis += _plan(group, config, target, now)
     return kpis

@@ -27,6 +27,7 @@ from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
+from metrics.waiting_api import waiting_routes
 from metrics.wall.routes import build_wall
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
@@ -136,7 +137,9 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         reader = KpiReader(sync_redis, keys, tenants)
         registry.register(KpiCollector(reader, tenants))
         routes += kpi_routes(reader, tenants)
-        wall = build_wall(tenants, reader, sync_redis, keys.offsets(settings.consumer_group))
+        routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants)
+        offsets = keys.offsets(settings.consumer_group)
+        wall = build_wall(tenants, reader, sync_redis, offsets, waiting=reader.waiting_reader())
         routes += wall.routes()
 
         async def close_wall(_: web.Application) -> None:

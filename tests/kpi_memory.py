@@ -23,22 +23,52 @@ from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys, decode_field
 from salespulse.tenants import TenantDirectory
 from streams.buckets import BucketNamer, to_us, window_buckets
+from streams.conversation_clock import ConversationState
 from streams.fold import States, decode_state, entity_ref, fold_batch
+from streams.sla_fold import ConversationStates, fold_conversations
 
 KEYS = KpiKeys("mem:")
 
 
 class MemoryStore:
-    def __init__(self, tenants: TenantDirectory) -> None:
+    def __init__(self, tenants: TenantDirectory, *, with_sla: bool = True) -> None:
+        """``with_sla=False``: the KPI stage only (what the batch oracle defines)."""
         self.tenants = tenants
+        self.with_sla = with_sla
         self.buckets: dict[tuple[str, str, str], dict[str, int]] = {}
         self.entities: dict[str, tuple[int, bytes]] = {}
         self.kinds: dict[str, str] = {}
         self.open: dict[tuple[str, str], tuple[str, str, int]] = {}
         self.won: dict[tuple[str, str], bytes] = {}
         self.seen: set[tuple[str, str]] = set()
+        # The SLA stage (its own consumer group in the worker) writes to the same buckets.
+        self.conversations: ConversationStates = {}
+        self.waiting: dict[tuple[str, str], int] = {}
 
     def apply_batch(self, events: Sequence[CrmEvent]) -> None:
+        self._apply_kpi_batch(events)
+        if self.with_sla:
+            self._apply_sla_batch(events)
+
+    def _apply_sla_batch(self, events: Sequence[CrmEvent]) -> None:
+        fold = fold_conversations(events, self.tenants, KEYS, dict(self.conversations))
+        for key, (version, blob) in fold.entity_writes.items():
+            assert self.conversations.get(key, (0, None))[0] == version
+            self.conversations[key] = (
+                version + 1,
+                msgspec.json.decode(blob, type=ConversationState),
+            )
+        for bucket_key, fields in fold.increments.items():
+            hashed = self.buckets.setdefault(bucket_key, {})
+            for field, amount in fields.items():
+                hashed[field] = hashed.get(field, 0) + amount
+        for tenant, removed, added, score in fold.waiting_moves:
+            if removed is not None:
+                del self.waiting[(tenant, removed)]
+            if added is not None:
+                self.waiting[(tenant, added)] = score
+
+    def _apply_kpi_batch(self, events: Sequence[CrmEvent]) -> None:
         states: States = {}
         for event in events:
             ref = entity_ref(KEYS, event)

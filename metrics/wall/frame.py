@@ -192,7 +192,7 @@ def build_frame(
     progress = day_progress(now, config, hours)
     plan = _plan(config, key.team, now, hours, progress, month_total)
     leaders = _leaderboard(today_sums, config, key.team)
-    waits = _waits(waiting, config) if waiting is not None else None
+    waits = _waits(waiting, config, now) if waiting is not None else None
     stable = {
         "kpis": kpis,
         "plan": plan["stable"],
@@ -270,9 +270,24 @@ def _num(value: object) -> float:
 
 
 def _waits(
-    entries: Sequence[Mapping[str, object]], config: TenantConfig
+    entries: Sequence[Mapping[str, object]], config: TenantConfig, now: datetime
 ) -> tuple[dict[str, object], dict[str, object]]:
-    """What the page needs of each wait, oldest first; never the client or conversation id."""
+    """What the page needs of each wait, oldest first; never the client or conversation id.
+
+    The page ticks an age on its own while its clock runs: always for a calendar age, and
+    for a business age while the team's calendar is open now. An age that stands still
+    (business hours closed) is no news; the frame that stops or restarts it is.
+    """
+    open_now: dict[str | None, bool] = {}
+
+    def ticks(basis: str, team: str | None) -> bool:
+        if basis == "calendar":
+            return True
+        if team not in open_now:
+            hours = config.calendar_for(team)
+            open_now[team] = hours is None or hours.is_open(now)
+        return open_now[team]
+
     ordered = sorted(entries, key=lambda e: -_num(e.get("age_seconds")))
     shown, stable = [], []
     counts = dict.fromkeys(_STATES, 0)
@@ -297,13 +312,9 @@ def _waits(
             "target_seconds": entry.get("target_seconds"),
             "warning_seconds": entry.get("warning_seconds"),
             "state": entry.get("state", "ok"),
-            # Calendar ages tick on the page; business ages move only with the server's frames.
-            "ticking": basis == "calendar",
+            "ticking": ticks(basis, str(entry["team"]) if entry.get("team") else None),
         }
         shown.append(row)
-        still = {k: v for k, v in row.items() if k != "age_seconds"}
-        if basis != "calendar":
-            still["age"] = int(age)  # a business age moves only while open: push each second
-        stable.append(still)
+        stable.append({k: v for k, v in row.items() if k != "age_seconds"})
     body: dict[str, object] = {"count": len(ordered), **counts, "entries": shown}
     return body, {**counts, "count": len(ordered), "entries": stable}

@@ -16,9 +16,10 @@ import redis
 from aiohttp import web
 
 from metrics.kpi_reader import KpiReader
+from metrics.waiting import WaitingReader
 from metrics.wall.access import Denied, Grant, WallAccess
 from metrics.wall.hub import WallHub
-from metrics.wall.source import WaitingLookup, WallSource
+from metrics.wall.source import WallSource
 from salespulse.tenants import TenantDirectory
 
 STATIC = Path(__file__).with_name("static")
@@ -152,7 +153,7 @@ def build_wall(
     client: redis.Redis,
     offsets_key: str,
     *,
-    waiting: WaitingLookup | None = None,
+    waiting: WaitingReader | None = None,
 ) -> WallEdge:
     """The wall of an exporter: screens from the tenants file, frames from its Redis."""
     source = WallSource(reader, client, tenants, offsets_key, waiting=waiting)

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import redis
 
 from metrics.kpi_reader import KpiReader, RawSums
+from metrics.waiting import WaitingReader
 from metrics.wall.frame import Frame, WallKey, build_frame
 from salespulse.tenants import TenantDirectory
-
-# (tenant, team) → the waits of the SLA waiting list, in the shape of GET /v1/waiting.
-WaitingLookup = Callable[[str, str | None], Awaitable[Sequence[Mapping[str, object]]]]
 
 
 @dataclass
@@ -40,7 +38,7 @@ class WallSource:
         tenants: TenantDirectory,
         offsets_key: str,
         *,
-        waiting: WaitingLookup | None = None,
+        waiting: WaitingReader | None = None,
         refresh_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -56,15 +54,22 @@ class WallSource:
 
     async def frame(self, key: WallKey) -> Frame:
         sums = await self._tenant_sums(key.tenant)
-        waits = await self._waiting(key.tenant, key.team) if self._waiting else None
+        now = self._reader.now()
+        waits = None
+        if self._waiting is not None:
+            waits = await asyncio.to_thread(self._waits, self._waiting, key, now)
         return build_frame(
-            key,
-            self._tenants.get(key.tenant),
-            self._reader.now(),
-            sums.today,
-            sums.month,
-            waiting=waits,
+            key, self._tenants.get(key.tenant), now, sums.today, sums.month, waiting=waits
         )
+
+    @staticmethod
+    def _waits(reader: WaitingReader, key: WallKey, now: datetime) -> list[dict[str, object]]:
+        """The key's waits as GET /v1/waiting shows them, timed at the frame's instant."""
+        return [
+            wait.as_json()
+            for wait in reader.waiting(key.tenant, now)
+            if key.team is None or wait.team == key.team
+        ]
 
     async def _tenant_sums(self, tenant: str) -> _Sums:
         lock = self._locks.setdefault(tenant, asyncio.Lock())

@@ -84,7 +84,7 @@ def stored(redis_url: str, settings: Settings) -> dict[str, int]:
 
 
 def expected(events: list[CrmEvent], settings: Settings) -> dict[str, int]:
-    store = MemoryStore(settings.tenant_directory())
+    store = MemoryStore(settings.tenant_directory(), with_sla=False)
     store.apply_batch(events)
     return store.components("acme", "all", None, T0)["total"]
 

@@ -33,7 +33,7 @@ def test_stream_equals_batch_for_any_arrival(
 ) -> None:
     arrived = history + rng.sample(history, k=len(history) // 3)
     rng.shuffle(arrived)
-    store = MemoryStore(TENANTS)
+    store = MemoryStore(TENANTS, with_sla=False)
     bounds = sorted({0, len(arrived), *(c % (len(arrived) + 1) for c in cuts)})
     for start, stop in itertools.pairwise(bounds):
         store.apply_batch(arrived[start:stop])

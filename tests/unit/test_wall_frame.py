@@ -128,13 +128,19 @@ def test_waits_come_oldest_first_with_counts_and_no_conversation_id():
     )
 
 
-def test_business_ages_are_the_servers_and_move_the_signature():
+def test_business_ages_tick_on_the_page_only_while_the_team_is_open():
+    config = TenantConfig.model_validate(
+        {**CONFIG.model_dump(), "business_hours": {"weekly": {"fri": ["09:00-17:00"]}}}
+    )
     key = WallKey("acme", "north")
-    one = build_frame(key, CONFIG, NOON, TODAY, MONTH, waiting=[wait("c", 100, basis="business")])
-    entry = payload(one)["waiting"]["entries"][0]
-    assert (entry["age_seconds"], entry["ticking"]) == (50, False)
-    two = build_frame(key, CONFIG, NOON, TODAY, MONTH, waiting=[wait("c", 104, basis="business")])
-    assert two.signature != one.signature
+    waits = [wait("c", 100, basis="business")]
+    during = build_frame(key, config, NOON, TODAY, MONTH, waiting=waits)
+    entry = payload(during)["waiting"]["entries"][0]
+    assert (entry["age_seconds"], entry["ticking"]) == (50, True)
+    evening = NOON.replace(hour=18)
+    after = build_frame(key, config, evening, TODAY, MONTH, waiting=waits)
+    assert payload(after)["waiting"]["entries"][0]["ticking"] is False
+    assert after.signature != during.signature  # the page must stop the clock
 
 
 def hist(**buckets: int) -> RawSums:
