@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import Page, ViewportSize, expect
 
 from tests.browser import CuttableProxy, artifact, chromium
-from tests.integration.wall_app import call, post, running_wall
+from tests.integration.wall_app import call, chat, post, running_wall
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +83,37 @@ async def test_a_webhook_shows_on_the_wall_within_a_second_and_a_cut_stream_reco
             assert await page.evaluate("window.notReloaded") is True
             await page.screenshot(path=artifact("wall-recovered.png"))
             assert errors == []
+
+
+async def test_a_waiting_client_turns_the_row_amber_then_flashing_red_and_a_reply_clears_it(
+    settings, tmp_path
+):
+    # The test tenant's chat SLA: warning at 2 s, breached after 3 s, calendar time.
+    with running_wall(settings, tmp_path) as wall:
+        async with aiohttp.ClientSession() as session, chromium() as browser:
+            page = await browser.new_page(viewport=FULL_HD)
+            await page.goto(wall.url())
+            await page.wait_for_selector('body[data-connection="live"]', timeout=10_000)
+            # Warm up both consumers (their first group join is slow): one answered chat.
+            await post(session, wall.base, chat("warm-up", "in"))
+            await post(session, wall.base, chat("warm-up", "out"))
+            replies = page.locator("[data-tile=first_response] .sub").first
+            await expect(replies).to_have_text("median of 1 replies", timeout=30_000)
+
+            await post(session, wall.base, chat("conv-waiting", "in"))
+            row = page.locator("#wait-rows li.row")
+            await expect(row).to_have_count(1, timeout=3_000)
+            await expect(row.locator(".who")).to_have_text("Boris")
+            before = await row.locator(".age").text_content()
+            await expect(row).to_have_attribute("data-state", "warning", timeout=3_000)
+            assert await row.locator(".age").text_content() != before  # it ticks
+            await page.screenshot(path=artifact("wall-waiting-amber.png"))
+            await expect(row).to_have_attribute("data-state", "breached", timeout=3_000)
+            assert await row.evaluate("node => getComputedStyle(node).animationName") == "alarm"
+            await expect(page.locator("#wait-counts .bad")).to_have_text("1 breached")
+            await page.screenshot(path=artifact("wall-waiting-red.png"))
+            assert "conv-waiting" not in await page.content()
+
+            await post(session, wall.base, chat("conv-waiting", "out"))
+            await expect(row).to_have_count(0, timeout=5_000)
+            await expect(page.locator("#wait-empty")).to_have_text("Nobody is waiting")

@@ -80,6 +80,17 @@ def call(**fields: Any) -> dict[str, Any]:
     return event("call", **{**defaults, **fields})
 
 
+def chat(conversation: str, direction: str) -> dict[str, Any]:
+    """A chat message of manager 42 (Boris); ids only, as the ingest takes them."""
+    return event(
+        "message",
+        manager_id="42",
+        direction=direction,
+        channel="chat",
+        conversation_id=conversation,
+    )
+
+
 async def post(session: aiohttp.ClientSession, base: str, body: object) -> None:
     async with session.post(f"{base}/v1/events", json=body) as response:
         assert response.status == 202, await response.text()
