@@ -197,7 +197,7 @@ def build_frame(
         "kpis": kpis,
         "plan": plan["stable"],
         "leaders": leaders,
-        "waiting": waits and waits[1],
+        "waiting": None if waits is None else waits[1],
     }
     payload: dict[str, object] = {
         "key": key.name,
@@ -207,7 +207,7 @@ def build_frame(
         "kpis": kpis,
         "plan": plan["shown"],
         "leaders": leaders,
-        "waiting": waits and waits[0],
+        "waiting": None if waits is None else waits[0],
     }
     return Frame(payload, msgspec.json.encode(stable))
 
