@@ -184,6 +184,9 @@ class PipelineMetrics:
         for reason in ENRICHMENT_DEAD_LETTER_REASONS:
             self.enrichment_dead_letters.labels(reason=reason)
 
+    def sla_batch_applied(self, events: int) -> None:
+        self.sla_events_applied.inc(events)
+
     def record_lag(self, group: str, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(group=group, topic=topic, partition=str(partition)).set(lag)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import multiprocessing
 import os
 import platform
@@ -26,8 +25,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -36,15 +34,22 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
-from mode import Service
 from prometheus_client import CollectorRegistry
-from redis.exceptions import RedisError
 
 from handlers.publisher import KafkaPublisher
 from metrics.pipeline import PipelineMetrics
 from salespulse.bench_naive import BENCH_TENANTS, naive_topics, run_naive
+from salespulse.bench_parts import (
+    Mark,
+    Row,
+    close_quietly,
+    delete_keys,
+    percentile,
+    wait_until,
+)
 from salespulse.bench_scale import open_deal_state, scrape_time
+from salespulse.bench_sla import PATH as SLA_PATH
+from salespulse.bench_sla import measure_sla
 from salespulse.embedded import start_broker, start_redis
 from salespulse.events import CrmEvent, decode_event, encode_event
 from salespulse.kpi_keys import KpiKeys
@@ -64,7 +69,6 @@ PACED_SECONDS = 4.0
 TARGET_EVENTS_S = 40_000  # the foundation's target
 TARGET_CATALOGUE_EVENTS_S = 60_000  # the full KPI catalogue's target (not reached yet)
 TARGET_RATIO = 10.0
-CLEANUP_TIMEOUT_S = 5.0
 PATHS = (
     "(a) SalesPulse KpiBatchConsumer",
     "(b) naive faust agent + Table, per event",
@@ -195,13 +199,6 @@ async def _paced(bootstrap: str, topic: str, rate: int, seconds: float, seed: in
         await close_quietly("paced producer", producer.stop())
 
 
-@dataclass(frozen=True)
-class Mark:
-    applied: int
-    wall: float
-    cpu: float
-
-
 class RecordingMetrics(PipelineMetrics):
     """The real metrics, plus a mark per applied batch and, when asked, exact latencies."""
 
@@ -222,62 +219,6 @@ class RecordingMetrics(PipelineMetrics):
         self.applied += len(received)
         self.last = Mark(self.applied, time.perf_counter(), time.process_time())
         self.first = self.first or self.last
-
-
-@dataclass
-class Row:
-    """One path. Timed from its first processed batch to its last: ``timed`` events."""
-
-    path: str
-    events: int
-    timed: int = 0
-    wall_s: float = math.nan
-    cpu_s: float = math.nan
-    p50_ms: float = math.nan
-    p99_ms: float = math.nan
-    error: str = ""
-
-    @classmethod
-    def between(cls, path: str, events: int, first: Mark, last: Mark) -> Row:
-        wall_s, cpu_s = last.wall - first.wall, last.cpu - first.cpu
-        return cls(path, events, last.applied - first.applied, wall_s, cpu_s)
-
-    @property
-    def rate(self) -> float:
-        return self.timed / self.wall_s if self.timed and self.wall_s > 0 else math.nan
-
-    def cells(self) -> tuple[str, ...]:
-        cpu_us = self.cpu_s / self.timed * 1e6 if self.timed else math.nan
-        values = (self.wall_s, 2), (self.rate, 0), (cpu_us, 1), (self.p50_ms, 1), (self.p99_ms, 1)
-        shown = ("-" if math.isnan(v) else f"{v:,.{digits}f}" for v, digits in values)
-        return (self.path, f"{self.events:,}", *shown)
-
-
-async def wait_until(
-    predicate: Callable[[], bool], timeout_s: float, what: str, service: Service
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if service.crashed:
-            raise RuntimeError(f"{what}: {service.label} crashed: {service.crash_reason!r}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def close_quietly(what: str, closing: Awaitable[object]) -> None:
-    """Cleanup that cannot hang: after a Ctrl-C the embedded broker and Redis got the same
-    SIGINT and are gone, and a client politely waiting for them would wait forever."""
-    try:
-        async with asyncio.timeout(CLEANUP_TIMEOUT_S):
-            await closing
-    except (TimeoutError, KafkaError, RedisError, OSError) as exc:
-        logger.warning("%s did not close cleanly: %r", what, exc)
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Exact nearest-rank percentile of an already sorted sequence."""
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
 async def measure_pipeline(
@@ -341,12 +282,6 @@ async def measure_pipeline(
         await close_quietly("(a) Redis client", client.aclose())
 
 
-async def delete_keys(client: aioredis.Redis, pattern: str) -> None:
-    """A shared Redis should not keep the benchmark's counters and id sets."""
-    async for key in client.scan_iter(match=pattern, count=1000):
-        await client.unlink(key)
-
-
 async def verify(
     client: aioredis.Redis, keys: KpiKeys, expected: Expected, applied: int, batches: int
 ) -> tuple[str, bool]:
@@ -405,7 +340,7 @@ def report(rows: list[Row], check: str) -> None:
         if n == 0:
             print("-+-".join("-" * w for w in widths))
     print(*(f"{row.path} FAILED: {row.error}" for row in rows if row.error), sep="\n")
-    a, b, c = (row.rate for row in rows)
+    a, b, c = (row.rate for row in rows[:3])
     verdict = {True: "PASS", False: "FAIL"}
     print(f"ratio (a)/(b): {a / b:,.1f}x    ratio (a)/(c): {a / c:,.2f}x", check, sep="\n")
     print(f"target (a) >= {TARGET_EVENTS_S:,} events/s: {verdict[a >= TARGET_EVENTS_S]}")
@@ -431,6 +366,7 @@ async def _bench(
     topics = {f"bench-{path}-{run}": n for path, n in (("a", events), ("b", naive), ("c", events))}
     topic_a, topic_b, topic_c = topics
     rows = [Row(path, n) for path, n in zip(PATHS, (events, naive, events), strict=True)]
+    rows.append(Row(SLA_PATH, events))
     check, ok = "check (a): not run", False
     try:
         await ensure_topics(bootstrap, dict.fromkeys(topics, partitions))
@@ -446,6 +382,10 @@ async def _bench(
             )
         except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
             rows[0].error = repr(exc)
+        try:
+            rows[3] = await measure_sla(settings, bootstrap, redis_url, topic_a, events)
+        except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
+            rows[3].error = repr(exc)
         try:
             rows[2] = await measure_raw(bootstrap, topic_c, events, partitions)
         except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1

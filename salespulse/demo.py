@@ -1,18 +1,22 @@
 """Demo traffic: a small sales office posting canonical events to the real ingest over HTTP.
 
 Six managers work one pipeline: leads arrive, deals move stage by stage, most are lost
-on the way and some are won; calls and chat messages flow in both directions. Ids are
-synthetic; there is no personal data in it.
+on the way and some are won; calls and chat messages flow in both directions. Clients
+who write or whose call was missed get an answer after a while, mostly within the
+demo's SLA (tenants file), sometimes late, so the waiting list and the SLA alerts live.
+Ids are synthetic; there is no personal data in it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +32,10 @@ PIPELINE = "sales"
 STAGES = ("new", "qualified", "proposal", "negotiation")
 MANAGERS = tuple(f"m-{n}" for n in range(101, 107))
 CHANNELS = ("chat", "messenger", "email")
+# Median reply delay (s) and its spread: most replies come within the SLA, some do not.
+REPLY_MEDIAN_S = {"message": 45.0, "call": 90.0}
+REPLY_SPREAD = 0.9
+MAX_REPLY_S = 900.0
 
 
 @dataclass
@@ -43,8 +51,18 @@ class DemoOffice:
     def __init__(self, seed: int | None = None) -> None:
         self._rng = random.Random(seed)
         self._deals: list[_Deal] = []
+        # (due, sequence, reply to send): answers to clients who are waiting
+        self._replies: list[tuple[datetime, int, dict[str, Any]]] = []
+        self._sequence = 0
 
     def next_events(self, now: datetime) -> list[dict[str, Any]]:
+        due: list[dict[str, Any]] = []
+        while self._replies and self._replies[0][0] <= now:
+            reply = heapq.heappop(self._replies)[2]
+            reply.update(self._base(reply.pop("type"), now, reply.pop("manager_id")))
+            due.append(reply)
+        if due:
+            return due
         roll = self._rng.random()
         if roll < 0.35:
             return [self._call(now)]
@@ -67,26 +85,43 @@ class DemoOffice:
 
     def _call(self, now: datetime) -> dict[str, Any]:
         answered = self._rng.random() < 0.8
-        event = self._base("call", now, self._rng.choice(MANAGERS))
+        manager = self._rng.choice(MANAGERS)
+        event = self._base("call", now, manager)
+        client = f"c-{self._rng.randrange(500)}"
         event.update(
             channel="phone",
             direction=self._rng.choice(("in", "out")),
             answered=answered,
             duration_s=round(self._rng.uniform(20, 600), 1) if answered else 0,
-            client_id=f"c-{self._rng.randrange(500)}",
+            client_id=client,
         )
+        if event["direction"] == "in" and not answered:  # a missed call: call back later
+            callback = {"channel": "phone", "direction": "out", "answered": True}
+            callback.update(duration_s=round(self._rng.uniform(20, 300), 1), client_id=client)
+            self._answer_later(now, "call", manager, callback)
         return event
 
     def _message(self, now: datetime) -> dict[str, Any]:
-        event = self._base("message", now, self._rng.choice(MANAGERS))
+        manager = self._rng.choice(MANAGERS)
+        event = self._base("message", now, manager)
         client = self._rng.randrange(500)
-        event.update(
-            channel=self._rng.choice(CHANNELS),
-            direction=self._rng.choice(("in", "out")),
-            client_id=f"c-{client}",
-            conversation_id=f"conv-{client}",
-        )
+        conversation = {
+            "channel": self._rng.choice(CHANNELS),
+            "client_id": f"c-{client}",
+            "conversation_id": f"conv-{client}",
+        }
+        writes = self._rng.random() < 0.25  # else a manager's follow-up
+        event.update(conversation, direction="in" if writes else "out")
+        if writes:
+            self._answer_later(now, "message", manager, {**conversation, "direction": "out"})
         return event
+
+    def _answer_later(self, now: datetime, kind: str, manager: str, fields: dict[str, Any]) -> None:
+        median = REPLY_MEDIAN_S[kind]
+        delay = min(MAX_REPLY_S, median * math.exp(self._rng.gauss(0, REPLY_SPREAD)))
+        self._sequence += 1
+        reply = {**fields, "type": kind, "manager_id": manager}
+        heapq.heappush(self._replies, (now + timedelta(seconds=delay), self._sequence, reply))
 
     def _new_deal(self, now: datetime) -> list[dict[str, Any]]:
         deal = _Deal(f"d-{self._rng.getrandbits(40):x}", self._rng.choice(MANAGERS))

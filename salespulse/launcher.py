@@ -64,6 +64,7 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
             lines.append(
                 f"  kpis       GET  {base}/v1/kpis?tenant={tenant}&window=today&by=manager"
             )
+            lines.append(f"  waiting    GET  {base}/v1/waiting?tenant={tenant}")
             token = WALL_TOKEN if demo else "<screen token>"
             lines.append(f"  wall       GET  {base}/wall?tenant={tenant}&token={token}")
         lines.append(f"  metrics    GET  {base}/metrics")

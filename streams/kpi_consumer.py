@@ -262,7 +262,7 @@ class KpiBatchConsumer(Service, Generic[P]):
             self._metrics.duplicates_dropped.inc(fold.duplicates)
             self._metrics.observe_latencies(fold.received_at, applied_at)
         else:
-            self._metrics.sla_events_applied.inc(fold.events)
+            self._metrics.sla_batch_applied(fold.events)
         try:
             await self._consumer.commit(ready.commits)
         except KafkaError as exc:

@@ -16,7 +16,6 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from playwright.async_api import expect
@@ -28,28 +27,14 @@ from tests.browser import chromium
 BACKFILL_EVENTS = 400
 
 
-def opens_wait(event: dict[str, Any]) -> bool:
-    return event["type"] == "message" or (event["type"] == "call" and not event["answered"])
-
-
 async def backfill(session: aiohttp.ClientSession, base: str) -> None:
-    """The demo office's last few hours, oldest first, in batches.
-
-    What opens a wait (messages, missed calls) only from the last minutes: the demo answers
-    at random, and a wall of hours-old waits shows the generator, not the product.
-    """
+    """The demo office's last few hours, oldest first, in batches (its replies included)."""
     now = datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = max(midnight + timedelta(seconds=1), now - timedelta(hours=6))
     office = DemoOffice(seed=2026)
     step = (now - start) / BACKFILL_EVENTS
-    recent = (now - timedelta(minutes=12)).isoformat()
-    events = [
-        event
-        for i in range(BACKFILL_EVENTS)
-        for event in office.next_events(start + step * i)
-        if not opens_wait(event) or event["occurred_at"] >= recent
-    ]
+    events = [e for i in range(BACKFILL_EVENTS) for e in office.next_events(start + step * i)]
     for first in range(0, len(events), 200):
         async with session.post(f"{base}/v1/events", json=events[first : first + 200]) as reply:
             if reply.status != 202:

@@ -74,6 +74,14 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
     overrides = sla_settings(settings, tmp_path)
     with salespulse_process("run", settings, tmp_path / "run.log", **overrides):
         async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/v1/waiting") as response:
+                assert response.status == 400
+                assert (await response.json())["problems"][0]["field"] == "tenant"
+            bad = {"tenant": "acme", "limit": "0"}
+            async with session.get(f"{base}/v1/waiting", params=bad) as response:
+                assert response.status == 400
+            async with session.get(f"{base}/v1/waiting", params={"tenant": "nope"}) as response:
+                assert response.status == 404
             await post(session, base, message("in-1", "in"))
 
             async def listed() -> bool:
@@ -101,7 +109,7 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
                 "warning_seconds",
                 "state",
             }  # fmt: skip  (ids and timings only: no names, phones or texts)
-            states = []
+            states: list[str] = []
             while not states or states[-1] != "breached":
                 (wait,) = (await waiting(session, base))["waiting"]
                 # The state follows the age at the instant of the read, nothing stored.
@@ -124,7 +132,8 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
             await post(session, base, message("out-1", "out"))
 
             async def answered() -> bool:
-                return (await waiting(session, base))["summary"]["waiting"] == 0
+                summary = (await waiting(session, base))["summary"]
+                return bool(summary["waiting"] == 0)
 
             await eventually(answered, 30, "the reply to clear the wait")
             values = await scrape(session, base)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -11,6 +11,9 @@ import pytest
 from handlers.validation import parse_events
 from salespulse.cli import main
 from salespulse.demo import DemoOffice
+from salespulse.launcher import DEMO_TENANTS as DEMO_TENANTS_FILE
+from salespulse.tenants import TenantDirectory, load_tenants
+from tests.kpi_memory import MemoryStore
 
 
 def test_demo_office_events_all_pass_ingest_validation() -> None:
@@ -22,6 +25,27 @@ def test_demo_office_events_all_pass_ingest_validation() -> None:
     assert kinds == {"call", "message", "lead_created", "deal_created", "deal_stage_changed"}
     assert any(event.stage_kind == "won" and event.amount for event in parsed)
     assert len({event.event_id for event in parsed}) == len(parsed)
+
+
+def test_demo_clients_get_answers_mostly_within_the_demo_sla() -> None:
+    """An hour of demo traffic through the SLA fold: a handful wait at any time, most
+    first responses meet the demo tenant's SLA and some do not (the wall has both)."""
+    tenants = TenantDirectory(load_tenants(DEMO_TENANTS_FILE))
+    office = DemoOffice(seed=3)
+    start = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    store = MemoryStore(tenants)
+    waiting_counts = []
+    for step in range(9000):  # one hour at the demo's pace (0.4 s)
+        now = start + timedelta(seconds=0.4 * step)
+        raw = office.next_events(now)
+        store.apply_batch(parse_events(msgspec.json.encode(raw), now))
+        if step % 300 == 0:
+            waiting_counts.append(len(store.waiting))
+    totals = store.components("demo", "all", None, start + timedelta(hours=1))["total"]
+    met = sum(v for k, v in totals.items() if k.startswith("sla_met:first"))
+    breached = sum(v for k, v in totals.items() if k.startswith("sla_breach:first"))
+    assert met > 4 * breached > 0
+    assert 0 < max(waiting_counts[5:]) < 60
 
 
 def test_demo_office_is_reproducible_with_a_seed() -> None:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metrics.waiting import Wait, classify
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys, decode_field
 from salespulse.sla_policy import SlaConfig, SlaPolicy, SlaTarget, parse_duration
@@ -217,3 +218,28 @@ def test_any_split_order_and_repeats_give_the_same_totals(seed: int, count: int)
     # Every conversation with an open wait is in the index exactly once.
     assert len(streamed.waiting) <= len(streamed.states)
     assert all(isinstance(s, ConversationState) for _, s in streamed.states.values())
+
+
+def test_a_wait_is_judged_in_business_seconds_at_the_instant_of_the_read() -> None:
+    directory = tenants(**BERLIN_OFFICE)
+    store = Store()
+    opened = FRIDAY + timedelta(minutes=5)  # 17:55 Berlin: 5 business minutes left on Friday
+    store.fold([ev("in-1", "message", opened, direction="in")], directory)
+    ((member, score),) = store.waiting.items()
+    config = directory.get("acme")
+
+    def at(instant: datetime) -> Wait:
+        return classify(member, score, config, instant)
+
+    soon = at(opened + timedelta(minutes=2))
+    assert (soon.business_age_seconds, soon.state) == (120, "ok")
+    friday_close = at(FRIDAY + timedelta(minutes=10))
+    assert (friday_close.business_age_seconds, friday_close.state) == (300, "warning")
+    saturday = at(FRIDAY + timedelta(days=1))  # closed: the business clock stood still
+    assert saturday.business_age_seconds == 300
+    assert saturday.age_seconds == 86_100
+    assert saturday.state == "warning"  # 5 of 5 minutes: past 80 %, not past the target
+    monday = at(datetime(2026, 11, 23, 8, 1, tzinfo=UTC))  # 09:01 Berlin
+    assert (monday.business_age_seconds, monday.state) == (360, "breached")
+    assert monday.conversation == "conv-1"
+    assert (monday.team, monday.manager, monday.kind) == ("north", "m-1", "first")

@@ -1,0 +1,88 @@
+"""Pieces every benchmark path shares: marks, rows of the table, waits and cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
+from mode import Service
+from redis.exceptions import RedisError
+
+CLEANUP_TIMEOUT_S = 5.0
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mark:
+    applied: int
+    wall: float
+    cpu: float
+
+
+@dataclass
+class Row:
+    """One path. Timed from its first processed batch to its last: ``timed`` events."""
+
+    path: str
+    events: int
+    timed: int = 0
+    wall_s: float = math.nan
+    cpu_s: float = math.nan
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    error: str = ""
+
+    @classmethod
+    def between(cls, path: str, events: int, first: Mark, last: Mark) -> Row:
+        wall_s, cpu_s = last.wall - first.wall, last.cpu - first.cpu
+        return cls(path, events, last.applied - first.applied, wall_s, cpu_s)
+
+    @property
+    def rate(self) -> float:
+        return self.timed / self.wall_s if self.timed and self.wall_s > 0 else math.nan
+
+    def cells(self) -> tuple[str, ...]:
+        cpu_us = self.cpu_s / self.timed * 1e6 if self.timed else math.nan
+        values = (self.wall_s, 2), (self.rate, 0), (cpu_us, 1), (self.p50_ms, 1), (self.p99_ms, 1)
+        shown = ("-" if math.isnan(v) else f"{v:,.{digits}f}" for v, digits in values)
+        return (self.path, f"{self.events:,}", *shown)
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout_s: float, what: str, service: Service
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if service.crashed:
+            raise RuntimeError(f"{what}: {service.label} crashed: {service.crash_reason!r}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def close_quietly(what: str, closing: Awaitable[object]) -> None:
+    """Cleanup that cannot hang: after a Ctrl-C the embedded broker and Redis got the same
+    SIGINT and are gone, and a client politely waiting for them would wait forever."""
+    try:
+        async with asyncio.timeout(CLEANUP_TIMEOUT_S):
+            await closing
+    except (TimeoutError, KafkaError, RedisError, OSError) as exc:
+        logger.warning("%s did not close cleanly: %r", what, exc)
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Exact nearest-rank percentile of an already sorted sequence."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
+
+
+async def delete_keys(client: aioredis.Redis, pattern: str) -> None:
+    """A shared Redis should not keep the benchmark's counters and id sets."""
+    async for key in client.scan_iter(match=pattern, count=1000):
+        await client.unlink(key)
