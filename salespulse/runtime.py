@@ -138,7 +138,8 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         registry.register(KpiCollector(reader, tenants))
         routes += kpi_routes(reader, tenants)
         routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants)
-        offsets = keys.offsets(settings.consumer_group)
+        # The wall re-reads KPI sums when either worker stage (KPI, SLA) has applied a batch.
+        offsets = (keys.offsets(settings.consumer_group), keys.offsets(settings.sla_consumer_group))
         wall = build_wall(tenants, reader, sync_redis, offsets, waiting=reader.waiting_reader())
         routes += wall.routes()
 

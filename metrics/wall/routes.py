@@ -151,11 +151,11 @@ def build_wall(
     tenants: TenantDirectory,
     reader: KpiReader,
     client: redis.Redis,
-    offsets_key: str,
+    offsets_keys: tuple[str, ...],
     *,
     waiting: WaitingReader | None = None,
 ) -> WallEdge:
     """The wall of an exporter: screens from the tenants file, frames from its Redis."""
-    source = WallSource(reader, client, tenants, offsets_key, waiting=waiting)
+    source = WallSource(reader, client, tenants, offsets_keys, waiting=waiting)
     hub = WallHub(source.frame, on_idle=lambda key: source.forget(key.tenant))
     return WallEdge(WallAccess(tenants), hub, tenants)

@@ -1,9 +1,9 @@
 """Frames from Redis: today's and this month's sums per tenant, read again only when needed.
 
 A poller asks for a frame several times a second. The KPI sums of a tenant are re-read
-only when the worker has applied a batch since (the consumer's offset watermark, one
-small hash) or after ``refresh_s`` (the calendar day rolls over without any event);
-otherwise the frame is rebuilt from the sums already read, which costs no Redis round trip.
+only when a worker has applied a batch since (the KPI and SLA consumers' offset
+watermarks, two small hashes) or after ``refresh_s`` (the calendar day rolls over
+without any event); otherwise the frame is rebuilt from the sums already read.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class WallSource:
         reader: KpiReader,
         client: redis.Redis,
         tenants: TenantDirectory,
-        offsets_key: str,
+        offsets_keys: tuple[str, ...],
         *,
         waiting: WaitingReader | None = None,
         refresh_s: float = 5.0,
@@ -45,7 +45,7 @@ class WallSource:
         self._reader = reader
         self._client = client
         self._tenants = tenants
-        self._offsets_key = offsets_key
+        self._offsets_keys = offsets_keys
         self._waiting = waiting
         self._refresh_s = refresh_s
         self._clock = clock
@@ -85,8 +85,10 @@ class WallSource:
             return held
 
     def _watermark(self) -> bytes:
-        offsets = self._client.hgetall(self._offsets_key)
-        return repr(sorted(offsets.items())).encode()
+        pipe = self._client.pipeline(transaction=False)
+        for key in self._offsets_keys:
+            pipe.hgetall(key)
+        return repr([sorted(offsets.items()) for offsets in pipe.execute()]).encode()
 
     def _read(self, tenant: str, now: datetime) -> tuple[RawSums, RawSums]:
         return self._reader.raw(tenant, "today", now), self._reader.raw(tenant, "month", now)
