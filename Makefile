@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck test-unit test-integration bench dashboards clean
+.PHONY: help run test lint format typecheck test-unit test-integration bench dashboards wall-screenshot clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs na
 
 dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.json from salespulse/dashboards
 	$(BIN)/python -m salespulse.dashboards deploy/grafana/dashboards
+
+wall-screenshot: $(VENV)/.installed-dev  ## render the demo wall to docs/wall.png (headless Chromium)
+	scripts/ensure-system-deps.sh
+	$(BIN)/python -m tests.wall_screenshot docs/wall.png
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .salespulse

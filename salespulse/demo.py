@@ -26,6 +26,8 @@ from mode import Service
 logger = logging.getLogger(__name__)
 
 TENANT = "demo"
+# Opens the demo tenant's `office` wall screen (demo_tenants.yaml keeps its SHA-256).
+WALL_TOKEN = "demo-wall"  # noqa: S105 - public on purpose, like the demo itself
 PIPELINE = "sales"
 STAGES = ("new", "qualified", "proposal", "negotiation")
 MANAGERS = tuple(f"m-{n}" for n in range(101, 107))

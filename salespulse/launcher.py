@@ -12,7 +12,7 @@ from pathlib import Path
 
 import faust
 
-from salespulse.demo import DemoTraffic
+from salespulse.demo import WALL_TOKEN, DemoTraffic
 from salespulse.embedded import free_port, start_broker, start_redis
 from salespulse.runtime import Role, build_runtime
 from salespulse.settings import Settings
@@ -65,6 +65,8 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
                 f"  kpis       GET  {base}/v1/kpis?tenant={tenant}&window=today&by=manager"
             )
             lines.append(f"  waiting    GET  {base}/v1/waiting?tenant={tenant}")
+            token = WALL_TOKEN if demo else "<screen token>"
+            lines.append(f"  wall       GET  {base}/wall?tenant={tenant}&token={token}")
         lines.append(f"  metrics    GET  {base}/metrics")
         lines.append(f"  health     GET  {base}/healthz")
         if demo:

@@ -28,6 +28,7 @@ from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
 from metrics.waiting_api import waiting_routes
+from metrics.wall.routes import build_wall
 from salespulse.health import Readiness
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
@@ -116,6 +117,8 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     readiness = Readiness(bootstrap, redis_url if uses_redis else None)
     closers.append(readiness.close)
     routes: list[web.RouteDef] = readiness.routes()
+    # Called as the web server shuts down, before it waits for open requests to end.
+    on_shutdown: list[Callable[[web.Application], Awaitable[None]]] = []
     services: list[Service] = [_Lifecycle(setup, closers)]
     consumer = sla_consumer = None
     if Role.INGEST in roles:
@@ -140,6 +143,15 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         registry.register(KpiCollector(reader, tenants))
         routes += kpi_routes(reader, tenants)
         routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants)
+        # The wall re-reads KPI sums when either worker stage (KPI, SLA) has applied a batch.
+        offsets = (keys.offsets(settings.consumer_group), keys.offsets(settings.sla_consumer_group))
+        wall = build_wall(tenants, reader, sync_redis, offsets, waiting=reader.waiting_reader())
+        routes += wall.routes()
+
+        async def close_wall(_: web.Application) -> None:
+            await wall.close()  # ends the walls' streams, so the server need not wait on them
+
+        on_shutdown.append(close_wall)
 
         async def close_sync_redis() -> None:
             sync_redis.close()
@@ -150,6 +162,7 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     if not isinstance(web_driver, AiohttpWeb):
         raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")
     web_driver.web_app.add_routes(routes)
+    web_driver.web_app.on_shutdown.extend(on_shutdown)
     return Runtime(app, services, registry, pipeline_metrics, consumer, sla_consumer, routes)
 
 

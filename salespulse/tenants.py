@@ -205,6 +205,56 @@ class CrmSources(_Frozen):
     pipedrive: PipedriveSource | None = None
 
 
+WallTile = Literal[
+    "revenue", "won", "calls", "conversion", "first_response",
+    "waiting", "deals_created", "meetings", "messages", "average_check",
+]  # fmt: skip
+WallPanel = Literal["waiting", "leaderboard"]
+ScreenName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+
+class WallScreen(_Frozen):
+    """One wall monitor (GET /wall): what it shows, and the read-only token that opens it."""
+
+    # The token in the wall's URL: a secret to read, or the SHA-256 (hex) of the token.
+    token: Secret | None = None
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    title: str | None = None
+    # None: the whole tenant, and the URL may narrow it to any team (`&team=`).
+    team: str | None = None
+    tiles: tuple[WallTile, ...] = Field(
+        default=("revenue", "won", "calls", "conversion", "first_response"),
+        min_length=1,
+        max_length=8,
+    )
+    panels: tuple[WallPanel, ...] = ("waiting", "leaderboard")
+    leaderboard_by: Literal["revenue", "won", "calls"] = "revenue"
+    rows: int = Field(default=8, ge=1, le=30)
+    # Other screens of this tenant shown in turn with this one (the token opens them too).
+    rotate: list[ScreenName] = Field(default_factory=list)
+    rotate_seconds: float = Field(default=30.0, ge=5)
+
+    @model_validator(mode="after")
+    def _one_token(self) -> WallScreen:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of `token` or `token_sha256`")
+        return self
+
+
+class Wall(_Frozen):
+    screens: dict[ScreenName, WallScreen] = Field(default_factory=dict)
+    # Manager id → name shown on the wall's leaderboard (staff only; clients never appear).
+    names: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rotation_known(self) -> Wall:
+        for name, screen in self.screens.items():
+            for other in screen.rotate:
+                if other not in self.screens:
+                    raise ValueError(f"screens.{name}.rotate: no screen {other!r}")
+        return self
+
+
 class TenantConfig(_Frozen):
     timezone: str = "UTC"
     currency: CurrencyCode = "USD"
@@ -215,6 +265,8 @@ class TenantConfig(_Frozen):
     pipelines: dict[str, Pipeline] = Field(default_factory=dict)
     teams: dict[str, Team] = Field(default_factory=dict)
     targets: Targets = Field(default_factory=Targets)
+    # Wall monitors (GET /wall): named screens with their tokens and layout.
+    wall: Wall = Field(default_factory=Wall)
     # source → month → cost in the tenant's currency.
     marketing_costs: dict[str, dict[Month, Money]] = Field(default_factory=dict)
     labels: Labels = Field(default_factory=Labels)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real (redis-server, prometheus/promtool,
-# prometheus-alertmanager/amtool) when they are missing and we are allowed to: as root, or with
-# passwordless sudo.
+# prometheus-alertmanager/amtool, chromium) when they are missing and we are allowed to: as root,
+# or with passwordless sudo.
 set -euo pipefail
 
 missing=()
@@ -11,6 +11,8 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Debian names the server binary prometheus-alertmanager (upstream: alertmanager).
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+# The wall's browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 # shellcheck disable=SC2207  # de-duplicate the package list
 missing=($(printf '%s\n' "${missing[@]}" | sort -u))
