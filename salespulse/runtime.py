@@ -36,7 +36,7 @@ from salespulse.tenants import TenantDirectory
 from streams.app import create_app
 from streams.applier import KpiApplier
 from streams.enrichment import build_enrichment_service
-from streams.kpi_consumer import KpiBatchConsumer
+from streams.kpi_consumer import BatchApplier, KpiBatchConsumer, Stage, WatermarkStore
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
 from streams.topics import TopicSpec, ensure_topics
@@ -183,8 +183,6 @@ def build_kpi_consumer(
     metrics: PipelineMetrics,
 ) -> KpiBatchConsumer[Any]:
     """The KPI worker's consumer with its Redis sink, as every process role builds it."""
-    if settings.kafka_bootstrap is None:
-        raise ValueError("the KPI consumer needs kafka_bootstrap set")
     keys = KpiKeys(settings.redis_key_prefix)
     sink = RedisKpiSink(
         redis_client,
@@ -193,19 +191,9 @@ def build_kpi_consumer(
         dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
         day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
     )
-    return KpiBatchConsumer(
-        bootstrap=settings.kafka_bootstrap,
-        topic=settings.events_topic,
-        group=settings.consumer_group,
-        sink=sink,
-        applier=KpiApplier(sink, tenants, keys),
-        dead_letters=dead_letters,
-        metrics=metrics,
-        lateness_s=settings.lateness_days * _DAY_S,
-        max_records=settings.batch_max_records,
-        timeout_ms=settings.batch_timeout_ms,
-        session_timeout_s=settings.kafka_session_timeout_s,
-    )
+    applier = KpiApplier(sink, tenants, keys)
+    group = settings.consumer_group
+    return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics)
 
 
 def build_sla_consumer(
@@ -217,26 +205,37 @@ def build_sla_consumer(
 ) -> KpiBatchConsumer[Any]:
     """The conversation clock's consumer: its own group over the same topic, so response
     times and waiting clients neither slow the KPI fold nor wait for it."""
-    if settings.kafka_bootstrap is None:
-        raise ValueError("the SLA consumer needs kafka_bootstrap set")
     keys = KpiKeys(settings.redis_key_prefix)
+    group = settings.sla_consumer_group
     store = SlaStore(
-        redis_client,
-        keys,
-        group=settings.sla_consumer_group,
-        day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+        redis_client, keys, group=group, day_ttl_s=settings.day_bucket_retention_days * _DAY_S
     )
+    applier = SlaApplier(store, tenants, keys)
+    return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics)
+
+
+def _batch_consumer(
+    settings: Settings,
+    stage: Stage,
+    group: str,
+    store: WatermarkStore,
+    applier: BatchApplier[Any],
+    dead_letters: EventPublisher,
+    metrics: PipelineMetrics,
+) -> KpiBatchConsumer[Any]:
+    if settings.kafka_bootstrap is None:
+        raise ValueError(f"the {stage} consumer needs kafka_bootstrap set")
     return KpiBatchConsumer(
         bootstrap=settings.kafka_bootstrap,
         topic=settings.events_topic,
-        group=settings.sla_consumer_group,
+        group=group,
         sink=store,
-        applier=SlaApplier(store, tenants, keys),
+        applier=applier,
         dead_letters=dead_letters,
         metrics=metrics,
         lateness_s=settings.lateness_days * _DAY_S,
         max_records=settings.batch_max_records,
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
-        stage="sla",
+        stage=stage,
     )

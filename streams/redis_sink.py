@@ -60,6 +60,17 @@ class ApplyOutcome:
     conflicts: tuple[str, ...] = ()
 
 
+async def mget_chunked(client: aioredis.Redis, keys: list[str], what: str) -> list[bytes | None]:
+    """MGET in chunks, pipelined (one round trip), so that a huge batch never blocks Redis."""
+    try:
+        pipe = client.pipeline(transaction=False)
+        for start in range(0, len(keys), _MGET_CHUNK):
+            pipe.mget(keys[start : start + _MGET_CHUNK])
+        return [value for chunk in await pipe.execute() for value in chunk]
+    except RedisError as exc:
+        raise KpiStoreError(f"cannot read {what}: {exc}") from exc
+
+
 def bucket_ttls(day_ttl_s: int) -> dict[str, int]:
     """Expiry of a KPI bucket hash by granularity (0: kept)."""
     return {**_SHORT_TTL_S, "d": day_ttl_s, "w": day_ttl_s, "mo": day_ttl_s, "all": 0}
@@ -93,13 +104,7 @@ class RedisKpiSink:
         if not refs:
             return {}
         keys = list(refs)
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for start in range(0, len(keys), _MGET_CHUNK):
-                pipe.mget(keys[start : start + _MGET_CHUNK])
-            replies = [value for chunk in await pipe.execute() for value in chunk]
-        except RedisError as exc:
-            raise KpiStoreError(f"cannot read entity states: {exc}") from exc
+        replies = await mget_chunked(self._client, keys, "entity states")
         states: States = {}
         for key, held in zip(keys, replies, strict=True):
             if held is not None:

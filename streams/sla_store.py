@@ -22,7 +22,7 @@ from salespulse.errors import KpiStoreError
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.tenants import TenantDirectory
-from streams.redis_sink import apply_script, bucket_ttls, flat_increments
+from streams.redis_sink import apply_script, bucket_ttls, flat_increments, mget_chunked
 from streams.sla_fold import (
     ConversationStates,
     SlaFold,
@@ -32,7 +32,6 @@ from streams.sla_fold import (
 )
 
 _packer = msgspec.msgpack.Encoder()
-_MGET_CHUNK = 1000
 MAX_REFOLDS = 8
 
 
@@ -49,13 +48,7 @@ class SlaStore:
     async def load(self, keys: Sequence[str]) -> ConversationStates:
         if not keys:
             return {}
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for start in range(0, len(keys), _MGET_CHUNK):
-                pipe.mget(keys[start : start + _MGET_CHUNK])
-            replies = [value for chunk in await pipe.execute() for value in chunk]
-        except RedisError as exc:
-            raise KpiStoreError(f"cannot read conversation states: {exc}") from exc
+        replies = await mget_chunked(self._client, list(keys), "conversation states")
         states: ConversationStates = {}
         for key, held in zip(keys, replies, strict=True):
             if held is not None:
