@@ -66,13 +66,17 @@ class LocalProcess:
     def pid(self) -> int:
         return self._process.pid
 
+    def raise_if_exited(self) -> None:
+        """A server that opened its port can still exit while loading its configuration."""
+        if self._process.poll() is not None:
+            raise EmbeddedServiceError(
+                f"{self.name} exited with code {self._process.returncode}: {self.log_tail()}"
+            )
+
     def wait_ready(self, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EmbeddedServiceError(
-                    f"{self.name} exited with code {self._process.returncode}: {self.log_tail()}"
-                )
+            self.raise_if_exited()
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
             except OSError:

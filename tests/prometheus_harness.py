@@ -173,6 +173,8 @@ def _wait_ready(prometheus: Prometheus, timeout_s: float) -> None:
     """/-/ready answers 200 once the TSDB is open and the rules are loaded."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        # A bad rule file makes it exit after it opened its port: say so, don't time out.
+        prometheus.process.raise_if_exited()
         try:
             with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=1) as response:  # noqa: S310
                 if response.status == 200:
