@@ -42,6 +42,24 @@ def local_names(day: date) -> tuple[str, str, str]:
 
 
 Names = tuple[str, str, str, str, str, str]
+# Names with the buckets no read can see replaced by None (see skip_level).
+Written = tuple[str | None, ...]
+
+
+def skip_level(us: int, received: int | None) -> int:
+    """How many short granularities an instant skips: 0, 1 (minute) or 2 (minute, hour).
+
+    Minute and hour buckets serve only the 15m/1h/24h windows, read after the events'
+    receipt: an instant more than 59 minutes (23 hours) older than the receipt of what
+    moved it can never be inside such a window again, so its minute (hour) bucket is not
+    written. Old history then costs no short buckets.
+    """
+    if received is not None:
+        if us // US_PER_HOUR < received // US_PER_HOUR - 23:
+            return 2
+        if us // US_PER_MINUTE < received // US_PER_MINUTE - 59:
+            return 1
+    return 0
 
 
 class BucketNamer:
@@ -52,19 +70,28 @@ class BucketNamer:
 
     def __init__(self, zone: ZoneInfo) -> None:
         self._zone = zone
-        self._by_minute: dict[int, Names] = {}
+        # minute → its names at each skip level: the fold keys its sums by these tuples,
+        # so handing out the same objects spares building one per increment.
+        self._by_minute: dict[int, tuple[Names, Written, Written]] = {}
 
-    def names(self, us: int) -> Names:
-        minute = us // US_PER_MINUTE
-        names = self._by_minute.get(minute)
-        if names is None:
+    def levels(self, minute: int) -> tuple[Names, Written, Written]:
+        """The names of a UTC minute (since the epoch) at skip levels 0, 1 and 2."""
+        levels = self._by_minute.get(minute)
+        if levels is None:
             if len(self._by_minute) > 200_000:
                 self._by_minute.clear()
             day = from_us(minute * US_PER_MINUTE).astimezone(self._zone).date()
             local = local_names(day)
-            names = (str(minute), str(us // US_PER_HOUR), local[0], local[1], local[2], "all")
-            self._by_minute[minute] = names
-        return names
+            names = (str(minute), str(minute // 60), local[0], local[1], local[2], "all")
+            levels = self._by_minute[minute] = (names, (None, *names[1:]), (None, None, *names[2:]))
+        return levels
+
+    def names(self, us: int) -> Names:
+        return self.levels(us // US_PER_MINUTE)[0]
+
+    def written(self, us: int, received: int | None) -> Written:
+        """The names to write, short buckets skipped by :func:`skip_level`."""
+        return self.levels(us // US_PER_MINUTE)[skip_level(us, received)]
 
 
 def window_buckets(window: str, now: datetime, zone: ZoneInfo) -> tuple[str, list[str]]:

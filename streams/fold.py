@@ -6,7 +6,7 @@ and writes the result in one atomic Redis call (streams/redis_sink.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
@@ -17,11 +17,12 @@ from salespulse.kpi_keys import KpiKeys, encode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
 from streams.buckets import (
     GRANULARITIES,
-    US_PER_HOUR,
     US_PER_MINUTE,
     BucketNamer,
     Names,
+    Written,
     namer_for,
+    skip_level,
     to_us,
 )
 from streams.entities import (
@@ -91,51 +92,80 @@ def entity_ref(keys: KpiKeys, event: CrmEvent) -> tuple[str, str] | None:
     return None
 
 
-def event_components(event: CrmEvent, config: TenantConfig) -> Iterator[tuple[str, int]]:
-    """The event-additive components of one event (docs/kpi-semantics.md)."""
+def event_components(event: CrmEvent, config: TenantConfig) -> Sequence[tuple[str, int]]:
+    """The event-additive components of one event (docs/kpi-semantics.md).
+
+    A sequence, not a generator: it runs once per event, and most events have one.
+    """
     kind = event.type
-    if kind == "call" and event.direction is not None:
-        outcome = "answered" if event.answered else "missed"
-        yield f"calls:{event.direction}:{outcome}", 1
-        if event.answered and event.duration_s:
-            yield "talk_time_ms", round(event.duration_s * 1000)
-    elif kind == "message" and event.direction is not None and not event.automated:
-        yield f"messages_{event.direction}", 1
-    elif kind == "meeting":
-        yield "meetings", 1
-    elif kind == "lead_created":
-        yield "leads_created", 1
-    elif kind == "deal_created":
-        yield "deals_created", 1
-    elif kind == "deal_stage_changed" and event.pipeline and event.stage_to:
-        yield f"stage_entries:{event.pipeline}:{event.stage_to}", 1
-    elif kind == "rating" and event.rating is not None:
-        yield "rating_sum", event.rating
-        yield "rating_count", 1
+    if kind == "call":
+        if event.direction is None:
+            return ()
+        if not event.answered:
+            return ((f"calls:{event.direction}:missed", 1),)
+        answered = f"calls:{event.direction}:answered"
+        if event.duration_s:
+            return ((answered, 1), ("talk_time_ms", round(event.duration_s * 1000)))
+        return ((answered, 1),)
+    if kind == "message":
+        if event.direction is None or event.automated:
+            return ()
+        return ((f"messages_{event.direction}", 1),)
+    if kind in _SINGLE:
+        return _SINGLE[kind]
+    if kind == "deal_stage_changed":
+        if event.pipeline and event.stage_to:
+            return ((f"stage_entries:{event.pipeline}:{event.stage_to}", 1),)
+    elif kind == "rating":
+        if event.rating is not None:
+            return (("rating_sum", event.rating), ("rating_count", 1))
     elif kind in ("invoice", "payment", "marketing_cost") and event.amount is not None:
         units = money_units(event.amount, event.currency, config)
         if units is not None:
             name = {"invoice": "invoiced", "payment": "paid"}.get(kind)
-            yield name or f"marketing_cost:{event.source_channel or 'none'}", units
+            return ((name or f"marketing_cost:{event.source_channel or 'none'}", units),)
+    return ()
+
+
+_SINGLE: dict[str, tuple[tuple[str, int], ...]] = {
+    "meeting": (("meetings", 1),),
+    "lead_created": (("leads_created", 1),),
+    "deal_created": (("deals_created", 1),),
+}
 
 
 def effective(names: Names, us: int, received: int | None) -> tuple[str | None, ...]:
-    """The bucket names to write, with short buckets skipped when no read can see them."""
-    if received is not None:
-        if us // US_PER_HOUR < received // US_PER_HOUR - 23:
-            return (None, None, *names[2:])
-        if us // US_PER_MINUTE < received // US_PER_MINUTE - 59:
-            return (None, *names[1:])
-    return names
+    """The bucket names to write, with short buckets skipped (buckets.skip_level)."""
+    level = skip_level(us, received)
+    return (None, None, *names[2:]) if level == 2 else (None, *names[1:]) if level else names
 
 
-# Process-wide memos of pure mappings, bounded: encoded Redis fields, and an event's
-# dimensions (they depend on the tenants file, read once per process; keyed by it).
+# Process-wide memos of pure mappings, bounded: an event's dimensions (they depend on the
+# tenants file, read once per process; keyed by it) and the encoded Redis field of each
+# component under them.
 _CACHE_LIMIT = 200_000
-_ENCODED_FIELDS: dict[tuple[str, Dims], str] = {}
-_DIMS_BY_TENANTS: WeakKeyDictionary[
-    TenantDirectory, dict[tuple[str, str | None, str | None, str | None, str | None], Dims]
-] = WeakKeyDictionary()
+_ENCODED_FIELDS: dict[Dims, dict[str, str]] = {}
+DimsKey = tuple[str | None, str | None, str | None, str | None]
+_DIMS_BY_TENANTS: WeakKeyDictionary[TenantDirectory, dict[str, dict[DimsKey, Dims]]] = (
+    WeakKeyDictionary()
+)
+
+
+def encoded_fields(dims: Dims) -> dict[str, str]:
+    """component → its encoded Redis field under ``dims`` (a memo to fill, see encode)."""
+    fields = _ENCODED_FIELDS.get(dims)
+    if fields is None:
+        if len(_ENCODED_FIELDS) > _CACHE_LIMIT:
+            _ENCODED_FIELDS.clear()
+        fields = _ENCODED_FIELDS[dims] = {}
+    return fields
+
+
+def encode(memo: dict[str, str], component: str, dims: Dims) -> str:
+    encoded = memo.get(component)
+    if encoded is None:
+        encoded = memo[component] = encode_field((component, *dims)).decode()
+    return encoded
 
 
 class BucketFolder:
@@ -143,10 +173,10 @@ class BucketFolder:
         self._tenants = tenants
         self._keys = keys
         self._namers: dict[str, BucketNamer] = {}
-        self._fields = _ENCODED_FIELDS
-        # (tenant, bucket names with skipped ones as None, field) → amount; expanded into
-        # one increment per granularity once, at the end (most instants share buckets).
-        self._pending: dict[tuple[str, tuple[str | None, ...], str], int] = {}
+        # (tenant, bucket names with skipped ones as None) → encoded field → amount;
+        # expanded into one increment per granularity once, at the end (most instants
+        # share buckets).
+        self._pending: dict[tuple[str, Written], dict[str, int]] = {}
         self.fold = BatchFold()
 
     def namer(self, tenant: str) -> BucketNamer:
@@ -158,41 +188,38 @@ class BucketFolder:
     def add(
         self, tenant: str, us: int, component: str, dims: Dims, amount: int, received: int | None
     ) -> None:
-        """Add to the instant's bucket of every granularity.
-
-        Minute and hour buckets serve only the 15m/1h/24h windows, read after the
-        events' receipt: an instant more than 59 minutes (23 hours) older than the
-        receipt of what moved it can never be inside such a window again, so its
-        minute (hour) bucket is not written. Old history then costs no short buckets.
-        """
+        """Add to the instant's bucket of every granularity it writes (buckets.skip_level)."""
         if amount:
-            names = effective(self.namer(tenant).names(us), us, received)
-            self.add_at(tenant, names, component, dims, amount)
+            self.add_at(tenant, self.namer(tenant).written(us, received), component, dims, amount)
 
-    def add_at(
-        self, tenant: str, names: tuple[str | None, ...], component: str, dims: Dims, amount: int
-    ) -> None:
-        """Add to buckets already named (and skipped) by :func:`effective`."""
-        encoded = self._fields.get((component, dims))
-        if encoded is None:
-            if len(self._fields) > _CACHE_LIMIT:
-                self._fields.clear()
-            encoded = self._fields[(component, dims)] = encode_field((component, *dims)).decode()
-        key = (tenant, names, encoded)
-        pending = self._pending
-        pending[key] = pending.get(key, 0) + amount
+    def add_at(self, tenant: str, names: Written, component: str, dims: Dims, amount: int) -> None:
+        """Add to buckets already named (and skipped)."""
+        fields = self.fields_at(tenant, names)
+        encoded = encode(encoded_fields(dims), component, dims)
+        fields[encoded] = fields.get(encoded, 0) + amount
+
+    def fields_at(self, tenant: str, names: Written) -> dict[str, int]:
+        """The pending sums (encoded field → amount) of a set of buckets, to add to."""
+        fields = self._pending.get((tenant, names))
+        if fields is None:
+            fields = self._pending[(tenant, names)] = {}
+        return fields
 
     def expand(self) -> None:
         increments = self.fold.increments
-        for (tenant, names, encoded), amount in self._pending.items():
-            if amount == 0:
+        for (tenant, names), fields in self._pending.items():
+            nonzero = [(encoded, amount) for encoded, amount in fields.items() if amount]
+            if not nonzero:
                 continue
             for granularity, bucket in zip(GRANULARITIES, names, strict=True):
-                if bucket is not None:
-                    fields = increments.get((tenant, granularity, bucket))
-                    if fields is None:
-                        fields = increments[(tenant, granularity, bucket)] = {}
-                    fields[encoded] = fields.get(encoded, 0) + amount
+                if bucket is None:
+                    continue
+                target = increments.get((tenant, granularity, bucket))
+                if target is None:
+                    increments[(tenant, granularity, bucket)] = dict(nonzero)
+                    continue
+                for encoded, amount in nonzero:
+                    target[encoded] = target.get(encoded, 0) + amount
         self._pending.clear()
 
 
@@ -206,18 +233,22 @@ def fold_batch(
 ) -> BatchFold:
     """Fold a batch. ``states`` holds the stored state of every entity the batch touches;
     ``skip_ids`` are (tenant, event_id) pairs the store has already counted; ``derived``
-    may hold what some of those states contribute (else it is computed)."""
+    may hold what some of those states contribute (else it is computed).
+
+    The loop runs once per event, ~10 µs each at 60k events/s: hence the local names
+    and the per-tenant memos (most events share a tenant, a few dimensions and minutes).
+    """
     folder = BucketFolder(tenants, keys)
     fold = folder.fold
     seen: set[tuple[str, str]] = set(skip_ids)
     # entity key → (tenant, id, state being joined, latest receipt among its events)
     touched: dict[str, tuple[str, str, DealState | LeadState, int | None]] = {}
-    # Per-batch caches: most events share a tenant, a handful of dimensions and minutes.
-    configs: dict[str, TenantConfig] = {}
+    by_tenant: dict[str, _TenantBatch] = {}
     all_dims = _DIMS_BY_TENANTS.setdefault(tenants, {})
-    if len(all_dims) > _CACHE_LIMIT:
+    if sum(len(memo) for memo in all_dims.values()) > _CACHE_LIMIT:
         all_dims.clear()
-    add_at = folder.add_at
+    received_at = fold.received_at
+    counted = 0
     for event in events:
         tenant = event.tenant
         identity = (tenant, event.event_id)
@@ -225,24 +256,37 @@ def fold_batch(
             fold.duplicates += 1
             continue
         seen.add(identity)
-        config = configs.get(tenant)
-        if config is None:
-            config = configs[tenant] = tenants.get(tenant)
+        batch = by_tenant.get(tenant)
+        if batch is None:
+            batch = by_tenant[tenant] = _TenantBatch(
+                folder, tenant, tenants.get(tenant), all_dims.setdefault(tenant, {})
+            )
+        counted += 1
         us = to_us(event.occurred_at)
-        names = folder.namer(tenant).names(us)
-        fold.event_ids.setdefault((tenant, names[2]), []).append(event.event_id)
-        fold.events += 1
         received = None
+        level = 0
         if event.received_at is not None:
             received = to_us(event.received_at)
-            fold.received_at.append(received / 1_000_000)
-        dims_key = (tenant, event.manager_id, event.team, event.pipeline, event.source_channel)
-        dims = all_dims.get(dims_key)
-        if dims is None:
-            dims = all_dims[dims_key] = dims_of(config, *dims_key[1:])
-        written = effective(names, us, received)
-        for component, amount in event_components(event, config):
-            add_at(tenant, written, component, dims, amount)
+            received_at.append(received / 1_000_000)
+            level = skip_level(us, received)
+        slot_key = us // US_PER_MINUTE * 3 + level
+        slot = batch.slots.get(slot_key)
+        if slot is None:
+            slot = batch.slots[slot_key] = batch.slot(us // US_PER_MINUTE, level)
+        slot[0].append(event.event_id)
+        components = event_components(event, batch.config)
+        if components:
+            dims_key = (event.manager_id, event.team, event.pipeline, event.source_channel)
+            dims = batch.dims.get(dims_key)
+            if dims is None:
+                dims = batch.dims[dims_key] = dims_of(batch.config, *dims_key)
+            memo = encoded_fields(dims)
+            fields = slot[1]
+            for component, amount in components:
+                encoded = memo.get(component) or encode(memo, component, dims)
+                fields[encoded] = fields.get(encoded, 0) + amount
+        if event.entity_id is None:
+            continue
         ref = entity_ref(keys, event)
         if ref is None:
             continue
@@ -255,7 +299,7 @@ def fold_batch(
                 fresh = _copy(stored[1])
             else:
                 fresh = DealState() if event.type in DEAL_TYPES else LeadState()
-            entry = touched[key] = (tenant, event.entity_id or "", fresh, received)
+            entry = touched[key] = (tenant, event.entity_id, fresh, received)
         elif received is not None and (entry[3] is None or received > entry[3]):
             entry = touched[key] = (*entry[:3], received)
         state = entry[2]
@@ -263,6 +307,7 @@ def fold_batch(
             join_deal(state, event, us)
         else:
             join_lead(state, event, us)
+    fold.events = counted
     for key, (tenant, entity_id, new, received) in touched.items():
         _diff_entity(
             folder, key, tenant, entity_id, states.get(key), new, tenants.get(tenant), received,
@@ -270,6 +315,29 @@ def fold_batch(
         )  # fmt: skip
     folder.expand()
     return fold
+
+
+class _TenantBatch:
+    """One tenant's memos within a batch."""
+
+    __slots__ = ("_folder", "_ids", "_namer", "_tenant", "config", "dims", "slots")
+
+    def __init__(
+        self, folder: BucketFolder, tenant: str, config: TenantConfig, dims: dict[DimsKey, Dims]
+    ) -> None:
+        self._folder = folder
+        self._tenant = tenant
+        self._namer = folder.namer(tenant)
+        self._ids = folder.fold.event_ids
+        self.config = config
+        self.dims = dims  # process-wide: event dimensions → Dims
+        # minute * 3 + skip level → (event ids of its day, pending sums of its buckets)
+        self.slots: dict[int, tuple[list[str], dict[str, int]]] = {}
+
+    def slot(self, minute: int, level: int) -> tuple[list[str], dict[str, int]]:
+        names = self._namer.levels(minute)
+        ids = self._ids.setdefault((self._tenant, names[0][2]), [])
+        return ids, self._folder.fields_at(self._tenant, names[level])
 
 
 def _copy(state: DealState | LeadState) -> DealState | LeadState:
