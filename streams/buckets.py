@@ -26,10 +26,15 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 def to_us(instant: datetime) -> int:
     """Exact integer microseconds since the epoch.
 
-    int(timestamp()) is exact for whole seconds here: a float keeps ~7 decimals at this
-    magnitude, more than the microseconds that are taken from the datetime itself.
+    Integer timedelta arithmetic: exact at any magnitude, and about half the cost of
+    ``timestamp()`` (which asks the tzinfo for its offset); it runs twice per event.
+    A naive datetime keeps timestamp()'s meaning, local time.
     """
-    return int(instant.timestamp()) * 1_000_000 + instant.microsecond
+    try:
+        since = instant - _EPOCH
+    except TypeError:  # naive
+        return int(instant.timestamp()) * 1_000_000 + instant.microsecond
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 def from_us(us: int) -> datetime:
