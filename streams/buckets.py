@@ -76,19 +76,20 @@ class BucketNamer:
     def __init__(self, zone: ZoneInfo) -> None:
         self._zone = zone
         # minute → its names at each skip level: the fold keys its sums by these tuples,
-        # so handing out the same objects spares building one per increment.
-        self._by_minute: dict[int, tuple[Names, Written, Written]] = {}
+        # so handing out the same objects spares building one per increment. Hot loops
+        # may read it directly (one lookup per event), falling back to levels().
+        self.by_minute: dict[int, tuple[Names, Written, Written]] = {}
 
     def levels(self, minute: int) -> tuple[Names, Written, Written]:
         """The names of a UTC minute (since the epoch) at skip levels 0, 1 and 2."""
-        levels = self._by_minute.get(minute)
+        levels = self.by_minute.get(minute)
         if levels is None:
-            if len(self._by_minute) > 200_000:
-                self._by_minute.clear()
+            if len(self.by_minute) > 200_000:
+                self.by_minute.clear()
             day = from_us(minute * US_PER_MINUTE).astimezone(self._zone).date()
             local = local_names(day)
             names = (str(minute), str(minute // 60), local[0], local[1], local[2], "all")
-            levels = self._by_minute[minute] = (names, (None, *names[1:]), (None, None, *names[2:]))
+            levels = self.by_minute[minute] = (names, (None, *names[1:]), (None, None, *names[2:]))
         return levels
 
     def names(self, us: int) -> Names:

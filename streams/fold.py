@@ -99,19 +99,19 @@ def event_components(event: CrmEvent, config: TenantConfig) -> Sequence[tuple[st
     A sequence, not a generator: it runs once per event, and most events have one.
     """
     kind = event.type
+    direction = event.direction
     if kind == "call":
-        if event.direction is None:
+        if direction is None:
             return ()
         if not event.answered:
-            return ((f"calls:{event.direction}:missed", 1),)
-        answered = f"calls:{event.direction}:answered"
+            return _MISSED[direction]
         if event.duration_s:
-            return ((answered, 1), ("talk_time_ms", round(event.duration_s * 1000)))
-        return ((answered, 1),)
+            return (_ANSWERED[direction][0], ("talk_time_ms", round(event.duration_s * 1000)))
+        return _ANSWERED[direction]
     if kind == "message":
-        if event.direction is None or event.automated:
+        if direction is None or event.automated:
             return ()
-        return ((f"messages_{event.direction}", 1),)
+        return _MESSAGES[direction]
     if kind in _SINGLE:
         return _SINGLE[kind]
     if kind == "deal_stage_changed":
@@ -128,6 +128,10 @@ def event_components(event: CrmEvent, config: TenantConfig) -> Sequence[tuple[st
     return ()
 
 
+# The constant answers, made once (events.Direction is "in" or "out").
+_MISSED = {d: ((f"calls:{d}:missed", 1),) for d in ("in", "out")}
+_ANSWERED = {d: ((f"calls:{d}:answered", 1),) for d in ("in", "out")}
+_MESSAGES = {d: ((f"messages_{d}", 1),) for d in ("in", "out")}
 _SINGLE: dict[str, tuple[tuple[str, int], ...]] = {
     "meeting": (("meetings", 1),),
     "lead_created": (("leads_created", 1),),
@@ -252,11 +256,11 @@ def fold_batch(
     counted = 0
     for event in events:
         tenant = event.tenant
-        identity = (tenant, event.event_id)
-        if identity in seen:
+        size = len(seen)
+        seen.add((tenant, event.event_id))
+        if len(seen) == size:  # a repeat, or counted by the store: one tuple hash, not two
             fold.duplicates += 1
             continue
-        seen.add(identity)
         batch = by_tenant.get(tenant)
         if batch is None:
             batch = by_tenant[tenant] = _TenantBatch(
@@ -264,13 +268,15 @@ def fold_batch(
             )
         counted += 1
         us = to_us(event.occurred_at)
-        received = None
-        level = 0
-        if event.received_at is not None:
+        minute = us // US_PER_MINUTE
+        levels = batch.by_minute.get(minute) or batch.namer.levels(minute)
+        if event.received_at is None:
+            received = None
+            written: Written = levels[0]
+        else:
             received = to_us(event.received_at)
             received_at.append(received / 1_000_000)
-            level = skip_level(us, received)
-        written = batch.namer.levels(us // US_PER_MINUTE)[level]
+            written = levels[skip_level(us, received)]
         slot = batch.slots.get(written)
         if slot is None:
             slot = batch.slot(written)
@@ -321,7 +327,9 @@ def fold_batch(
 class _TenantBatch:
     """One tenant's memos within a batch."""
 
-    __slots__ = ("_folder", "_ids", "config", "dims", "fold", "namer", "slots", "tenant")
+    __slots__ = (
+        "_folder", "_ids", "by_minute", "config", "dims", "fold", "namer", "slots", "tenant"
+    )  # fmt: skip
 
     def __init__(
         self, folder: BucketFolder, tenant: str, config: TenantConfig, dims: DimsMemo
@@ -331,6 +339,7 @@ class _TenantBatch:
         self.fold = folder.fold
         self._ids = folder.fold.event_ids
         self.namer = folder.namer(tenant)
+        self.by_minute = self.namer.by_minute  # read directly: one lookup per event
         self.config = config
         self.dims = dims  # process-wide
         # written bucket names → (event ids of its day, pending sums of its buckets);
@@ -348,7 +357,9 @@ class _TenantBatch:
 
     def add(self, us: int, component: str, dims: Dims, amount: int, received: int | None) -> None:
         """BucketFolder.add through this batch's memos."""
-        written = self.namer.levels(us // US_PER_MINUTE)[skip_level(us, received)]
+        minute = us // US_PER_MINUTE
+        levels = self.by_minute.get(minute) or self.namer.levels(minute)
+        written = levels[skip_level(us, received)]
         slot = self.slots.get(written)
         if slot is None:
             slot = self.slot(written)
