@@ -235,19 +235,37 @@ def current_kind(state: DealState, config: TenantConfig) -> str | None:
 
 
 def deal_contributions(state: DealState, config: TenantConfig) -> list[Contribution]:
-    """A list, not a generator: derive runs it for every touched deal."""
+    return deal_facts(state, config)[0]
+
+
+OpenMembership = tuple[str, str, int]
+
+
+def deal_facts(
+    state: DealState, config: TenantConfig
+) -> tuple[list[Contribution], OpenMembership | None, list[object] | None]:
+    """Contributions, open membership and won record at once: derive needs all three for
+    every touched deal, and they share the current kind, the dimensions, the amount."""
     out: list[Contribution] = []
-    dims = _latest_dims(state.latest, config)
-    kind = current_kind(state, config)
-    if state.current is not None and kind in ("won", "lost"):
-        since = state.current[0]
+    latest = state.latest
+    dims = _latest_dims(latest, config)
+    current = state.current
+    membership: OpenMembership | None = None
+    won: list[object] | None = None
+    if current is not None:
+        kind = current_kind(state, config)
+        since = current[0]
         if kind == "won":
-            _won(out, state, config, dims, since)
-        else:
-            reason = state.latest.get(CODE["lost_reason"])
+            units = _won(out, state, config, dims, since)
+            client, lead = latest.get("cl"), latest.get("l")
+            won = [since, units, client and client[2], lead and lead[2], *dims]
+        elif kind == "lost":
+            reason = latest.get(CODE["lost_reason"])
             out.append((since, "lost", dims, 1))
             if reason is not None:
                 out.append((since, f"lost_by_reason:{reason[2]}", dims, 1))
+        elif kind == "open":
+            membership = current[2], current[3], since
     if state.entries:
         entries = [(us, key) for key, us in state.entries.items()]
         _funnel(out, state, config, dims, entries)
@@ -255,13 +273,15 @@ def deal_contributions(state: DealState, config: TenantConfig) -> list[Contribut
             _stays(out, dims, sorted(entries))
     else:
         _funnel(out, state, config, dims, [])
-    return out
+    return out, membership, won
 
 
 def _won(
     out: list[Contribution], state: DealState, config: TenantConfig, dims: Dims, since: int
-) -> None:
+) -> int | None:
+    """Adds the won deal's contributions; returns its amount in units, if convertible."""
     out.append((since, "won", dims, 1))
+    units = None
     amount = state.latest.get(CODE["amount"])
     currency = state.latest.get(CODE["currency"])
     currency_code = currency[2] if currency else None
@@ -281,6 +301,7 @@ def _won(
         out.append((since, "cycle_sum_ms", dims, us_to_ms(duration)))
         out.append((since, "cycle_count", dims, 1))
         out.append((since, f"cycle_hist:{duration_bucket(duration)}", dims, 1))
+    return units
 
 
 def _funnel(
@@ -354,29 +375,11 @@ def lead_contributions(state: LeadState, config: TenantConfig) -> Iterator[Contr
         yield min(left), "leads_processed", _latest_dims(state.latest, config), 1
 
 
-def open_membership(state: DealState, config: TenantConfig) -> tuple[str, str, int] | None:
+def open_membership(state: DealState, config: TenantConfig) -> OpenMembership | None:
     """(pipeline, stage, since µs) while the deal is open."""
-    if state.current is None or current_kind(state, config) != "open":
-        return None
-    since, _, pipeline, stage, _ = state.current
-    return pipeline, stage, since
+    return deal_facts(state, config)[1]
 
 
 def won_record(state: DealState, config: TenantConfig) -> list[object] | None:
     """What client KPIs need of a won deal: [won µs, amount units|None, client, lead, dims]."""
-    if state.current is None or current_kind(state, config) != "won":
-        return None
-
-    def value(name: str) -> str | None:
-        held = state.latest.get(CODE[name])
-        return held[2] if held else None
-
-    amount = value("amount")
-    units = money_units(Decimal(amount), value("currency"), config) if amount else None
-    return [
-        state.current[0],
-        units,
-        value("client_id"),
-        value("lead_id"),
-        *_latest_dims(state.latest, config),
-    ]
+    return deal_facts(state, config)[2]

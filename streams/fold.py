@@ -30,14 +30,12 @@ from streams.entities import (
     DealState,
     Dims,
     LeadState,
-    deal_contributions,
+    deal_facts,
     dims_of,
     join_deal,
     join_lead,
     lead_contributions,
     money_units,
-    open_membership,
-    won_record,
 )
 
 DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
@@ -396,18 +394,21 @@ class Derived(NamedTuple):
 
 
 def derive(state: DealState | LeadState, config: TenantConfig) -> Derived:
+    if isinstance(state, DealState):
+        produced, membership, won = deal_facts(state, config)
+    elif not state.stage_first:
+        return _NOTHING  # a lead that never left its first stage: a third of all events
+    else:
+        produced, membership, won = list(lead_contributions(state, config)), None, None
     contributions: dict[tuple[int, str, Dims], int] = {}
-    produced = (
-        deal_contributions(state, config)
-        if isinstance(state, DealState)
-        else lead_contributions(state, config)
-    )
     for us, component, dims, amount in produced:
         key = (us, component, dims)
         contributions[key] = contributions.get(key, 0) + amount
-    if isinstance(state, DealState):
-        return Derived(contributions, open_membership(state, config), won_record(state, config))
-    return Derived(contributions)
+    return Derived(contributions, membership, won)
+
+
+# Shared, so never changed: _diff_entity copies contributions before subtracting.
+_NOTHING = Derived({})
 
 
 def _diff_entity(
