@@ -198,26 +198,31 @@ class _Ranks:
         self.warm_num = f"warm_num:{name}"
 
 
+class _RanksByName(dict[str, "_Ranks | None"]):
+    """Pipeline name → its ranks (None: not configured), filled as names show up."""
+
+    def __init__(self, config: TenantConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def __missing__(self, pipeline: str) -> _Ranks | None:
+        configured = self._config.pipelines.get(pipeline)
+        ranks = _Ranks(pipeline, configured) if configured is not None else None
+        if len(self) < 10_000:  # names come from events: keep a flood of unknown ones out
+            self[pipeline] = ranks
+        return ranks
+
+
 # Keyed by identity (tenant configs are frozen and live as long as the process); the
 # config object is kept beside its ranks so an id can never be reused for another one.
-_ranks_cache: dict[int, tuple[TenantConfig, dict[str, _Ranks | None]]] = {}
+_ranks_cache: dict[int, tuple[TenantConfig, _RanksByName]] = {}
 
 
-def _ranks_of(config: TenantConfig) -> dict[str, _Ranks | None]:
-    """Pipeline name → its ranks (None: not configured), filled as names show up."""
+def _ranks_of(config: TenantConfig) -> _RanksByName:
     cached = _ranks_cache.get(id(config))
     if cached is None or cached[0] is not config:
-        cached = _ranks_cache[id(config)] = (config, {})
+        cached = _ranks_cache[id(config)] = (config, _RanksByName(config))
     return cached[1]
-
-
-def _ranks(config: TenantConfig, pipeline: str) -> _Ranks | None:
-    by_name = _ranks_of(config)
-    if pipeline in by_name:
-        return by_name[pipeline]
-    configured = config.pipelines.get(pipeline)
-    ranks = by_name[pipeline] = _Ranks(pipeline, configured) if configured is not None else None
-    return ranks
 
 
 def current_kind(state: DealState, config: TenantConfig) -> str | None:
@@ -313,16 +318,17 @@ def _funnel(
 ) -> None:
     reached: dict[str, int] = {}  # pipeline → highest rank reached
     by_pipeline: dict[str, dict[str, int]] = {}
+    ranks_by_name = _ranks_of(config)
     for us, key in entries:
         pipeline, stage = key.split(SEP, 1)
         by_pipeline.setdefault(pipeline, {})[stage] = us
-        ranks = _ranks(config, pipeline)
+        ranks = ranks_by_name[pipeline]
         if ranks is not None:
             rank = ranks.rank.get(stage)
             if rank is not None and rank > reached.get(pipeline, -1):
                 reached[pipeline] = rank
     for pipeline, stages in by_pipeline.items():
-        ranks = _ranks(config, pipeline)
+        ranks = ranks_by_name[pipeline]
         if ranks is None:
             continue
         top = reached.get(pipeline, -1)
@@ -341,7 +347,7 @@ def _funnel(
         # Every created deal is in the denominator, under its current pipeline.
         home = state.current[2] if state.current else dims[2]
         out.append((state.created, f"warm_den:{home}", dims, 1))
-        ranks = _ranks(config, home)
+        ranks = ranks_by_name[home]
         if ranks is not None and ranks.warm is not None:
             reached_warm = (
                 reached.get(home, -1) >= ranks.warm_rank

@@ -251,7 +251,7 @@ def fold_batch(
     if sum(len(memo) for memo in all_dims.values()) > _CACHE_LIMIT:
         all_dims.clear()
     received_at = fold.received_at
-    counted = 0
+    already = len(seen)
     for event in events:
         tenant = event.tenant
         size = len(seen)
@@ -264,15 +264,15 @@ def fold_batch(
             batch = by_tenant[tenant] = _TenantBatch(
                 folder, tenant, tenants.get(tenant), all_dims.setdefault(tenant, {})
             )
-        counted += 1
         us = to_us(event.occurred_at)
         minute = us // US_PER_MINUTE
         levels = batch.by_minute.get(minute) or batch.namer.levels(minute)
-        if event.received_at is None:
+        received_dt = event.received_at
+        if received_dt is None:
             received = None
             written: Written = levels[0]
         else:
-            received = to_us(event.received_at)
+            received = to_us(received_dt)
             received_at.append(received / 1_000_000)
             written = levels[skip_level(us, received)]
         slot = batch.slots.get(written)
@@ -312,7 +312,7 @@ def fold_batch(
             join_deal(state, event, us)
         else:
             join_lead(state, event, us)
-    fold.events = counted
+    fold.events = len(seen) - already
     derived = derived or {}
     for key, (tenant, entity_id, new, received) in touched.items():
         _diff_entity(
@@ -353,17 +353,24 @@ class _TenantBatch:
         dims = dims_of(self.config, *key)
         return dims, encoded_fields(dims)
 
-    def add(self, us: int, component: str, dims: Dims, amount: int, received: int | None) -> None:
-        """BucketFolder.add through this batch's memos."""
-        minute = us // US_PER_MINUTE
-        levels = self.by_minute.get(minute) or self.namer.levels(minute)
-        written = levels[skip_level(us, received)]
-        slot = self.slots.get(written)
-        if slot is None:
-            slot = self.slot(written)
-        fields = slot[1]
-        encoded = encode(encoded_fields(dims), component, dims)
-        fields[encoded] = fields.get(encoded, 0) + amount
+    def add_delta(self, delta: dict[tuple[int, str, Dims], int], received: int | None) -> None:
+        """BucketFolder.add of an entity's changes through this batch's memos; one call
+        per entity, and its changes mostly share their dimensions."""
+        by_minute, slots = self.by_minute, self.slots
+        last_dims: Dims | None = None
+        memo: dict[str, str] = {}
+        for (us, component, dims), amount in delta.items():
+            if not amount:
+                continue
+            minute = us // US_PER_MINUTE
+            levels = by_minute.get(minute) or self.namer.levels(minute)
+            written = levels[skip_level(us, received)]
+            slot = slots.get(written) or self.slot(written)
+            if dims is not last_dims:
+                memo, last_dims = encoded_fields(dims), dims
+            encoded = memo.get(component) or encode(memo, component, dims)
+            fields = slot[1]
+            fields[encoded] = fields.get(encoded, 0) + amount
 
 
 def _copy(state: DealState | LeadState) -> DealState | LeadState:
@@ -441,7 +448,4 @@ def _diff_entity(
         if old_won != after.won:
             record = msgspec.json.encode(after.won) if after.won is not None else None
             fold.won_changes.append((batch.tenant, entity_id, record))
-    add = batch.add
-    for (us, component, dims), amount in delta.items():
-        if amount:
-            add(us, component, dims, amount, received)
+    batch.add_delta(delta, received)
