@@ -22,8 +22,9 @@ from salespulse.errors import KpiStoreError
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.tenants import TenantDirectory
+from streams.contributions import Derived
 from streams.entities import DealState, LeadState
-from streams.fold import BatchFold, Derived, States, entity_ref, fold_batch
+from streams.fold import BatchFold, States, entity_ref, fold_batch
 from streams.redis_sink import RedisKpiSink
 
 # Each refold removes what the store reported (counted ids, changed entities); a store
