@@ -189,7 +189,10 @@ def fold_batch(
     """
     folder = BucketFolder(tenants, keys)
     fold = folder.fold
-    seen: set[tuple[str, str]] = set(skip_ids)
+    # tenant → event ids counted (by the store, or earlier in this batch)
+    seen: dict[str, set[str]] = {}
+    for tenant, event_id in skip_ids:
+        seen.setdefault(tenant, set()).add(event_id)
     # entity key → (tenant, id, state being joined, latest receipt among its events)
     touched: dict[str, tuple[str, str, DealState | LeadState, int | None]] = {}
     by_tenant: dict[str, _TenantBatch] = {}
@@ -197,19 +200,20 @@ def fold_batch(
     if sum(len(memo) for memo in all_dims.values()) > _CACHE_LIMIT:
         all_dims.clear()
     received_at = fold.received_at
-    already = len(seen)
     for event in events:
         tenant = event.tenant
-        size = len(seen)
-        seen.add((tenant, event.event_id))
-        if len(seen) == size:  # a repeat, or counted by the store: one tuple hash, not two
-            fold.duplicates += 1
-            continue
         batch = by_tenant.get(tenant)
         if batch is None:
             batch = by_tenant[tenant] = _TenantBatch(
                 folder, tenant, tenants.get(tenant), all_dims.setdefault(tenant, {})
             )
+            batch.seen = seen.setdefault(tenant, set())
+        ids = batch.seen
+        size = len(ids)
+        ids.add(event.event_id)
+        if len(ids) == size:  # a repeat, or counted by the store: one hash, no tuple
+            fold.duplicates += 1
+            continue
         us = to_us(event.occurred_at)
         minute = us // US_PER_MINUTE
         levels = batch.by_minute.get(minute) or batch.namer.levels(minute)
@@ -258,8 +262,8 @@ def fold_batch(
             join_deal(state, event, us)
         else:
             join_lead(state, event, us)
-    fold.events = len(seen) - already
     derived = derived or {}
+    fold.events = sum(len(ids) for ids in seen.values()) - len(skip_ids)
     for key, (tenant, entity_id, new, received) in touched.items():
         _diff_entity(
             by_tenant[tenant], key, entity_id, states.get(key), new, received, derived.get(key)
@@ -272,7 +276,8 @@ class _TenantBatch:
     """One tenant's memos within a batch."""
 
     __slots__ = (
-        "_folder", "_ids", "by_minute", "config", "dims", "fold", "namer", "slots", "tenant"
+        "_folder", "_ids", "by_minute", "config", "dims", "fold", "namer", "seen", "slots",
+        "tenant",
     )  # fmt: skip
 
     def __init__(
@@ -289,6 +294,7 @@ class _TenantBatch:
         # written bucket names → (event ids of its day, pending sums of its buckets);
         # the namer hands out the same tuple objects, so a lookup costs one hash.
         self.slots: dict[Written, tuple[list[str], dict[str, int]]] = {}
+        self.seen: set[str] = set()  # event ids counted: by the store or in this batch
 
     def slot(self, written: Written) -> tuple[list[str], dict[str, int]]:
         ids = self._ids.setdefault((self.tenant, written[2] or ""), [])
