@@ -22,8 +22,9 @@ from salespulse.errors import KpiStoreError
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.tenants import TenantDirectory
+from streams.contributions import Derived
 from streams.entities import DealState, LeadState
-from streams.fold import BatchFold, Derived, States, entity_ref, fold_batch
+from streams.fold import BatchFold, States, entity_ref, fold_batch
 from streams.redis_sink import RedisKpiSink
 
 # Each refold removes what the store reported (counted ids, changed entities); a store
@@ -57,8 +58,11 @@ class KpiApplier:
     async def prepare(self, events: Sequence[CrmEvent]) -> Prepared:
         generation = self._generation  # before any await: a commit may deviate meanwhile
         refs: dict[str, str] = {}
+        keys = self._keys
         for event in events:
-            ref = entity_ref(self._keys, event)
+            if event.entity_id is None:  # most events join no entity: spare the call
+                continue
+            ref = entity_ref(keys, event)
             if ref is not None:
                 refs[ref[0]] = ref[1]
         states = await self._states(refs)

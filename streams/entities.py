@@ -30,12 +30,12 @@ MONEY_SCALE = 10_000
 _UNIT = Decimal(1)
 _BOUNDS_US = [bound * 1_000_000 for bound in DURATION_BUCKETS_S]
 # Event field → the short key it is kept under in a state's `latest` (states are stored
-# per entity: at a million open deals every byte of a state counts).
+# per entity: at a million open deals every byte of a state counts). _keep_latest
+# spells these out: keep the two in step.
 CODE = {
     "manager_id": "m", "team": "t", "pipeline": "p", "source_channel": "s", "amount": "a",
     "cost": "k", "currency": "c", "client_id": "cl", "lead_id": "l", "lost_reason": "r",
 }  # fmt: skip
-_LATEST_FIELDS = tuple(CODE.items())
 SEP = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
 
 
@@ -81,14 +81,37 @@ def duration_bucket(duration_us: int) -> int:
 
 
 def _keep_latest(latest: dict[str, tuple[int, str, str]], event: CrmEvent, us: int) -> None:
+    # Unrolled over CODE: ten attribute reads cost less than one getattr loop, and most
+    # of the fields are None.
     event_id = event.event_id
-    for name, code in _LATEST_FIELDS:
-        value = getattr(event, name)
-        if value is None:
-            continue
-        held = latest.get(code)
-        if held is None or us > held[0] or (us == held[0] and event_id > held[1]):
-            latest[code] = (us, event_id, value if type(value) is str else str(value))
+    if event.manager_id is not None:
+        _hold(latest, "m", us, event_id, event.manager_id)
+    if event.team is not None:
+        _hold(latest, "t", us, event_id, event.team)
+    if event.pipeline is not None:
+        _hold(latest, "p", us, event_id, event.pipeline)
+    if event.source_channel is not None:
+        _hold(latest, "s", us, event_id, event.source_channel)
+    if event.amount is not None:
+        _hold(latest, "a", us, event_id, str(event.amount))
+    if event.cost is not None:
+        _hold(latest, "k", us, event_id, str(event.cost))
+    if event.currency is not None:
+        _hold(latest, "c", us, event_id, event.currency)
+    if event.client_id is not None:
+        _hold(latest, "cl", us, event_id, event.client_id)
+    if event.lead_id is not None:
+        _hold(latest, "l", us, event_id, event.lead_id)
+    if event.lost_reason is not None:
+        _hold(latest, "r", us, event_id, event.lost_reason)
+
+
+def _hold(
+    latest: dict[str, tuple[int, str, str]], code: str, us: int, event_id: str, value: str
+) -> None:
+    held = latest.get(code)
+    if held is None or us > held[0] or (us == held[0] and event_id > held[1]):
+        latest[code] = (us, event_id, value)
 
 
 def join_deal(state: DealState, event: CrmEvent, us: int | None = None) -> None:
@@ -136,46 +159,70 @@ def dims_of(
 
 
 def _latest_dims(latest: dict[str, tuple[int, str, str]], config: TenantConfig) -> Dims:
-    def value(name: str) -> str | None:
-        held = latest.get(CODE[name])
-        return held[2] if held else None
-
+    manager = latest.get("m")
+    team = latest.get("t")
+    pipeline = latest.get("p")
+    source = latest.get("s")
     return dims_of(
-        config, value("manager_id"), value("team"), value("pipeline"), value("source_channel")
+        config,
+        manager[2] if manager else None,
+        team[2] if team else None,
+        pipeline[2] if pipeline else None,
+        source[2] if source else None,
     )
 
 
 class _Ranks:
-    """Stage ranks of one configured pipeline: open stages in order, then won stages."""
+    """Stage ranks of one configured pipeline: open stages in order, then won stages;
+    with the names of the components it contributes to, made once (derive runs for
+    every touched deal)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, name: str, pipeline: Pipeline) -> None:
         opens = [s.id for s in pipeline.stages if s.kind == "open"]
         wons = [s.id for s in pipeline.stages if s.kind == "won"]
         self.rank = {stage: index for index, stage in enumerate(opens)}
         self.rank.update({stage: len(opens) for stage in wons})
-        self.kind = {s.id: s.kind for s in pipeline.stages}
-        # consecutive ranked steps: open[i] → open[i+1], last open → first won
+        # consecutive ranked steps: open[i] → open[i+1], last open → first won;
+        # (stage a, rank of stage b, cohort denominator, cohort numerator)
         chain = opens + wons[:1]
-        self.steps = list(pairwise(chain))
+        self.steps = [
+            (a, self.rank[b], f"cohort_den:{name}:{a}", f"cohort_num:{name}:{a}")
+            for a, b in pairwise(chain)
+        ]
         # End-to-end starts at the first ranked stage (first open, else first won).
         self.first = chain[0] if chain else None
+        self.e2e_den, self.e2e_num = f"e2e_den:{name}", f"e2e_num:{name}"
         self.wons = set(wons)
+        self.warm = next((s.id for s in pipeline.stages if s.warm), None)
+        self.warm_rank = self.rank.get(self.warm) if self.warm is not None else None
+        self.warm_num = f"warm_num:{name}"
 
 
-# Keyed by identity (pipeline configs are frozen and live as long as the process); the
+class _RanksByName(dict[str, "_Ranks | None"]):
+    """Pipeline name → its ranks (None: not configured), filled as names show up."""
+
+    def __init__(self, config: TenantConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def __missing__(self, pipeline: str) -> _Ranks | None:
+        configured = self._config.pipelines.get(pipeline)
+        ranks = _Ranks(pipeline, configured) if configured is not None else None
+        if len(self) < 10_000:  # names come from events: keep a flood of unknown ones out
+            self[pipeline] = ranks
+        return ranks
+
+
+# Keyed by identity (tenant configs are frozen and live as long as the process); the
 # config object is kept beside its ranks so an id can never be reused for another one.
-_ranks_cache: dict[int, tuple[Pipeline, _Ranks]] = {}
+_ranks_cache: dict[int, tuple[TenantConfig, _RanksByName]] = {}
 
 
-def _ranks(pipeline: Pipeline) -> _Ranks:
-    cached = _ranks_cache.get(id(pipeline))
-    if cached is None or cached[0] is not pipeline:
-        cached = _ranks_cache[id(pipeline)] = (pipeline, _Ranks(pipeline))
+def _ranks_of(config: TenantConfig) -> _RanksByName:
+    cached = _ranks_cache.get(id(config))
+    if cached is None or cached[0] is not config:
+        cached = _ranks_cache[id(config)] = (config, _RanksByName(config))
     return cached[1]
-
-
-def _warm_stage(pipeline: Pipeline) -> str | None:
-    return next((s.id for s in pipeline.stages if s.warm), None)
 
 
 def current_kind(state: DealState, config: TenantConfig) -> str | None:
@@ -192,94 +239,126 @@ def current_kind(state: DealState, config: TenantConfig) -> str | None:
     return "open"
 
 
-def deal_contributions(state: DealState, config: TenantConfig) -> Iterator[Contribution]:
-    dims = _latest_dims(state.latest, config)
-    kind = current_kind(state, config)
-    if state.current is not None and kind in ("won", "lost"):
-        since = state.current[0]
+def deal_contributions(state: DealState, config: TenantConfig) -> list[Contribution]:
+    return deal_facts(state, config)[0]
+
+
+OpenMembership = tuple[str, str, int]
+
+
+def deal_facts(
+    state: DealState, config: TenantConfig
+) -> tuple[list[Contribution], OpenMembership | None, list[object] | None]:
+    """Contributions, open membership and won record at once: derive needs all three for
+    every touched deal, and they share the current kind, the dimensions, the amount."""
+    out: list[Contribution] = []
+    latest = state.latest
+    dims = _latest_dims(latest, config)
+    current = state.current
+    membership: OpenMembership | None = None
+    won: list[object] | None = None
+    if current is not None:
+        kind = current_kind(state, config)
+        since = current[0]
         if kind == "won":
-            yield from _won(state, config, dims, since)
-        else:
-            reason = state.latest.get(CODE["lost_reason"])
-            yield since, "lost", dims, 1
+            units = _won(out, state, config, dims, since)
+            client, lead = latest.get("cl"), latest.get("l")
+            won = [since, units, client and client[2], lead and lead[2], *dims]
+        elif kind == "lost":
+            reason = latest.get(CODE["lost_reason"])
+            out.append((since, "lost", dims, 1))
             if reason is not None:
-                yield since, f"lost_by_reason:{reason[2]}", dims, 1
-    entries = [(us, key) for key, us in state.entries.items()]
-    yield from _funnel(state, config, dims, entries)
-    yield from _stays(dims, sorted(entries))
+                out.append((since, f"lost_by_reason:{reason[2]}", dims, 1))
+        elif kind == "open":
+            membership = current[2], current[3], since
+    if state.entries:
+        entries = [(us, key) for key, us in state.entries.items()]
+        _funnel(out, state, config, dims, entries)
+        if len(entries) > 1:
+            _stays(out, dims, sorted(entries))
+    else:
+        _funnel(out, state, config, dims, [])
+    return out, membership, won
 
 
-def _won(state: DealState, config: TenantConfig, dims: Dims, since: int) -> Iterator[Contribution]:
-    yield since, "won", dims, 1
+def _won(
+    out: list[Contribution], state: DealState, config: TenantConfig, dims: Dims, since: int
+) -> int | None:
+    """Adds the won deal's contributions; returns its amount in units, if convertible."""
+    out.append((since, "won", dims, 1))
+    units = None
     amount = state.latest.get(CODE["amount"])
     currency = state.latest.get(CODE["currency"])
     currency_code = currency[2] if currency else None
     if amount is not None:
         units = money_units(Decimal(amount[2]), currency_code, config)
         if units is None:
-            yield since, "unconvertible_amounts", dims, 1
+            out.append((since, "unconvertible_amounts", dims, 1))
         else:
-            yield since, "revenue", dims, units
+            out.append((since, "revenue", dims, units))
             cost = state.latest.get(CODE["cost"])
             if cost is not None:
                 cost_units = money_units(Decimal(cost[2]), currency_code, config)
                 if cost_units is not None:
-                    yield since, "margin", dims, units - cost_units
+                    out.append((since, "margin", dims, units - cost_units))
     if state.created is not None:
         duration = since - state.created
-        yield since, "cycle_sum_ms", dims, us_to_ms(duration)
-        yield since, "cycle_count", dims, 1
-        yield since, f"cycle_hist:{duration_bucket(duration)}", dims, 1
+        out.append((since, "cycle_sum_ms", dims, us_to_ms(duration)))
+        out.append((since, "cycle_count", dims, 1))
+        out.append((since, f"cycle_hist:{duration_bucket(duration)}", dims, 1))
+    return units
 
 
 def _funnel(
-    state: DealState, config: TenantConfig, dims: Dims, entries: list[tuple[int, str]]
-) -> Iterator[Contribution]:
+    out: list[Contribution],
+    state: DealState,
+    config: TenantConfig,
+    dims: Dims,
+    entries: list[tuple[int, str]],
+) -> None:
     reached: dict[str, int] = {}  # pipeline → highest rank reached
     by_pipeline: dict[str, dict[str, int]] = {}
+    ranks_by_name = _ranks_of(config)
     for us, key in entries:
         pipeline, stage = key.split(SEP, 1)
         by_pipeline.setdefault(pipeline, {})[stage] = us
-        configured = config.pipelines.get(pipeline)
-        if configured is not None:
-            rank = _ranks(configured).rank.get(stage)
+        ranks = ranks_by_name[pipeline]
+        if ranks is not None:
+            rank = ranks.rank.get(stage)
             if rank is not None and rank > reached.get(pipeline, -1):
                 reached[pipeline] = rank
     for pipeline, stages in by_pipeline.items():
-        configured = config.pipelines.get(pipeline)
-        if configured is None:
+        ranks = ranks_by_name[pipeline]
+        if ranks is None:
             continue
-        ranks = _ranks(configured)
         top = reached.get(pipeline, -1)
-        for stage_a, stage_b in ranks.steps:
+        for stage_a, rank_b, den, num in ranks.steps:
             entered = stages.get(stage_a)
             if entered is not None:
-                yield entered, f"cohort_den:{pipeline}:{stage_a}", dims, 1
-                if top >= ranks.rank[stage_b]:
-                    yield entered, f"cohort_num:{pipeline}:{stage_a}", dims, 1
+                out.append((entered, den, dims, 1))
+                if top >= rank_b:
+                    out.append((entered, num, dims, 1))
         first = stages.get(ranks.first) if ranks.first is not None else None
         if first is not None:
-            yield first, f"e2e_den:{pipeline}", dims, 1
+            out.append((first, ranks.e2e_den, dims, 1))
             if ranks.wons & stages.keys():
-                yield first, f"e2e_num:{pipeline}", dims, 1
+                out.append((first, ranks.e2e_num, dims, 1))
     if state.created is not None:
         # Every created deal is in the denominator, under its current pipeline.
         home = state.current[2] if state.current else dims[2]
-        yield state.created, f"warm_den:{home}", dims, 1
-        configured = config.pipelines.get(home)
-        warm = _warm_stage(configured) if configured is not None else None
-        if warm is not None and configured is not None:
-            warm_rank = _ranks(configured).rank.get(warm)
+        out.append((state.created, f"warm_den:{home}", dims, 1))
+        ranks = ranks_by_name[home]
+        if ranks is not None and ranks.warm is not None:
             reached_warm = (
-                reached.get(home, -1) >= warm_rank
-                if warm_rank is not None
-                else warm in by_pipeline.get(home, {})  # an unranked (lost) warm stage
+                reached.get(home, -1) >= ranks.warm_rank
+                if ranks.warm_rank is not None
+                else ranks.warm in by_pipeline.get(home, {})  # an unranked (lost) warm stage
             )
             if reached_warm:
-                yield state.created, f"warm_num:{home}", dims, 1
+                out.append((state.created, ranks.warm_num, dims, 1))
 
 
-def _stays(dims: Dims, entries: list[tuple[int, str]]) -> Iterator[Contribution]:
+def _stays(out: list[Contribution], dims: Dims, entries: list[tuple[int, str]]) -> None:
     times = [us for us, _ in entries]
     for us, key in entries:
         later = bisect_left(times, us + 1)
@@ -288,9 +367,9 @@ def _stays(dims: Dims, entries: list[tuple[int, str]]) -> Iterator[Contribution]
         left = times[later]
         stay = left - us
         pipeline, stage = key.split(SEP, 1)
-        yield left, f"stay_sum_ms:{pipeline}:{stage}", dims, us_to_ms(stay)
-        yield left, f"stay_count:{pipeline}:{stage}", dims, 1
-        yield left, f"stay_hist:{pipeline}:{stage}:{duration_bucket(stay)}", dims, 1
+        out.append((left, f"stay_sum_ms:{pipeline}:{stage}", dims, us_to_ms(stay)))
+        out.append((left, f"stay_count:{pipeline}:{stage}", dims, 1))
+        out.append((left, f"stay_hist:{pipeline}:{stage}:{duration_bucket(stay)}", dims, 1))
 
 
 def lead_contributions(state: LeadState, config: TenantConfig) -> Iterator[Contribution]:
@@ -302,29 +381,11 @@ def lead_contributions(state: LeadState, config: TenantConfig) -> Iterator[Contr
         yield min(left), "leads_processed", _latest_dims(state.latest, config), 1
 
 
-def open_membership(state: DealState, config: TenantConfig) -> tuple[str, str, int] | None:
+def open_membership(state: DealState, config: TenantConfig) -> OpenMembership | None:
     """(pipeline, stage, since µs) while the deal is open."""
-    if state.current is None or current_kind(state, config) != "open":
-        return None
-    since, _, pipeline, stage, _ = state.current
-    return pipeline, stage, since
+    return deal_facts(state, config)[1]
 
 
 def won_record(state: DealState, config: TenantConfig) -> list[object] | None:
     """What client KPIs need of a won deal: [won µs, amount units|None, client, lead, dims]."""
-    if state.current is None or current_kind(state, config) != "won":
-        return None
-
-    def value(name: str) -> str | None:
-        held = state.latest.get(CODE[name])
-        return held[2] if held else None
-
-    amount = value("amount")
-    units = money_units(Decimal(amount), value("currency"), config) if amount else None
-    return [
-        state.current[0],
-        units,
-        value("client_id"),
-        value("lead_id"),
-        *_latest_dims(state.latest, config),
-    ]
+    return deal_facts(state, config)[2]

@@ -6,7 +6,7 @@ and writes the result in one atomic Redis call (streams/redis_sink.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
@@ -17,26 +17,18 @@ from salespulse.kpi_keys import KpiKeys, encode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
 from streams.buckets import (
     GRANULARITIES,
-    US_PER_HOUR,
     US_PER_MINUTE,
     BucketNamer,
     Names,
+    Written,
     namer_for,
+    skip_level,
     to_us,
 )
-from streams.entities import (
-    DealState,
-    Dims,
-    LeadState,
-    deal_contributions,
-    dims_of,
-    join_deal,
-    join_lead,
-    lead_contributions,
-    money_units,
-    open_membership,
-    won_record,
-)
+from streams.contributions import Derived as Derived
+from streams.contributions import derive
+from streams.contributions import event_components as event_components
+from streams.entities import DealState, Dims, LeadState, dims_of, join_deal, join_lead
 
 DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
 LEAD_TYPES = frozenset({"lead_created", "lead_stage_changed"})
@@ -91,108 +83,92 @@ def entity_ref(keys: KpiKeys, event: CrmEvent) -> tuple[str, str] | None:
     return None
 
 
-def event_components(event: CrmEvent, config: TenantConfig) -> Iterator[tuple[str, int]]:
-    """The event-additive components of one event (docs/kpi-semantics.md)."""
-    kind = event.type
-    if kind == "call" and event.direction is not None:
-        outcome = "answered" if event.answered else "missed"
-        yield f"calls:{event.direction}:{outcome}", 1
-        if event.answered and event.duration_s:
-            yield "talk_time_ms", round(event.duration_s * 1000)
-    elif kind == "message" and event.direction is not None and not event.automated:
-        yield f"messages_{event.direction}", 1
-    elif kind == "meeting":
-        yield "meetings", 1
-    elif kind == "lead_created":
-        yield "leads_created", 1
-    elif kind == "deal_created":
-        yield "deals_created", 1
-    elif kind == "deal_stage_changed" and event.pipeline and event.stage_to:
-        yield f"stage_entries:{event.pipeline}:{event.stage_to}", 1
-    elif kind == "rating" and event.rating is not None:
-        yield "rating_sum", event.rating
-        yield "rating_count", 1
-    elif kind in ("invoice", "payment", "marketing_cost") and event.amount is not None:
-        units = money_units(event.amount, event.currency, config)
-        if units is not None:
-            name = {"invoice": "invoiced", "payment": "paid"}.get(kind)
-            yield name or f"marketing_cost:{event.source_channel or 'none'}", units
-
-
 def effective(names: Names, us: int, received: int | None) -> tuple[str | None, ...]:
-    """The bucket names to write, with short buckets skipped when no read can see them."""
-    if received is not None:
-        if us // US_PER_HOUR < received // US_PER_HOUR - 23:
-            return (None, None, *names[2:])
-        if us // US_PER_MINUTE < received // US_PER_MINUTE - 59:
-            return (None, *names[1:])
-    return names
+    """The bucket names to write, with short buckets skipped (buckets.skip_level)."""
+    level = skip_level(us, received)
+    return (None, None, *names[2:]) if level == 2 else (None, *names[1:]) if level else names
 
 
-# Process-wide memos of pure mappings, bounded: encoded Redis fields, and an event's
-# dimensions (they depend on the tenants file, read once per process; keyed by it).
+# Process-wide memos of pure mappings, bounded: an event's dimensions (they depend on the
+# tenants file, read once per process; keyed by it) and the encoded Redis field of each
+# component under them.
 _CACHE_LIMIT = 200_000
-_ENCODED_FIELDS: dict[tuple[str, Dims], str] = {}
-_DIMS_BY_TENANTS: WeakKeyDictionary[
-    TenantDirectory, dict[tuple[str, str | None, str | None, str | None, str | None], Dims]
-] = WeakKeyDictionary()
+_ENCODED_FIELDS: dict[Dims, dict[str, str]] = {}
+DimsKey = tuple[str | None, str | None, str | None, str | None]
+# event dimensions → (Dims, encoded_fields(Dims))
+DimsMemo = dict[DimsKey, tuple[Dims, dict[str, str]]]
+_DIMS_BY_TENANTS: WeakKeyDictionary[TenantDirectory, dict[str, DimsMemo]] = WeakKeyDictionary()
+
+
+def encoded_fields(dims: Dims) -> dict[str, str]:
+    """component → its encoded Redis field under ``dims`` (a memo to fill, see encode)."""
+    fields = _ENCODED_FIELDS.get(dims)
+    if fields is None:
+        if len(_ENCODED_FIELDS) > _CACHE_LIMIT:
+            _ENCODED_FIELDS.clear()
+        fields = _ENCODED_FIELDS[dims] = {}
+    return fields
+
+
+def encode(memo: dict[str, str], component: str, dims: Dims) -> str:
+    encoded = memo.get(component)
+    if encoded is None:
+        encoded = memo[component] = encode_field((component, *dims)).decode()
+    return encoded
 
 
 class BucketFolder:
     def __init__(self, tenants: TenantDirectory, keys: KpiKeys) -> None:
-        self._tenants = tenants
+        self.tenants = tenants
         self._keys = keys
         self._namers: dict[str, BucketNamer] = {}
-        self._fields = _ENCODED_FIELDS
-        # (tenant, bucket names with skipped ones as None, field) → amount; expanded into
-        # one increment per granularity once, at the end (most instants share buckets).
-        self._pending: dict[tuple[str, tuple[str | None, ...], str], int] = {}
+        # (tenant, bucket names with skipped ones as None) → encoded field → amount;
+        # expanded into one increment per granularity once, at the end (most instants
+        # share buckets).
+        self._pending: dict[tuple[str, Written], dict[str, int]] = {}
         self.fold = BatchFold()
 
     def namer(self, tenant: str) -> BucketNamer:
         namer = self._namers.get(tenant)
         if namer is None:
-            namer = self._namers[tenant] = namer_for(self._tenants.zone_for(tenant))
+            namer = self._namers[tenant] = namer_for(self.tenants.zone_for(tenant))
         return namer
 
     def add(
         self, tenant: str, us: int, component: str, dims: Dims, amount: int, received: int | None
     ) -> None:
-        """Add to the instant's bucket of every granularity.
-
-        Minute and hour buckets serve only the 15m/1h/24h windows, read after the
-        events' receipt: an instant more than 59 minutes (23 hours) older than the
-        receipt of what moved it can never be inside such a window again, so its
-        minute (hour) bucket is not written. Old history then costs no short buckets.
-        """
+        """Add to the instant's bucket of every granularity it writes (buckets.skip_level)."""
         if amount:
-            names = effective(self.namer(tenant).names(us), us, received)
-            self.add_at(tenant, names, component, dims, amount)
+            self.add_at(tenant, self.namer(tenant).written(us, received), component, dims, amount)
 
-    def add_at(
-        self, tenant: str, names: tuple[str | None, ...], component: str, dims: Dims, amount: int
-    ) -> None:
-        """Add to buckets already named (and skipped) by :func:`effective`."""
-        encoded = self._fields.get((component, dims))
-        if encoded is None:
-            if len(self._fields) > _CACHE_LIMIT:
-                self._fields.clear()
-            encoded = self._fields[(component, dims)] = encode_field((component, *dims)).decode()
-        key = (tenant, names, encoded)
-        pending = self._pending
-        pending[key] = pending.get(key, 0) + amount
+    def add_at(self, tenant: str, names: Written, component: str, dims: Dims, amount: int) -> None:
+        """Add to buckets already named (and skipped)."""
+        fields = self.fields_at(tenant, names)
+        encoded = encode(encoded_fields(dims), component, dims)
+        fields[encoded] = fields.get(encoded, 0) + amount
+
+    def fields_at(self, tenant: str, names: Written) -> dict[str, int]:
+        """The pending sums (encoded field → amount) of a set of buckets, to add to."""
+        fields = self._pending.get((tenant, names))
+        if fields is None:
+            fields = self._pending[(tenant, names)] = {}
+        return fields
 
     def expand(self) -> None:
         increments = self.fold.increments
-        for (tenant, names, encoded), amount in self._pending.items():
-            if amount == 0:
+        for (tenant, names), fields in self._pending.items():
+            nonzero = [(encoded, amount) for encoded, amount in fields.items() if amount]
+            if not nonzero:
                 continue
             for granularity, bucket in zip(GRANULARITIES, names, strict=True):
-                if bucket is not None:
-                    fields = increments.get((tenant, granularity, bucket))
-                    if fields is None:
-                        fields = increments[(tenant, granularity, bucket)] = {}
-                    fields[encoded] = fields.get(encoded, 0) + amount
+                if bucket is None:
+                    continue
+                target = increments.get((tenant, granularity, bucket))
+                if target is None:
+                    increments[(tenant, granularity, bucket)] = dict(nonzero)
+                    continue
+                for encoded, amount in nonzero:
+                    target[encoded] = target.get(encoded, 0) + amount
         self._pending.clear()
 
 
@@ -206,43 +182,66 @@ def fold_batch(
 ) -> BatchFold:
     """Fold a batch. ``states`` holds the stored state of every entity the batch touches;
     ``skip_ids`` are (tenant, event_id) pairs the store has already counted; ``derived``
-    may hold what some of those states contribute (else it is computed)."""
+    may hold what some of those states contribute (else it is computed).
+
+    The loop runs once per event, ~10 µs each at 60k events/s: hence the local names
+    and the per-tenant memos (most events share a tenant, a few dimensions and minutes).
+    """
     folder = BucketFolder(tenants, keys)
     fold = folder.fold
-    seen: set[tuple[str, str]] = set(skip_ids)
+    # tenant → event ids counted (by the store, or earlier in this batch)
+    seen: dict[str, set[str]] = {}
+    for tenant, event_id in skip_ids:
+        seen.setdefault(tenant, set()).add(event_id)
     # entity key → (tenant, id, state being joined, latest receipt among its events)
     touched: dict[str, tuple[str, str, DealState | LeadState, int | None]] = {}
-    # Per-batch caches: most events share a tenant, a handful of dimensions and minutes.
-    configs: dict[str, TenantConfig] = {}
+    by_tenant: dict[str, _TenantBatch] = {}
     all_dims = _DIMS_BY_TENANTS.setdefault(tenants, {})
-    if len(all_dims) > _CACHE_LIMIT:
+    if sum(len(memo) for memo in all_dims.values()) > _CACHE_LIMIT:
         all_dims.clear()
-    add_at = folder.add_at
+    received_at = fold.received_at
     for event in events:
         tenant = event.tenant
-        identity = (tenant, event.event_id)
-        if identity in seen:
+        batch = by_tenant.get(tenant)
+        if batch is None:
+            batch = by_tenant[tenant] = _TenantBatch(
+                folder, tenant, tenants.get(tenant), all_dims.setdefault(tenant, {})
+            )
+            batch.seen = seen.setdefault(tenant, set())
+        ids = batch.seen
+        size = len(ids)
+        ids.add(event.event_id)
+        if len(ids) == size:  # a repeat, or counted by the store: one hash, no tuple
             fold.duplicates += 1
             continue
-        seen.add(identity)
-        config = configs.get(tenant)
-        if config is None:
-            config = configs[tenant] = tenants.get(tenant)
         us = to_us(event.occurred_at)
-        names = folder.namer(tenant).names(us)
-        fold.event_ids.setdefault((tenant, names[2]), []).append(event.event_id)
-        fold.events += 1
-        received = None
-        if event.received_at is not None:
-            received = to_us(event.received_at)
-            fold.received_at.append(received / 1_000_000)
-        dims_key = (tenant, event.manager_id, event.team, event.pipeline, event.source_channel)
-        dims = all_dims.get(dims_key)
-        if dims is None:
-            dims = all_dims[dims_key] = dims_of(config, *dims_key[1:])
-        written = effective(names, us, received)
-        for component, amount in event_components(event, config):
-            add_at(tenant, written, component, dims, amount)
+        minute = us // US_PER_MINUTE
+        levels = batch.by_minute.get(minute) or batch.namer.levels(minute)
+        received_dt = event.received_at
+        if received_dt is None:
+            received = None
+            written: Written = levels[0]
+        else:
+            received = to_us(received_dt)
+            received_at.append(received / 1_000_000)
+            written = levels[skip_level(us, received)]
+        slot = batch.slots.get(written)
+        if slot is None:
+            slot = batch.slot(written)
+        slot[0].append(event.event_id)
+        components = event_components(event, batch.config)
+        if components:
+            dims_key = (event.manager_id, event.team, event.pipeline, event.source_channel)
+            dims_memo = batch.dims.get(dims_key)
+            if dims_memo is None:
+                dims_memo = batch.dims[dims_key] = batch.dims_of(dims_key)
+            dims, memo = dims_memo
+            fields = slot[1]
+            for component, amount in components:
+                encoded = memo.get(component) or encode(memo, component, dims)
+                fields[encoded] = fields.get(encoded, 0) + amount
+        if event.entity_id is None:
+            continue
         ref = entity_ref(keys, event)
         if ref is None:
             continue
@@ -255,7 +254,7 @@ def fold_batch(
                 fresh = _copy(stored[1])
             else:
                 fresh = DealState() if event.type in DEAL_TYPES else LeadState()
-            entry = touched[key] = (tenant, event.entity_id or "", fresh, received)
+            entry = touched[key] = (tenant, event.entity_id, fresh, received)
         elif received is not None and (entry[3] is None or received > entry[3]):
             entry = touched[key] = (*entry[:3], received)
         state = entry[2]
@@ -263,13 +262,67 @@ def fold_batch(
             join_deal(state, event, us)
         else:
             join_lead(state, event, us)
+    derived = derived or {}
+    fold.events = sum(len(ids) for ids in seen.values()) - len(skip_ids)
     for key, (tenant, entity_id, new, received) in touched.items():
         _diff_entity(
-            folder, key, tenant, entity_id, states.get(key), new, tenants.get(tenant), received,
-            (derived or {}).get(key),
-        )  # fmt: skip
+            by_tenant[tenant], key, entity_id, states.get(key), new, received, derived.get(key)
+        )
     folder.expand()
     return fold
+
+
+class _TenantBatch:
+    """One tenant's memos within a batch."""
+
+    __slots__ = (
+        "_folder", "_ids", "by_minute", "config", "dims", "fold", "namer", "seen", "slots",
+        "tenant",
+    )  # fmt: skip
+
+    def __init__(
+        self, folder: BucketFolder, tenant: str, config: TenantConfig, dims: DimsMemo
+    ) -> None:
+        self._folder = folder
+        self.tenant = tenant
+        self.fold = folder.fold
+        self._ids = folder.fold.event_ids
+        self.namer = folder.namer(tenant)
+        self.by_minute = self.namer.by_minute  # read directly: one lookup per event
+        self.config = config
+        self.dims = dims  # process-wide
+        # written bucket names → (event ids of its day, pending sums of its buckets);
+        # the namer hands out the same tuple objects, so a lookup costs one hash.
+        self.slots: dict[Written, tuple[list[str], dict[str, int]]] = {}
+        self.seen: set[str] = set()  # event ids counted: by the store or in this batch
+
+    def slot(self, written: Written) -> tuple[list[str], dict[str, int]]:
+        ids = self._ids.setdefault((self.tenant, written[2] or ""), [])
+        slot = self.slots[written] = ids, self._folder.fields_at(self.tenant, written)
+        return slot
+
+    def dims_of(self, key: DimsKey) -> tuple[Dims, dict[str, str]]:
+        dims = dims_of(self.config, *key)
+        return dims, encoded_fields(dims)
+
+    def add_delta(self, delta: dict[tuple[int, str, Dims], int], received: int | None) -> None:
+        """BucketFolder.add of an entity's changes through this batch's memos; one call
+        per entity, and its changes mostly share their dimensions."""
+        by_minute, slots = self.by_minute, self.slots
+        last_dims: Dims | None = None
+        memo: dict[str, str] = {}
+        for (us, component, dims), amount in delta.items():
+            if not amount:
+                continue
+            minute = us // US_PER_MINUTE
+            levels = by_minute.get(minute) or self.namer.levels(minute)
+            written = levels[skip_level(us, received)]
+            slot = slots.get(written) or self.slot(written)
+            if dims is not last_dims:
+                memo, last_dims = encoded_fields(dims), dims
+            encoded = memo.get(component) or encode(memo, component, dims)
+            fields = slot[1]
+            fields[encoded] = fields.get(encoded, 0) + amount
 
 
 def _copy(state: DealState | LeadState) -> DealState | LeadState:
@@ -287,62 +340,34 @@ def _copy(state: DealState | LeadState) -> DealState | LeadState:
     )
 
 
-@dataclass(frozen=True)
-class Derived:
-    """What a state contributes: KPI amounts by (instant, component, dims), and its
-    membership of the open-deal and won-deal indexes. A pure function of the state (and
-    the tenant config), so the applier keeps it beside a cached state."""
-
-    contributions: dict[tuple[int, str, Dims], int]
-    open: tuple[str, str, int] | None = None
-    won: list[object] | None = None
-
-
-def derive(state: DealState | LeadState, config: TenantConfig) -> Derived:
-    contributions: dict[tuple[int, str, Dims], int] = {}
-    produced = (
-        deal_contributions(state, config)
-        if isinstance(state, DealState)
-        else lead_contributions(state, config)
-    )
-    for us, component, dims, amount in produced:
-        key = (us, component, dims)
-        contributions[key] = contributions.get(key, 0) + amount
-    if isinstance(state, DealState):
-        return Derived(contributions, open_membership(state, config), won_record(state, config))
-    return Derived(contributions)
-
-
 def _diff_entity(
-    folder: BucketFolder,
+    batch: _TenantBatch,
     key: str,
-    tenant: str,
     entity_id: str,
     stored: tuple[int, DealState | LeadState] | None,
     new: DealState | LeadState,
-    config: TenantConfig,
     received: int | None,
     before: Derived | None,
 ) -> None:
     version, old = stored if stored is not None else (0, None)
-    fold = folder.fold
+    fold = batch.fold
+    config = batch.config
     fold.entity_writes[key] = (version, _state_encoder.encode(new))
     fold.new_states[key] = new
     if before is None and old is not None:
         before = derive(old, config)
     after = fold.new_derived[key] = derive(new, config)
-    delta = dict(after.contributions)
+    delta = after.contributions
     if before is not None:
+        delta = dict(delta)
         for contribution, amount in before.contributions.items():
             delta[contribution] = delta.get(contribution, 0) - amount
     if isinstance(new, DealState):
         old_open = before.open if before else None
         if old_open != after.open:
-            fold.open_moves.append((tenant, entity_id, old_open, after.open))
+            fold.open_moves.append((batch.tenant, entity_id, old_open, after.open))
         old_won = before.won if before else None
         if old_won != after.won:
             record = msgspec.json.encode(after.won) if after.won is not None else None
-            fold.won_changes.append((tenant, entity_id, record))
-    for (us, component, dims), amount in delta.items():
-        if amount:
-            folder.add(tenant, us, component, dims, amount, received)
+            fold.won_changes.append((batch.tenant, entity_id, record))
+    batch.add_delta(delta, received)

@@ -1,0 +1,97 @@
+"""What an event and an entity state contribute to the KPIs. Pure; used by the fold.
+
+Event-additive components come from one event alone; an entity's contributions are a
+function of its joined state (streams/entities.py), diffed by the fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from salespulse.events import CrmEvent
+from salespulse.tenants import TenantConfig
+from streams.entities import (
+    DealState,
+    Dims,
+    LeadState,
+    deal_facts,
+    lead_contributions,
+    money_units,
+)
+
+
+def event_components(event: CrmEvent, config: TenantConfig) -> Sequence[tuple[str, int]]:
+    """The event-additive components of one event (docs/kpi-semantics.md).
+
+    A sequence, not a generator: it runs once per event, and most events have one.
+    """
+    kind = event.type
+    direction = event.direction
+    if kind == "call":
+        if direction is None:
+            return ()
+        if not event.answered:
+            return _MISSED[direction]
+        if event.duration_s:
+            return (_ANSWERED[direction][0], ("talk_time_ms", round(event.duration_s * 1000)))
+        return _ANSWERED[direction]
+    if kind == "message":
+        if direction is None or event.automated:
+            return ()
+        return _MESSAGES[direction]
+    if kind in _SINGLE:
+        return _SINGLE[kind]
+    if kind == "deal_stage_changed":
+        if event.pipeline and event.stage_to:
+            return ((f"stage_entries:{event.pipeline}:{event.stage_to}", 1),)
+    elif kind == "rating":
+        if event.rating is not None:
+            return (("rating_sum", event.rating), ("rating_count", 1))
+    elif kind in ("invoice", "payment", "marketing_cost") and event.amount is not None:
+        units = money_units(event.amount, event.currency, config)
+        if units is not None:
+            name = {"invoice": "invoiced", "payment": "paid"}.get(kind)
+            return ((name or f"marketing_cost:{event.source_channel or 'none'}", units),)
+    return ()
+
+
+# The constant answers, made once (events.Direction is "in" or "out").
+_MISSED = {d: ((f"calls:{d}:missed", 1),) for d in ("in", "out")}
+_ANSWERED = {d: ((f"calls:{d}:answered", 1),) for d in ("in", "out")}
+_MESSAGES = {d: ((f"messages_{d}", 1),) for d in ("in", "out")}
+_SINGLE: dict[str, tuple[tuple[str, int], ...]] = {
+    "meeting": (("meetings", 1),),
+    "lead_created": (("leads_created", 1),),
+    "deal_created": (("deals_created", 1),),
+}
+
+
+class Derived(NamedTuple):
+    """What a state contributes: KPI amounts by (instant, component, dims), and its
+    membership of the open-deal and won-deal indexes. A pure function of the state (and
+    the tenant config), so the applier keeps it beside a cached state. A NamedTuple:
+    one is made per touched entity, and a frozen dataclass is several times slower to
+    construct."""
+
+    contributions: dict[tuple[int, str, Dims], int]
+    open: tuple[str, str, int] | None = None
+    won: list[object] | None = None
+
+
+def derive(state: DealState | LeadState, config: TenantConfig) -> Derived:
+    if isinstance(state, DealState):
+        produced, membership, won = deal_facts(state, config)
+    elif not state.stage_first:
+        return _NOTHING  # a lead that never left its first stage: a third of all events
+    else:
+        produced, membership, won = list(lead_contributions(state, config)), None, None
+    contributions: dict[tuple[int, str, Dims], int] = {}
+    for us, component, dims, amount in produced:
+        key = (us, component, dims)
+        contributions[key] = contributions.get(key, 0) + amount
+    return Derived(contributions, membership, won)
+
+
+# Shared, so never changed: _diff_entity copies contributions before subtracting.
+_NOTHING = Derived({})
