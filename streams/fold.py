@@ -19,7 +19,6 @@ from streams.buckets import (
     GRANULARITIES,
     US_PER_MINUTE,
     BucketNamer,
-    Names,
     Written,
     namer_for,
     skip_level,
@@ -81,12 +80,6 @@ def entity_ref(keys: KpiKeys, event: CrmEvent) -> tuple[str, str] | None:
     if event.type in LEAD_TYPES:
         return keys.entity(event.tenant, "lead", event.entity_id), "lead"
     return None
-
-
-def effective(names: Names, us: int, received: int | None) -> tuple[str | None, ...]:
-    """The bucket names to write, with short buckets skipped (buckets.skip_level)."""
-    level = skip_level(us, received)
-    return (None, None, *names[2:]) if level == 2 else (None, *names[1:]) if level else names
 
 
 # Process-wide memos of pure mappings, bounded: an event's dimensions (they depend on the
