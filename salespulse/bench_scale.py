@@ -6,7 +6,6 @@ what is measured is Redis memory and the exporter, not the transport).
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 import uuid
@@ -21,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
 from salespulse.bench_naive import BENCH_TENANTS
+from salespulse.bench_parts import delete_keys
 from salespulse.events import CrmEvent, EventType
 from salespulse.kpi_keys import KpiKeys
 from streams.applier import KpiApplier
@@ -45,14 +45,7 @@ async def _apply_all(client: aioredis.Redis, keys: KpiKeys, events: Iterator[Crm
 
 
 async def _drop(client: aioredis.Redis, prefix: str) -> None:
-    """Delete a measurement's keys and wait until Redis has really freed them: its
-    lazy-free thread would otherwise share this machine's cores with the next figure."""
-    async for key in client.scan_iter(match=f"{prefix}*", count=5000):
-        await client.unlink(key)
-    for _ in range(600):  # a minute at most: a figure a little off beats no figure
-        if not int((await client.info("memory")).get("lazyfree_pending_objects", 0)):
-            return
-        await asyncio.sleep(0.1)
+    await delete_keys(client, f"{prefix}*")
 
 
 async def open_deal_state(redis_url: str, deals: int) -> str:
