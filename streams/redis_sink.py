@@ -71,6 +71,19 @@ async def mget_chunked(client: aioredis.Redis, keys: list[str], what: str) -> li
         raise KpiStoreError(f"cannot read {what}: {exc}") from exc
 
 
+async def read_watermarks(
+    client: aioredis.Redis, offsets_key: str, partitions: list[str]
+) -> dict[str, int]:
+    """Last applied offset per "topic:partition" (absent when nothing was applied)."""
+    if not partitions:
+        return {}
+    try:
+        values = await client.hmget(offsets_key, partitions)
+    except RedisError as exc:
+        raise KpiStoreError(f"cannot read offset watermarks of {offsets_key}: {exc}") from exc
+    return {tp: int(value) for tp, value in zip(partitions, values, strict=True) if value}
+
+
 def bucket_ttls(day_ttl_s: int) -> dict[str, int]:
     """Expiry of a KPI bucket hash by granularity (0: kept)."""
     return {**_SHORT_TTL_S, "d": day_ttl_s, "w": day_ttl_s, "mo": day_ttl_s, "all": 0}
@@ -130,14 +143,7 @@ class RedisKpiSink:
         return ApplyOutcome(applied=False, already_counted=frozenset(counted))
 
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
-        """Last applied offset per "topic:partition" (absent when nothing was applied)."""
-        if not partitions:
-            return {}
-        try:
-            values = await self._client.hmget(self._keys.offsets(self._group), partitions)
-        except RedisError as exc:
-            raise KpiStoreError(f"cannot read offset watermarks: {exc}") from exc
-        return {tp: int(value) for tp, value in zip(partitions, values, strict=True) if value}
+        return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
 
     def _arguments(self, fold: BatchFold, offsets: dict[str, int]) -> tuple[bytes, dict[str, str]]:
         """The batch as one MessagePack argument (see apply_batch.lua for its layout)."""

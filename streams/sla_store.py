@@ -22,7 +22,13 @@ from salespulse.errors import KpiStoreError
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.tenants import TenantDirectory
-from streams.redis_sink import apply_script, bucket_ttls, flat_increments, mget_chunked
+from streams.redis_sink import (
+    apply_script,
+    bucket_ttls,
+    flat_increments,
+    mget_chunked,
+    read_watermarks,
+)
 from streams.sla_fold import (
     ConversationStates,
     SlaFold,
@@ -94,13 +100,7 @@ class SlaStore:
         return [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
 
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
-        if not partitions:
-            return {}
-        try:
-            values = await self._client.hmget(self._keys.offsets(self._group), partitions)
-        except RedisError as exc:
-            raise KpiStoreError(f"cannot read SLA offset watermarks: {exc}") from exc
-        return {tp: int(value) for tp, value in zip(partitions, values, strict=True) if value}
+        return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
 
 
 @dataclass
