@@ -18,10 +18,10 @@ RUN apt-get update \
 RUN python -m venv /opt/salespulse
 WORKDIR /src
 # Dependencies in their own layer, so that a code change does not reinstall them.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && /opt/salespulse/bin/pip install --upgrade pip \
-    && /opt/salespulse/bin/pip install -r /tmp/requirements.txt
+    && /opt/salespulse/bin/pip install -c constraints.txt -r /tmp/requirements.txt
 COPY salespulse ./salespulse
 COPY handlers ./handlers
 COPY streams ./streams

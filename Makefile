@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck test-unit test-integration bench dashboards wall-screenshot clean
+.PHONY: help constraints run test lint format typecheck test-unit test-integration bench dashboards wall-screenshot clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -15,14 +15,14 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall only when the project's metadata changed.
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/activate
+$(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[embedded]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[embedded]'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run  ## run SalesPulse with its own broker, Redis and demo traffic
@@ -49,6 +49,10 @@ test-unit: $(VENV)/.installed-dev  ## pure tests only, no servers
 
 test-integration: $(VENV)/.installed-dev  ## tests against the real broker and redis-server
 	$(BIN)/pytest tests/integration
+
+constraints: $(VENV)/.installed-dev  ## re-pin constraints.txt to what the dev venv holds now
+	{ sed -n '1,4p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^salespulse'; } > constraints.new
+	mv constraints.new constraints.txt
 
 bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs naive faust
 	$(BIN)/salespulse bench

@@ -31,7 +31,8 @@ def parse_events(body: bytes, received_at: datetime | None) -> list[CrmEvent]:
         raise InvalidEventError("invalid_event", [_problem_from(str(exc))]) from None
     except msgspec.DecodeError as exc:
         raise InvalidEventError("malformed_json", [{"problem": f"malformed JSON: {exc}"}]) from None
-    events = decoded if isinstance(decoded, list) else [decoded]
+    # ValidatedEvent is a CrmEvent; the list is typed as the base the callers expect.
+    events: list[CrmEvent] = list(decoded) if isinstance(decoded, list) else [decoded]
     if not events:
         raise InvalidEventError("empty_batch", [{"problem": "the array holds no events"}])
     problems: list[dict[str, object]] = []

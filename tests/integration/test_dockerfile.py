@@ -106,6 +106,7 @@ def test_the_build_context_holds_the_sources_and_nothing_else(stages):
     assert {p.rstrip("*") for p in packages} <= set(sources), "every package is copied"
     assert PYPROJECT["project"]["readme"] in sources
     assert "pyproject.toml" in sources
+    assert "constraints.txt" in sources, "the image installs the tested versions"
     for source in sources:
         path = ROOT / source
         assert path.exists(), source
