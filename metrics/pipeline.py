@@ -195,6 +195,4 @@ class PipelineMetrics:
             self.consumer_lag.remove(group, topic, str(partition))
 
     def observe_latencies(self, received_at: Iterable[float], applied_at: float) -> None:
-        self.event_to_kpi_latency.observe_many(
-            max(0.0, applied_at - received) for received in received_at
-        )
+        self.event_to_kpi_latency.observe_ages(received_at, applied_at)

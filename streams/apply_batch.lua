@@ -4,7 +4,7 @@
 --   ttl      dedupe set TTL (s)            tenants  tenants set key
 --   offsets  offsets hash key              seen     [[seen_key, [ids...]], ...]
 --   entities [[key, expected_version, state JSON], ...] stored as "version:state"
---   hashes   [[key, ttl (0 = keep), [field, increment, field, increment, ...]], ...]
+--   hashes   [[key, ttl (0 = keep), {field = increment, ...}], ...]  (zeros skipped)
 --   zsets    [['a'|'r', key, member, score], ...]
 --   fields   [['s'|'d'|'m', key, field, value], ...]  (m: set when the number is larger)
 --   members  [[key, member], ...]           marks    [["topic:partition", offset], ...]
@@ -57,9 +57,9 @@ for _, entity in ipairs(batch.entities) do
 end
 
 for _, hash in ipairs(batch.hashes) do
-  local key, pairs_ = hash[1], hash[3]
-  for i = 1, #pairs_, 2 do
-    redis.call('HINCRBY', key, pairs_[i], pairs_[i + 1])
+  local key = hash[1]
+  for field, amount in pairs(hash[3]) do
+    if amount ~= 0 then redis.call('HINCRBY', key, field, amount) end
   end
   if hash[2] > 0 then redis.call('EXPIRE', key, hash[2]) end
 end

@@ -15,8 +15,9 @@ from streams.entities import (
     DealState,
     Dims,
     LeadState,
+    Parts,
     deal_facts,
-    lead_contributions,
+    lead_facts,
     money_units,
 )
 
@@ -68,29 +69,26 @@ _SINGLE: dict[str, tuple[tuple[str, int], ...]] = {
 
 
 class Derived(NamedTuple):
-    """What a state contributes: KPI amounts by (instant, component, dims), and its
-    membership of the open-deal and won-deal indexes. A pure function of the state (and
-    the tenant config), so the applier keeps it beside a cached state. A NamedTuple:
-    one is made per touched entity, and a frozen dataclass is several times slower to
-    construct."""
+    """What a state contributes: KPI amounts by (instant, component) under the entity's
+    one set of dimensions, and its membership of the open-deal and won-deal indexes. A
+    pure function of the state (and the tenant config), so the applier keeps it beside a
+    cached state. A NamedTuple: one is made per touched entity, and a frozen dataclass is
+    several times slower to construct."""
 
-    contributions: dict[tuple[int, str, Dims], int]
+    contributions: Parts
+    dims: Dims | None = None  # None only when there are no contributions
     open: tuple[str, str, int] | None = None
     won: list[object] | None = None
 
 
 def derive(state: DealState | LeadState, config: TenantConfig) -> Derived:
     if isinstance(state, DealState):
-        produced, membership, won = deal_facts(state, config)
-    elif not state.stage_first:
+        dims, parts, membership, won = deal_facts(state, config)
+        return Derived(parts, dims, membership, won)
+    if not state.stage_first:
         return _NOTHING  # a lead that never left its first stage: a third of all events
-    else:
-        produced, membership, won = list(lead_contributions(state, config)), None, None
-    contributions: dict[tuple[int, str, Dims], int] = {}
-    for us, component, dims, amount in produced:
-        key = (us, component, dims)
-        contributions[key] = contributions.get(key, 0) + amount
-    return Derived(contributions, membership, won)
+    facts = lead_facts(state, config)
+    return _NOTHING if facts is None else Derived(facts[1], facts[0])
 
 
 # Shared, so never changed: _diff_entity copies contributions before subtracting.

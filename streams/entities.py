@@ -11,7 +11,6 @@ whatever the order (docs/kpi-semantics.md, "Deal state").
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import pairwise
 
@@ -25,6 +24,9 @@ from streams.kpi_catalogue import DURATION_BUCKETS_S, NO_VALUE, UNASSIGNED
 Dims = tuple[str, str, str, str]  # manager, team, pipeline, source
 # (instant in µs, component, dims) → amount
 Contribution = tuple[int, str, Dims, int]
+# An entity's contributions all share its dimensions (its latest manager, team, ...), so
+# they are summed by (instant, component) under one Dims: no 4-tuple in every key.
+Parts = dict[tuple[int, str], int]
 
 MONEY_SCALE = 10_000
 _UNIT = Decimal(1)
@@ -240,7 +242,8 @@ def current_kind(state: DealState, config: TenantConfig) -> str | None:
 
 
 def deal_contributions(state: DealState, config: TenantConfig) -> list[Contribution]:
-    return deal_facts(state, config)[0]
+    dims, parts, _, _ = deal_facts(state, config)
+    return [(us, component, dims, amount) for (us, component), amount in parts.items()]
 
 
 OpenMembership = tuple[str, str, int]
@@ -248,10 +251,12 @@ OpenMembership = tuple[str, str, int]
 
 def deal_facts(
     state: DealState, config: TenantConfig
-) -> tuple[list[Contribution], OpenMembership | None, list[object] | None]:
-    """Contributions, open membership and won record at once: derive needs all three for
-    every touched deal, and they share the current kind, the dimensions, the amount."""
-    out: list[Contribution] = []
+) -> tuple[Dims, Parts, OpenMembership | None, list[object] | None]:
+    """Dimensions, contributions, open membership and won record at once: derive needs
+    them all for every touched deal, and they share the current kind, the dimensions, the
+    amount. (The funnel's ``out[k] = out.get(k, 0) + n`` lines are inlined on purpose: they
+    run for every touched deal of every batch.)"""
+    out: Parts = {}
     latest = state.latest
     dims = _latest_dims(latest, config)
     current = state.current
@@ -261,31 +266,34 @@ def deal_facts(
         kind = current_kind(state, config)
         since = current[0]
         if kind == "won":
-            units = _won(out, state, config, dims, since)
+            units = _won(out, state, config, since)
             client, lead = latest.get("cl"), latest.get("l")
             won = [since, units, client and client[2], lead and lead[2], *dims]
         elif kind == "lost":
             reason = latest.get(CODE["lost_reason"])
-            out.append((since, "lost", dims, 1))
+            _add(out, since, "lost", 1)
             if reason is not None:
-                out.append((since, f"lost_by_reason:{reason[2]}", dims, 1))
+                _add(out, since, f"lost_by_reason:{reason[2]}", 1)
         elif kind == "open":
             membership = current[2], current[3], since
     if state.entries:
         entries = [(us, key) for key, us in state.entries.items()]
         _funnel(out, state, config, dims, entries)
         if len(entries) > 1:
-            _stays(out, dims, sorted(entries))
+            _stays(out, sorted(entries))
     else:
         _funnel(out, state, config, dims, [])
-    return out, membership, won
+    return dims, out, membership, won
 
 
-def _won(
-    out: list[Contribution], state: DealState, config: TenantConfig, dims: Dims, since: int
-) -> int | None:
+def _add(out: Parts, us: int, component: str, amount: int) -> None:
+    key = us, component
+    out[key] = out.get(key, 0) + amount
+
+
+def _won(out: Parts, state: DealState, config: TenantConfig, since: int) -> int | None:
     """Adds the won deal's contributions; returns its amount in units, if convertible."""
-    out.append((since, "won", dims, 1))
+    _add(out, since, "won", 1)
     units = None
     amount = state.latest.get(CODE["amount"])
     currency = state.latest.get(CODE["currency"])
@@ -293,24 +301,24 @@ def _won(
     if amount is not None:
         units = money_units(Decimal(amount[2]), currency_code, config)
         if units is None:
-            out.append((since, "unconvertible_amounts", dims, 1))
+            _add(out, since, "unconvertible_amounts", 1)
         else:
-            out.append((since, "revenue", dims, units))
+            _add(out, since, "revenue", units)
             cost = state.latest.get(CODE["cost"])
             if cost is not None:
                 cost_units = money_units(Decimal(cost[2]), currency_code, config)
                 if cost_units is not None:
-                    out.append((since, "margin", dims, units - cost_units))
+                    _add(out, since, "margin", units - cost_units)
     if state.created is not None:
         duration = since - state.created
-        out.append((since, "cycle_sum_ms", dims, us_to_ms(duration)))
-        out.append((since, "cycle_count", dims, 1))
-        out.append((since, f"cycle_hist:{duration_bucket(duration)}", dims, 1))
+        _add(out, since, "cycle_sum_ms", us_to_ms(duration))
+        _add(out, since, "cycle_count", 1)
+        _add(out, since, f"cycle_hist:{duration_bucket(duration)}", 1)
     return units
 
 
 def _funnel(
-    out: list[Contribution],
+    out: Parts,
     state: DealState,
     config: TenantConfig,
     dims: Dims,
@@ -335,18 +343,22 @@ def _funnel(
         for stage_a, rank_b, den, num in ranks.steps:
             entered = stages.get(stage_a)
             if entered is not None:
-                out.append((entered, den, dims, 1))
+                part = entered, den
+                out[part] = out.get(part, 0) + 1
                 if top >= rank_b:
-                    out.append((entered, num, dims, 1))
+                    part = entered, num
+                    out[part] = out.get(part, 0) + 1
         first = stages.get(ranks.first) if ranks.first is not None else None
         if first is not None:
-            out.append((first, ranks.e2e_den, dims, 1))
+            part = first, ranks.e2e_den
+            out[part] = out.get(part, 0) + 1
             if ranks.wons & stages.keys():
-                out.append((first, ranks.e2e_num, dims, 1))
+                part = first, ranks.e2e_num
+                out[part] = out.get(part, 0) + 1
     if state.created is not None:
         # Every created deal is in the denominator, under its current pipeline.
         home = state.current[2] if state.current else dims[2]
-        out.append((state.created, f"warm_den:{home}", dims, 1))
+        _add(out, state.created, f"warm_den:{home}", 1)
         ranks = ranks_by_name[home]
         if ranks is not None and ranks.warm is not None:
             reached_warm = (
@@ -355,10 +367,10 @@ def _funnel(
                 else ranks.warm in by_pipeline.get(home, {})  # an unranked (lost) warm stage
             )
             if reached_warm:
-                out.append((state.created, ranks.warm_num, dims, 1))
+                _add(out, state.created, ranks.warm_num, 1)
 
 
-def _stays(out: list[Contribution], dims: Dims, entries: list[tuple[int, str]]) -> None:
+def _stays(out: Parts, entries: list[tuple[int, str]]) -> None:
     times = [us for us, _ in entries]
     for us, key in entries:
         later = bisect_left(times, us + 1)
@@ -367,25 +379,27 @@ def _stays(out: list[Contribution], dims: Dims, entries: list[tuple[int, str]]) 
         left = times[later]
         stay = left - us
         pipeline, stage = key.split(SEP, 1)
-        out.append((left, f"stay_sum_ms:{pipeline}:{stage}", dims, us_to_ms(stay)))
-        out.append((left, f"stay_count:{pipeline}:{stage}", dims, 1))
-        out.append((left, f"stay_hist:{pipeline}:{stage}:{duration_bucket(stay)}", dims, 1))
+        _add(out, left, f"stay_sum_ms:{pipeline}:{stage}", us_to_ms(stay))
+        _add(out, left, f"stay_count:{pipeline}:{stage}", 1)
+        _add(out, left, f"stay_hist:{pipeline}:{stage}:{duration_bucket(stay)}", 1)
 
 
-def lead_contributions(state: LeadState, config: TenantConfig) -> Iterator[Contribution]:
+def lead_facts(state: LeadState, config: TenantConfig) -> tuple[Dims, Parts] | None:
+    """The lead's dimensions and contributions; None when it contributes nothing."""
     if state.first is None:
-        return
+        return None
     first_stage = state.first[2]
     left = [us for stage, us in state.stage_first.items() if stage != first_stage]
-    if left:
-        yield min(left), "leads_processed", _latest_dims(state.latest, config), 1
+    if not left:
+        return None
+    return _latest_dims(state.latest, config), {(min(left), "leads_processed"): 1}
 
 
 def open_membership(state: DealState, config: TenantConfig) -> OpenMembership | None:
     """(pipeline, stage, since µs) while the deal is open."""
-    return deal_facts(state, config)[1]
+    return deal_facts(state, config)[2]
 
 
 def won_record(state: DealState, config: TenantConfig) -> list[object] | None:
     """What client KPIs need of a won deal: [won µs, amount units|None, client, lead, dims]."""
-    return deal_facts(state, config)[2]
+    return deal_facts(state, config)[3]

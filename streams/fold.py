@@ -27,7 +27,7 @@ from streams.buckets import (
 from streams.contributions import Derived as Derived
 from streams.contributions import derive
 from streams.contributions import event_components as event_components
-from streams.entities import DealState, Dims, LeadState, dims_of, join_deal, join_lead
+from streams.entities import DealState, Dims, LeadState, Parts, dims_of, join_deal, join_lead
 
 DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
 LEAD_TYPES = frozenset({"lead_created", "lead_stage_changed"})
@@ -298,24 +298,21 @@ class _TenantBatch:
         dims = dims_of(self.config, *key)
         return dims, encoded_fields(dims)
 
-    def add_delta(self, delta: dict[tuple[int, str, Dims], int], received: int | None) -> None:
-        """BucketFolder.add of an entity's changes through this batch's memos; one call
-        per entity, and its changes mostly share their dimensions."""
+    def add_delta(self, dims: Dims, delta: Parts, received: int | None, sign: int = 1) -> None:
+        """BucketFolder.add of an entity's changes (times ``sign``) through this batch's
+        memos; one call per entity, whose contributions share its dimensions."""
         by_minute, slots = self.by_minute, self.slots
-        last_dims: Dims | None = None
-        memo: dict[str, str] = {}
-        for (us, component, dims), amount in delta.items():
+        memo = encoded_fields(dims)
+        for (us, component), amount in delta.items():
             if not amount:
                 continue
             minute = us // US_PER_MINUTE
             levels = by_minute.get(minute) or self.namer.levels(minute)
             written = levels[skip_level(us, received)]
             slot = slots.get(written) or self.slot(written)
-            if dims is not last_dims:
-                memo, last_dims = encoded_fields(dims), dims
             encoded = memo.get(component) or encode(memo, component, dims)
             fields = slot[1]
-            fields[encoded] = fields.get(encoded, 0) + amount
+            fields[encoded] = fields.get(encoded, 0) + sign * amount
 
 
 def _copy(state: DealState | LeadState) -> DealState | LeadState:
@@ -350,11 +347,22 @@ def _diff_entity(
     if before is None and old is not None:
         before = derive(old, config)
     after = fold.new_derived[key] = derive(new, config)
-    delta = after.contributions
-    if before is not None:
-        delta = dict(delta)
-        for contribution, amount in before.contributions.items():
-            delta[contribution] = delta.get(contribution, 0) - amount
+    old_parts = before.contributions if before is not None else None
+    if not old_parts or before is None or before.dims == after.dims:
+        # the usual case: same dimensions, so only the changed amounts are written
+        delta = after.contributions
+        if old_parts:
+            delta = dict(delta)
+            for part, amount in old_parts.items():
+                delta[part] = delta.get(part, 0) - amount
+        if delta and after.dims is not None:
+            batch.add_delta(after.dims, delta, received)
+    else:
+        # the entity moved (another manager, team, ...): all out of the old, all into the new
+        if after.dims is not None:
+            batch.add_delta(after.dims, after.contributions, received)
+        if before.dims is not None:
+            batch.add_delta(before.dims, old_parts, received, sign=-1)
     if isinstance(new, DealState):
         old_open = before.open if before else None
         if old_open != after.open:
@@ -363,4 +371,3 @@ def _diff_entity(
         if old_won != after.won:
             record = msgspec.json.encode(after.won) if after.won is not None else None
             fold.won_changes.append((batch.tenant, entity_id, record))
-    batch.add_delta(delta, received)

@@ -25,7 +25,6 @@ from salespulse.tenants import TenantDirectory
 from streams.redis_sink import (
     apply_script,
     bucket_ttls,
-    flat_increments,
     mget_chunked,
     read_watermarks,
 )
@@ -80,7 +79,7 @@ class SlaStore:
                 (key, version, blob.decode()) for key, (version, blob) in fold.entity_writes.items()
             ],
             "hashes": [
-                (keys.bucket(tenant, gran, bucket), self._ttl[gran], flat_increments(fields))
+                (keys.bucket(tenant, gran, bucket), self._ttl[gran], fields)
                 for (tenant, gran, bucket), fields in fold.increments.items()
             ],
             "zsets": zsets,
