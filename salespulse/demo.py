@@ -1,10 +1,15 @@
 """Demo traffic: a small sales office posting canonical events to the real ingest over HTTP.
 
-Six managers work one pipeline: leads arrive, deals move stage by stage, most are lost
-on the way and some are won; calls and chat messages flow in both directions. Clients
-who write or whose call was missed get an answer after a while, mostly within the
-demo's SLA (tenants file), sometimes late, so the waiting list and the SLA alerts live.
-Ids are synthetic; there is no personal data in it.
+Six managers of a telesales office work one pipeline: leads arrive, deals move stage by
+stage, most are lost on the way and some are won (about a dozen an hour); calls and chat
+messages flow in both directions. Clients who write or whose call was missed get an
+answer after a while, mostly within the demo's SLA (tenants file), sometimes late, so the
+waiting list and the SLA alerts live. Ids are synthetic; there is no personal data in it.
+
+The office's deal flow of the day so far is posted first (``DemoOffice.day_so_far``): a
+wall opened at 3 p.m. then shows a day's revenue on pace with the plan, not a day that
+started when the command did. The demo tenant's monthly targets (demo_tenants.yaml) are
+this rate of wins around the clock, so "vs pace" hovers around zero, as in a real office.
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ CHANNELS = ("chat", "messenger", "email")
 REPLY_MEDIAN_S = {"message": 45.0, "call": 90.0}
 REPLY_SPREAD = 0.9
 MAX_REPLY_S = 900.0
+TICK_S = 0.4  # DemoTraffic posts one tick's events this often
+# Per tick: a new deal, or a step of an open deal (next stage, or lost); else a call or a
+# message. About 36 new deals an hour, a third of them won: ~12 wins of ~$500 an hour.
+NEW_DEAL_P = 0.004
+ADVANCE_P = 0.017
+CALL_P = 0.54  # of the ticks left: calls, the rest chat messages
+LOST_P = 0.25  # each step of a deal
+WON_USD = (100, 900)  # uniform, whole dollars
+BACKFILL_CHUNK = 500
 
 
 @dataclass
@@ -64,13 +78,32 @@ class DemoOffice:
         if due:
             return due
         roll = self._rng.random()
-        if roll < 0.35:
+        if roll < NEW_DEAL_P + ADVANCE_P:
+            return self.deal_flow(now, new=roll < NEW_DEAL_P)
+        if self._rng.random() < CALL_P:
             return [self._call(now)]
-        if roll < 0.65:
-            return [self._message(now)]
-        if roll < 0.8 or not self._deals:
+        return [self._message(now)]
+
+    def deal_flow(self, now: datetime, *, new: bool | None = None) -> list[dict[str, Any]]:
+        """A new deal or a step of an open one (new=None: drawn at the demo's ratio)."""
+        if new is None:
+            new = self._rng.random() < NEW_DEAL_P / (NEW_DEAL_P + ADVANCE_P)
+        if new or not self._deals:
             return self._new_deal(now)
         return self._advance(now)
+
+    def day_so_far(self, now: datetime) -> list[dict[str, Any]]:
+        """The deal flow since midnight (the demo tenant's zone is UTC), oldest first, at
+        the live rate. Calls and messages are left out: a day of them is ~150,000 events,
+        and they have no plan to be on pace with."""
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        step = timedelta(seconds=TICK_S / (NEW_DEAL_P + ADVANCE_P))
+        events: list[dict[str, Any]] = []
+        at = midnight + step
+        while at < now:
+            events += self.deal_flow(at)
+            at += step
+        return events
 
     def _base(self, kind: str, now: datetime, manager: str) -> dict[str, Any]:
         return {
@@ -136,7 +169,7 @@ class DemoOffice:
     def _advance(self, now: datetime) -> list[dict[str, Any]]:
         deal = self._rng.choice(self._deals)
         current = STAGES[deal.stage_index]
-        if self._rng.random() < 0.25:
+        if self._rng.random() < LOST_P:
             self._deals.remove(deal)
             lost = self._stage_event(now, deal, current, "lost", "lost")
             lost["lost_reason"] = self._rng.choice(("price", "competitor", "no_budget"))
@@ -146,7 +179,7 @@ class DemoOffice:
             return [self._stage_event(now, deal, current, STAGES[deal.stage_index], "open")]
         self._deals.remove(deal)
         won = self._stage_event(now, deal, current, "won", "won")
-        won.update(amount=str(Decimal(self._rng.randrange(500, 20000)) * 10), currency="USD")
+        won.update(amount=str(Decimal(self._rng.randint(*WON_USD))), currency="USD")
         return [won]
 
     def _stage_event(
@@ -162,7 +195,7 @@ class DemoOffice:
 class DemoTraffic(Service):
     """Posts the office's events to the ingest URL a few times a second."""
 
-    def __init__(self, ingest_url: str, *, interval_s: float = 0.4, **kwargs: Any) -> None:
+    def __init__(self, ingest_url: str, *, interval_s: float = TICK_S, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._url = ingest_url
         self._interval_s = interval_s
@@ -174,6 +207,7 @@ class DemoTraffic(Service):
     async def _post_forever(self) -> None:
         async with aiohttp.ClientSession() as session:
             await self._wait_for_ingest(session)
+            await self._post_day_so_far(session)
             while not self.should_stop:
                 events = self._office.next_events(datetime.now(UTC))
                 try:
@@ -183,6 +217,18 @@ class DemoTraffic(Service):
                 except aiohttp.ClientError as exc:
                     logger.warning("demo post failed: %r", exc)
                 await asyncio.sleep(self._interval_s)
+
+    async def _post_day_so_far(self, session: aiohttp.ClientSession) -> None:
+        events = self._office.day_so_far(datetime.now(UTC))
+        for first in range(0, len(events), BACKFILL_CHUNK):
+            chunk = events[first : first + BACKFILL_CHUNK]
+            try:
+                async with session.post(self._url, json=chunk) as response:
+                    if response.status >= 300:
+                        logger.warning("demo backfill post answered %d", response.status)
+            except aiohttp.ClientError as exc:
+                logger.warning("demo backfill post failed: %r", exc)
+        logger.info("demo: posted the office's deal flow since midnight (%d events)", len(events))
 
     async def _wait_for_ingest(self, session: aiohttp.ClientSession) -> None:
         """The web server starts after the services; don't greet it with errors."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -19,12 +20,30 @@ from tests.kpi_memory import MemoryStore
 def test_demo_office_events_all_pass_ingest_validation() -> None:
     office = DemoOffice(seed=7)
     now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-    events = [event for _ in range(500) for event in office.next_events(now)]
+    events = office.day_so_far(now) + [e for _ in range(500) for e in office.next_events(now)]
     parsed = parse_events(msgspec.json.encode(events), now)
     kinds = {event.type for event in parsed}
     assert kinds == {"call", "message", "lead_created", "deal_created", "deal_stage_changed"}
     assert any(event.stage_kind == "won" and event.amount for event in parsed)
     assert len({event.event_id for event in parsed}) == len(parsed)
+
+
+@pytest.mark.parametrize("hour", [2, 9, 15, 23])
+def test_the_day_so_far_is_on_pace_with_the_demo_plan(hour: int) -> None:
+    """What `make run` posts before going live puts the wall's "vs pace" near zero at any
+    hour: the day's wins and revenue so far against the demo tenant's monthly targets."""
+    config = TenantDirectory(load_tenants(DEMO_TENANTS_FILE)).get("demo")
+    now = datetime(2026, 12, 2, hour, 30, tzinfo=UTC)
+    events = DemoOffice(seed=hour).day_so_far(now)
+    assert all(datetime.fromisoformat(e["occurred_at"]) < now for e in events)
+    won = [e for e in events if e.get("stage_kind") == "won"]
+    elapsed = (hour + 0.5) / 24
+    day_share = 1 / 31  # December, no business hours: every day carries the same plan
+    revenue_plan = sum(t.revenue or 0 for t in config.targets.teams.values())
+    wins_plan = sum(t.deals_won or 0 for t in config.targets.teams.values())
+    revenue = sum(Decimal(e["amount"]) for e in won)
+    assert 0.7 < revenue / (revenue_plan * Decimal(day_share * elapsed)) < 1.3
+    assert 0.7 < len(won) / (wins_plan * day_share * elapsed) < 1.3
 
 
 def test_demo_clients_get_answers_mostly_within_the_demo_sla() -> None:
