@@ -6,9 +6,10 @@ messages flow in both directions. Clients who write or whose call was missed get
 answer after a while, mostly within the demo's SLA (tenants file), sometimes late, so the
 waiting list and the SLA alerts live. Ids are synthetic; there is no personal data in it.
 
-The office's deal flow of the day so far is posted first (``DemoOffice.day_so_far``): a
-wall opened at 3 p.m. then shows a day's revenue on pace with the plan, not a day that
-started when the command did. The demo tenant's monthly targets (demo_tenants.yaml) are
+The office's history is posted first (``DemoOffice.month_so_far``): the day's deal flow
+since midnight and the wins of the month's earlier days. A wall opened at 3 p.m. on the
+20th then shows a day's and a month's revenue on pace with the plan, not an office that
+opened when the command started. The demo tenant's monthly targets (demo_tenants.yaml) are
 this rate of wins around the clock, so "vs pace" hovers around zero, as in a real office.
 """
 
@@ -92,15 +93,26 @@ class DemoOffice:
             return self._new_deal(now)
         return self._advance(now)
 
-    def day_so_far(self, now: datetime) -> list[dict[str, Any]]:
-        """The deal flow since midnight (the demo tenant's zone is UTC), oldest first, at
-        the live rate. Calls and messages are left out: a day of them is ~150,000 events,
-        and they have no plan to be on pace with."""
+    def month_so_far(self, now: datetime) -> list[dict[str, Any]]:
+        """The office's history this month, oldest first (the demo tenant's zone is UTC):
+        only the wins of the days before today (~400 a day, what the month's figures
+        need), then today's whole deal flow (``day_so_far``)."""
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        earlier = self._deal_flow_between(midnight.replace(day=1), midnight)
+        wins = [event for event in earlier if event.get("stage_kind") == "won"]
+        return wins + self.day_so_far(now)
+
+    def day_so_far(self, now: datetime) -> list[dict[str, Any]]:
+        """The deal flow since midnight, oldest first, at the live rate. Calls and messages
+        are left out: a day of them is ~150,000 events, and they have no plan to be on
+        pace with."""
+        return self._deal_flow_between(now.replace(hour=0, minute=0, second=0, microsecond=0), now)
+
+    def _deal_flow_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         step = timedelta(seconds=TICK_S / (NEW_DEAL_P + ADVANCE_P))
         events: list[dict[str, Any]] = []
-        at = midnight + step
-        while at < now:
+        at = start + step
+        while at < end:
             events += self.deal_flow(at)
             at += step
         return events
@@ -219,7 +231,8 @@ class DemoTraffic(Service):
                 await asyncio.sleep(self._interval_s)
 
     async def _post_day_so_far(self, session: aiohttp.ClientSession) -> None:
-        events = self._office.day_so_far(datetime.now(UTC))
+        # Up to a month of deal flow to simulate (~140,000 steps): not on the event loop.
+        events = await asyncio.to_thread(self._office.month_so_far, datetime.now(UTC))
         for first in range(0, len(events), BACKFILL_CHUNK):
             chunk = events[first : first + BACKFILL_CHUNK]
             try:
@@ -228,7 +241,7 @@ class DemoTraffic(Service):
                         logger.warning("demo backfill post answered %d", response.status)
             except aiohttp.ClientError as exc:
                 logger.warning("demo backfill post failed: %r", exc)
-        logger.info("demo: posted the office's deal flow since midnight (%d events)", len(events))
+        logger.info("demo: posted the office's history this month (%d events)", len(events))
 
     async def _wait_for_ingest(self, session: aiohttp.ClientSession) -> None:
         """The web server starts after the services; don't greet it with errors."""
