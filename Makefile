@@ -51,7 +51,7 @@ test-integration: $(VENV)/.installed-dev  ## tests against the real broker and r
 	$(BIN)/pytest tests/integration
 
 constraints: $(VENV)/.installed-dev  ## re-pin constraints.txt to what the dev venv holds now
-	{ sed -n '1,4p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^salespulse'; } > constraints.new
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^salespulse'; } > constraints.new
 	mv constraints.new constraints.txt
 
 bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs naive faust
