@@ -22,7 +22,7 @@ import math
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +50,9 @@ ADVANCE_P = 0.017
 CALL_P = 0.54  # of the ticks left: calls, the rest chat messages
 LOST_P = 0.25  # each step of a deal
 WON_USD = (100, 900)  # uniform, whole dollars
+# The website's ad spend, posted as a `marketing_cost` event at the start of each day
+# (event-fed costs: cost of acquisition and ROMI need no dates in the tenants file).
+AD_SPEND_PER_DAY_USD = 1000
 BACKFILL_CHUNK = 500
 
 
@@ -69,8 +72,11 @@ class DemoOffice:
         # (due, sequence, reply to send): answers to clients who are waiting
         self._replies: list[tuple[datetime, int, dict[str, Any]]] = []
         self._sequence = 0
+        self._spend_posted_for: date | None = None  # the last day whose ad spend was posted
 
     def next_events(self, now: datetime) -> list[dict[str, Any]]:
+        if self._spend_posted_for != now.date():
+            return [self._ad_spend(now)]
         due: list[dict[str, Any]] = []
         while self._replies and self._replies[0][0] <= now:
             reply = heapq.heappop(self._replies)[2]
@@ -98,9 +104,13 @@ class DemoOffice:
         only the wins of the days before today (~400 a day, what the month's figures
         need), then today's whole deal flow (``day_so_far``)."""
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        earlier = self._deal_flow_between(midnight.replace(day=1), midnight)
-        wins = [event for event in earlier if event.get("stage_kind") == "won"]
-        return wins + self.day_so_far(now)
+        history: list[dict[str, Any]] = []
+        for day in range(1, midnight.day):
+            start = midnight.replace(day=day)
+            history.append(self._ad_spend(start))
+            flow = self._deal_flow_between(start, start + timedelta(days=1))
+            history += [event for event in flow if event.get("stage_kind") == "won"]
+        return [*history, self._ad_spend(midnight), *self.day_so_far(now)]
 
     def day_so_far(self, now: datetime) -> list[dict[str, Any]]:
         """The deal flow since midnight, oldest first, at the live rate. Calls and messages
@@ -116,6 +126,13 @@ class DemoOffice:
             events += self.deal_flow(at)
             at += step
         return events
+
+    def _ad_spend(self, day_start: datetime) -> dict[str, Any]:
+        self._spend_posted_for = day_start.date()
+        event = self._base("marketing_cost", day_start, self._rng.choice(MANAGERS))
+        del event["manager_id"], event["team"]  # the office's spend, nobody's in particular
+        event.update(amount=str(AD_SPEND_PER_DAY_USD), currency="USD", source_channel="website")
+        return event
 
     def _base(self, kind: str, now: datetime, manager: str) -> dict[str, Any]:
         return {

@@ -23,7 +23,9 @@ def test_demo_office_events_all_pass_ingest_validation() -> None:
     events = office.day_so_far(now) + [e for _ in range(500) for e in office.next_events(now)]
     parsed = parse_events(msgspec.json.encode(events), now)
     kinds = {event.type for event in parsed}
-    assert kinds == {"call", "message", "lead_created", "deal_created", "deal_stage_changed"}
+    assert kinds == {
+        "call", "message", "lead_created", "deal_created", "deal_stage_changed", "marketing_cost",
+    }  # fmt: skip
     assert any(event.stage_kind == "won" and event.amount for event in parsed)
     assert len({event.event_id for event in parsed}) == len(parsed)
 
@@ -41,7 +43,13 @@ def test_the_history_it_starts_with_is_on_pace_with_the_demo_plan(hour: int) -> 
     assert at == sorted(at)
     assert datetime(2026, 12, 1, tzinfo=UTC) <= at[0]
     assert at[-1] < now
-    assert {e.get("stage_kind") for e, t in zip(events, at, strict=True) if t < midnight} == {"won"}
+    earlier = [e for e, t in zip(events, at, strict=True) if t < midnight]
+    assert {e.get("stage_kind") or e["type"] for e in earlier} == {"won", "marketing_cost"}
+    spend = [e for e in events if e["type"] == "marketing_cost"]
+    assert [datetime.fromisoformat(e["occurred_at"]).day for e in spend] == list(range(1, 21))
+    assert {(e["amount"], e["currency"], e["source_channel"]) for e in spend} == {
+        ("1000", "USD", "website")
+    }
     revenue_plan = sum(t.revenue or 0 for t in config.targets.teams.values())
     wins_plan = sum(t.deals_won or 0 for t in config.targets.teams.values())
     today = (hour + 0.5) / 24 / 31  # December, no business hours: every day the same plan
@@ -114,3 +122,13 @@ def test_cli_reports_a_bad_tenants_file_and_exits_2(
     err = capsys.readouterr().err
     assert f"{tenants}: tenants.acme: " in err
     assert "unknown time zone 'Nowhere/City'" in err
+
+
+def test_the_live_office_posts_each_days_ad_spend_once_when_the_day_starts() -> None:
+    office = DemoOffice(seed=5)
+    evening = datetime(2026, 12, 20, 23, 59, 59, tzinfo=UTC)
+    ticks = [office.next_events(evening) for _ in range(3)]
+    ticks += [office.next_events(evening + timedelta(seconds=2)) for _ in range(3)]
+    spend = [e for tick in ticks for e in tick if e["type"] == "marketing_cost"]
+    assert [e["occurred_at"][:10] for e in spend] == ["2026-12-20", "2026-12-21"]
+    assert all(len(tick) == 1 for tick in (ticks[0], ticks[3]))  # the spend, on its own
