@@ -236,29 +236,28 @@ class DemoTraffic(Service):
     async def _post_forever(self) -> None:
         async with aiohttp.ClientSession() as session:
             await self._wait_for_ingest(session)
-            await self._post_day_so_far(session)
+            await self._post_history(session)
             while not self.should_stop:
-                events = self._office.next_events(datetime.now(UTC))
-                try:
-                    async with session.post(self._url, json=events) as response:
-                        if response.status >= 300:
-                            logger.warning("demo post answered %d", response.status)
-                except aiohttp.ClientError as exc:
-                    logger.warning("demo post failed: %r", exc)
+                await self._post(session, self._office.next_events(datetime.now(UTC)), "post")
                 await asyncio.sleep(self._interval_s)
 
-    async def _post_day_so_far(self, session: aiohttp.ClientSession) -> None:
+    async def _post_history(self, session: aiohttp.ClientSession) -> None:
         # Up to a month of deal flow to simulate (~140,000 steps): not on the event loop.
         events = await asyncio.to_thread(self._office.month_so_far, datetime.now(UTC))
         for first in range(0, len(events), BACKFILL_CHUNK):
-            chunk = events[first : first + BACKFILL_CHUNK]
-            try:
-                async with session.post(self._url, json=chunk) as response:
-                    if response.status >= 300:
-                        logger.warning("demo backfill post answered %d", response.status)
-            except aiohttp.ClientError as exc:
-                logger.warning("demo backfill post failed: %r", exc)
+            await self._post(session, events[first : first + BACKFILL_CHUNK], "history post")
         logger.info("demo: posted the office's history this month (%d events)", len(events))
+
+    async def _post(
+        self, session: aiohttp.ClientSession, events: list[dict[str, Any]], what: str
+    ) -> None:
+        """A failed post is logged and skipped: demo traffic is not worth retrying."""
+        try:
+            async with session.post(self._url, json=events) as response:
+                if response.status >= 300:
+                    logger.warning("demo %s answered %d", what, response.status)
+        except aiohttp.ClientError as exc:
+            logger.warning("demo %s failed: %r", what, exc)
 
     async def _wait_for_ingest(self, session: aiohttp.ClientSession) -> None:
         """The web server starts after the services; don't greet it with errors."""
