@@ -61,13 +61,16 @@ def unique() -> str:
 
 @pytest.fixture
 def settings(bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> Settings:
-    """Settings of one test: its own topics, group, key prefix, port and data dir."""
+    """Settings of one test: its own topics, groups, key prefix, port and data dir."""
     return Settings(
         kafka_bootstrap=bootstrap,
         redis_url=redis_url,
         events_topic=f"crm.events.{unique}",
         dlq_topic=f"crm.events.dlq.{unique}",
         consumer_group=f"kpi-{unique}",
+        # Its own SLA group too: a group shared across tests rebalances over all of them,
+        # and waits out the session of a worker another test killed.
+        sla_consumer_group=f"sla-{unique}",
         app_id=f"salespulse-{unique}",
         redis_key_prefix=f"t-{unique}:",
         http_port=free_port(),

@@ -71,6 +71,7 @@ def phase(settings: Settings, name: str) -> Settings:
         update={
             "events_topic": f"{settings.events_topic}.{name}",
             "consumer_group": f"{settings.consumer_group}-{name}",
+            "sla_consumer_group": f"{settings.sla_consumer_group}-{name}",
             "redis_key_prefix": f"{settings.redis_key_prefix}{name}:",
             "tenants_file": DEMO_TENANTS,
             "topic_partitions": PARTITIONS,
@@ -183,6 +184,7 @@ async def reference(
             events_topic=f"crm.events.{unique}",
             dlq_topic=f"crm.events.dlq.{unique}",
             consumer_group=f"kpi-{unique}",
+            sla_consumer_group=f"sla-{unique}",
             app_id=f"salespulse-{unique}",
             redis_key_prefix=f"t-{unique}:",
             kafka_session_timeout_s=6.0,

@@ -83,6 +83,7 @@ async def pipeline(
         events_topic="crm.events.seb",
         dlq_topic="crm.events.dlq.seb",
         consumer_group="kpi-seb",
+        sla_consumer_group="sla-seb",
         redis_key_prefix=f"{prefix}:",
         topic_partitions=4,
         kafka_session_timeout_s=6.0,
