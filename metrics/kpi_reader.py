@@ -273,7 +273,7 @@ class WonDeals:
     revenue_by_client: dict[str, int]
     # per granularity: bucket name → the position ranges [start, stop) of the records won
     # in that bucket. Sorted by time, a bucket's records are consecutive; a list, because
-    # a local date can repeat (DST ending at midnight turns 00:00 back into 23:00).
+    # a local date can repeat (a clock turned back across midnight, as at 00:30 → 23:30).
     by_bucket: list[dict[str, list[tuple[int, int]]]]
 
     def in_buckets(self, granularity: str, buckets: list[str]) -> Iterator[int]:

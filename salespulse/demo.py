@@ -1,7 +1,7 @@
 """Demo traffic: a small sales office posting canonical events to the real ingest over HTTP.
 
 Six managers of a telesales office work one pipeline: leads arrive, deals move stage by
-stage, most are lost on the way and some are won (about a dozen an hour); calls and chat
+stage, most are lost on the way and some are won (about 15 an hour); calls and chat
 messages flow in both directions. Clients who write or whose call was missed get an
 answer after a while, mostly within the demo's SLA (tenants file), sometimes late, so the
 waiting list and the SLA alerts live. Ids are synthetic; there is no personal data in it.
@@ -44,7 +44,7 @@ REPLY_SPREAD = 0.9
 MAX_REPLY_S = 900.0
 TICK_S = 0.4  # DemoTraffic posts one tick's events this often
 # Per tick: a new deal, or a step of an open deal (next stage, or lost); else a call or a
-# message. About 36 new deals an hour, a third of them won: ~12 wins of ~$500 an hour.
+# message. About 15 wins of ~$500 an hour (a step finding no open deal opens one).
 NEW_DEAL_P = 0.004
 ADVANCE_P = 0.017
 CALL_P = 0.54  # of the ticks left: calls, the rest chat messages
