@@ -58,8 +58,8 @@ class Wait:
             "team": self.team,
             "pipeline": self.pipeline,
             "opened_at": self.opened_at.isoformat(),
-            "age_seconds": round(self.age_seconds, 3),
-            "business_age_seconds": round(self.business_age_seconds, 3),
+            "age_seconds": self.age_seconds,
+            "business_age_seconds": self.business_age_seconds,
             "basis": self.basis,
             "target_seconds": self.target_seconds,
             "warning_seconds": self.warning_seconds,
@@ -72,9 +72,11 @@ def classify(member: str, opened_us: int, config: TenantConfig, now: datetime) -
     ref, kind, channel, manager, given_team, pipeline = _member_decoder.decode(member)
     team = wait_team(config, manager or None, given_team or None)
     opened_at = from_us(opened_us)
-    age = max(0.0, (now - opened_at).total_seconds())
+    # Ages are judged at the millisecond they are reported with: a state computed from the
+    # unrounded age could say "breached" beside a reported age equal to the target.
+    age = round(max(0.0, (now - opened_at).total_seconds()), 3)
     calendar = config.calendar_for(team)
-    business_age = float(calendar.business_seconds(opened_at, now)) if calendar else age
+    business_age = round(float(calendar.business_seconds(opened_at, now)), 3) if calendar else age
     wait_kind: WaitKind = "next" if kind == "next" else "first"
     target = config.sla_target(channel, pipeline or None, wait_kind)
     state: WaitState = "ok"

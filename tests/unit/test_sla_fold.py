@@ -244,3 +244,21 @@ def test_a_wait_is_judged_in_business_seconds_at_the_instant_of_the_read() -> No
     assert (monday.business_age_seconds, monday.state) == (360, "breached")
     assert monday.conversation == "conv-1"
     assert (monday.team, monday.manager, monday.kind) == ("north", "m-1", "first")
+
+
+def test_a_waits_state_agrees_with_the_age_it_reports() -> None:
+    """The state is judged on the reported (millisecond) age: 3600.0004 s reads as 3600.0, at
+    the 1-hour target, not past it (a wallboard showing "breached" at 1:00:00 is wrong)."""
+    directory = tenants(**BERLIN_OFFICE)
+    store = Store()
+    opened = FRIDAY
+    store.fold(
+        [ev("in-1", "call", opened, direction="in", answered=False, channel="phone")], directory
+    )
+    ((member, score),) = store.waiting.items()
+    config = directory.get("acme")
+    at_target = classify(member, score, config, opened + timedelta(hours=1, microseconds=400))
+    assert (at_target.basis, at_target.target_seconds) == ("calendar", 3600)
+    assert (at_target.age_seconds, at_target.state) == (3600.0, "warning")
+    past = classify(member, score, config, opened + timedelta(hours=1, microseconds=600))
+    assert (past.age_seconds, past.state) == (3600.001, "breached")
