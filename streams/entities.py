@@ -41,7 +41,7 @@ CODE = {
 SEP = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
 
 
-class DealState(msgspec.Struct, kw_only=True, array_like=True):
+class DealState(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     created: int | None = None
     # "pipeline\x1fstage" → first entry (µs)
     entries: dict[str, int] = msgspec.field(default_factory=dict)
@@ -51,7 +51,7 @@ class DealState(msgspec.Struct, kw_only=True, array_like=True):
     latest: dict[str, tuple[int, str, str]] = msgspec.field(default_factory=dict)
 
 
-class LeadState(msgspec.Struct, kw_only=True, array_like=True):
+class LeadState(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     # earliest event: (µs, event_id, stage); lead_created counts as stage "new"
     first: tuple[int, str, str] | None = None
     # stage of a lead_stage_changed → its earliest µs
@@ -328,7 +328,7 @@ def _funnel(
     by_pipeline: dict[str, dict[str, int]] = {}
     ranks_by_name = _ranks_of(config)
     for us, key in entries:
-        pipeline, stage = key.split(SEP, 1)
+        pipeline, stage = _split_stage(key)
         by_pipeline.setdefault(pipeline, {})[stage] = us
         ranks = ranks_by_name[pipeline]
         if ranks is not None:
@@ -378,10 +378,41 @@ def _stays(out: Parts, entries: list[tuple[int, str]]) -> None:
             continue
         left = times[later]
         stay = left - us
+        stay_sum, stay_count, stay_hist = _stay_names(key)
+        for part, amount in (
+            ((left, stay_sum), us_to_ms(stay)),
+            ((left, stay_count), 1),
+            ((left, stay_hist[bisect_left(_BOUNDS_US, stay)]), 1),
+        ):
+            out[part] = out.get(part, 0) + amount
+
+
+class _StageKeys(dict[str, tuple[str, str]]):
+    """Stage key (pipeline SEP stage) → (pipeline, stage): split on every derive of a deal."""
+
+    def __missing__(self, key: str) -> tuple[str, str]:
         pipeline, stage = key.split(SEP, 1)
-        _add(out, left, f"stay_sum_ms:{pipeline}:{stage}", us_to_ms(stay))
-        _add(out, left, f"stay_count:{pipeline}:{stage}", 1)
-        _add(out, left, f"stay_hist:{pipeline}:{stage}:{duration_bucket(stay)}", 1)
+        if len(self) < _NAMES_LIMIT:  # keys come from events: bounded like _RanksByName
+            self[key] = pipeline, stage
+        return pipeline, stage
+
+
+class _StayNames(dict[str, tuple[str, str, tuple[str, ...]]]):
+    """Stage key → its time-in-stage component names: sum, count, one per histogram bucket."""
+
+    def __missing__(self, key: str) -> tuple[str, str, tuple[str, ...]]:
+        pipeline, stage = _split_stage(key)
+        base = f"{pipeline}:{stage}"
+        hist = tuple(f"stay_hist:{base}:{i}" for i in range(len(_BOUNDS_US) + 1))
+        names = f"stay_sum_ms:{base}", f"stay_count:{base}", hist
+        if len(self) < _NAMES_LIMIT:
+            self[key] = names
+        return names
+
+
+_NAMES_LIMIT = 10_000
+_split_stage = _StageKeys().__getitem__
+_stay_names = _StayNames().__getitem__
 
 
 def lead_facts(state: LeadState, config: TenantConfig) -> tuple[Dims, Parts] | None:

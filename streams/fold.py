@@ -17,6 +17,7 @@ from salespulse.kpi_keys import KpiKeys, encode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
 from streams.buckets import (
     GRANULARITIES,
+    US_PER_HOUR,
     US_PER_MINUTE,
     BucketNamer,
     Written,
@@ -303,12 +304,24 @@ class _TenantBatch:
         memos; one call per entity, whose contributions share its dimensions."""
         by_minute, slots = self.by_minute, self.slots
         memo = encoded_fields(dims)
+        # skip_level with the receipt's thresholds worked out once, not once per part
+        if received is None:
+            recent_minute = recent_hour = -(1 << 62)
+        else:
+            recent_minute = received // US_PER_MINUTE - 59
+            recent_hour = received // US_PER_HOUR - 23
         for (us, component), amount in delta.items():
             if not amount:
                 continue
             minute = us // US_PER_MINUTE
             levels = by_minute.get(minute) or self.namer.levels(minute)
-            written = levels[skip_level(us, received)]
+            written: Written
+            if minute >= recent_minute:
+                written = levels[0]
+            elif us // US_PER_HOUR >= recent_hour:
+                written = levels[1]
+            else:
+                written = levels[2]
             slot = slots.get(written) or self.slot(written)
             encoded = memo.get(component) or encode(memo, component, dims)
             fields = slot[1]
@@ -350,11 +363,7 @@ def _diff_entity(
     old_parts = before.contributions if before is not None else None
     if not old_parts or before is None or before.dims == after.dims:
         # the usual case: same dimensions, so only the changed amounts are written
-        delta = after.contributions
-        if old_parts:
-            delta = dict(delta)
-            for part, amount in old_parts.items():
-                delta[part] = delta.get(part, 0) - amount
+        delta = _delta(after.contributions, old_parts) if old_parts else after.contributions
         if delta and after.dims is not None:
             batch.add_delta(after.dims, delta, received)
     else:
@@ -371,3 +380,18 @@ def _diff_entity(
         if old_won != after.won:
             record = msgspec.json.encode(after.won) if after.won is not None else None
             fold.won_changes.append((batch.tenant, entity_id, record))
+
+
+def _delta(after: Parts, before: Parts) -> Parts:
+    """after - before, without the zeros: a stage move changes a few of a deal's ~25 parts."""
+    delta = {}
+    for part, amount in after.items():
+        held = before.get(part)
+        if held is None:
+            delta[part] = amount
+        elif held != amount:
+            delta[part] = amount - held
+    for part, amount in before.items():
+        if part not in after:
+            delta[part] = -amount
+    return delta
