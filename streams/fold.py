@@ -383,7 +383,7 @@ def _diff_entity(
 
 
 def _delta(after: Parts, before: Parts) -> Parts:
-    """after - before, without the zeros: a stage move changes a few of a deal's ~25 parts."""
+    """after - before, without the zeros: a stage move changes only a few of a deal's parts."""
     delta = {}
     for part, amount in after.items():
         held = before.get(part)
