@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
 
-import msgspec
 import redis
 
 from metrics.waiting import WaitingReader
+from metrics.won_deals import WonDeals, WonRecord, client_components, prepare_won, won_record
 from salespulse.kpi_keys import SEP, KpiKeys, decode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
-from streams.buckets import GRANULARITIES, US_PER_MINUTE, BucketNamer, to_us, window_buckets
+from streams.buckets import (
+    namer_for,
+    to_us,
+    window_buckets,
+)
 from streams.kpi_catalogue import DIMENSIONS, DURATION_BUCKETS_S
 
 Groups = dict[str, dict[str, int]]
@@ -30,6 +36,11 @@ _DIRECTION_OUTCOME = {
     ("out", "answered"): ("calls_out", "calls_answered"),
     ("out", "missed"): ("calls_out", "calls_missed"),
 }
+
+
+@cache
+def sum_buckets_script() -> str:
+    return resources.files("metrics").joinpath("sum_buckets.lua").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,9 @@ class KpiReader:
         self._tenants = tenants
         self._clock = clock
         self._fields: dict[bytes, tuple[str, tuple[str, ...]]] = {}
+        self._sum_script = client.register_script(sum_buckets_script())
+        # deal (as stored) → (its raw won record, decoded)
+        self._won_memo: dict[bytes | str, tuple[bytes | str, WonRecord]] = {}
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -73,22 +87,40 @@ class KpiReader:
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     def raw(self, tenant: str, window: str, now: datetime) -> RawSums:
-        """Sum of every stored field over the window's buckets."""
+        """Sum of every stored field over the window's buckets.
+
+        A window of many buckets (15m, 1h, 24h) is summed inside Redis (sum_buckets.lua);
+        a one-bucket window, or sums beyond what the script holds exactly, in Python.
+        """
         granularity, buckets = window_buckets(window, now, self._tenants.zone_for(tenant))
+        bucket_keys = [self._keys.bucket(tenant, granularity, bucket) for bucket in buckets]
+        if len(bucket_keys) > 1:
+            summed = self._sum_script(keys=bucket_keys)
+            if summed[0]:
+                sums: RawSums = {}
+                for i in range(1, len(summed), 2):
+                    parsed = self._parsed(summed[i])
+                    sums[parsed] = sums.get(parsed, 0) + int(summed[i + 1])
+                return sums
         pipe = self._client.pipeline(transaction=False)
-        for bucket in buckets:
-            pipe.hgetall(self._keys.bucket(tenant, granularity, bucket))
-        sums: RawSums = {}
+        for key in bucket_keys:
+            pipe.hgetall(key)
+        sums = {}
         for reply in pipe.execute():
             for raw_field, raw_value in reply.items():
-                parsed = self._fields.get(raw_field)
-                if parsed is None:
-                    if len(self._fields) > 200_000:
-                        self._fields.clear()
-                    parts = decode_field(raw_field)
-                    parsed = self._fields[raw_field] = (parts[0], tuple(parts[1:]))
+                parsed = self._fields.get(raw_field) or self._parsed(raw_field)
                 sums[parsed] = sums.get(parsed, 0) + int(raw_value)
         return sums
+
+    def _parsed(self, raw_field: bytes) -> tuple[str, tuple[str, ...]]:
+        """(component, dims) of a stored field; memoised, fields repeat scrape after scrape."""
+        parsed = self._fields.get(raw_field)
+        if parsed is None:
+            if len(self._fields) > 200_000:
+                self._fields.clear()
+            parts = decode_field(raw_field)
+            parsed = self._fields[raw_field] = (parts[0], tuple(parts[1:]))
+        return parsed
 
     def components(
         self, tenant: str, window: str, by: str | None, now: datetime | None = None
@@ -132,9 +164,23 @@ class KpiReader:
         won = self._client.hgetall(self._keys.won(tenant))
         live: dict[str, int] = {}
         self._live(live, tenant, self._tenants.get(tenant), now)
-        records = [_won_record(deal, record) for deal, record in won.items()]
-        namer = BucketNamer(self._tenants.zone_for(tenant))
-        return TenantState(prepare_won(records, namer), live)
+        return TenantState(
+            prepare_won(self._won_records(won), namer_for(self._tenants.zone_for(tenant))), live
+        )
+
+    def _won_records(self, won: dict[bytes | str, bytes | str]) -> list[WonRecord]:
+        """Decoded won records, memoised by deal: between two scrapes few of them change,
+        and decoding all of them was a tenth of a 200-manager office's scrape."""
+        memo = self._won_memo
+        if len(memo) > 2 * len(won) + 100_000:  # deals gone from the index
+            memo.clear()
+        records = []
+        for deal, raw in won.items():
+            held = memo.get(deal)
+            if held is None or held[0] != raw:
+                held = memo[deal] = raw, won_record(deal, raw)
+            records.append(held[1])
+        return records
 
     def _live(
         self, total: dict[str, int], tenant: str, config: TenantConfig, now: datetime
@@ -204,27 +250,38 @@ def _route(component: str) -> _Route:
 
 
 def group_components(sums: RawSums, by: str | None) -> Groups:
-    """Fold stored sums into groups; derive call marginals and p90s. Pure."""
-    index = DIMENSIONS.index(by) if by else None
+    """Fold stored sums into groups; derive call marginals and p90s. Pure.
+
+    Two loops, not one with a list of targets per sum: a scrape runs this a dozen times
+    over ~1,000 sums each."""
     total: dict[str, int] = {}
     groups: Groups = {"total": total}
     hists: dict[tuple[str, str], dict[int, int]] = {}
-    for (component, dims), amount in sums.items():
-        names, head, bucket = _ROUTES.get(component) or _route(component)
-        if index is None:
-            targets: tuple[tuple[str, dict[str, int]], ...] = (("total", total),)
-        else:
+    routes = _ROUTES
+    if by is None:
+        for (component, _), amount in sums.items():
+            names, head, bucket = routes.get(component) or _route(component)
+            if names is None:
+                hist = hists.setdefault(("total", head), {})
+                hist[bucket] = hist.get(bucket, 0) + amount
+                continue
+            for name in names:
+                total[name] = total.get(name, 0) + amount
+    else:
+        index = DIMENSIONS.index(by)
+        for (component, dims), amount in sums.items():
+            names, head, bucket = routes.get(component) or _route(component)
             group_name = dims[index]
             group = groups.get(group_name)
             if group is None:
                 group = groups[group_name] = {}
-            targets = (("total", total), (group_name, group))
-        for group_name, group in targets:
             if names is None:
-                hist = hists.setdefault((group_name, head), {})
-                hist[bucket] = hist.get(bucket, 0) + amount
+                for key in (("total", head), (group_name, head)):
+                    hist = hists.setdefault(key, {})
+                    hist[bucket] = hist.get(bucket, 0) + amount
                 continue
             for name in names:
+                total[name] = total.get(name, 0) + amount
                 group[name] = group.get(name, 0) + amount
     for (group_name, head), hist in hists.items():
         p90 = p90_seconds(hist)
@@ -248,143 +305,3 @@ def p90_seconds(hist: dict[int, int]) -> int | None:
         if running >= need:
             return DURATION_BUCKETS_S[min(index, len(DURATION_BUCKETS_S) - 1)]
     return DURATION_BUCKETS_S[-1]
-
-
-WonRecord = tuple[int, str, int | None, str | None, str | None, tuple[str, ...]]
-
-
-def _won_record(deal: bytes | str, raw: bytes | str) -> WonRecord:
-    won_us, units, client, lead, *dims = msgspec.json.decode(raw)
-    name = deal.decode() if isinstance(deal, bytes) else deal
-    return int(won_us), name, units, client, lead, tuple(dims)
-
-
-@dataclass(frozen=True)
-class WonDeals:
-    """Won-deal records prepared once per read, then filtered per window.
-
-    Sorted by (won instant, deal id); each record's bucket names, whether its client won
-    earlier (a repeat sale) and whether it is the client's first win are known up front.
-    """
-
-    records: list[WonRecord]
-    repeat: list[bool]
-    first: list[bool]
-    revenue_by_client: dict[str, int]
-    # per granularity: bucket name → the position ranges [start, stop) of the records won
-    # in that bucket. Sorted by time, a bucket's records are consecutive; a list, because
-    # a local date can repeat (a clock turned back across midnight, as at 00:30 → 23:30).
-    by_bucket: list[dict[str, list[tuple[int, int]]]]
-
-    def in_buckets(self, granularity: str, buckets: list[str]) -> Iterator[int]:
-        ranges = self.by_bucket[GRANULARITIES.index(granularity)]
-        for bucket in buckets:
-            for start, stop in ranges.get(bucket, ()):
-                yield from range(start, stop)
-
-
-def prepare_won(records: list[WonRecord], namer: BucketNamer) -> WonDeals:
-    # (won µs, deal id) lead each record and deal ids are unique: no tie reaches the rest
-    ordered = sorted(records)
-    seen: set[str] = set()
-    repeat, first = [], []
-    revenue: dict[str, int] = {}
-    for _, _, units, client, _, _ in ordered:
-        repeat.append(client is not None and client in seen)
-        first.append(client is not None and client not in seen)
-        if client is not None:
-            seen.add(client)
-            revenue[client] = revenue.get(client, 0) + (units or 0)
-    by_bucket: list[dict[str, list[tuple[int, int]]]] = [{} for _ in GRANULARITIES]
-    current: list[str | None] = [None] * len(GRANULARITIES)
-    starts = [0] * len(GRANULARITIES)
-    last_minute = None
-    for position, record in enumerate(ordered):
-        minute = record[0] // US_PER_MINUTE
-        if minute == last_minute:
-            continue  # names change at minute boundaries at most
-        last_minute = minute
-        for index, name in enumerate(namer.levels(minute)[0]):
-            held = current[index]
-            if name != held:
-                if held is not None:
-                    by_bucket[index].setdefault(held, []).append((starts[index], position))
-                current[index], starts[index] = name, position
-    for index, held in enumerate(current):
-        if held is not None:
-            by_bucket[index].setdefault(held, []).append((starts[index], len(ordered)))
-    return WonDeals(ordered, repeat, first, revenue, by_bucket)
-
-
-def client_components(
-    groups: Groups,
-    won: WonDeals,
-    by: str | None,
-    window: str,
-    granularity: str,
-    buckets: list[str],
-) -> None:
-    """Client KPIs and lead→customer from the prepared won deals. Pure.
-
-    Counted in locals and written once: this runs for every window of every scrape over
-    every won deal in the window (thousands at office size)."""
-    index = DIMENSIONS.index(by) if by else None
-    total = groups["total"]
-    records, repeat, first = won.records, won.repeat, won.first
-    leads: set[str] = set()
-    leads_by: dict[str, set[str]] = {}
-    clients: set[str] = set()
-    client_deals = repeat_count = repeat_revenue = 0
-    new_clients: dict[str, int] = {}  # source → clients won for the first time
-    for i in won.in_buckets(granularity, buckets):
-        _, _, units, client, lead, dims = records[i]
-        if lead is not None:
-            leads.add(lead)
-            if index is not None:
-                leads_by.setdefault(dims[index], set()).add(lead)
-        if client is None:
-            continue
-        client_deals += 1
-        clients.add(client)
-        if repeat[i]:
-            repeat_count += 1
-            repeat_revenue += units or 0
-        if first[i]:
-            new_clients[dims[3]] = new_clients.get(dims[3], 0) + 1
-    if client_deals:
-        total["client_deals"] = total.get("client_deals", 0) + client_deals
-    if repeat_count:
-        total["repeat_count"] = total.get("repeat_count", 0) + repeat_count
-        total["repeat_revenue"] = total.get("repeat_revenue", 0) + repeat_revenue
-    for source, count in new_clients.items():
-        name = f"new_clients:{source}"
-        total[name] = total.get(name, 0) + count
-    if leads:
-        leads_by["total"] = leads
-    for group_name, lead_ids in leads_by.items():
-        groups.setdefault(group_name, {})["lead_customers"] = len(lead_ids)
-    total["client_distinct"] = len(clients)
-    if window == "all" and won.revenue_by_client:
-        total["clv_revenue"] = sum(won.revenue_by_client.values())
-        total["clv_clients"] = len(won.revenue_by_client)
-        _abc(total, won.revenue_by_client)
-
-
-def _abc(total: dict[str, int], revenue: dict[str, int]) -> None:
-    ranked = sorted(revenue.items(), key=lambda item: (-item[1], item[0]))
-    whole = sum(revenue.values())
-    running = 0
-    for client_revenue in (amount for _, amount in ranked):
-        share_before = running
-        running += client_revenue
-        # A until the prefix reaches 80 %, then B until 95 %, then C (integer arithmetic).
-        if whole == 0:
-            label = "C"  # no revenue to rank by
-        elif share_before * 100 < 80 * whole:
-            label = "A"
-        elif share_before * 100 < 95 * whole:
-            label = "B"
-        else:
-            label = "C"
-        total[f"abc_count:{label}"] = total.get(f"abc_count:{label}", 0) + 1
-        total[f"abc_revenue:{label}"] = total.get(f"abc_revenue:{label}", 0) + client_revenue

@@ -12,13 +12,8 @@ from datetime import datetime
 
 import msgspec
 
-from metrics.kpi_reader import (
-    Groups,
-    client_components,
-    drop_zeros,
-    group_components,
-    prepare_won,
-)
+from metrics.kpi_reader import Groups, drop_zeros, group_components
+from metrics.won_deals import client_components, prepare_won
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys, decode_field
 from salespulse.tenants import TenantDirectory

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metrics.kpi_reader import WonRecord, prepare_won
+from metrics.won_deals import WonRecord, prepare_won
 from streams.buckets import GRANULARITIES, BucketNamer, to_us
 
 # Around DST changes (and a month end) in zones whose change falls at midnight or 02:00.

@@ -1,0 +1,91 @@
+"""A window's raw sums on real Redis: summed inside Redis (sum_buckets.lua) for windows of
+many buckets, exactly equal to summing in Python, also where a double would round."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from metrics.kpi_reader import KpiReader, sum_buckets_script
+from salespulse.kpi_keys import KpiKeys, encode_field
+from salespulse.tenants import TenantDirectory, TenantsFile
+from streams.buckets import window_buckets
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 21, 21, 30, 30, tzinfo=UTC)
+DIMS = ("m-1", "north", "sales", "web")
+TENANTS = TenantDirectory(TenantsFile())
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    sync = redis.Redis.from_url(redis_url)
+    yield sync
+    sync.close()
+
+
+def _fill(client: redis.Redis, keys: KpiKeys, window: str, amounts: list[int]) -> None:
+    """One field per component in each of the window's buckets, bucket i holding
+    amounts[i % len(amounts)] (and a field only every third bucket has)."""
+    granularity, buckets = window_buckets(window, NOW, TENANTS.zone_for("acme"))
+    for i, bucket in enumerate(buckets):
+        key = keys.bucket("acme", granularity, bucket)
+        client.hset(key, encode_field(("revenue", *DIMS)), amounts[i % len(amounts)])
+        if i % 3 == 0:
+            client.hset(key, encode_field(("won", *DIMS)), 1)
+
+
+def _python_sums(client: redis.Redis, keys: KpiKeys, window: str) -> dict[str, int]:
+    granularity, buckets = window_buckets(window, NOW, TENANTS.zone_for("acme"))
+    sums: dict[bytes | str, int] = {}
+    for bucket in buckets:
+        for name, value in client.hgetall(keys.bucket("acme", granularity, bucket)).items():
+            sums[name] = sums.get(name, 0) + int(value)
+    return {
+        "revenue": sums.get(encode_field(("revenue", *DIMS)), 0),
+        "won": sums.get(encode_field(("won", *DIMS)), 0),
+    }
+
+
+@pytest.mark.parametrize("window", ["15m", "1h", "24h"])
+@pytest.mark.parametrize(
+    "amounts",
+    [
+        [1, -2, 3],
+        # ~2^57 each: a double cannot hold these, the reader must sum them in Python
+        [144_115_188_075_855_873, 3],
+        # each exact in a double, but the running sum passes 2^53 and comes back
+        [2**53 - 1, -(2**53 - 1), 7],
+    ],
+    ids=["small", "beyond-double", "passes-2^53"],
+)
+def test_window_sums_equal_exact_python_sums(
+    client: redis.Redis, unique: str, window: str, amounts: list[int]
+) -> None:
+    keys = KpiKeys(f"{unique}:")
+    _fill(client, keys, window, amounts)
+    reader = KpiReader(client, keys, TENANTS, clock=NOW.timestamp)
+    raw = reader.raw("acme", window, NOW)
+    expected = _python_sums(client, keys, window)
+    assert raw == {(component, DIMS): amount for component, amount in expected.items()}
+    assert raw[("won", DIMS)] > 0  # the sparse field is there too
+
+
+def test_the_script_sums_in_redis_and_declines_what_a_double_would_round(
+    client: redis.Redis, unique: str
+) -> None:
+    """The reader's fast path is really taken for ordinary sums (and refused for huge ones)."""
+    keys = KpiKeys(f"{unique}:")
+    script = client.register_script(sum_buckets_script())
+    revenue = encode_field(("revenue", *DIMS))
+    names = [keys.bucket("acme", "m", str(minute)) for minute in range(3)]
+    for name, amount in zip(names, (5, -2, 40), strict=True):
+        client.hset(name, revenue, amount)
+    assert script(keys=names) == [1, revenue, 43]
+    client.hset(names[1], revenue, 2**53)
+    assert script(keys=names) == [0]
+    assert script(keys=[]) == [1]
