@@ -20,11 +20,7 @@ from metrics.waiting import WaitingReader
 from metrics.won_deals import WonDeals, WonRecord, client_components, prepare_won, won_record
 from salespulse.kpi_keys import SEP, KpiKeys, decode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
-from streams.buckets import (
-    namer_for,
-    to_us,
-    window_buckets,
-)
+from streams.buckets import namer_for, to_us, window_buckets
 from streams.kpi_catalogue import DIMENSIONS, DURATION_BUCKETS_S
 
 Groups = dict[str, dict[str, int]]

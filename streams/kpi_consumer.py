@@ -36,6 +36,9 @@ from streams.topics import group_consumer_options
 logger = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+# How long a stop waits for the batch being written (the rest is redelivered: Redis's
+# watermark and the event-id sets make that harmless).
+STOP_GRACE_S = 10.0
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 T = TypeVar("T")
@@ -133,6 +136,7 @@ class KpiBatchConsumer(Service, Generic[P]):
             "fetch_max_wait_ms": timeout_ms,
         }
         self._kafka: AIOKafkaConsumer | None = None
+        self._consuming: asyncio.Future[None] | None = None
 
     @property
     def _consumer(self) -> AIOKafkaConsumer:
@@ -145,9 +149,15 @@ class KpiBatchConsumer(Service, Generic[P]):
         self._kafka = AIOKafkaConsumer(**self._consumer_options)
         self._kafka.subscribe([self._topic], listener=_SeekPastApplied(self))
         # Joining the group takes seconds; the web server should not wait for it.
-        self.add_future(self._consume_forever())
+        self._consuming = self.add_future(self._consume_forever())
 
     async def on_stop(self) -> None:
+        # The loop sees should_stop, finishes the batch being written and commits its
+        # offsets while this consumer is still in the group: stopping the consumer first
+        # made that last commit fail (UnknownMemberIdError) on every shutdown. Bounded,
+        # as a Redis outage holds a write until Redis is back.
+        if self._consuming is not None:
+            await asyncio.wait({self._consuming}, timeout=STOP_GRACE_S)
         if self._kafka is not None:
             await self._kafka.stop()
 

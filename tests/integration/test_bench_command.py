@@ -1,0 +1,44 @@
+"""`salespulse bench` end to end, at a small size: it starts its own broker and Redis, runs
+every path, checks path (a) against the in-memory fold, prints the table and cleans up.
+
+No speed is asserted (speeds are what the command prints, and this machine's vary); the
+test keeps the command itself working, and quiet about its own cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_runs_every_path_checks_the_fold_and_cleans_up() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SALESPULSE_")}
+    sizes = ["--events", "15000", "--naive-events", "300", "--partitions", "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "salespulse.cli", "bench", *sizes, "--open-deals", "2000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for path in ("(a) SalesPulse", "(b) naive faust", "(c) raw aiokafka", "(d)"):
+        assert path in result.stdout, output
+    assert "FAILED" not in output
+    assert "Redis all-time KPIs == in-memory fold of the same events: OK" in result.stdout
+    assert "2,000 open deals" in result.stdout, output
+    assert "GET /metrics, one tenant with 200 managers" in result.stdout, output
+    # several batches, so that path (a) has a rate to print
+    row_a = next(line for line in result.stdout.splitlines() if line.startswith("(a)"))
+    assert row_a.split("|")[3].strip().replace(",", "").isdigit(), row_a
+    # stopping is quiet: no cleanup left hanging, no offset commit after leaving the group
+    assert "did not close cleanly" not in output
+    assert "offset commit failed" not in output
+    assert " ERROR " not in output
