@@ -18,6 +18,7 @@ from salespulse.datasets import CONVERTERS
 from salespulse.errors import EmbeddedServiceError
 from salespulse.settings import Settings
 from salespulse.tenants import TenantsFileError
+from salespulse.tuning import tune_gc
 
 logger = logging.getLogger("salespulse")
 
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--open-deals", type=int, default=1_000_000, help="open deals for the state-memory figure"
     )
+    bench.add_argument(
+        "--fold-only",
+        action="store_true",
+        help="only the worker's decode, fold and packing, per event type (no broker, no Redis)",
+    )
     return parser
 
 
@@ -78,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args.file, args.url)
         if args.command == "dataset":
             return _dataset(args.name, args.directory, args.tenant, args.output)
+        if args.command == "bench" and args.fold_only:
+            from salespulse.bench_fold import measure_fold
+
+            tune_gc()  # as the worker process does
+            print(*measure_fold(args.events, settings.batch_max_records), sep="\n")
+            return 0
         if args.command == "bench":
             from salespulse.bench import run_benchmark
 

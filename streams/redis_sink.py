@@ -117,7 +117,7 @@ class RedisKpiSink:
 
     async def apply(self, fold: BatchFold, offsets: dict[str, int]) -> ApplyOutcome:
         """Apply the fold and advance the watermarks, unless the checks refuse it."""
-        packed, seen_owner = self._arguments(fold, offsets)
+        packed, seen_owner = self.arguments(fold, offsets)
         try:
             reply = await self._script(args=[packed])
         except RedisError as exc:
@@ -135,7 +135,7 @@ class RedisKpiSink:
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
         return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
 
-    def _arguments(self, fold: BatchFold, offsets: dict[str, int]) -> tuple[bytes, dict[str, str]]:
+    def arguments(self, fold: BatchFold, offsets: dict[str, int]) -> tuple[bytes, dict[str, str]]:
         """The batch as one MessagePack argument (see apply_batch.lua for its layout)."""
         keys = self._keys
         owner: dict[str, str] = {}

@@ -42,3 +42,22 @@ def test_bench_runs_every_path_checks_the_fold_and_cleans_up() -> None:
     assert "did not close cleanly" not in output
     assert "offset commit failed" not in output
     assert " ERROR " not in output
+
+
+def test_fold_only_bench_splits_the_worker_steps_and_event_types() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SALESPULSE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "salespulse.cli", "bench", "--fold-only", "--events", "4000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    head, *by_type = result.stdout.splitlines()
+    assert head.startswith("fold-only, 4,000 events in batches of 5,000"), head
+    for step in ("decode", "fold", "pack", "together"):
+        assert f"{step} " in head, head
+    kinds = {line.split()[2] for line in by_type}
+    assert kinds == {"call", "message", "lead_created", "deal_created", "deal_stage_changed"}
