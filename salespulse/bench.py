@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import platform
@@ -69,6 +70,7 @@ PACED_SECONDS = 4.0
 TARGET_EVENTS_S = 40_000  # the foundation's target
 TARGET_CATALOGUE_EVENTS_S = 60_000  # the full KPI catalogue's target (not reached yet)
 TARGET_RATIO = 10.0
+TARGET_MIN_EVENTS = 200_000  # the backlog the targets are set for
 PATHS = (
     "(a) SalesPulse KpiBatchConsumer",
     "(b) naive faust agent + Table, per event",
@@ -222,9 +224,17 @@ class RecordingMetrics(PipelineMetrics):
 
 
 async def measure_pipeline(
-    settings: Settings, bootstrap: str, redis_url: str, topic: str, events: int, expected: Expected
+    settings: Settings,
+    bootstrap: str,
+    redis_url: str,
+    topic: str,
+    events: int,
+    expected: Expected,
+    *,
+    latency: bool = True,
 ) -> tuple[Row, str, bool]:
-    """Path (a): drain the backlog, check the result against the fold, then paced latency."""
+    """Path (a): drain the backlog, check the result against the fold, then (if
+    ``latency``) paced latency. Each call is a new consumer group and key prefix."""
     run = uuid.uuid4().hex[:8]
     dlq = f"{topic}.dlq"
     settings = settings.model_copy(
@@ -258,6 +268,8 @@ async def measure_pipeline(
         assert metrics.last is not None
         row = Row.between(PATHS[0], events, metrics.first, metrics.last)
         check, ok = await verify(client, keys, expected, metrics.applied, consumer.applied_batches)
+        if not latency:
+            return row, check, ok
 
         metrics.keep_latencies = True
         producer.start()
@@ -280,6 +292,34 @@ async def measure_pipeline(
         await close_quietly("(a) dead-letter publisher", publisher.stop())
         await close_quietly("(a) Redis keys", delete_keys(client, f"{keys.prefix}*"))
         await close_quietly("(a) Redis client", client.aclose())
+
+
+async def measure_pipeline_runs(
+    settings: Settings,
+    bootstrap: str,
+    redis_url: str,
+    topic: str,
+    events: int,
+    expected: Expected,
+    runs: int,
+) -> tuple[Row, str, bool, list[float]]:
+    """Path (a) ``runs`` times over the same backlog: the row of the median rate (this
+    VM's speed drifts by a quarter within minutes), the latencies of the last run, which
+    alone adds paced events to the topic; every run's check must pass."""
+    rows: list[Row] = []
+    checks: list[str] = []
+    for attempt in range(runs):
+        last = attempt == runs - 1
+        row, check, ok = await measure_pipeline(
+            settings, bootstrap, redis_url, topic, events, expected, latency=last
+        )
+        if not ok:
+            return row, check, False, [row.rate]
+        rows.append(row)
+        checks.append(check)
+    median = sorted(rows, key=lambda row: row.rate)[len(rows) // 2]
+    median.p50_ms, median.p99_ms = rows[-1].p50_ms, rows[-1].p99_ms
+    return median, checks[-1], True, [row.rate for row in rows]
 
 
 async def verify(
@@ -331,7 +371,7 @@ async def measure_raw(bootstrap: str, topic: str, events: int, partitions: int) 
         await close_quietly("(c) consumer", consumer.stop())
 
 
-def report(rows: list[Row], check: str) -> None:
+def report(rows: list[Row], check: str, rates_a: list[float]) -> None:
     table = [HEAD, *(row.cells() for row in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEAD))]
     for n, line in enumerate(table):
@@ -340,9 +380,18 @@ def report(rows: list[Row], check: str) -> None:
         if n == 0:
             print("-+-".join("-" * w for w in widths))
     print(*(f"{row.path} FAILED: {row.error}" for row in rows if row.error), sep="\n")
+    if len(rates_a) > 1:
+        shown = " | ".join("-" if math.isnan(rate) else f"{rate:,.0f}" for rate in rates_a)
+        print(f"(a) ran {len(rates_a)} times: {shown} events/s; its row is the median run")
     a, b, c = (row.rate for row in rows[:3])
     verdict = {True: "PASS", False: "FAIL"}
     print(f"ratio (a)/(b): {a / b:,.1f}x    ratio (a)/(c): {a / c:,.2f}x", check, sep="\n")
+    if rows[0].events < TARGET_MIN_EVENTS:
+        # A short backlog touches each deal once or twice: its states stay small and the
+        # fold cheap (15,000 events read 86k/s where 200,000 read 37k/s), no verdict.
+        print(f"targets: not judged below --events {TARGET_MIN_EVENTS:,}")
+        print()
+        return
     print(f"target (a) >= {TARGET_EVENTS_S:,} events/s: {verdict[a >= TARGET_EVENTS_S]}")
     print(
         f"target (a) >= {TARGET_CATALOGUE_EVENTS_S:,} events/s with the full catalogue: "
@@ -360,6 +409,7 @@ async def _bench(
     naive: int,
     partitions: int,
     open_deals: int,
+    runs: int,
 ) -> int:
     run = uuid.uuid4().hex[:8]
     naive_app = f"salespulse-bench-naive-{run}"
@@ -368,6 +418,7 @@ async def _bench(
     rows = [Row(path, n) for path, n in zip(PATHS, (events, naive, events), strict=True)]
     rows.append(Row(SLA_PATH, events))
     check, ok = "check (a): not run", False
+    rates: list[float] = []
     try:
         await ensure_topics(bootstrap, dict.fromkeys(topics, partitions))
         expected: Expected = Counter()
@@ -377,8 +428,8 @@ async def _bench(
         # One path at a time, so that none shares this machine's cores with another. A path
         # that fails is reported in its row, the others still run, and the exit status is 1.
         try:
-            rows[0], check, ok = await measure_pipeline(
-                settings, bootstrap, redis_url, topic_a, events, expected
+            rows[0], check, ok, rates = await measure_pipeline_runs(
+                settings, bootstrap, redis_url, topic_a, events, expected, runs
             )
         except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
             rows[0].error = repr(exc)
@@ -405,7 +456,7 @@ async def _bench(
         except Exception as exc:  # noqa: BLE001 - reported, exit status 1
             scale.append(f"scale measurement FAILED: {exc!r}")
 
-    report(rows, check)
+    report(rows, check, rates)
     print(*scale, "", sep="\n")
     print(
         f"machine: nproc {len(os.sched_getaffinity(0))}, Python {platform.python_version()} "
@@ -441,6 +492,7 @@ def run_benchmark(
     naive_events: int,
     partitions: int,
     open_deals: int = 1_000_000,
+    runs: int = 3,
 ) -> int:
     """Start embedded broker/Redis if unconfigured, run all paths, print the table."""
     # aiokafka narrates every group join at INFO; the table is what this command is for.
@@ -456,5 +508,7 @@ def run_benchmark(
             redis_url = f"redis://127.0.0.1:{stack.enter_context(start_redis(workdir)).port}/0"
         tune_gc()  # as the worker process does (salespulse.launcher)
         return asyncio.run(
-            _bench(settings, bootstrap, redis_url, events, naive_events, partitions, open_deals)
+            _bench(
+                settings, bootstrap, redis_url, events, naive_events, partitions, open_deals, runs
+            )
         )

@@ -53,13 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--tenant", help="tenant id for the events (default: the data set's)")
     dataset.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     bench = commands.add_parser("bench", help="measure throughput and latency, print a table")
-    bench.add_argument("--events", type=int, default=200_000, help="events for the pipeline")
+    bench.add_argument("--events", type=_positive, default=200_000, help="events for the pipeline")
     bench.add_argument(
-        "--naive-events", type=int, default=20_000, help="events for the naive faust baseline"
+        "--naive-events", type=_positive, default=20_000, help="events for the naive faust baseline"
     )
-    bench.add_argument("--partitions", type=int, default=8)
+    bench.add_argument("--partitions", type=_positive, default=8)
     bench.add_argument(
-        "--open-deals", type=int, default=1_000_000, help="open deals for the state-memory figure"
+        "--open-deals",
+        type=_positive,
+        default=1_000_000,
+        help="open deals for the state-memory figure",
+    )
+    bench.add_argument(
+        "--runs", type=_positive, default=3, help="runs of path (a); the table shows the median"
     )
     bench.add_argument(
         "--fold-only",
@@ -67,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the worker's decode, fold and packing, per event type (no broker, no Redis)",
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    """argparse type of the benchmark's sizes: a clear usage error, not a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             try:
                 return run_benchmark(
-                    settings, args.events, args.naive_events, args.partitions, args.open_deals
+                    settings,
+                    args.events,
+                    args.naive_events,
+                    args.partitions,
+                    args.open_deals,
+                    args.runs,
                 )
             except KeyboardInterrupt:
                 print("salespulse bench: interrupted", file=sys.stderr)

@@ -132,3 +132,17 @@ def test_the_live_office_posts_each_days_ad_spend_once_when_the_day_starts() -> 
     spend = [e for tick in ticks for e in tick if e["type"] == "marketing_cost"]
     assert [e["occurred_at"][:10] for e in spend] == ["2026-12-20", "2026-12-21"]
     assert all(len(tick) == 1 for tick in (ticks[0], ticks[3]))  # the spend, on its own
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [("--events", "0"), ("--naive-events", "-3"), ("--partitions", "two"), ("--runs", "0")],
+)
+def test_bench_sizes_must_be_positive_whole_numbers(
+    capsys: pytest.CaptureFixture[str], argument: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", argument, value])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {argument}: must be a whole number of at least 1, not {value!r}" in error
