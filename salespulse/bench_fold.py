@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from salespulse.bench import synthetic_events
+from salespulse.bench_events import synthetic_events
 from salespulse.bench_naive import BENCH_TENANTS
 from salespulse.events import CrmEvent, decode_event, encode_event
 from salespulse.kpi_keys import KpiKeys
