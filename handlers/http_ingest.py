@@ -7,13 +7,20 @@ raw payload goes to the dead-letter topic. The one 5xx is 503 when the broker is
 
 from __future__ import annotations
 
+import hmac
 import logging
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from handlers.publisher import EventPublisher
-from handlers.responses import broker_unavailable, is_json, json_response, read_body
+from handlers.responses import (
+    broker_unavailable,
+    is_json,
+    json_response,
+    read_body,
+    unauthorized,
+)
 from handlers.validation import parse_events
 from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError, InvalidEventError
@@ -34,17 +41,27 @@ class IngestHandler:
     """Holds the ingest's collaborators; ``routes()`` wires it into an aiohttp app."""
 
     def __init__(
-        self, publisher: EventPublisher, metrics: PipelineMetrics, *, max_body_bytes: int
+        self,
+        publisher: EventPublisher,
+        metrics: PipelineMetrics,
+        *,
+        max_body_bytes: int,
+        token: str | None = None,
     ) -> None:
         self._publisher = publisher
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
+        self._authorization = f"Bearer {token}".encode() if token else None
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/events", self.post_events)]
 
     async def post_events(self, request: web.Request) -> web.Response:
         received_at = datetime.now(UTC)
+        if not self._authorized(request):
+            # Not dead-lettered: an unknown sender's bytes are not ours to keep.
+            self._metrics.payloads_rejected.labels(reason="unauthorized").inc()
+            return unauthorized(bearer=True)
         body, too_large = await read_body(request, self._max_body_bytes)
         # A backfill (salespulse replay) keeps each event's own received_at: history is
         # not "late" because it is replayed today (docs/kpi-semantics.md, lateness).
@@ -63,6 +80,12 @@ class IngestHandler:
         return json_response(
             202, {"accepted": len(events), "event_ids": [e.event_id for e in events]}
         )
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self._authorization is None:
+            return True
+        sent = request.headers.get("Authorization", "").encode()
+        return hmac.compare_digest(sent, self._authorization)
 
     def _check_envelope(self, request: web.Request, *, too_large: bool) -> None:
         if too_large:

@@ -31,6 +31,19 @@ def broker_unavailable() -> web.Response:
     return response
 
 
+def unauthorized(*, basic: bool = False, bearer: bool = False) -> web.Response:
+    """401, one answer for every failed check: no hint which one failed."""
+    response = json_response(
+        401,
+        {"error": "unauthorized", "problems": [{"problem": "the sender is not authenticated"}]},
+    )
+    if basic:
+        response.headers["WWW-Authenticate"] = 'Basic realm="salespulse"'
+    elif bearer:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="salespulse"'
+    return response
+
+
 def is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 

@@ -36,6 +36,7 @@ from handlers.responses import (
     is_json,
     json_response,
     read_body,
+    unauthorized,
 )
 from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError, InvalidEventError
@@ -316,13 +317,7 @@ class WebhookHandler:
     def _unauthorized(self, crm: CrmName, *, basic: bool = False) -> web.Response:
         """One answer for every failed check: no hint which one failed."""
         self._metrics.webhooks_unauthorized.labels(crm=crm).inc()
-        response = json_response(
-            401,
-            {"error": "unauthorized", "problems": [{"problem": "the sender is not authenticated"}]},
-        )
-        if basic:
-            response.headers["WWW-Authenticate"] = 'Basic realm="salespulse"'
-        return response
+        return unauthorized(basic=basic)
 
 
 def build_webhooks(

@@ -91,14 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"salespulse: invalid settings (SALESPULSE_* environment):\n{exc}", file=sys.stderr)
+        print(_settings_problems(exc), file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         if args.command == "replay":
-            return _replay(args.file, args.url)
+            token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+            return _replay(args.file, args.url, token)
         if args.command == "dataset":
             return _dataset(args.name, args.directory, args.tenant, args.output)
         if args.command == "bench" and args.fold_only:
@@ -137,14 +138,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def _replay(path: Path, url: str) -> int:
-    from salespulse.replay import replay
+def _settings_problems(error: ValidationError) -> str:
+    """One line per bad variable, without the values: one of them may be a secret."""
+    lines = ["salespulse: invalid settings (SALESPULSE_* environment):"]
+    for problem in error.errors(include_input=False, include_url=False):
+        where = "_".join(str(part) for part in problem["loc"]).upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        named = not where or message.startswith("SALESPULSE_")  # the validator named it
+        lines.append(f"  {message}" if named else f"  SALESPULSE_{where}: {message}")
+    return "\n".join(lines)
+
+
+def _replay(path: Path, url: str, token: str | None) -> int:
+    from salespulse.replay import IngestUnauthorizedError, replay
 
     if not path.is_file():
         print(f"salespulse replay: no such file: {path}", file=sys.stderr)
         return 2
     try:
-        summary = asyncio.run(replay(path, url))
+        summary = asyncio.run(replay(path, url, token=token))
+    except IngestUnauthorizedError as exc:
+        print(f"salespulse replay: {exc}", file=sys.stderr)
+        return 1
     except aiohttp.ClientError as exc:
         print(f"salespulse replay: cannot reach the ingest at {url}: {exc}", file=sys.stderr)
         return 1

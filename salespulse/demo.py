@@ -224,9 +224,17 @@ class DemoOffice:
 class DemoTraffic(Service):
     """Posts the office's events to the ingest URL a few times a second."""
 
-    def __init__(self, ingest_url: str, *, interval_s: float = TICK_S, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ingest_url: str,
+        *,
+        interval_s: float = TICK_S,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._url = ingest_url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._interval_s = interval_s
         self._office = DemoOffice()
 
@@ -253,7 +261,7 @@ class DemoTraffic(Service):
     ) -> None:
         """A failed post is logged and skipped: demo traffic is not worth retrying."""
         try:
-            async with session.post(self._url, json=events) as response:
+            async with session.post(self._url, json=events, headers=self._headers) as response:
                 if response.status >= 300:
                     logger.warning("demo %s answered %d", what, response.status)
         except aiohttp.ClientError as exc:

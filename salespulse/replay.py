@@ -24,6 +24,10 @@ BATCH = 500
 CONCURRENCY = 4
 
 
+class IngestUnauthorizedError(Exception):
+    """The ingest answered 401: its token is missing or wrong."""
+
+
 @dataclass
 class ReplaySummary:
     lines: int = 0
@@ -67,8 +71,13 @@ def _batches(path: Path, summary: ReplaySummary) -> Iterator[tuple[str, Any]]:
         yield "events", batch
 
 
-async def replay(path: Path, base_url: str, progress: TextIO = sys.stderr) -> ReplaySummary:
+async def replay(
+    path: Path, base_url: str, progress: TextIO = sys.stderr, *, token: str | None = None
+) -> ReplaySummary:
+    """``token``: the ingest's SALESPULSE_INGEST_TOKEN, if it has one (the webhooks carry
+    their own credentials)."""
     summary = ReplaySummary()
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     total = sum(1 for line in path.open("rb") if line.strip())
     started = time.monotonic()
     gate = asyncio.Semaphore(CONCURRENCY)
@@ -79,38 +88,56 @@ async def replay(path: Path, base_url: str, progress: TextIO = sys.stderr) -> Re
             nonlocal sent
             async with gate:
                 if kind == "events":
-                    await _post_events(session, payload, summary)
+                    await _post_events(session, payload, summary, auth)
                     sent += len(payload)
                 else:
                     await _post_webhook(session, payload, summary)
                     sent += 1
             _progress(progress, sent, total, started)
 
-        pending = set()
-        for kind, payload in _batches(path, summary):
-            pending.add(asyncio.create_task(send(kind, payload)))
-            if len(pending) >= CONCURRENCY * 2:
-                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        if pending:
-            await asyncio.gather(*pending)
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            for kind, payload in _batches(path, summary):
+                pending.add(asyncio.create_task(send(kind, payload)))
+                if len(pending) >= CONCURRENCY * 2:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()  # a refused token stops the replay at once
+            if pending:
+                await asyncio.gather(*pending)
+        finally:
+            for task in pending:
+                task.cancel()
     summary.seconds = time.monotonic() - started
     progress.write("\n")
     return summary
 
 
 async def _post_events(
-    session: aiohttp.ClientSession, events: list[Any], summary: ReplaySummary
+    session: aiohttp.ClientSession,
+    events: list[Any],
+    summary: ReplaySummary,
+    auth: dict[str, str],
 ) -> None:
     for attempt in range(6):
         async with session.post(
             "/v1/events",
             data=msgspec.json.encode(events),
             # A backfill: each event keeps its own received_at (history is not "late").
-            headers={"Content-Type": "application/json", "X-SalesPulse-Backfill": "true"},
+            headers={
+                "Content-Type": "application/json",
+                "X-SalesPulse-Backfill": "true",
+                **auth,
+            },
         ) as response:
             if response.status == 503:  # broker down: wait as asked, then retry
                 await asyncio.sleep(float(response.headers.get("Retry-After", "1")) * (attempt + 1))
                 continue
+            if response.status == 401:  # every other batch would be refused too
+                raise IngestUnauthorizedError(
+                    "the ingest asks for its token: set SALESPULSE_INGEST_TOKEN to the "
+                    "ingest's value" + (" (the one set was refused)" if auth else "")
+                )
             body = await response.json(content_type=None)
             if response.status == 202:
                 summary.events_accepted += int(body["accepted"])

@@ -122,7 +122,10 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
     services: list[Service] = [_Lifecycle(setup, closers)]
     consumer = sla_consumer = None
     if Role.INGEST in roles:
-        ingest = IngestHandler(publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes)
+        token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+        ingest = IngestHandler(
+            publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes, token=token
+        )
         routes += ingest.routes()
         routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
     if Role.WORKER in roles:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from salespulse.tenants import TenantDirectory, TenantsFile, load_tenants
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     produce_timeout_s: float = Field(default=5.0, gt=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # When set, POST /v1/events answers 401 unless sent `Authorization: Bearer <token>`.
+    # (The CRM webhooks verify their senders themselves; this guards the canonical door.)
+    ingest_token: SecretStr | None = None
     # Event ids are remembered per event day this long; a CRM retry older than this
     # would count again (the lateness limit of the KPI engine is below it).
     dedupe_retention_days: int = Field(default=40, ge=1)
@@ -96,6 +100,17 @@ class Settings(BaseSettings):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         _zone(value, "SALESPULSE_DEFAULT_TIMEZONE")
+        return value
+
+    @field_validator("ingest_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short token is guessable over a public ingest: refuse it at start.
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"SALESPULSE_INGEST_TOKEN must be at least {MIN_TOKEN_LENGTH} characters "
+                "(e.g. `openssl rand -hex 24`)"
+            )
         return value
 
     @model_validator(mode="after")

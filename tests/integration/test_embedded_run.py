@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -40,10 +41,16 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(tmp_path: Path) -> None:
+# With an ingest token the demo's own traffic must carry it (and the log must not).
+@pytest.mark.parametrize("token", [None, "demo-ingest-token-5f2c9a1e"], ids=["open", "token"])
+def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(
+    tmp_path: Path, token: str | None
+) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
     env["SALESPULSE_HTTP_PORT"] = str(port)
+    if token:
+        env["SALESPULSE_INGEST_TOKEN"] = token
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -79,9 +86,18 @@ def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(tmp_path: Pa
             time.sleep(0.5)
         time.sleep(3)
         assert demo_events_counted() > first, "KPIs keep changing while the demo runs"
+        if token:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/events", data=b"[]", method="POST"
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request)  # noqa: S310 - a local http URL
+            assert refused.value.code == 401, "only the demo, holding the token, gets in"
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(30)
     assert process.returncode == 0, log.read_text(errors="replace")[-2000:]
+    if token:
+        assert token not in log.read_text(errors="replace")
     time.sleep(0.5)
     assert not [pid for pid in servers if alive(pid)], "Ctrl-C left orphan processes"

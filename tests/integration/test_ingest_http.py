@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -15,6 +16,7 @@ from handlers.publisher import KafkaPublisher
 from metrics.pipeline import PipelineMetrics
 from salespulse.embedded import free_port
 from salespulse.events import decode_event
+from salespulse.replay import IngestUnauthorizedError, replay
 from salespulse.runtime import topic_specs
 from salespulse.settings import Settings
 from streams.topics import ensure_topics
@@ -35,7 +37,11 @@ EVENT = {
 
 
 async def ingest_client(
-    bootstrap: str, settings: Settings, timeout_s: float = 5.0, max_body_bytes: int = 1_048_576
+    bootstrap: str,
+    settings: Settings,
+    timeout_s: float = 5.0,
+    max_body_bytes: int = 1_048_576,
+    token: str | None = None,
 ) -> tuple[TestClient[web.Request, web.Application], PipelineMetrics, KafkaPublisher]:
     publisher = KafkaPublisher(
         bootstrap,
@@ -45,7 +51,9 @@ async def ingest_client(
     )
     metrics = PipelineMetrics(CollectorRegistry())
     app = web.Application()
-    app.add_routes(IngestHandler(publisher, metrics, max_body_bytes=max_body_bytes).routes())
+    app.add_routes(
+        IngestHandler(publisher, metrics, max_body_bytes=max_body_bytes, token=token).routes()
+    )
     client = TestClient(TestServer(app))
     await client.start_server()
     return client, metrics, publisher
@@ -240,3 +248,59 @@ async def test_a_backfill_keeps_each_events_own_receipt(ingest, settings, bootst
     assert received["amo-77"] is not None
     assert received["amo-77"].isoformat() == "2017-03-01T10:00:05+00:00"
     assert received["old-2"] is None, "history replayed today is not 'received' today"
+
+
+TOKEN = "s3cret-ingest-token-0123"  # noqa: S105 - test data
+
+
+async def test_with_a_token_set_only_its_bearer_gets_in(settings, bootstrap):
+    await ensure_topics(bootstrap, topic_specs(settings))
+    client, metrics, publisher = await ingest_client(bootstrap, settings, token=TOKEN)
+    try:
+        refused = [
+            await client.post("/v1/events", json=EVENT),
+            await client.post(
+                "/v1/events", json=EVENT, headers={"Authorization": f"Bearer {TOKEN}x"}
+            ),
+            await client.post("/v1/events", json=EVENT, headers={"Authorization": TOKEN}),
+            # a bad body from an unknown sender: still 401, never dead-lettered
+            await client.post(
+                "/v1/events", data=b"{", headers={"Content-Type": "application/json"}
+            ),
+        ]
+        for response in refused:
+            assert response.status == 401
+            assert response.headers["WWW-Authenticate"] == 'Bearer realm="salespulse"'
+            assert (await response.json())["error"] == "unauthorized"
+        assert metrics.payloads_rejected.labels(reason="unauthorized")._value.get() == 4
+        assert await read_topic(bootstrap, settings.dlq_topic, 1, timeout_s=1) == []
+        assert await read_topic(bootstrap, settings.events_topic, 1, timeout_s=1) == []
+        accepted = await client.post(
+            "/v1/events", json=EVENT, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert accepted.status == 202
+        [record] = await read_topic(bootstrap, settings.events_topic, 1)
+        assert decode_event(record.value).event_id == "amo-77"
+    finally:
+        await client.close()
+        await publisher.stop()
+
+
+async def test_replay_sends_the_token_and_stops_at_once_without_it(settings, bootstrap, tmp_path):
+    await ensure_topics(bootstrap, topic_specs(settings))
+    client, _, publisher = await ingest_client(bootstrap, settings, token=TOKEN)
+    history = tmp_path / "history.jsonl"
+    lines = [msgspec.json.encode({**EVENT, "event_id": f"e-{n}"}) for n in range(1200)]
+    history.write_bytes(b"\n".join(lines) + b"\n")
+    base = str(client.make_url("/"))
+    try:
+        for wrong in (None, TOKEN + "x"):
+            with pytest.raises(IngestUnauthorizedError, match="SALESPULSE_INGEST_TOKEN"):
+                await replay(history, base, io.StringIO(), token=wrong)
+        assert await read_topic(bootstrap, settings.events_topic, 1, timeout_s=1) == []
+        summary = await replay(history, base, io.StringIO(), token=TOKEN)
+        assert summary.events_accepted == 1200
+        assert not summary.rejected
+    finally:
+        await client.close()
+        await publisher.stop()

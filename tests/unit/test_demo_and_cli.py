@@ -100,7 +100,17 @@ def test_cli_reports_invalid_settings_and_exits_2(
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert "invalid settings" in err
-    assert "http_port" in err
+    assert "SALESPULSE_HTTP_PORT: Input should be a valid integer" in err
+
+
+def test_cli_never_prints_a_secret_it_refuses(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SALESPULSE_INGEST_TOKEN", "hunter2-short")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "SALESPULSE_INGEST_TOKEN must be at least 16 characters" in err
+    assert "hunter2" not in err
 
 
 def test_cli_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
