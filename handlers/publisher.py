@@ -1,4 +1,8 @@
-"""The Kafka edge of the ingest: publish canonical events and dead letters, acks=all."""
+"""The Kafka edge of the ingest: publish canonical events and dead letters, acks=all.
+
+With a spool (handlers/spool.py), what Kafka does not acknowledge in time is kept on disk
+and sent on by a drainer task when Kafka is back.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,16 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from handlers.spool import DiskSpool, SpoolFullError, SpoolRecord
+from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError
 from salespulse.events import CrmEvent, encode_event
 
 logger = logging.getLogger(__name__)
+
+Record = tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]  # key, value, headers
+DRAIN_BATCH = 500
+DRAIN_BACKOFF_MAX_S = 30.0
 
 
 class EventPublisher(Protocol):
@@ -33,21 +43,48 @@ class EventPublisher(Protocol):
 
 
 class KafkaPublisher:
-    """Answers only after the broker acknowledged every record (acks=all).
+    """Answers only after the broker acknowledged every record (acks=all) or, with a
+    spool (``use_spool``), after the records it did not take in time are safe on disk.
 
     The producer is started lazily and restarted after a failure, so an ingest that came
     up while Kafka was down starts serving as soon as Kafka is back.
     """
 
     def __init__(
-        self, bootstrap: str, *, events_topic: str, dlq_topic: str, timeout_s: float
+        self,
+        bootstrap: str,
+        *,
+        events_topic: str,
+        dlq_topic: str,
+        timeout_s: float,
+        spool_after_s: float = 1.0,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._events_topic = events_topic
         self._dlq_topic = dlq_topic
         self._timeout_s = timeout_s
+        self._send_timeout_s = timeout_s
+        self._spool_after_s = spool_after_s
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        self._spool: DiskSpool | None = None
+        self._metrics = metrics
+        self._spooled = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
+
+    def use_spool(self, spool: DiskSpool) -> None:
+        """From now on keep what Kafka does not take in time in ``spool``, and send what
+        an earlier run left there (call with the loop running)."""
+        self._spool = spool
+        # A sender waits at most this long for Kafka (amoCRM gives up after 2 s); what
+        # Kafka then still acknowledges is spooled too: a duplicate, dropped downstream by
+        # event id.
+        self._send_timeout_s = min(self._timeout_s, self._spool_after_s)
+        if self._metrics is not None:
+            self._metrics.spool_bytes.set_function(lambda: spool.pending_bytes)
+        if spool.pending:
+            self._wake_drainer()
 
     async def publish_events(self, events: Sequence[CrmEvent]) -> None:
         records = [(event.partition_key, encode_event(event), None) for event in events]
@@ -74,24 +111,45 @@ class KafkaPublisher:
     async def publish_records(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         """(topic, key, value) records, on one or more topics, all acknowledged before it
         returns: a CRM webhook's canonical events and its enrichment requests."""
-        by_topic: dict[str, list[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]]] = {}
+        by_topic: dict[str, list[Record]] = {}
         for topic, key, value in records:
             by_topic.setdefault(topic, []).append((key, value, None))
         for topic, topic_records in by_topic.items():
             await self._send_all(topic, topic_records)
 
     async def stop(self) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+            await asyncio.gather(self._drainer, return_exceptions=True)
+            self._drainer = None
+        if self._spool is not None:
+            if self._spool.pending:
+                logger.warning(
+                    "stopping with %d bytes spooled in %s: they are sent at the next start",
+                    self._spool.pending_bytes,
+                    self._spool.directory,
+                )
+            self._spool.close()
+            self._spool = None
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def _send_all(
-        self,
-        topic: str,
-        records: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]],
-    ) -> None:
+    async def _send_all(self, topic: str, records: Sequence[Record]) -> None:
+        if self._spool is not None and self._spool.pending:
+            # Behind what waits already: one deal's events keep their order.
+            await self._to_spool(topic, records)
+            return
         try:
-            async with asyncio.timeout(self._timeout_s):
+            await self._send_to_broker(topic, records, self._send_timeout_s)
+        except BrokerUnavailableError:
+            if self._spool is None:
+                raise
+            await self._to_spool(topic, records)
+
+    async def _send_to_broker(self, topic: str, records: Sequence[Record], wait_s: float) -> None:
+        try:
+            async with asyncio.timeout(wait_s):
                 producer = await self._ensure_producer()
                 pending = [
                     await producer.send(topic, value=value, key=key, headers=headers)
@@ -104,6 +162,54 @@ class KafkaPublisher:
             )
             await self._reset()
             raise BrokerUnavailableError(f"broker did not acknowledge: {exc!r}") from exc
+
+    async def _to_spool(self, topic: str, records: Sequence[Record]) -> None:
+        assert self._spool is not None
+        try:
+            await self._spool.append([(topic, *record) for record in records])
+        except (SpoolFullError, OSError) as exc:
+            logger.warning("cannot spool %d record(s): %s", len(records), exc)
+            raise BrokerUnavailableError(f"broker down and spool refused: {exc}") from exc
+        if self._metrics is not None:
+            self._metrics.spooled_records.inc(len(records))
+        self._wake_drainer()
+
+    def _wake_drainer(self) -> None:
+        self._spooled.set()
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain_forever())
+
+    async def _drain_forever(self) -> None:
+        delay = 1.0
+        while self._spool is not None:
+            await self._spooled.wait()
+            spool = self._spool
+            while spool.pending:
+                records, offset = spool.read(DRAIN_BATCH)
+                try:
+                    await self._send_in_order(records)
+                except BrokerUnavailableError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, DRAIN_BACKOFF_MAX_S)
+                    continue
+                spool.commit(offset)
+                delay = 1.0
+                if self._metrics is not None:
+                    self._metrics.spool_drained_records.inc(len(records))
+            logger.info("spool drained: the broker has every spooled record")
+            self._spooled.clear()  # no await since `pending` turned False
+
+    async def _send_in_order(self, records: list[SpoolRecord]) -> None:
+        """Consecutive records of one topic go in one send, in spool order."""
+        start = 0
+        while start < len(records):
+            topic = records[start][0]
+            stop = start
+            while stop < len(records) and records[stop][0] == topic:
+                stop += 1
+            chunk = [(key, value, headers) for _, key, value, headers in records[start:stop]]
+            await self._send_to_broker(topic, chunk, self._timeout_s)
+            start = stop
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         async with self._lock:

@@ -70,6 +70,22 @@ class PipelineMetrics:
             "Ingest requests answered 503 because the broker did not acknowledge in time.",
             registry=registry,
         )
+        # The disk spool (handlers/spool.py): what the broker did not take in time.
+        self.spooled_records = Counter(
+            "salespulse_ingest_spooled_records",
+            "Records kept in the ingest's disk spool because the broker did not acknowledge.",
+            registry=registry,
+        )
+        self.spool_drained_records = Counter(
+            "salespulse_ingest_spool_drained_records",
+            "Spooled records the broker has since acknowledged.",
+            registry=registry,
+        )
+        self.spool_bytes = Gauge(
+            "salespulse_ingest_spool_bytes",
+            "Bytes in the ingest's disk spool waiting for the broker (0: none).",
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "salespulse_dead_letters",
             "Raw payloads written to the dead-letter topic, by reason.",

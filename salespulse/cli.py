@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 from pydantic import ValidationError
 
+from handlers.spool import SpoolBusyError
 from salespulse.datasets import CONVERTERS
 from salespulse.errors import EmbeddedServiceError
 from salespulse.settings import Settings
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TenantsFileError as exc:
         print(f"salespulse: invalid tenants file:\n{exc}", file=sys.stderr)
         return 2
-    except EmbeddedServiceError as exc:
+    except (EmbeddedServiceError, SpoolBusyError) as exc:
         print(f"salespulse: {exc}", file=sys.stderr)
         return 1
     return status

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import faust
 
+from handlers.spool import DiskSpool
 from salespulse.demo import WALL_TOKEN, DemoTraffic
 from salespulse.embedded import free_port, start_broker, start_redis
 from salespulse.runtime import Role, build_runtime
@@ -49,7 +50,12 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
             updates["tenants_file"] = DEMO_TENANTS
         settings = settings.model_copy(update=updates)
         (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
-        runtime = build_runtime(settings, chosen)
+        spool = None
+        if Role.INGEST in chosen and settings.spool_max_bytes > 0:
+            # Opened before anything starts, so that a busy directory is a one-line error.
+            spool = DiskSpool(settings.data_dir / "spool", settings.spool_max_bytes)
+            stack.callback(spool.close)
+        runtime = build_runtime(settings, chosen, spool=spool)
         base = f"http://{settings.http_host}:{settings.http_port}"
         services = list(runtime.services)
         if demo:

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from handlers.http_ingest import IngestHandler
 from handlers.publisher import EventPublisher, KafkaPublisher
+from handlers.spool import DiskSpool
 from handlers.webhooks import build_webhooks
 from metrics.http import metrics_routes
 from metrics.kpi_api import kpi_routes
@@ -90,8 +91,11 @@ class Runtime:
     routes: list[web.RouteDef] = field(default_factory=list)
 
 
-def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
-    """Build (not start) the app and services for the given roles."""
+def build_runtime(
+    settings: Settings, roles: Iterable[Role], *, spool: DiskSpool | None = None
+) -> Runtime:
+    """Build (not start) the app and services for the given roles. ``spool``: where the
+    ingest keeps what the broker does not take in time (None: it answers 503)."""
     roles = set(roles)
     if settings.kafka_bootstrap is None or settings.redis_url is None:
         raise ValueError("build_runtime needs kafka_bootstrap and redis_url set")
@@ -106,10 +110,14 @@ def build_runtime(settings: Settings, roles: Iterable[Role]) -> Runtime:
         events_topic=settings.events_topic,
         dlq_topic=settings.dlq_topic,
         timeout_s=settings.produce_timeout_s,
+        spool_after_s=settings.spool_after_s,
+        metrics=pipeline_metrics,
     )
     closers: list[Callable[[], Awaitable[Any]]] = [publisher.stop]
 
     async def setup() -> None:
+        if spool is not None:  # its drainer needs the running loop
+            publisher.use_spool(spool)
         await ensure_topics(bootstrap, topic_specs(settings))
 
     # Readiness checks Redis only where a role of this process reads or writes it.

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     produce_timeout_s: float = Field(default=5.0, gt=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # The ingest's disk spool (handlers/spool.py, under data_dir/spool): what the broker
+    # does not acknowledge within spool_after_s is kept there, up to spool_max_bytes, and
+    # sent on when the broker is back. 0 bytes turns it off: the ingest then answers 503.
+    spool_max_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    spool_after_s: float = Field(default=1.0, gt=0)
     # When set, POST /v1/events answers 401 unless sent `Authorization: Bearer <token>`.
     # (The CRM webhooks verify their senders themselves; this guards the canonical door.)
     ingest_token: SecretStr | None = None
@@ -119,6 +124,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SALESPULSE_DEDUPE_RETENTION_DAYS must exceed SALESPULSE_LATENESS_DAYS: "
                 "a CRM retry of an accepted late event would otherwise count twice"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _spool_answers_amocrm_in_time(self) -> Settings:
+        if self.spool_max_bytes and self.spool_after_s >= self.amocrm_answer_deadline_s:
+            raise ValueError(
+                "SALESPULSE_SPOOL_AFTER_S must be below SALESPULSE_AMOCRM_ANSWER_DEADLINE_S: "
+                "amoCRM would get a 503 before its events reach the spool"
             )
         return self
 

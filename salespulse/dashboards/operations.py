@@ -197,6 +197,11 @@ def pipeline_health() -> Json:
         timeseries("Broker unavailable (503)",
                    [Query(_rate("salespulse_ingest_broker_unavailable_total"), "503")],
                    unit="ops", size=(8, 8)),
+        timeseries("Ingest disk spool",
+                   [Query("sum by (instance) (salespulse_ingest_spool_bytes)", "{{instance}}")],
+                   unit="bytes", size=(8, 8),
+                   description="bytes waiting for the broker in each ingest's disk spool "
+                               "(0 while Kafka acknowledges in time)"),
     ]  # fmt: skip
     return dashboard(
         "salespulse-pipeline",

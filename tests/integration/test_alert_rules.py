@@ -60,6 +60,7 @@ EXPORTED_SERIES = frozenset(
         "salespulse_kpi_store_up",
         "salespulse_ingest_events_accepted_total",
         "salespulse_ingest_payloads_rejected_total",
+        "salespulse_ingest_spool_bytes",
         "salespulse_dead_letters_total",
         "salespulse_worker_events_applied_total",
         "salespulse_worker_events_too_late_total",

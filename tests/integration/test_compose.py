@@ -290,6 +290,7 @@ def test_named_volumes_are_declared_and_state_is_persisted(compose, services):
         if v.split(":")[0] in declared
     }
     assert {"kafka", "redis", "prometheus", "grafana", "alertmanager"} <= persisted
+    assert "salespulse-ingest" in persisted, "its disk spool outlives the container"
     assert "--appendonly" in services["redis"]["command"]
 
 

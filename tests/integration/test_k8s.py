@@ -222,7 +222,16 @@ def test_pods_run_as_the_images_non_root_user_with_requests_and_limits(name, mon
         settings = settings_from(process_env(deployment), monkeypatch)
         writable = {path for path, volume in mounted(deployment) if "emptyDir" in volume}
         assert str(settings.data_dir) in writable
+        if deployment["metadata"]["name"] == "salespulse-ingest":
+            [data] = [v for path, v in mounted(deployment) if path == str(settings.data_dir)]
+            assert _bytes(data["emptyDir"]["sizeLimit"]) > settings.spool_max_bytes, "spool room"
         assert "/tmp" in writable  # noqa: S108 - Python's tempfile needs one
+
+
+def _bytes(quantity: str) -> int:
+    """A Kubernetes binary quantity (64Mi, 1Gi) in bytes."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    return int(quantity[:-2]) * units[quantity[-2:]]
 
 
 def tenants_of(deployment: dict[str, Any], settings: Settings) -> TenantDirectory:

@@ -1,0 +1,160 @@
+"""The ingest's disk spool against a real broker that is down, then comes back.
+
+ARCHITECTURE, "Nothing lost": when Kafka is down the ingest spools to local disk and
+drains later rather than failing the CRM (Bitrix24 never retries).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from handlers.http_ingest import IngestHandler
+from handlers.publisher import KafkaPublisher
+from handlers.spool import DiskSpool
+from metrics.pipeline import PipelineMetrics
+from salespulse.embedded import free_port, start_broker
+from salespulse.events import decode_event
+from salespulse.runtime import topic_specs
+from salespulse.settings import Settings
+from streams.topics import ensure_topics
+from tests.helpers import eventually, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def event(n: int, deal: str = "deal-1") -> dict[str, object]:
+    return {
+        "event_id": f"spool-{n}",
+        "tenant": "acme",
+        "type": "deal_stage_changed",
+        "occurred_at": f"2026-11-22T08:00:{n:02d}Z",
+        "entity_id": deal,
+        "pipeline": "sales",
+        "stage_to": f"s{n}",
+    }
+
+
+def spool_bytes(metrics: PipelineMetrics) -> float:
+    [family] = metrics.spool_bytes.collect()
+    return float(family.samples[0].value)
+
+
+async def spooling_ingest(
+    port: int, settings: Settings, spool_dir: Path, max_bytes: int = 1 << 20
+) -> tuple[TestClient[web.Request, web.Application], PipelineMetrics, KafkaPublisher]:
+    metrics = PipelineMetrics(CollectorRegistry())
+    publisher = KafkaPublisher(
+        f"127.0.0.1:{port}",
+        events_topic=settings.events_topic,
+        dlq_topic=settings.dlq_topic,
+        timeout_s=5.0,
+        spool_after_s=1.0,
+        metrics=metrics,
+    )
+    publisher.use_spool(DiskSpool(spool_dir, max_bytes))
+    app = web.Application()
+    app.add_routes(IngestHandler(publisher, metrics, max_body_bytes=1 << 20).routes())
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client, metrics, publisher
+
+
+async def test_a_down_broker_costs_nothing_the_spool_drains_in_order(settings, tmp_path):
+    port = free_port()
+    client, metrics, publisher = await spooling_ingest(port, settings, tmp_path / "spool")
+    try:
+        started = time.monotonic()
+        first = await client.post("/v1/events", json=[event(1), event(2)])
+        assert first.status == 202, "kept on disk: the CRM gets its 2xx"
+        assert time.monotonic() - started < 3, "the sender waits ~spool_after_s, not longer"
+        # Queued behind the spooled ones (no broker wait now), and a bad body's dead letter.
+        assert (await client.post("/v1/events", json=event(3))).status == 202
+        bad = await client.post(
+            "/v1/events", data=b"{", headers={"Content-Type": "application/json"}
+        )
+        assert bad.status == 400
+        assert (await bad.json())["dead_lettered"] is True
+        assert metrics.spooled_records._value.get() == 4
+        assert spool_bytes(metrics) > 0
+        assert metrics.broker_unavailable._value.get() == 0
+
+        with start_broker(port=port) as broker:
+            bootstrap = f"127.0.0.1:{broker.port}"
+            await ensure_topics(bootstrap, topic_specs(settings))
+            # The broker is back but the drainer is still backing off: this one must not
+            # overtake the spooled events of its deal.
+            assert (await client.post("/v1/events", json=event(4))).status == 202
+
+            async def drained() -> bool:
+                return spool_bytes(metrics) == 0
+
+            await eventually(drained, 60, "the spool to drain into the broker")
+            records = await read_topic(bootstrap, settings.events_topic, 4)
+            assert [decode_event(r.value).event_id for r in records] == [
+                "spool-1",
+                "spool-2",
+                "spool-3",
+                "spool-4",
+            ], "one deal's events keep their order through the spool"
+            [dead] = await read_topic(bootstrap, settings.dlq_topic, 1)
+            assert dead.value == b"{"
+            assert dict(dead.headers)["reason"] == b"malformed_json"
+            assert metrics.spool_drained_records._value.get() == 5
+            # Drained: the next event goes straight to the broker again.
+            assert (await client.post("/v1/events", json=event(5))).status == 202
+            assert len(await read_topic(bootstrap, settings.events_topic, 5)) == 5
+            assert metrics.spooled_records._value.get() == 5
+    finally:
+        await client.close()
+        await publisher.stop()
+    assert (tmp_path / "spool" / "records").stat().st_size == 0
+
+
+async def test_what_one_run_spooled_the_next_run_sends(settings, tmp_path):
+    port = free_port()
+    client, _, publisher = await spooling_ingest(port, settings, tmp_path / "spool")
+    try:
+        assert (await client.post("/v1/events", json=[event(1), event(2)])).status == 202
+    finally:
+        await client.close()
+        await publisher.stop()  # stops with the records still on disk
+    with start_broker(port=port) as broker:
+        bootstrap = f"127.0.0.1:{broker.port}"
+        await ensure_topics(bootstrap, topic_specs(settings))
+        client, _, publisher = await spooling_ingest(port, settings, tmp_path / "spool")
+        try:
+            records = await read_topic(bootstrap, settings.events_topic, 2)
+            assert [decode_event(r.value).event_id for r in records] == ["spool-1", "spool-2"]
+        finally:
+            await client.close()
+            await publisher.stop()
+
+
+async def test_a_full_spool_answers_503_and_keeps_what_it_holds(settings, tmp_path):
+    port = free_port()
+    client, metrics, publisher = await spooling_ingest(
+        port, settings, tmp_path / "spool", max_bytes=1500
+    )
+    try:
+        assert (await client.post("/v1/events", json=event(1))).status == 202
+        many = [event(n, deal=f"deal-{n}") for n in range(2, 20)]
+        refused = await client.post("/v1/events", json=many)
+        assert refused.status == 503
+        assert refused.headers["Retry-After"] == "5"
+        assert metrics.broker_unavailable._value.get() == 1
+        assert metrics.spooled_records._value.get() == 1
+        with start_broker(port=port) as broker:
+            bootstrap = f"127.0.0.1:{broker.port}"
+            await ensure_topics(bootstrap, topic_specs(settings))
+            [record] = await read_topic(bootstrap, settings.events_topic, 1)
+            assert msgspec.json.decode(record.value)["event_id"] == "spool-1"
+    finally:
+        await client.close()
+        await publisher.stop()
