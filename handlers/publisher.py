@@ -72,6 +72,7 @@ class KafkaPublisher:
         self._metrics = metrics
         self._spooled = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
+        self._resetting: asyncio.Task[None] | None = None
 
     def use_spool(self, spool: DiskSpool) -> None:
         """From now on keep what Kafka does not take in time in ``spool``, and send what
@@ -131,6 +132,8 @@ class KafkaPublisher:
                 )
             self._spool.close()
             self._spool = None
+        if self._resetting is not None:
+            await self._resetting
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
@@ -160,7 +163,12 @@ class KafkaPublisher:
             logger.warning(
                 "broker did not acknowledge %d record(s) on %s: %r", len(records), topic, exc
             )
-            await self._reset()
+            if self._spool is None:
+                await self._reset()
+            elif self._resetting is None or self._resetting.done():
+                # Stopping a producer waits for its undelivered batches to expire: with a
+                # spool the sender gets its answer first (amoCRM waits 2 s at most).
+                self._resetting = asyncio.get_running_loop().create_task(self._reset())
             raise BrokerUnavailableError(f"broker did not acknowledge: {exc!r}") from exc
 
     async def _to_spool(self, topic: str, records: Sequence[Record]) -> None:

@@ -6,6 +6,8 @@ drains later rather than failing the CRM (Bitrix24 never retries).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -158,3 +160,39 @@ async def test_a_full_spool_answers_503_and_keeps_what_it_holds(settings, tmp_pa
     finally:
         await client.close()
         await publisher.stop()
+
+
+async def test_a_broker_that_hangs_still_gets_the_sender_answered_in_time(settings, tmp_path):
+    """A broker that stops answering mid-flight (a hung or overloaded node, here SIGSTOP):
+    the sender still has its 2xx within amoCRM's 2 s, from the spool, although dropping a
+    producer with batches in flight takes seconds; then everything drains when it wakes."""
+    with start_broker() as broker:
+        bootstrap = f"127.0.0.1:{broker.port}"
+        await ensure_topics(bootstrap, topic_specs(settings))
+        client, metrics, publisher = await spooling_ingest(broker.port, settings, tmp_path / "s")
+        pid = broker.pid
+        try:
+            assert (await client.post("/v1/events", json=event(0))).status == 202
+            assert metrics.spooled_records._value.get() == 0, "a healthy broker: no spool"
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                for n in range(1, 4):
+                    started = time.monotonic()
+                    response = await client.post("/v1/events", json=event(n))
+                    assert response.status == 202
+                    assert time.monotonic() - started < 1.8, f"request {n} waited for the broker"
+                assert metrics.spooled_records._value.get() == 3
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+            async def drained() -> bool:
+                return spool_bytes(metrics) == 0
+
+            await eventually(drained, 60, "the spool to drain once the broker wakes")
+            records = await read_topic(bootstrap, settings.events_topic, 4)
+            assert {decode_event(r.value).event_id for r in records} == {
+                f"spool-{n}" for n in range(4)
+            }
+        finally:
+            await client.close()
+            await publisher.stop()
