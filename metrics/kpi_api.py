@@ -15,7 +15,7 @@ from metrics.kpi_reader import KpiReader
 from metrics.kpi_value import Kpi
 from metrics.kpi_view import present
 from salespulse.tenants import TenantDirectory
-from streams.kpi_catalogue import DIMENSIONS, WINDOWS
+from streams.kpi_catalogue import DIMENSIONS, TOTAL_GROUP, WINDOWS
 
 
 def kpi_routes(reader: KpiReader, tenants: TenantDirectory) -> list[web.RouteDef]:
@@ -54,7 +54,7 @@ def _render(
     config = tenants.get(tenant)
     snapshot = reader.snapshot(tenant, window, by, None)
     total = present(
-        snapshot.groups["total"],
+        snapshot.groups[TOTAL_GROUP],
         config,
         window,
         snapshot.now,
@@ -72,7 +72,7 @@ def _render(
             )
         )
         for name, group in sorted(snapshot.groups.items())
-        if name != "total"
+        if name != TOTAL_GROUP
     }
     return {
         "tenant": tenant,

@@ -26,7 +26,7 @@ from metrics.kpi_value import Kpi
 from metrics.kpi_view import present, present_group
 from metrics.sla_collector import SlaFamilies
 from salespulse.tenants import TenantDirectory
-from streams.kpi_catalogue import WINDOWS
+from streams.kpi_catalogue import TOTAL_GROUP, WINDOWS
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class KpiCollector(Collector):
                 sla.add_responses(tenant, sums)
             snapshot = self._reader.snapshot(tenant, window, None, now, sums=sums, shared=shared)
             kpis = present(
-                snapshot.groups["total"], config, window, now,
+                snapshot.groups[TOTAL_GROUP], config, window, now,
                 revenue_by_source=snapshot.revenue_by_source,
             )  # fmt: skip
             _add(families, "", kpis, {"tenant": tenant, "window": window})
@@ -94,7 +94,7 @@ class KpiCollector(Collector):
                 if dimension == "manager" and not config.labels.per_manager:
                     continue
                 groups = group_components(sums, dimension)
-                del groups["total"]
+                del groups[TOTAL_GROUP]
                 if dimension == "manager":
                     groups = _cap(groups, config.labels.max_values)
                 kind = "managers" if dimension == "manager" else "teams"

@@ -21,7 +21,7 @@ from metrics.won_deals import WonDeals, WonRecord, client_components, prepare_wo
 from salespulse.kpi_keys import SEP, KpiKeys, decode_field
 from salespulse.tenants import TenantConfig, TenantDirectory
 from streams.buckets import namer_for, to_us, window_buckets
-from streams.kpi_catalogue import DIMENSIONS, DURATION_BUCKETS_S
+from streams.kpi_catalogue import DIMENSIONS, DURATION_BUCKETS_S, TOTAL_GROUP
 
 Groups = dict[str, dict[str, int]]
 RawSums = dict[tuple[str, tuple[str, ...]], int]
@@ -151,7 +151,7 @@ class KpiReader:
         groups = group_components(sums, by)
         granularity, buckets = window_buckets(window, now, self._tenants.zone_for(tenant))
         client_components(groups, shared.won, by, window, granularity, buckets)
-        groups["total"].update(shared.live)
+        groups[TOTAL_GROUP].update(shared.live)
         drop_zeros(groups)
         return Snapshot(groups, revenue_by_source, now)
 
@@ -218,7 +218,7 @@ def drop_zeros(groups: Groups) -> None:
         group = groups[name]
         for component in [c for c, v in group.items() if v == 0]:
             del group[component]
-        if not group and name != "total":
+        if not group and name != TOTAL_GROUP:
             del groups[name]
 
 
@@ -251,14 +251,14 @@ def group_components(sums: RawSums, by: str | None) -> Groups:
     Two loops, not one with a list of targets per sum: a scrape runs this a dozen times
     over ~1,000 sums each."""
     total: dict[str, int] = {}
-    groups: Groups = {"total": total}
+    groups: Groups = {TOTAL_GROUP: total}
     hists: dict[tuple[str, str], dict[int, int]] = {}
     routes = _ROUTES
     if by is None:
         for (component, _), amount in sums.items():
             names, head, bucket = routes.get(component) or _route(component)
             if names is None:
-                hist = hists.setdefault(("total", head), {})
+                hist = hists.setdefault((TOTAL_GROUP, head), {})
                 hist[bucket] = hist.get(bucket, 0) + amount
                 continue
             for name in names:
@@ -272,7 +272,7 @@ def group_components(sums: RawSums, by: str | None) -> Groups:
             if group is None:
                 group = groups[group_name] = {}
             if names is None:
-                for key in (("total", head), (group_name, head)):
+                for key in ((TOTAL_GROUP, head), (group_name, head)):
                     hist = hists.setdefault(key, {})
                     hist[bucket] = hist.get(bucket, 0) + amount
                 continue

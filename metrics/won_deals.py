@@ -15,7 +15,7 @@ from itertools import accumulate
 import msgspec
 
 from streams.buckets import GRANULARITIES, US_PER_MINUTE, BucketNamer
-from streams.kpi_catalogue import DIMENSIONS
+from streams.kpi_catalogue import DIMENSIONS, TOTAL_GROUP
 
 Groups = dict[str, dict[str, int]]
 
@@ -132,7 +132,7 @@ def client_components(
 ) -> None:
     """Client KPIs and lead→customer from the prepared won deals. Pure."""
     index = DIMENSIONS.index(by) if by else None
-    total = groups["total"]
+    total = groups[TOTAL_GROUP]
     leads: set[str | None] = set()
     clients: set[str | None] = set()
     leads_by: dict[str, set[str]] = {}
@@ -164,7 +164,7 @@ def client_components(
         total[name] = total.get(name, 0) + count
     lead_counts = {group_name: len(lead_ids) for group_name, lead_ids in leads_by.items()}
     if leads:
-        lead_counts["total"] = len(leads)
+        lead_counts[TOTAL_GROUP] = len(leads)
     for group_name, count in lead_counts.items():
         groups.setdefault(group_name, {})["lead_customers"] = count
     total["client_distinct"] = len(clients)

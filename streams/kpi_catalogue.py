@@ -24,3 +24,7 @@ RESPONSE_BUCKETS_S: Final = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 1
 DEFAULT_LATENESS_S: Final = 35 * 86_400
 NO_VALUE: Final = "none"
 UNASSIGNED: Final = "unassigned"
+# The key of the tenant total among the groups of a KPI read (manager, team, ... → sums).
+# Empty: no dimension value can be (an absent one reads NO_VALUE or UNASSIGNED), whereas a
+# team or a source called "total" can exist.
+TOTAL_GROUP: Final = ""

@@ -20,6 +20,7 @@ from salespulse.tenants import TenantDirectory
 from streams.buckets import BucketNamer, to_us, window_buckets
 from streams.conversation_clock import ConversationState
 from streams.fold import States, decode_state, entity_ref, fold_batch
+from streams.kpi_catalogue import TOTAL_GROUP
 from streams.sla_fold import ConversationStates, fold_conversations
 
 KEYS = KpiKeys("mem:")
@@ -111,7 +112,7 @@ class MemoryStore:
         won = prepare_won(records, BucketNamer(zone))
         client_components(groups, won, by, window, granularity, names)
         config = self.tenants.get(tenant)
-        total = groups["total"]
+        total = groups[TOTAL_GROUP]
         now_us = to_us(now)
         for (owner, _deal), (pipeline, stage, since) in self.open.items():
             if owner != tenant:

@@ -19,7 +19,7 @@ from metrics.kpi_reader import RawSums, group_components
 from metrics.kpi_view import MONEY
 from salespulse.business_hours import BusinessCalendar
 from salespulse.tenants import Target, TenantConfig
-from streams.kpi_catalogue import DIMENSIONS, RESPONSE_BUCKETS_S
+from streams.kpi_catalogue import DIMENSIONS, RESPONSE_BUCKETS_S, TOTAL_GROUP
 
 _TEAM = DIMENSIONS.index("team")
 _MANAGER = DIMENSIONS.index("manager")
@@ -165,8 +165,8 @@ def build_frame(
     hours = config.calendar_for(key.team)
     today_sums = only_team(today, key.team)
     replies = first_response(today_sums, config.sla.basis or config.default_basis)
-    total = group_components(today_sums, None)["total"]
-    month_total = group_components(only_team(month, key.team), None)["total"]
+    total = group_components(today_sums, None)[TOTAL_GROUP]
+    month_total = group_components(only_team(month, key.team), None)[TOTAL_GROUP]
     won, lost = total.get("won", 0), total.get("lost", 0)
     kpis: dict[str, object] = {
         "revenue": total.get("revenue", 0) / MONEY,
@@ -248,7 +248,7 @@ def _leaderboard(sums: RawSums, config: TenantConfig, team: str | None) -> list[
         if team is not None and team in config.teams
         else ([m for t in config.teams.values() for m in t.managers] if team is None else [])
     )
-    names = set(members) | {name for name in groups if name != "total"}
+    names = set(members) | {name for name in groups if name != TOTAL_GROUP}
     rows = []
     for manager in names:
         group = groups.get(manager, {})

@@ -20,6 +20,7 @@ from salespulse.kpi_keys import KpiKeys
 from salespulse.runtime import build_kpi_consumer, topic_specs
 from salespulse.settings import Settings
 from streams.applier import KpiApplier
+from streams.kpi_catalogue import TOTAL_GROUP
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
 from streams.topics import ensure_topics
@@ -80,13 +81,13 @@ def stored(redis_url: str, settings: Settings) -> dict[str, int]:
         KpiKeys(settings.redis_key_prefix),
         settings.tenant_directory(),
     )
-    return reader.components("acme", "all", None, T0)["total"]
+    return reader.components("acme", "all", None, T0)[TOTAL_GROUP]
 
 
 def expected(events: list[CrmEvent], settings: Settings) -> dict[str, int]:
     store = MemoryStore(settings.tenant_directory(), with_sla=False)
     store.apply_batch(events)
-    return store.components("acme", "all", None, T0)["total"]
+    return store.components("acme", "all", None, T0)[TOTAL_GROUP]
 
 
 async def test_events_become_kpis_and_offsets_are_committed(

@@ -17,6 +17,7 @@ from salespulse.kpi_keys import KpiKeys, encode_field
 from salespulse.settings import Settings
 from streams.applier import KpiApplier
 from streams.fold import BatchFold, States, fold_batch
+from streams.kpi_catalogue import TOTAL_GROUP
 from streams.redis_sink import RedisKpiSink
 from tests.helpers import T0, make_event
 from tests.histories import NOW, TENANT, TENANTS
@@ -144,7 +145,7 @@ async def test_the_applier_refolds_after_conflicts_and_duplicates(
         {},
     )
     reader = KpiReader(redis.Redis.from_url(redis_url), keys, TENANTS)
-    total = reader.components(TENANT, "all", None, NOW)["total"]
+    total = reader.components(TENANT, "all", None, NOW)[TOTAL_GROUP]
     assert total["won"] == 1
     assert total["revenue"] == 100_000
     assert total["stage_entries:sales:new"] == 1  # the repeat of e1 was not counted

@@ -36,7 +36,7 @@ from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
 from salespulse.tenants import TenantDirectory, load_tenants
-from streams.kpi_catalogue import DIMENSIONS, WINDOWS
+from streams.kpi_catalogue import DIMENSIONS, TOTAL_GROUP, WINDOWS
 from tests.helpers import eventually, produce
 from tests.integration.processes import salespulse_process
 
@@ -206,8 +206,8 @@ async def reference(
 
 def test_one_worker_alone_counts_the_whole_history(reference, history):
     won = sum(1 for event in history if event.stage_kind == "won")
-    assert reference[("all", None)]["total"]["won"] == won > 1000
-    assert reference[("month", None)]["total"]["won"] > 0, "windows around AT hold data"
+    assert reference[("all", None)][TOTAL_GROUP]["won"] == won > 1000
+    assert reference[("month", None)][TOTAL_GROUP]["won"] > 0, "windows around AT hold data"
 
 
 async def test_two_workers_share_the_partitions_and_count_the_same(

@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 Components = dict[str, dict[str, int]]
-TOTAL = "total"
+# The total's key among the groups: the product's (streams/kpi_catalogue.TOTAL_GROUP),
+# empty so that a team, manager or source called "total" is a group like any other.
+TOTAL = ""
 # A lead_created event puts the lead in this stage (leads processed).
 LEAD_FIRST_STAGE = "new"
 
@@ -352,10 +354,7 @@ class _Result:
         """`total`, plus the `by` value of these dimensions (None: a total-only component)."""
         if dims is None or self.by is None:
             return [TOTAL]
-        value = dims[self.by]
-        if value == TOTAL:
-            raise ValueError(f"{self.by} value {TOTAL!r} collides with the total group")
-        return [TOTAL, value]
+        return [TOTAL, dims[self.by]]
 
     def add(self, dims: Dims | None, component: str, amount: int = 1) -> None:
         for group in self.groups(dims):

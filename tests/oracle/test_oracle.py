@@ -19,6 +19,7 @@ from salespulse.events import CrmEvent
 from salespulse.tenants import TenantConfig
 from streams.kpi_catalogue import DIMENSIONS, WINDOWS
 from tests.oracle.batch import (
+    TOTAL,
     Components,
     acquisition_costs,
     compute_components,
@@ -113,7 +114,7 @@ def test_activity_by_team():
     # ms3 is automated: not counted. "old" is at T-13h, yesterday in UTC: outside `today`.
     # act-deal was created today without a stage event: warm_den under its pipeline (sales).
     assert result == {
-        "total": {
+        TOTAL: {
             "calls": 3, "calls_in": 2, "calls_out": 1, "calls_answered": 2, "calls_missed": 1,
             "talk_time_ms": 72346, "meetings": 1, "messages_in": 1, "messages_out": 1,
             "leads_created": 1, "deals_created": 1, "rating_sum": 9, "rating_count": 2,
@@ -157,7 +158,7 @@ def test_stage_entries_and_flow_by_pipeline():
     ]
     result = kpis(events, window="today", by="pipeline")
     # sales:new = s1, s3, s4 = 3; sales:qualified = s2 = 1; partners:intake = 1.
-    assert only(result["total"], "stage_entries") == {
+    assert only(result[TOTAL], "stage_entries") == {
         "stage_entries:sales:new": 3,
         "stage_entries:sales:qualified": 1,
         "stage_entries:partners:intake": 1,
@@ -169,12 +170,12 @@ def test_stage_entries_and_flow_by_pipeline():
     assert only(result["partners"], "stage_entries") == {"stage_entries:partners:intake": 1}
     # conversion_flow[new→qualified] = entries(qualified) / entries(new) = 1/3;
     # end_to_end_flow = entries of won stages / entries of the first stage = 0/3.
-    total = result["total"]
+    total = result[TOTAL]
     assert Fraction(total["stage_entries:sales:qualified"], total["stage_entries:sales:new"]) == (
         Fraction(1, 3)
     )
     assert "stage_entries:sales:won" not in total
-    assert only(kpis(events, window="all")["total"], "stage_entries:sales:new") == {
+    assert only(kpis(events, window="all")[TOTAL], "stage_entries:sales:new") == {
         "stage_entries:sales:new": 4
     }
 
@@ -197,7 +198,7 @@ def cohort_events() -> list[CrmEvent]:
 
 
 def test_cohort_conversion_and_end_to_end():
-    today = kpis(cohort_events(), window="today")["total"]
+    today = kpis(cohort_events(), window="today")[TOTAL]
     # new:       den A, B, C (first entry of new today) = 3; num: A (qualified), B (proposal
     #            ranks 2 ≥ 1: skipping a stage still reaches it) = 2; C is lost (no rank).
     # qualified: den A (D entered it 50 h ago) = 1; num A = 1.
@@ -216,7 +217,7 @@ def test_cohort_conversion_and_end_to_end():
         Fraction(today[f"cohort_num:sales:{s}"], today[f"cohort_den:sales:{s}"]) for s in steps
     ]
     assert steps[ratios.index(min(ratios))] == "proposal"
-    everything = kpis(cohort_events(), window="all")["total"]
+    everything = kpis(cohort_events(), window="all")[TOTAL]
     # `all` adds D to qualified: den A, D = 2; num A, D (both reached proposal) = 2.
     assert only(everything, "cohort", "e2e") == {
         "cohort_den:sales:new": 3, "cohort_num:sales:new": 2,
@@ -249,11 +250,11 @@ def test_cold_to_warm():
         created("w9c", "W9", T - 2 * H),
         stage("w9a", "W9", "lost", T - 1 * H),  # lost has no rank
     ]
-    today = kpis(events, window="today")["total"]
+    today = kpis(events, window="today")[TOTAL]
     # sales: den W1, W2, W3, W4, W8, W9 = 6; num W1, W2, W8 = 3.
     # partners (current.pipeline of W6 and W7; no warm stage configured): den 2, num 0.
     assert only(today, "warm") == {"warm_den:sales": 6, "warm_num:sales": 3, "warm_den:partners": 2}
-    everything = kpis(events, window="all")["total"]
+    everything = kpis(events, window="all")[TOTAL]
     # `all` adds W5: den 7, num 4.
     assert only(everything, "warm") == {
         "warm_den:sales": 7,
@@ -276,7 +277,7 @@ def test_time_in_stage_and_p90():
         stage("s4a", "S4", "old", T - 401 * D, pipeline="archive"),
         stage("s4b", "S4", "later", T - 1 * D, pipeline="archive"),
     ]
-    everything = kpis(events, window="all")["total"]
+    everything = kpis(events, window="all")[TOTAL]
     # Entries of S1: new T-10h, qualified T-9h, proposal T-2h, won T.
     #   new: next later entry qualified → 1 h = 3600 s; qualified: proposal → 7 h = 25200 s;
     #   proposal: won → 2 h = 7200 s; won: nothing later.
@@ -295,7 +296,7 @@ def test_time_in_stage_and_p90():
         "stay_sum_ms:archive:old": 34_560_000_000, "stay_count:archive:old": 1,
         "stay_p90_s:archive:old": 31_536_000,
     }  # fmt: skip
-    today = kpis(events, window="today")["total"]
+    today = kpis(events, window="today")[TOTAL]
     # A stay counts in the window of its end: S2's new ended T-20h+45s and archive's T-1d,
     # both before today. new: 3600000 + 90000 = 3690000, n 2, ⌈1.8⌉ = 2 → 3600.
     assert only(today, "stay") == {
@@ -334,7 +335,7 @@ def test_won_lost_by_reason_and_win_rate():
     # stage); D7 is back in proposal, D5 was won yesterday.
     # lost today: D2 (m-2 from its latest event carrying a manager; reason price),
     # D3 (m-2; reason timing from an earlier event), D4 (m-1, no reason).
-    assert only(today["total"], "won", "lost") == {
+    assert only(today[TOTAL], "won", "lost") == {
         "won": 2, "lost": 3, "lost_by_reason:price": 1, "lost_by_reason:timing": 1,
     }  # fmt: skip
     assert only(today["m-1"], "won", "lost") == {"won": 2, "lost": 1}
@@ -344,9 +345,9 @@ def test_won_lost_by_reason_and_win_rate():
         "lost_by_reason:timing": 1,
     }
     # win rate = won / (won + lost) = 2 / 5.
-    total = today["total"]
+    total = today[TOTAL]
     assert Fraction(total["won"], total["won"] + total["lost"]) == Fraction(2, 5)
-    assert only(kpis(outcome_events(), window="all")["total"], "won") == {"won": 3}
+    assert only(kpis(outcome_events(), window="all")[TOTAL], "won") == {"won": 3}
 
 
 def test_revenue_with_conversion_and_unconvertible_currency():
@@ -367,7 +368,7 @@ def test_revenue_with_conversion_and_unconvertible_currency():
         ev("p2", "payment", T, amount=Decimal("0.00005"), currency="USD"),  # 0
         ev("k1", "marketing_cost", T, amount=Decimal(30), currency="EUR", source_channel="web"),
     ]
-    total = kpis(events, window="today")["total"]
+    total = kpis(events, window="today")[TOTAL]
     # revenue = 100000 + 100002 + 36630 + 0 + 0 + 550000 + 1234568 = 2021200.
     assert only(total, "won", "revenue", "unconvertible", "invoiced", "paid", "marketing") == {
         "won": 9,
@@ -391,7 +392,7 @@ def test_margin():
         created("m8c", "M8", T - 2 * H, cost=Decimal(30)),
         won("m8", "M8", T - H, "40"),  # cost from deal_created: 10 → 100000
     ]
-    total = kpis(events, window="all")["total"]
+    total = kpis(events, window="all")[TOTAL]
     # margin = 400000 + 550000 - 50000 + 2 + 100000 = 1000002.
     # revenue = 1000000 + 1100000 + 1000000 + 50000 + 2 + 400000 = 3550002.
     assert only(total, "won", "revenue", "margin", "unconvertible") == {
@@ -417,7 +418,7 @@ def test_sales_cycle_avg_and_p90_per_group():
     result = kpis(events, window="all", by="manager")
     # total: n 10, sum 9 * 30000 + 864000000 = 864270000 ms; ⌈0.9 * 10⌉ = 9 and bucket 60
     # already holds 9 → p90 60 (not the maximum).
-    assert only(result["total"], "cycle", "won") == {
+    assert only(result[TOTAL], "cycle", "won") == {
         "won": 11,
         "cycle_sum_ms": 864270000,
         "cycle_count": 10,
@@ -443,7 +444,7 @@ def test_sales_cycle_uses_the_earliest_creation_and_inf_reports_last_bound():
         created("x2", "X", T - 2 * D),  # a later deal_created does not move created_at
         won("x3", "X", T - 1 * D),
     ]
-    total = kpis(events, window="all")["total"]
+    total = kpis(events, window="all")[TOTAL]
     # 400 days = 34,560,000 s = 34,560,000,000 ms; above 365 d → +Inf → 31536000.
     assert only(total, "cycle") == {
         "cycle_sum_ms": 34_560_000_000,
@@ -479,13 +480,13 @@ def test_repeat_sales_purchase_frequency_and_new_clients():
     # revenue 100 + 200 + 50 = 350 → 3500000. P8 is lost: k4's P9 is its first.
     # new clients today: k2 via P4 (web), k3 via p5 (ads, from its deal_created), k4 via P9
     # (none); k1's first deal P1 is 40 days ago.
-    assert only(today["total"], "client", "repeat", "new_clients", "clv", "abc") == {
+    assert only(today[TOTAL], "client", "repeat", "new_clients", "clv", "abc") == {
         "client_deals": 6, "client_distinct": 4, "repeat_count": 3, "repeat_revenue": 3500000,
         "new_clients:web": 1, "new_clients:ads": 1, "new_clients:none": 1,
     }  # fmt: skip
     # client components are total-only.
     assert only(today["unassigned"], "client", "repeat", "new_clients") == {}
-    everything = kpis(client_events(), window="all")["total"]
+    everything = kpis(client_events(), window="all")[TOTAL]
     # all: + P1 → 7 deals; new k1 via P1 (referral).
     # CLV: (1000 + 100 + 200 + 10 + 20 + 50 + 5) = 1385 → 13850000 over 4 clients.
     assert only(everything, "client", "repeat", "new_clients", "clv") == {
@@ -512,7 +513,7 @@ def test_abc_with_ties_and_clv_only_in_all():
         won("d1", "D1", T - 2 * D, "5", client_id="k-d"),  # ties k-e; k-d sorts first
         won("f1", "F1", T - 2 * D, "100", client_id="k-f", currency="JPY"),  # revenue 0
     ]
-    total = kpis(events, window="all")["total"]
+    total = kpis(events, window="all")[TOTAL]
     # Sorted: k-a 50, k-b 30, k-c 10, k-d 5, k-e 5, k-f 0; total 100.
     # A: 50 < 80, 80 ≥ 80 → {k-a, k-b}. B: 90 < 95, 95 ≥ 95 → {k-c, k-d}. C: {k-e, k-f}.
     assert only(total, "abc", "clv") == {
@@ -522,13 +523,13 @@ def test_abc_with_ties_and_clv_only_in_all():
         "clv_revenue": 1000000, "clv_clients": 6,
     }  # fmt: skip
     for window in WINDOWS[:-1]:
-        assert only(kpis(events, window=window)["total"], "abc", "clv") == {}
+        assert only(kpis(events, window=window)[TOTAL], "abc", "clv") == {}
 
 
 def test_abc_when_no_client_has_revenue():
     # Total 0: the empty prefix already reaches 80 % and 95 % of 0, so every client is C.
     events = [won("z1", "Z1", T - D, "100", client_id="k-z", currency="JPY")]
-    total = kpis(events, window="all")["total"]
+    total = kpis(events, window="all")[TOTAL]
     assert only(total, "abc") == {"abc_count:C": 1}
 
 
@@ -568,7 +569,7 @@ def test_new_clients_cac_and_romi_over_today():
     # (50 EUR * 1.1 = 55 → 550000) → 3550000; mc2 is on Thursday.
     costs = acquisition_costs(events, BERLIN, "acme", "today", T)
     assert costs == {"web": 333333, "ads": 3550000}
-    total = kpis(events, window="today", config=BERLIN)["total"]
+    total = kpis(events, window="today", config=BERLIN)[TOTAL]
     # new today: q1 (N1, web), q2 (N2, web), q3 (N3, ads); q5's first deal was Wednesday.
     assert only(total, "new_clients") == {"new_clients:web": 2, "new_clients:ads": 1}
     by_source = kpis(events, window="today", by="source", config=BERLIN)
@@ -622,11 +623,11 @@ def test_lead_to_customer():
     result = kpis(events, window="today", by="manager")
     # distinct lead ids of today's won deals: total {L1, L2} = 2; m-1 {L1, L2} = 2;
     # m-2 {L1} = 1 (distinct per group: groups need not add up to the total).
-    assert result["total"]["lead_customers"] == 2
+    assert result[TOTAL]["lead_customers"] == 2
     assert result["m-1"]["lead_customers"] == 2
     assert result["m-2"]["lead_customers"] == 1
     # lead → customer = 2 / leads_created today (lc1..lc3) = 2/3.
-    total = result["total"]
+    total = result[TOTAL]
     assert Fraction(total["lead_customers"], total["leads_created"]) == Fraction(2, 3)
 
 
@@ -649,11 +650,11 @@ def test_leads_processed():
     # L2: first stage contacted (its earliest event); never leaves it.
     # L3: leaves new at T-28h → yesterday. L4: leaves new at T-40m (counted once), unassigned.
     today = kpis(events, window="today", by="manager")
-    assert today["total"]["leads_processed"] == 2
+    assert today[TOTAL]["leads_processed"] == 2
     assert today["m-2"] == {"leads_processed": 1}
     assert today["unassigned"]["leads_processed"] == 1
     everything = kpis(events, window="all", by="manager")
-    assert everything["total"]["leads_processed"] == 3
+    assert everything[TOTAL]["leads_processed"] == 3
     assert everything["m-1"]["leads_processed"] == 1
 
 
@@ -684,9 +685,9 @@ def test_live_open_ready_stuck():
     }  # fmt: skip
     for window in WINDOWS:  # window-independent
         result = kpis(live_events(), window=window, by="manager")
-        assert only(result["total"], "open", "ready", "stuck") == expected
+        assert only(result[TOTAL], "open", "ready", "stuck") == expected
         for group, values in result.items():  # total-only
-            if group != "total":
+            if group != TOTAL:
                 assert only(values, "open", "ready", "stuck") == {}
 
 
@@ -694,7 +695,7 @@ def test_live_ready_to_close_configured():
     config = TenantConfig.model_validate(
         {"pipelines": {"sales": {**SALES, "ready_to_close": ["qualified"]}}}
     )
-    result = kpis(live_events(), window="15m", config=config)["total"]
+    result = kpis(live_events(), window="15m", config=config)[TOTAL]
     assert only(result, "ready") == {"ready:sales:qualified": 1}  # O4 only
 
 
@@ -768,11 +769,11 @@ def test_window_edges_are_start_inclusive_end_exclusive():
         ev("last", "meeting", T + 59 * S),
         ev("end", "meeting", T + 1 * M),  # excluded
     ]
-    assert kpis(events, window="15m")["total"] == {"meetings": 2}
+    assert kpis(events, window="15m")[TOTAL] == {"meetings": 2}
     # `today` in New York on Friday 20 Nov EST: [05:00Z Fri, 05:00Z Sat).
     ny = CONFIG.model_copy(update={"timezone": "America/New_York"})
     local = [ev("e1", "meeting", T - 7 * H), ev("e2", "meeting", T - 7 * H - S)]
-    assert kpis(local, window="today", config=ny)["total"] == {"meetings": 1}
+    assert kpis(local, window="today", config=ny)[TOTAL] == {"meetings": 1}
 
 
 def test_unknown_window_or_dimension_is_rejected():
@@ -780,7 +781,7 @@ def test_unknown_window_or_dimension_is_rejected():
         kpis([], window="2h")
     with pytest.raises(ValueError, match="dimension"):
         kpis([], by="channel")
-    assert kpis([], window="today", by="team") == {"total": {}}
+    assert kpis([], window="today", by="team") == {TOTAL: {}}
 
 
 # --- counted events ------------------------------------------------------------------------
@@ -798,12 +799,12 @@ def test_repeated_event_ids_count_once_and_tenants_are_separate():
         stage("s1", "deal-1", "new", T),
     ]
     # acme: one call (in, answered, 10 s), one stage entry; globex's event is not acme's.
-    assert kpis(events, window="today")["total"] == {
+    assert kpis(events, window="today")[TOTAL] == {
         "calls": 1, "calls_in": 1, "calls_answered": 1, "talk_time_ms": 10000,
         "stage_entries:sales:new": 1, "cohort_den:sales:new": 1, "e2e_den:sales": 1,
         "open:sales:new": 1,
     }  # fmt: skip
-    assert kpis(events, window="today", tenant="globex")["total"] == {
+    assert kpis(events, window="today", tenant="globex")[TOTAL] == {
         "calls": 1, "calls_in": 1, "calls_answered": 1, "talk_time_ms": 10000,
     }  # fmt: skip
 
@@ -819,7 +820,7 @@ def test_too_late_events_count_nowhere():
         stage("n", "deal-9", "new", T - 41 * D, received_at=T - 41 * D),
         stage("w", "deal-9", "won", T - 40 * D, received_at=T),  # too late: deal-9 stays open
     ]
-    total = kpis(events, window="all")["total"]
+    total = kpis(events, window="all")[TOTAL]
     assert total["calls"] == 2
     assert only(total, "won", "open", "stage_entries") == {
         "stage_entries:sales:new": 1,
@@ -827,15 +828,15 @@ def test_too_late_events_count_nowhere():
     }
     # a tighter lateness: the on-time call (35 d late) is now too late too.
     tight = compute_components(events, CONFIG, "acme", "all", None, T, lateness_s=60)
-    assert tight["total"]["calls"] == 1
+    assert tight[TOTAL]["calls"] == 1
 
 
 def test_the_first_occurrence_decides_lateness():
     late = ev("c1", "call", T - 40 * D, direction="in", answered=False, received_at=T)
     on_time = msgspec.structs.replace(late, received_at=T - 40 * D)
     # The repeat is ignored whatever it carries; the first copy was too late.
-    assert kpis([late, on_time])["total"] == {}
-    assert kpis([on_time, late])["total"]["calls"] == 1
+    assert kpis([late, on_time])[TOTAL] == {}
+    assert kpis([on_time, late])[TOTAL]["calls"] == 1
 
 
 # --- arrival order -------------------------------------------------------------------------

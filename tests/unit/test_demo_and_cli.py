@@ -14,6 +14,7 @@ from salespulse.cli import main
 from salespulse.demo import DemoOffice
 from salespulse.launcher import DEMO_TENANTS as DEMO_TENANTS_FILE
 from salespulse.tenants import TenantDirectory, load_tenants
+from streams.kpi_catalogue import TOTAL_GROUP
 from tests.kpi_memory import MemoryStore
 
 
@@ -78,7 +79,7 @@ def test_demo_clients_get_answers_mostly_within_the_demo_sla() -> None:
         store.apply_batch(parse_events(msgspec.json.encode(raw), now))
         if step % 300 == 0:
             waiting_counts.append(len(store.waiting))
-    totals = store.components("demo", "all", None, start + timedelta(hours=1))["total"]
+    totals = store.components("demo", "all", None, start + timedelta(hours=1))[TOTAL_GROUP]
     met = sum(v for k, v in totals.items() if k.startswith("sla_met:first"))
     breached = sum(v for k, v in totals.items() if k.startswith("sla_breach:first"))
     assert met > 4 * breached > 0

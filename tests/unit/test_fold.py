@@ -11,6 +11,7 @@ from salespulse.events import CrmEvent
 from salespulse.tenants import TenantConfig, TenantDirectory, TenantsFile
 from streams.entities import DealState, deal_contributions, join_deal, money_units
 from streams.fold import event_components
+from streams.kpi_catalogue import TOTAL_GROUP
 from tests.helpers import T0, make_event
 from tests.kpi_memory import MemoryStore
 
@@ -123,9 +124,9 @@ def test_memory_store_sees_reopened_deals_leave_the_won_count() -> None:
     store = MemoryStore(TENANTS)
     now = T0 + timedelta(hours=1)
     store.apply_batch([stage("a", "won", 0, amount=Decimal(10))])
-    assert store.components("acme", "all", None, now)["total"]["won"] == 1
+    assert store.components("acme", "all", None, now)[TOTAL_GROUP]["won"] == 1
     store.apply_batch([stage("b", "proposal", 5)])
-    total = store.components("acme", "all", None, now)["total"]
+    total = store.components("acme", "all", None, now)[TOTAL_GROUP]
     assert "won" not in total
     assert total["open:sales:proposal"] == 1
     assert total["ready:sales:proposal"] == 1  # default: the last open stage
@@ -136,7 +137,7 @@ def test_stuck_deals_are_those_past_their_stage_limit() -> None:
     store.apply_batch(
         [stage("a", "proposal", 0, entity_id="d1"), stage("b", "proposal", 120, entity_id="d2")]
     )
-    total = store.components("acme", "all", None, T0 + timedelta(hours=25))["total"]
+    total = store.components("acme", "all", None, T0 + timedelta(hours=25))[TOTAL_GROUP]
     assert total["open:sales:proposal"] == 2
     assert total["stuck:sales:proposal"] == 1
 
@@ -153,12 +154,14 @@ def test_today_follows_the_tenant_zone() -> None:
     late_evening_utc = datetime(2026, 11, 21, 22, 30, tzinfo=UTC)  # 01:30 on the 22nd in Moscow
     store.apply_batch([make_event("c", "call", occurred_at=late_evening_utc)])
     assert (
-        store.components("acme", "today", None, datetime(2026, 11, 22, 8, 0, tzinfo=UTC))["total"][
-            "calls"
-        ]
+        store.components("acme", "today", None, datetime(2026, 11, 22, 8, 0, tzinfo=UTC))[
+            TOTAL_GROUP
+        ]["calls"]
         == 1
     )
     assert (
-        store.components("acme", "today", None, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))["total"]
+        store.components("acme", "today", None, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))[
+            TOTAL_GROUP
+        ]
         == {}
     )

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salespulse.events import CrmEvent
-from streams.kpi_catalogue import WINDOWS
+from streams.kpi_catalogue import TOTAL_GROUP, WINDOWS
 from tests.histories import NOW, TENANT, TENANTS, histories
 from tests.kpi_memory import MemoryStore
 
@@ -60,6 +60,6 @@ def test_groups_add_up_to_the_total_for_additive_components(history: list[CrmEve
     store.apply_batch(history)
     for by in ("manager", "team", "pipeline", "source"):
         groups = store.components(TENANT, "all", by, NOW)
-        total = groups.pop("total")
+        total = groups.pop(TOTAL_GROUP)
         for name in ("calls", "talk_time_ms", "won", "revenue", "deals_created", "lost"):
             assert sum(g.get(name, 0) for g in groups.values()) == total.get(name, 0), (by, name)
