@@ -36,6 +36,8 @@ SpoolRecord = tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None]
 
 _HEADER = struct.Struct(">II")
 _READ_CHUNK = 1 << 20
+# Ready while this much is free: a full-size body (1 MiB by default) and its framing.
+ROOM_BYTES = 2 << 20
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None])
 
@@ -74,6 +76,11 @@ class DiskSpool:
     def pending(self) -> bool:
         """Records wait to be sent: new ones must queue behind them (order per deal)."""
         return self._cursor < self._size
+
+    @property
+    def has_room(self) -> bool:
+        """Room for at least one more request of the largest size the ingest takes."""
+        return self._size + ROOM_BYTES <= self.max_bytes
 
     @property
     def pending_bytes(self) -> int:

@@ -8,6 +8,9 @@ without restarting it, since a restart would not bring the broker or Redis back.
 The checks are cheap, bounded by a short timeout and hold no lock: a TCP connect to a
 bootstrap broker and a Redis PING. Answers name the check, never an address or URL (a
 Redis URL may carry a password).
+
+An ingest with a disk spool stays ready while the broker is down and the spool has room:
+taking it out of the load balancer would fail the very webhooks the spool is there to keep.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from handlers.spool import DiskSpool
+
 OK = "ok"
 DEFAULT_KAFKA_PORT = 9092
 
@@ -25,7 +30,15 @@ DEFAULT_KAFKA_PORT = 9092
 class Readiness:
     """The dependency checks of one process: the broker always, Redis when a role uses it."""
 
-    def __init__(self, bootstrap: str, redis_url: str | None, *, timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        redis_url: str | None,
+        *,
+        timeout_s: float = 1.0,
+        spool: DiskSpool | None = None,
+    ) -> None:
+        self._spool = spool
         self._servers = [_host_port(server) for server in bootstrap.split(",") if server.strip()]
         self._timeout_s = timeout_s
         self._redis = (
@@ -42,6 +55,10 @@ class Readiness:
     async def checks(self) -> dict[str, str]:
         """Each dependency → ``"ok"`` or why it is not ready."""
         results = {"broker": await self._broker()}
+        if self._spool is not None:
+            results["spool"] = OK if self._spool.has_room else "full"
+            if results["broker"] != OK and results["spool"] == OK:
+                results["broker"] += ", spooling"
         if self._redis is not None:
             results["redis"] = await self._redis_ping(self._redis)
         return results
@@ -52,7 +69,10 @@ class Readiness:
 
     async def _ready(self, _: web.Request) -> web.Response:
         checks = await self.checks()
-        ready = all(result == OK for result in checks.values())
+        ready = all(
+            result == OK or (name == "broker" and result.endswith(", spooling"))
+            for name, result in checks.items()
+        )
         return web.json_response(
             {"status": "ready" if ready else "not_ready", "checks": checks},
             status=200 if ready else 503,

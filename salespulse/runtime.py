@@ -122,7 +122,7 @@ def build_runtime(
 
     # Readiness checks Redis only where a role of this process reads or writes it.
     uses_redis = bool(roles & {Role.WORKER, Role.EXPORTER})
-    readiness = Readiness(bootstrap, redis_url if uses_redis else None)
+    readiness = Readiness(bootstrap, redis_url if uses_redis else None, spool=spool)
     closers.append(readiness.close)
     routes: list[web.RouteDef] = readiness.routes()
     # Called as the web server shuts down, before it waits for open requests to end.

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from handlers.spool import ROOM_BYTES, DiskSpool
 from salespulse.embedded import free_port
 from salespulse.health import Readiness
 
@@ -68,3 +69,30 @@ async def test_an_ingest_checks_only_the_broker_and_any_bootstrap_server_will_do
     servers = f"127.0.0.1:{free_port()},{bootstrap}"  # the first one is down
     async with serving(Readiness(servers, None)) as base:
         assert await get(f"{base}/readyz") == (200, {"status": "ready", "checks": {"broker": "ok"}})
+
+
+async def test_a_spooling_ingest_stays_ready_until_its_spool_is_full(tmp_path) -> None:
+    """The load balancer must keep sending webhooks to an ingest that can spool them."""
+    spool = DiskSpool(tmp_path, max_bytes=ROOM_BYTES + 4096)
+    async with serving(Readiness(f"127.0.0.1:{free_port()}", None, spool=spool)) as base:
+        status, body = await get(f"{base}/readyz")
+        assert status == 200
+        assert body["checks"] == {"broker": "unreachable (ConnectionRefusedError), spooling",
+                                  "spool": "ok"}  # fmt: skip
+        await spool.append([("crm.events", None, b"x" * 8192, None)])  # past the room
+        status, body = await get(f"{base}/readyz")
+        assert status == 503
+        assert body["checks"] == {"broker": "unreachable (ConnectionRefusedError)", "spool": "full"}
+    spool.close()
+
+
+async def test_with_the_broker_up_a_spooling_ingest_reads_plainly_ready(
+    bootstrap: str, tmp_path
+) -> None:
+    spool = DiskSpool(tmp_path, max_bytes=1 << 30)
+    async with serving(Readiness(bootstrap, None, spool=spool)) as base:
+        assert await get(f"{base}/readyz") == (
+            200,
+            {"status": "ready", "checks": {"broker": "ok", "spool": "ok"}},
+        )
+    spool.close()
