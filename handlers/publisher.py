@@ -73,11 +73,15 @@ class KafkaPublisher:
         self._spooled = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
         self._resetting: asyncio.Task[None] | None = None
+        self._topics_ready: asyncio.Event | None = None
 
-    def use_spool(self, spool: DiskSpool) -> None:
+    def use_spool(self, spool: DiskSpool, *, topics_ready: asyncio.Event | None = None) -> None:
         """From now on keep what Kafka does not take in time in ``spool``, and send what
-        an earlier run left there (call with the loop running)."""
+        an earlier run left there (call with the loop running). Until ``topics_ready`` is
+        set, everything is spooled and nothing drained: an ingest that started while Kafka
+        was down must not have Kafka auto-create its topics with the wrong partitions."""
         self._spool = spool
+        self._topics_ready = topics_ready
         # A sender waits at most this long for Kafka (amoCRM gives up after 2 s); what
         # Kafka then still acknowledges is spooled too: a duplicate, dropped downstream by
         # event id.
@@ -139,7 +143,7 @@ class KafkaPublisher:
             await producer.stop()
 
     async def _send_all(self, topic: str, records: Sequence[Record]) -> None:
-        if self._spool is not None and self._spool.pending:
+        if self._spool is not None and (self._spool.pending or not self._topics_exist()):
             # Behind what waits already: one deal's events keep their order.
             await self._to_spool(topic, records)
             return
@@ -187,8 +191,13 @@ class KafkaPublisher:
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain_forever())
 
+    def _topics_exist(self) -> bool:
+        return self._topics_ready is None or self._topics_ready.is_set()
+
     async def _drain_forever(self) -> None:
         delay = 1.0
+        if self._topics_ready is not None:
+            await self._topics_ready.wait()
         while self._spool is not None:
             await self._spooled.wait()
             spool = self._spool

@@ -5,6 +5,7 @@ A process can take any of three roles; ``salespulse run`` takes all of them.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,6 +16,7 @@ import faust
 import redis
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from mode import Service
 from prometheus_client import CollectorRegistry
@@ -115,10 +117,27 @@ def build_runtime(
     )
     closers: list[Callable[[], Awaitable[Any]]] = [publisher.stop]
 
+    topic_setup: list[asyncio.Task[None]] = []
+
     async def setup() -> None:
-        if spool is not None:  # its drainer needs the running loop
-            publisher.use_spool(spool)
-        await ensure_topics(bootstrap, topic_specs(settings))
+        if spool is None:
+            await ensure_topics(bootstrap, topic_specs(settings))
+        elif roles == {Role.INGEST}:
+            # An ingest with a spool serves even if Kafka is down when it starts: it spools
+            # until the topics exist (the workers need Kafka to do anything at all).
+            topics_ready = asyncio.Event()
+            publisher.use_spool(spool, topics_ready=topics_ready)
+            topic_setup.append(asyncio.create_task(_create_topics(settings, topics_ready)))
+        else:
+            publisher.use_spool(spool)  # its drainer needs the running loop
+            await ensure_topics(bootstrap, topic_specs(settings))
+
+    async def stop_topic_setup() -> None:
+        for task in topic_setup:
+            task.cancel()
+        await asyncio.gather(*topic_setup, return_exceptions=True)
+
+    closers.append(stop_topic_setup)
 
     # Readiness checks Redis only where a role of this process reads or writes it.
     uses_redis = bool(roles & {Role.WORKER, Role.EXPORTER})
@@ -175,6 +194,24 @@ def build_runtime(
     web_driver.web_app.add_routes(routes)
     web_driver.web_app.on_shutdown.extend(on_shutdown)
     return Runtime(app, services, registry, pipeline_metrics, consumer, sla_consumer, routes)
+
+
+async def _create_topics(settings: Settings, ready: asyncio.Event) -> None:
+    """ensure_topics until the broker answers, backing off; then open the publisher."""
+    assert settings.kafka_bootstrap is not None
+    delay = 1.0
+    while True:
+        try:
+            await ensure_topics(settings.kafka_bootstrap, topic_specs(settings), attempts=1)
+        except (KafkaError, OSError) as exc:
+            logger.warning(
+                "broker unreachable for topic setup (%r): spooling, retrying in %.0f s", exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        ready.set()
+        return
 
 
 def topic_specs(settings: Settings) -> dict[str, TopicSpec]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faust
+from faust.app.base import BootStrategy
 
 from salespulse.settings import Settings
 
@@ -18,7 +19,7 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     The KPI agent itself is a service started beside it (streams.kpi_consumer explains why).
     """
     session = settings.kafka_session_timeout_s
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=faust_broker_url(bootstrap),
         store="memory://",
@@ -34,3 +35,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         broker_heartbeat_interval=max(0.1, session / 5),
         broker_rebalance_timeout=session,
     )
+    # Every Kafka client of ours is our own (streams/kpi_consumer.py, handlers/publisher.py).
+    # faust's producer and consumer would only make a start need the broker (an ingest
+    # could not start during a Kafka outage, to spool) and join a group of their own.
+    app.boot_strategy = BootStrategy(app, enable_kafka=False)
+    return app

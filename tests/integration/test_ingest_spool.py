@@ -11,10 +11,12 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from handlers.http_ingest import IngestHandler
@@ -27,6 +29,7 @@ from salespulse.runtime import topic_specs
 from salespulse.settings import Settings
 from streams.topics import ensure_topics
 from tests.helpers import eventually, read_topic
+from tests.integration.processes import salespulse_process
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +199,33 @@ async def test_a_broker_that_hangs_still_gets_the_sender_answered_in_time(settin
         finally:
             await client.close()
             await publisher.stop()
+
+
+async def test_an_ingest_started_while_the_broker_is_down_serves_and_catches_up(settings, tmp_path):
+    """`salespulse ingest` itself: it starts and takes events with Kafka down, and only
+    once Kafka is up creates the topics (the configured partitions, not a broker's default
+    auto-created ones) and drains into them."""
+    port = free_port()
+    down = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+    base = f"http://127.0.0.1:{settings.http_port}"
+    with salespulse_process("ingest", down, tmp_path / "ingest.log"):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/readyz") as response:
+                assert response.status == 200, "ready: it can spool"
+            async with session.post(f"{base}/v1/events", json=[event(1), event(2)]) as response:
+                assert response.status == 202
+            with start_broker(port=port):
+                records = await read_topic(down.kafka_bootstrap, settings.events_topic, 2, 60)
+                assert [decode_event(r.value).event_id for r in records] == ["spool-1", "spool-2"]
+                admin = AIOKafkaAdminClient(bootstrap_servers=down.kafka_bootstrap)
+                await admin.start()
+                try:
+                    [described] = await admin.describe_topics([settings.events_topic])
+                finally:
+                    await admin.close()
+                assert len(described["partitions"]) == settings.topic_partitions
+                async with session.post(f"{base}/v1/events", json=event(3)) as response:
+                    assert response.status == 202
+                assert len(await read_topic(down.kafka_bootstrap, settings.events_topic, 3)) == 3
+    log = (tmp_path / "ingest.log").read_text()
+    assert "Traceback" not in log
