@@ -341,7 +341,8 @@ async def _bench(
         "group join excluded); CPU = process_time of the consuming process only",
         f"latency (a): {round(PACED_RATE * PACED_SECONDS):,} events paced at {PACED_RATE:,}/s "
         "by a separate producer process; exact, from received_at (send) to the Redis write",
-        "rates vary up to ±25 % run to run on a shared 2-core VM: compare ratios of one run",
+        "rates vary up to ±25 % run to run on a shared 2-core VM, and up to 3x from day to "
+        "day: compare ratios of one run",
         sep="\n",
     )
     failed = any("FAILED" in line for line in scale)
