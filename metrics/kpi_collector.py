@@ -113,10 +113,12 @@ def _cap(groups: Groups, limit: int) -> Groups:
         name, group = item
         return (-group.get("won", 0), -group.get("calls", 0), -group.get("revenue", 0), name)
 
-    ranked = sorted(groups.items(), key=activity)
+    # A manager whose id is literally "other" goes into the pool: a series of its own
+    # would carry the pool's labels (and was overwritten by it).
+    ranked = sorted((item for item in groups.items() if item[0] != OTHER), key=activity)
     kept = dict(ranked[: limit - 1])
     pooled: dict[str, int] = {}
-    for _, group in ranked[limit - 1 :]:
+    for _, group in [*ranked[limit - 1 :], *[item for item in groups.items() if item[0] == OTHER]]:
         for component, amount in group.items():
             if not component.endswith("_p90_s"):  # a percentile does not add up
                 pooled[component] = pooled.get(component, 0) + amount
