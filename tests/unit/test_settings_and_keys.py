@@ -80,3 +80,13 @@ def test_pipeline_series_exist_from_the_start_and_their_count_is_pinned() -> Non
     # + 2 enriched CRMs x (queued, 3 outcomes, 3 REST outcomes) + 7 enrichment dead letters.
     # The consumer-lag gauge has no series until a consumer has fetched.
     assert len(samples) == 10 + 6 + 7 + 15 + 2 + 4 * 8 + 2 * 7 + 7
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [
+        name
+        for name in Settings.model_fields
+        if f"SALESPULSE_{name.upper()}" not in readme and f"`_{name.upper()}`" not in readme
+    ]
+    assert not missing, f"README lacks SALESPULSE_* for {missing}"
