@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "replay":
-            token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+            token = settings.ingest_token_value()
             return _replay(args.file, args.url, token)
         if args.command == "dataset":
             return _dataset(args.name, args.directory, args.tenant, args.output)

@@ -59,7 +59,7 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
         base = f"http://{settings.http_host}:{settings.http_port}"
         services = list(runtime.services)
         if demo:
-            token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+            token = settings.ingest_token_value()
             services.append(DemoTraffic(f"{base}/v1/events", token=token))
 
         lines = ["", "SalesPulse is running."]

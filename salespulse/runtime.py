@@ -127,7 +127,9 @@ def build_runtime(
             # until the topics exist (the workers need Kafka to do anything at all).
             topics_ready = asyncio.Event()
             publisher.use_spool(spool, topics_ready=topics_ready)
-            topic_setup.append(asyncio.create_task(_create_topics(settings, topics_ready)))
+            topic_setup.append(
+                asyncio.create_task(_create_topics(bootstrap, settings, topics_ready))
+            )
         else:
             publisher.use_spool(spool)  # its drainer needs the running loop
             await ensure_topics(bootstrap, topic_specs(settings))
@@ -149,7 +151,7 @@ def build_runtime(
     services: list[Service] = [_Lifecycle(setup, closers)]
     consumer = sla_consumer = None
     if Role.INGEST in roles:
-        token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+        token = settings.ingest_token_value()
         ingest = IngestHandler(
             publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes, token=token
         )
@@ -196,13 +198,12 @@ def build_runtime(
     return Runtime(app, services, registry, pipeline_metrics, consumer, sla_consumer, routes)
 
 
-async def _create_topics(settings: Settings, ready: asyncio.Event) -> None:
+async def _create_topics(bootstrap: str, settings: Settings, ready: asyncio.Event) -> None:
     """ensure_topics until the broker answers, backing off; then open the publisher."""
-    assert settings.kafka_bootstrap is not None
     delay = 1.0
     while True:
         try:
-            await ensure_topics(settings.kafka_bootstrap, topic_specs(settings), attempts=1)
+            await ensure_topics(bootstrap, topic_specs(settings), attempts=1)
         except (KafkaError, OSError) as exc:
             logger.warning(
                 "broker unreachable for topic setup (%r): spooling, retrying in %.0f s", exc, delay

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
             )
         return self
 
+    def ingest_token_value(self) -> str | None:
+        """The bearer token POST /v1/events asks for, if any (for the ingest and its senders)."""
+        return self.ingest_token.get_secret_value() if self.ingest_token else None
+
     def tenant_directory(self) -> TenantDirectory:
         """Load the tenants file (fails fast naming file, key and problem)."""
         tenants = load_tenants(self.tenants_file) if self.tenants_file else TenantsFile()
