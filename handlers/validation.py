@@ -35,6 +35,8 @@ def parse_events(body: bytes, received_at: datetime | None) -> list[CrmEvent]:
     events: list[CrmEvent] = list(decoded) if isinstance(decoded, list) else [decoded]
     if not events:
         raise InvalidEventError("empty_batch", [{"problem": "the array holds no events"}])
+    if received_at is not None:  # stamped first: occurred_at is bounded by the receipt
+        events = [msgspec.structs.replace(event, received_at=received_at) for event in events]
     problems: list[dict[str, object]] = []
     for index, event in enumerate(events):
         for name, text in semantic_problems(event):
@@ -44,9 +46,7 @@ def parse_events(body: bytes, received_at: datetime | None) -> list[CrmEvent]:
             problems.append(problem)
     if problems:
         raise InvalidEventError("invalid_event", problems)
-    if received_at is None:
-        return events
-    return [msgspec.structs.replace(event, received_at=received_at) for event in events]
+    return events
 
 
 def _problem_from(message: str) -> dict[str, object]:

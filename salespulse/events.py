@@ -6,9 +6,9 @@ fields so that a newer producer does not break an older worker during a rolling 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -34,7 +34,18 @@ Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\
 TenantId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-NonNegative = Annotated[float, msgspec.Meta(ge=0, le=86_400 * 7)]
+# The ranges the engine counts exactly (docs/kpi-semantics.md, "Accepted ranges"):
+# money is kept as int64 in 1/10,000 (HINCRBY), so one amount stays three orders of
+# magnitude below 2**63 / 10,000 and a total has room for many of them; a total that
+# would still overflow is the worker's to refuse (it dead-letters the event as poison).
+MAX_AMOUNT: Final = Decimal(10**14)
+MAX_DURATION_S: Final = 86_400 * 7
+MAX_RATING: Final = 5
+# Before 2000 no CRM we read held data; after receipt + a day is a clock or a typo, and
+# the last days of year 9999 cannot even be named as local-time buckets.
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE: Final = timedelta(days=1)
+NonNegative = Annotated[float, msgspec.Meta(ge=0, le=MAX_DURATION_S)]
 
 
 class CrmEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -102,7 +113,7 @@ class ValidatedEvent(CrmEvent, frozen=True, kw_only=True, omit_defaults=True):
     lead_id: Ident | None = None
     currency: Currency | None = None
     duration_s: NonNegative | None = None
-    rating: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    rating: Annotated[int, msgspec.Meta(ge=1, le=MAX_RATING)] | None = None
     source_channel: Ident | None = None
     lost_reason: Ident | None = None
 
@@ -121,8 +132,13 @@ REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
 }
 
 
-def semantic_problems(event: CrmEvent) -> list[tuple[str, str]]:
-    """(field, problem) pairs the schema alone cannot catch: per-type fields, amount sign."""
+def semantic_problems(event: CrmEvent, now: datetime | None = None) -> list[tuple[str, str]]:
+    """(field, problem) pairs the schema alone cannot catch: per-type fields, value ranges.
+
+    The ranges hold for events built by the CRM adapters too, which decode into the
+    unconstrained CrmEvent. ``now`` (default: the clock) bounds a ``received_at`` and,
+    when the event has none (a backfill), its ``occurred_at``.
+    """
     problems = [
         (name, f"required for type {event.type!r}")
         for name in REQUIRED_BY_TYPE.get(event.type, ())
@@ -130,9 +146,31 @@ def semantic_problems(event: CrmEvent) -> list[tuple[str, str]]:
     ]
     for name in ("amount", "cost"):
         value: Decimal | None = getattr(event, name)
-        if value is not None and not (value.is_finite() and value >= 0):
-            problems.append((name, "must be a finite, non-negative decimal"))
+        if value is not None and not (value.is_finite() and 0 <= value <= MAX_AMOUNT):
+            problems.append((name, f"must be a decimal from 0 to {MAX_AMOUNT:,}"))
+    duration = event.duration_s
+    # written so that NaN fails too
+    if duration is not None and not 0 <= duration <= MAX_DURATION_S:
+        problems.append(("duration_s", f"must be from 0 to {MAX_DURATION_S} seconds"))
+    if event.rating is not None and not 1 <= event.rating <= MAX_RATING:
+        problems.append(("rating", f"must be from 1 to {MAX_RATING}"))
+    latest = (now or datetime.now(UTC)) + FUTURE_TOLERANCE
+    received = event.received_at
+    if received is not None:
+        if EARLIEST <= received <= latest:
+            latest = received + FUTURE_TOLERANCE
+        else:
+            problems.append(("received_at", _time_range(latest, "now")))
+    if not EARLIEST <= event.occurred_at <= latest:
+        problems.append(("occurred_at", _time_range(latest, "receipt")))
     return problems
+
+
+def _time_range(latest: datetime, after: str) -> str:
+    return (
+        f"must be from {EARLIEST.isoformat()} to {latest.isoformat(timespec='seconds')} "
+        f"(a day after {after})"
+    )
 
 
 _encoder = msgspec.json.Encoder(decimal_format="string")

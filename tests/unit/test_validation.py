@@ -105,7 +105,7 @@ def test_negative_amount_is_rejected() -> None:
     }
     error = rejected(body(won))
     assert error.problems == [
-        {"field": "amount", "problem": "must be a finite, non-negative decimal"}
+        {"field": "amount", "problem": "must be a decimal from 0 to 100,000,000,000,000"}
     ]
 
 
