@@ -4,6 +4,7 @@ SalesPulseError (retriable: False)
 ├── InvalidEventError        bad input; the payload goes to the dead-letter topic
 ├── BrokerUnavailableError   Kafka did not acknowledge in time (retriable)
 ├── KpiStoreError            Redis refused or failed a batch (retriable)
+├── TotalOverflowError       a batch would take a stored total past 64 bits (never)
 └── EmbeddedServiceError     a local broker / redis-server could not be started
 """
 
@@ -31,6 +32,13 @@ class BrokerUnavailableError(SalesPulseError):
 
 class KpiStoreError(SalesPulseError):
     retriable = True
+
+
+class TotalOverflowError(SalesPulseError):
+    """The store refused a batch, unwritten: an increment would overflow a stored total.
+
+    Retrying the same batch can never help; the worker isolates the event(s) behind it.
+    """
 
 
 class EmbeddedServiceError(SalesPulseError):

@@ -8,11 +8,16 @@
 --   zsets    [['a'|'r', key, member, score], ...]
 --   fields   [['s'|'d'|'m', key, field, value], ...]  (m: set when the number is larger)
 --   members  [[key, member], ...]           marks    [["topic:partition", offset], ...]
--- Numbers stay below 2^53 (µs timestamps, 1/10,000 money units), exact in Lua's doubles.
+-- Numbers stay below 2^53 (µs timestamps, 1/10,000 money units), exact in Lua's doubles;
+-- a larger increment comes as decimal text, which HINCRBY adds exactly in 64 bits.
 -- Returns {0, seen_key, id, ...} when ids were counted before, {2, key, ...} when an
--- entity changed since it was read (nothing written in both cases), else {1}.
+-- entity changed since it was read, {3, key, field} when an increment would take a total
+-- past TOTAL_LIMIT (nothing written in all three cases: Redis never rolls a script
+-- back, so everything that can fail is checked before the first write), else {1}.
 local batch = cmsgpack.unpack(ARGV[1])
 local CHUNK = 1000
+-- Below 2^63 (HINCRBY's limit) by more than a double's rounding error at this size.
+local TOTAL_LIMIT = 9e18
 
 local dups = {}
 for _, group in ipairs(batch.seen) do
@@ -45,6 +50,26 @@ if #conflicts > 0 then
   return conflicts
 end
 
+for _, hash in ipairs(batch.hashes) do
+  local names, amounts = {}, {}
+  for field, amount in pairs(hash[3]) do
+    local number = tonumber(amount)
+    if number ~= 0 then
+      if math.abs(number) >= TOTAL_LIMIT then return {3, hash[1], field} end
+      names[#names + 1] = field
+      amounts[#amounts + 1] = number
+    end
+  end
+  for start = 1, #names, CHUNK do
+    local stop = math.min(start + CHUNK - 1, #names)
+    local held = redis.call('HMGET', hash[1], unpack(names, start, stop))
+    for i, value in ipairs(held) do
+      local total = (tonumber(value) or 0) + amounts[start + i - 1]
+      if math.abs(total) >= TOTAL_LIMIT then return {3, hash[1], names[start + i - 1]} end
+    end
+  end
+end
+
 for _, group in ipairs(batch.seen) do
   local key, ids = group[1], group[2]
   for start = 1, #ids, CHUNK do
@@ -59,7 +84,7 @@ end
 for _, hash in ipairs(batch.hashes) do
   local key = hash[1]
   for field, amount in pairs(hash[3]) do
-    if amount ~= 0 then redis.call('HINCRBY', key, field, amount) end
+    if tonumber(amount) ~= 0 then redis.call('HINCRBY', key, field, amount) end
   end
   if hash[2] > 0 then redis.call('EXPIRE', key, hash[2]) end
 end

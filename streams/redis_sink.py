@@ -18,6 +18,7 @@ already the store of those; it survives restarts and rebalances with no changelo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -26,7 +27,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from salespulse.errors import KpiStoreError
+from salespulse.errors import KpiStoreError, TotalOverflowError
 from salespulse.kpi_keys import SEP, KpiKeys
 from streams.fold import BatchFold, States, decode_state
 
@@ -34,6 +35,33 @@ _packer = msgspec.msgpack.Encoder()
 _MGET_CHUNK = 1000
 # Minute and hour buckets only serve the 15m / 1h / 24h windows.
 _SHORT_TTL_S = {"m": 2 * 3600, "h": 2 * 86_400}
+
+
+# Lua numbers are doubles: an integer past this travels as decimal text (apply_batch.lua).
+_EXACT_IN_LUA = 2**53
+
+
+def exact_increments(by_field: dict[str, int]) -> Mapping[str, int | str]:
+    """The increments as the script can add them exactly: large ones as text.
+
+    min/max run in C; only a hash that holds a large increment pays for a copy.
+    """
+    if not by_field:
+        return by_field
+    if min(by_field.values()) > -_EXACT_IN_LUA and max(by_field.values()) < _EXACT_IN_LUA:
+        return by_field
+    return {
+        field: str(amount) if abs(amount) >= _EXACT_IN_LUA else amount
+        for field, amount in by_field.items()
+    }
+
+
+def refused_overflow(reply: list[bytes]) -> TotalOverflowError | None:
+    """The script's {3, key, field}: a total that an increment would overflow."""
+    if int(reply[0]) != 3:
+        return None
+    key, field = (_text(part) for part in reply[1:3])
+    return TotalOverflowError(f"an increment would overflow {key} field {field}")
 
 
 @cache
@@ -122,6 +150,8 @@ class RedisKpiSink:
             reply = await self._script(args=[packed])
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the batch: {exc}") from exc
+        if (overflow := refused_overflow(reply)) is not None:
+            raise overflow
         status = int(reply[0])
         if status == 1:
             return ApplyOutcome(applied=True)
@@ -170,7 +200,7 @@ class RedisKpiSink:
             "hashes": [
                 # the field → increment dict as is: msgspec packs it as a map in C, and
                 # the script skips zeros (flattening it here cost ~5 % of the worker's CPU)
-                (keys.bucket(tenant, gran, bucket), self._ttl[gran], by_field)
+                (keys.bucket(tenant, gran, bucket), self._ttl[gran], exact_increments(by_field))
                 for (tenant, gran, bucket), by_field in fold.increments.items()
             ],
             "zsets": zsets,

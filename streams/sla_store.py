@@ -25,8 +25,10 @@ from salespulse.tenants import TenantDirectory
 from streams.redis_sink import (
     apply_script,
     bucket_ttls,
+    exact_increments,
     mget_chunked,
     read_watermarks,
+    refused_overflow,
 )
 from streams.sla_fold import (
     ConversationStates,
@@ -79,7 +81,7 @@ class SlaStore:
                 (key, version, blob.decode()) for key, (version, blob) in fold.entity_writes.items()
             ],
             "hashes": [
-                (keys.bucket(tenant, gran, bucket), self._ttl[gran], fields)
+                (keys.bucket(tenant, gran, bucket), self._ttl[gran], exact_increments(fields))
                 for (tenant, gran, bucket), fields in fold.increments.items()
             ],
             "zsets": zsets,
@@ -94,6 +96,8 @@ class SlaStore:
             reply = await self._script(args=[_packer.encode(batch)])
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the SLA batch: {exc}") from exc
+        if (overflow := refused_overflow(reply)) is not None:
+            raise overflow
         if int(reply[0]) == 1:
             return []
         return [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
