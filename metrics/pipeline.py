@@ -25,7 +25,7 @@ _BAD_BODY_REASONS: Final = (
 # "unauthorized" (POST /v1/events without its SALESPULSE_INGEST_TOKEN) is answered 401
 # and not dead-lettered: an unknown sender's bytes are not ours to keep.
 REJECT_REASONS: Final = ("unauthorized", *_BAD_BODY_REASONS)
-DEAD_LETTER_REASONS: Final = (*_BAD_BODY_REASONS, "undecodable_record", "too_late")
+DEAD_LETTER_REASONS: Final = (*_BAD_BODY_REASONS, "undecodable_record", "too_late", "poison")
 # Event-to-KPI latency: from the ingest's received_at to the Redis write, seconds.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 # The CRM webhooks (handlers/webhooks.py) and their REST enrichment (streams/enrichment.py).

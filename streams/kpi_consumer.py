@@ -31,6 +31,7 @@ from handlers.publisher import EventPublisher
 from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError, KpiStoreError
 from salespulse.events import CrmEvent, decode_event
+from streams.poison import apply_isolating
 from streams.topics import group_consumer_options
 
 logger = logging.getLogger(__name__)
@@ -88,9 +89,11 @@ class _SeekPastApplied(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
 class _Ready(Generic[P]):
     """A batch folded and waiting for its turn to be written."""
 
-    prepared: P
+    prepared: P | None  # None: the fold failed on some event; the write isolates it
     offsets: dict[str, int]
     commits: dict[TopicPartition, int]
+    # each event with its record, to dead-letter the one the fold or store cannot take
+    items: list[tuple[ConsumerRecord, CrmEvent]]
 
 
 class KpiBatchConsumer(Service, Generic[P]):
@@ -225,7 +228,7 @@ class KpiBatchConsumer(Service, Generic[P]):
         await self._write(await self._prepare(batch))
 
     async def _prepare(self, batch: Batch) -> _Ready[P]:
-        events: list[CrmEvent] = []
+        items: list[tuple[ConsumerRecord, CrmEvent]] = []
         dead: list[tuple[ConsumerRecord, str, str]] = []
         offsets: dict[str, int] = {}
         commits: dict[TopicPartition, int] = {}
@@ -249,35 +252,70 @@ class KpiBatchConsumer(Service, Generic[P]):
                     late = f"received more than {self._lateness.days} days after it happened"
                     dead.append((record, "too_late", late))
                     continue
-                events.append(event)
+                items.append((record, event))
             last = records[-1].offset
             offsets[tp_name(tp)] = last
             commits[tp] = last + 1
         if dead:
             await self._dead_letter_all(dead)
-        prepared = await _retry("prepare batch", partial(self._applier.prepare, events))
-        return _Ready(prepared, offsets, commits)
+        events = [event for _, event in items]
+        try:
+            prepared = await _retry("prepare batch", partial(self._applier.prepare, events))
+        except Exception as exc:  # noqa: BLE001 - retriable ones were retried: poison
+            logger.warning("%s fold failed, isolating the event(s): %r", self._stage, exc)
+            return _Ready(None, offsets, commits, items)
+        return _Ready(prepared, offsets, commits, items)
 
     async def _write(self, ready: _Ready[P]) -> None:
-        fold = await _retry(
-            "apply batch", partial(self._applier.commit, ready.prepared, ready.offsets)
-        )
+        folds: list[AppliedBatch]
+        if ready.prepared is None:
+            folds = await self._isolate(ready)
+        else:
+            try:
+                folds = [await self._commit(ready.prepared, ready.offsets)]
+            except Exception as exc:  # noqa: BLE001 - as in _prepare; nothing was written
+                logger.warning("%s apply failed, isolating the event(s): %r", self._stage, exc)
+                folds = await self._isolate(ready)
         applied_at = time.time()
         for tp, next_offset in ready.commits.items():
             self.watermarks[tp] = next_offset - 1
         self.applied_batches += 1
         if self._stage == "kpi":
             self._metrics.batches_applied.inc()
-            self._metrics.events_applied.inc(fold.events)
-            self._metrics.duplicates_dropped.inc(fold.duplicates)
-            self._metrics.observe_latencies(fold.received_at, applied_at)
-        else:
-            self._metrics.sla_batch_applied(fold.events)
+        for fold in folds:
+            if self._stage == "kpi":
+                self._metrics.events_applied.inc(fold.events)
+                self._metrics.duplicates_dropped.inc(fold.duplicates)
+                self._metrics.observe_latencies(fold.received_at, applied_at)
+            else:
+                self._metrics.sla_batch_applied(fold.events)
         try:
             await self._consumer.commit(ready.commits)
         except KafkaError as exc:
             # Safe: Redis holds the watermark, whoever owns the partition next skips it.
             logger.warning("offset commit failed after Redis applied the batch: %r", exc)
+
+    async def _commit(self, prepared: P, offsets: dict[str, int]) -> AppliedBatch:
+        return await _retry("apply batch", partial(self._applier.commit, prepared, offsets))
+
+    async def _isolate(self, ready: _Ready[P]) -> list[AppliedBatch]:
+        """Apply a failed batch by parts (streams/poison.py), dead-letter its poison.
+
+        The parts advance no watermark: a crash midway redelivers the batch, whose
+        applied ids the store then drops (the SLA stage's joins repeat harmlessly). The
+        offsets go with a last, empty part, once the dead letters are out.
+        """
+        applied, poison = await apply_isolating(
+            ready.items, partial(self._apply_part, offsets={}), self._stage
+        )
+        if poison:
+            await self._dead_letter_all(poison)
+        applied.append(await self._apply_part([], ready.offsets))
+        return applied
+
+    async def _apply_part(self, events: list[CrmEvent], offsets: dict[str, int]) -> AppliedBatch:
+        prepared = await _retry("prepare batch", partial(self._applier.prepare, events))
+        return await self._commit(prepared, offsets)
 
     def _too_late(self, event: CrmEvent) -> bool:
         """Measured from receipt, not from now: a replay of old history is not late."""
