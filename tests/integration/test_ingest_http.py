@@ -236,7 +236,7 @@ async def test_the_ingest_recovers_when_the_broker_comes_back(settings):
 
 async def test_a_backfill_keeps_each_events_own_receipt(ingest, settings, bootstrap):
     client, _ = ingest
-    recorded = {**EVENT, "received_at": "2017-03-01T10:00:05Z"}
+    recorded = {**EVENT, "received_at": "2026-11-22T08:00:05Z"}
     response = await client.post(
         "/v1/events",
         json=[recorded, {**EVENT, "event_id": "old-2"}],
@@ -246,7 +246,7 @@ async def test_a_backfill_keeps_each_events_own_receipt(ingest, settings, bootst
     records = await read_topic(bootstrap, settings.events_topic, 2)
     received = {decode_event(r.value).event_id: decode_event(r.value).received_at for r in records}
     assert received["amo-77"] is not None
-    assert received["amo-77"].isoformat() == "2017-03-01T10:00:05+00:00"
+    assert received["amo-77"].isoformat() == "2026-11-22T08:00:05+00:00"
     assert received["old-2"] is None, "history replayed today is not 'received' today"
 
 
