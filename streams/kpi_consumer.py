@@ -303,8 +303,11 @@ class KpiBatchConsumer(Service, Generic[P]):
 
         The parts advance no watermark: a crash midway redelivers the batch, whose
         applied ids the store then drops (the SLA stage's joins repeat harmlessly). The
-        offsets go with a last, empty part, once the dead letters are out.
+        offsets go with a last, empty part, once the dead letters are out. An empty part
+        that fails first means no event is to blame (a bug, a broken store): that stops
+        the stage, as before, rather than dead-letter every event.
         """
+        await self._apply_part([], {})
         applied, poison = await apply_isolating(
             ready.items, partial(self._apply_part, offsets={}), self._stage
         )
