@@ -21,8 +21,9 @@ _BAD_BODY_REASONS: Final = (
     "empty_batch",
     "body_too_large",
     "unsupported_media_type",
+    "tenant_forbidden",  # a tenant's ingest token sent another tenant's events (403)
 )
-# "unauthorized" (POST /v1/events without its SALESPULSE_INGEST_TOKEN) is answered 401
+# "unauthorized" (POST /v1/events without an ingest token it asks for) is answered 401
 # and not dead-lettered: an unknown sender's bytes are not ours to keep.
 REJECT_REASONS: Final = ("unauthorized", *_BAD_BODY_REASONS)
 DEAD_LETTER_REASONS: Final = (*_BAD_BODY_REASONS, "undecodable_record", "too_late")

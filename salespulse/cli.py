@@ -15,6 +15,7 @@ import msgspec
 from pydantic import ValidationError
 
 from handlers.spool import SpoolBusyError
+from salespulse.access import UnsafeExposureError
 from salespulse.datasets import CONVERTERS
 from salespulse.errors import EmbeddedServiceError
 from salespulse.settings import Settings
@@ -132,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = serve(settings, roles, demo=args.demo)
     except TenantsFileError as exc:
         print(f"salespulse: invalid tenants file:\n{exc}", file=sys.stderr)
+        return 2
+    except UnsafeExposureError as exc:
+        print(f"salespulse: refusing to start: {exc}", file=sys.stderr)
         return 2
     except (EmbeddedServiceError, SpoolBusyError) as exc:
         print(f"salespulse: {exc}", file=sys.stderr)

@@ -30,8 +30,10 @@ from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
+from metrics.read_access import ReadAccess
 from metrics.waiting_api import waiting_routes
 from metrics.wall.routes import build_wall
+from salespulse.access import TokenTable, refuse_open_exposure
 from salespulse.health import Readiness
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
@@ -150,11 +152,17 @@ def build_runtime(
     on_shutdown: list[Callable[[web.Application], Awaitable[None]]] = []
     services: list[Service] = [_Lifecycle(setup, closers)]
     consumer = sla_consumer = None
+    open_ingest = open_reads = False  # whether anyone may post / read without a token
     if Role.INGEST in roles:
         token = settings.ingest_token_value()
         ingest = IngestHandler(
-            publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes, token=token
+            publisher,
+            pipeline_metrics,
+            max_body_bytes=settings.max_body_bytes,
+            token=token,
+            tenants=tenants,
         )
+        open_ingest = not ingest.authenticates
         routes += ingest.routes()
         routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
     if Role.WORKER in roles:
@@ -173,8 +181,11 @@ def build_runtime(
         sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         reader = KpiReader(sync_redis, keys, tenants)
         registry.register(KpiCollector(reader, tenants))
-        routes += kpi_routes(reader, tenants)
-        routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants)
+        read_tokens = TokenTable.of("read", tenants, settings.read_token_value())
+        access = ReadAccess(read_tokens)
+        open_reads = not read_tokens.enforced
+        routes += kpi_routes(reader, tenants, access)
+        routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants, access)
         # The wall re-reads KPI sums when either worker stage (KPI, SLA) has applied a batch.
         offsets = (keys.offsets(settings.consumer_group), keys.offsets(settings.sla_consumer_group))
         wall = build_wall(tenants, reader, sync_redis, offsets, waiting=reader.waiting_reader())
@@ -189,7 +200,19 @@ def build_runtime(
             sync_redis.close()
 
         closers.append(close_sync_redis)
-    routes += metrics_routes(registry)
+    # Refused here, before anything listens: an open door beyond loopback (access.py).
+    refuse_open_exposure(
+        settings.http_host,
+        open_ingest=open_ingest,
+        ingest_behind_proxy=settings.ingest_behind_auth_proxy,
+        open_reads=open_reads,
+        reads_behind_proxy=settings.reads_behind_auth_proxy,
+    )
+    routes += metrics_routes(
+        registry,
+        token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+        basic=settings.metrics_basic_auth(),
+    )
     web_driver = app.web
     if not isinstance(web_driver, AiohttpWeb):
         raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")

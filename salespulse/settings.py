@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from salespulse.tenants import TenantDirectory, TenantsFile, load_tenants
@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     # When set, POST /v1/events answers 401 unless sent `Authorization: Bearer <token>`.
     # (The CRM webhooks verify their senders themselves; this guards the canonical door.)
     ingest_token: SecretStr | None = None
+    # Access (salespulse/access.py; tenants' own tokens are in the tenants file). The
+    # operator's bearer token for GET /v1/kpis and /v1/waiting of every tenant.
+    read_token: SecretStr | None = None
+    # Beyond loopback an open ingest or open reads refuse to start, unless these say that a
+    # proxy in front authenticates every request.
+    ingest_behind_auth_proxy: bool = False
+    reads_behind_auth_proxy: bool = False
+    # GET /metrics asks for `Authorization: Bearer <metrics_token>` and/or basic auth.
+    metrics_token: SecretStr | None = None
+    metrics_username: str | None = None
+    metrics_password: SecretStr | None = None
     # Event ids are remembered per event day this long; a CRM retry older than this
     # would count again (the lateness limit of the KPI engine is below it).
     dedupe_retention_days: int = Field(default=40, ge=1)
@@ -107,16 +118,24 @@ class Settings(BaseSettings):
         _zone(value, "SALESPULSE_DEFAULT_TIMEZONE")
         return value
 
-    @field_validator("ingest_token")
+    @field_validator("ingest_token", "read_token", "metrics_token", "metrics_password")
     @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # A short token is guessable over a public ingest: refuse it at start.
         if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
             raise ValueError(
-                f"SALESPULSE_INGEST_TOKEN must be at least {MIN_TOKEN_LENGTH} characters "
-                "(e.g. `openssl rand -hex 24`)"
+                f"SALESPULSE_{str(info.field_name).upper()} must be at least {MIN_TOKEN_LENGTH} "
+                "characters (e.g. `openssl rand -hex 24`)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _basic_auth_complete(self) -> Settings:
+        if (self.metrics_username is None) != (self.metrics_password is None):
+            raise ValueError(
+                "SALESPULSE_METRICS_USERNAME and SALESPULSE_METRICS_PASSWORD go together"
+            )
+        return self
 
     @model_validator(mode="after")
     def _dedupe_outlives_lateness(self) -> Settings:
@@ -139,6 +158,16 @@ class Settings(BaseSettings):
     def ingest_token_value(self) -> str | None:
         """The bearer token POST /v1/events asks for, if any (for the ingest and its senders)."""
         return self.ingest_token.get_secret_value() if self.ingest_token else None
+
+    def read_token_value(self) -> str | None:
+        """The operator's bearer token for GET /v1/kpis and /v1/waiting, if any."""
+        return self.read_token.get_secret_value() if self.read_token else None
+
+    def metrics_basic_auth(self) -> tuple[str, str] | None:
+        """(user, password) GET /metrics asks for, if any."""
+        if self.metrics_username is None or self.metrics_password is None:
+            return None
+        return self.metrics_username, self.metrics_password.get_secret_value()
 
     def tenant_directory(self) -> TenantDirectory:
         """Load the tenants file (fails fast naming file, key and problem)."""
