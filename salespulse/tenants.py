@@ -23,6 +23,9 @@ variable or a file to read, and is only revealed where it is used.
         sla: {policies: [{channel: chat, first_response: 5m}, {first_response: 1h}]}
         crm:
           bitrix24: {application_token: {env: ACME_BITRIX_TOKEN}, rest_url: {env: ACME_BITRIX_REST}}
+        tokens:                                  # bearer tokens of acme's own consumers
+          read: {grafana: {token_sha256: "…"}}   # GET /v1/kpis, /v1/waiting of acme
+          ingest: {etl: {token: {env: ACME_INGEST_TOKEN}}}   # POST /v1/events, acme only
 """
 
 from __future__ import annotations
