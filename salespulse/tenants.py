@@ -274,13 +274,16 @@ class Wall(_Frozen):
         return self
 
 
+TokenName = ScreenName  # names one consumer of a tenant (grafana, crm-widget, etl)
+
+
 class ApiTokens(_Frozen):
     """Bearer tokens of this tenant's own consumers, by name (salespulse/access.py)."""
 
     # GET /v1/kpis and /v1/waiting of this tenant only.
-    read: dict[ScreenName, TokenRef] = Field(default_factory=dict)
+    read: dict[TokenName, TokenRef] = Field(default_factory=dict)
     # POST /v1/events with this tenant's events only (others: 403).
-    ingest: dict[ScreenName, TokenRef] = Field(default_factory=dict)
+    ingest: dict[TokenName, TokenRef] = Field(default_factory=dict)
 
 
 class TenantConfig(_Frozen):
