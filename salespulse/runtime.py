@@ -153,7 +153,11 @@ def build_runtime(
     if Role.INGEST in roles:
         token = settings.ingest_token_value()
         ingest = IngestHandler(
-            publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes, token=token
+            publisher,
+            pipeline_metrics,
+            max_body_bytes=settings.max_body_bytes,
+            token=token,
+            body_timeout_s=settings.body_read_timeout_s,
         )
         routes += ingest.routes()
         routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
