@@ -7,7 +7,10 @@ import asyncio
 import msgspec
 from aiohttp import StreamReader, web
 
+from salespulse.errors import InvalidEventError
+
 RETRY_AFTER_S = 5
+FORM_TYPE = "application/x-www-form-urlencoded"
 # An oversized body is kept on the dead-letter topic only up to this many bytes.
 DEAD_LETTER_PREFIX_BYTES = 256 * 1024
 
@@ -110,3 +113,22 @@ async def body_timeout(request: web.Request, error: BodyTimeoutError) -> web.Str
     # time (10 s) before closing; the transport still flushes the answer first.
     request.protocol.force_close()
     return response
+
+
+def too_large_error(limit: int) -> InvalidEventError:
+    return InvalidEventError("body_too_large", [{"problem": f"body exceeds {limit} bytes"}])
+
+
+def check_envelope(request: web.Request, too_large: bool, limit: int, *, form: bool) -> None:
+    """Raises InvalidEventError for an oversized body or the wrong Content-Type (a form,
+    or JSON)."""
+    if too_large:
+        raise too_large_error(limit)
+    content_type = request.content_type
+    ok = content_type == FORM_TYPE if form else is_json(content_type)
+    if not ok:
+        expected = FORM_TYPE if form else "application/json"
+        raise InvalidEventError(
+            "unsupported_media_type",
+            [{"problem": f"Content-Type must be {expected}, got {content_type or 'none'!r}"}],
+        )

@@ -39,9 +39,10 @@ from handlers.responses import (
     BodyTimeoutError,
     body_timeout,
     broker_unavailable,
-    is_json,
+    check_envelope,
     json_response,
     read_body,
+    too_large_error,
     unauthorized,
 )
 from metrics.pipeline import PipelineMetrics
@@ -63,7 +64,6 @@ from salespulse.tenants import (
 logger = logging.getLogger(__name__)
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_FORM = "application/x-www-form-urlencoded"
 _STATUS_BY_REASON = {
     "malformed_payload": 400,
     "unsupported_payload": 422,
@@ -142,8 +142,9 @@ class WebhookHandler:
         body, too_large = await self._read(request)
         # The token travels in the body: the form is read (bounded) before the sender is
         # known, and a body that cannot be read that far is answered without being kept.
+        if too_large:
+            return self._discard(crm, too_large_error(self._options.max_body_bytes))
         try:
-            _check_size(too_large, self._options.max_body_bytes)
             form = parse_form(body)
         except InvalidEventError as exc:
             return self._discard(crm, exc)
@@ -154,7 +155,7 @@ class WebhookHandler:
             return self._unauthorized(crm)
         origin = f"/v1/webhooks/bitrix24/{tenant}"
         try:
-            _check_envelope(request, False, self._options.max_body_bytes, form=True)
+            check_envelope(request, False, self._options.max_body_bytes, form=True)
         except InvalidEventError as exc:
             return await self._reject(crm, body, exc, origin, source)
         return await self._accept(
@@ -202,7 +203,7 @@ class WebhookHandler:
         crm: CrmName = "amocrm"
         origin = f"/v1/webhooks/amocrm/{tenant}"  # never the secret
         try:
-            _check_envelope(request, too_large, self._options.max_body_bytes, form=True)
+            check_envelope(request, too_large, self._options.max_body_bytes, form=True)
             form = parse_form(body)
         except InvalidEventError as exc:
             return await self._reject(crm, body, exc, origin, source)
@@ -222,7 +223,7 @@ class WebhookHandler:
         body, too_large = await self._read(request)
         if too_large:
             # The signature covers the whole body, which is not read: it cannot be checked.
-            return self._discard(crm, _too_large(self._options.max_body_bytes))
+            return self._discard(crm, too_large_error(self._options.max_body_bytes))
         origin = f"/v1/webhooks/hubspot/{tenant}"
         secret = self._secret(source.client_secret, crm, tenant)
         if secret is None:
@@ -239,7 +240,7 @@ class WebhookHandler:
         if not signed:
             return self._unauthorized(crm)
         try:
-            _check_envelope(request, False, self._options.max_body_bytes, form=False)
+            check_envelope(request, False, self._options.max_body_bytes, form=False)
             events = hubspot.parse(body)
         except InvalidEventError as exc:
             return await self._reject(crm, body, exc, origin, source)
@@ -261,7 +262,7 @@ class WebhookHandler:
         body, too_large = await self._read(request)
         origin = f"/v1/webhooks/pipedrive/{tenant}"
         try:
-            _check_envelope(request, too_large, self._options.max_body_bytes, form=False)
+            check_envelope(request, too_large, self._options.max_body_bytes, form=False)
             change = pipedrive.view(pipedrive.parse(body))
         except InvalidEventError as exc:
             return await self._reject(crm, body, exc, origin, source)
@@ -396,24 +397,3 @@ def build_webhooks(
         body_timeout_s=settings.body_read_timeout_s,
     )
     return WebhookHandler(publisher, metrics, tenants, options)
-
-
-def _too_large(limit: int) -> InvalidEventError:
-    return InvalidEventError("body_too_large", [{"problem": f"body exceeds {limit} bytes"}])
-
-
-def _check_size(too_large: bool, limit: int) -> None:
-    if too_large:
-        raise _too_large(limit)
-
-
-def _check_envelope(request: web.Request, too_large: bool, limit: int, *, form: bool) -> None:
-    _check_size(too_large, limit)
-    content_type = request.content_type
-    ok = content_type == _FORM if form else is_json(content_type)
-    if not ok:
-        expected = _FORM if form else "application/json"
-        raise InvalidEventError(
-            "unsupported_media_type",
-            [{"problem": f"Content-Type must be {expected}, got {content_type or 'none'!r}"}],
-        )

@@ -38,7 +38,7 @@ from tests.helpers import read_topic
 pytestmark = pytest.mark.integration
 
 SEED = 20261203
-CASES = 12_000
+CASES = 10_000
 # Small, so oversized bodies are cheap; the dead letter still keeps 256 KiB of them.
 BODY_LIMIT = 16 * 1024
 CONCURRENCY = 16
