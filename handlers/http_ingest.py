@@ -14,6 +14,8 @@ from aiohttp import web
 
 from handlers.publisher import EventPublisher
 from handlers.responses import (
+    BodyTimeoutError,
+    body_timeout,
     broker_unavailable,
     is_json,
     json_response,
@@ -50,12 +52,14 @@ class IngestHandler:
         max_body_bytes: int,
         token: str | None = None,
         tenants: TenantDirectory | None = None,
+        body_timeout_s: float = 30.0,
     ) -> None:
         """``token``: the operator's (any tenant); ``tenants``: their own ``tokens.ingest``."""
         self._publisher = publisher
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
         self._tokens = TokenTable.of("ingest", tenants or TenantDirectory(TenantsFile()), token)
+        self._body_timeout_s = body_timeout_s
 
     @property
     def authenticates(self) -> bool:
@@ -66,14 +70,18 @@ class IngestHandler:
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/events", self.post_events)]
 
-    async def post_events(self, request: web.Request) -> web.Response:
+    async def post_events(self, request: web.Request) -> web.StreamResponse:
         received_at = datetime.now(UTC)
         scope = self._scope(request)
         if scope is None:
             # Not dead-lettered: an unknown sender's bytes are not ours to keep.
             self._metrics.payloads_rejected.labels(reason="unauthorized").inc()
             return unauthorized(bearer=True)
-        body, too_large = await read_body(request, self._max_body_bytes)
+        try:
+            body, too_large = await read_body(request, self._max_body_bytes, self._body_timeout_s)
+        except BodyTimeoutError as exc:
+            self._metrics.payloads_rejected.labels(reason="body_read_timeout").inc()
+            return await body_timeout(request, exc)
         # A backfill (salespulse replay) keeps each event's own received_at: history is
         # not "late" because it is replayed today (docs/kpi-semantics.md, lateness).
         backfill = request.headers.get(BACKFILL_HEADER, "").lower() == "true"

@@ -24,8 +24,9 @@ _BAD_BODY_REASONS: Final = (
     "tenant_forbidden",  # a tenant's ingest token sent another tenant's events (403)
 )
 # "unauthorized" (POST /v1/events without an ingest token it asks for) is answered 401
-# and not dead-lettered: an unknown sender's bytes are not ours to keep.
-REJECT_REASONS: Final = ("unauthorized", *_BAD_BODY_REASONS)
+# and not dead-lettered: an unknown sender's bytes are not ours to keep. Nor is a body
+# that did not arrive within SALESPULSE_BODY_READ_TIMEOUT_S ("body_read_timeout", 408).
+REJECT_REASONS: Final = ("unauthorized", "body_read_timeout", *_BAD_BODY_REASONS)
 DEAD_LETTER_REASONS: Final = (*_BAD_BODY_REASONS, "undecodable_record", "too_late")
 # Event-to-KPI latency: from the ingest's received_at to the Redis write, seconds.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -38,6 +39,10 @@ WEBHOOK_REJECT_REASONS: Final = (
     "body_too_large",
     "unsupported_media_type",
 )
+# Webhook bodies answered 4xx and not kept: the sender could not be verified (a body too
+# large to check; a Bitrix24 form, which carries the token, that cannot be read), or the
+# body did not arrive in time.
+WEBHOOK_DISCARD_REASONS: Final = ("body_too_large", "malformed_payload", "body_read_timeout")
 ENRICHMENT_OUTCOMES: Final = ("events", "no_change", "dead_lettered")
 ENRICHMENT_DEAD_LETTER_REASONS: Final = (
     "record_not_found",
@@ -153,6 +158,13 @@ class PipelineMetrics:
             ["crm", "reason"],
             registry=registry,
         )
+        self.webhooks_discarded = Counter(
+            "salespulse_webhooks_discarded",
+            "CRM webhook requests answered 4xx without keeping the body (sender not "
+            "verifiable, or body too slow), by CRM and reason.",
+            ["crm", "reason"],
+            registry=registry,
+        )
         self.webhooks_ignored = Counter(
             "salespulse_webhooks_ignored",
             "CRM webhook items of a kind SalesPulse does not use (answered 2xx).",
@@ -196,6 +208,8 @@ class PipelineMetrics:
             self.webhook_events.labels(crm=crm)
             for reason in WEBHOOK_REJECT_REASONS:
                 self.webhooks_rejected.labels(crm=crm, reason=reason)
+            for reason in WEBHOOK_DISCARD_REASONS:
+                self.webhooks_discarded.labels(crm=crm, reason=reason)
         for crm in ENRICHED_CRMS:
             self.webhook_enrichment_queued.labels(crm=crm)
             for outcome in ENRICHMENT_OUTCOMES:

@@ -161,6 +161,7 @@ def build_runtime(
             max_body_bytes=settings.max_body_bytes,
             token=token,
             tenants=tenants,
+            body_timeout_s=settings.body_read_timeout_s,
         )
         open_ingest = not ingest.authenticates
         routes += ingest.routes()

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     produce_timeout_s: float = Field(default=5.0, gt=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A request body that takes longer than this to arrive is answered 408 and its
+    # connection closed (a slow sender would otherwise hold it as long as it likes).
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
     # The ingest's disk spool (handlers/spool.py, under data_dir/spool): what the broker
     # does not acknowledge within spool_after_s is kept there, up to spool_max_bytes, and
     # sent on when the broker is back. 0 bytes turns it off: the ingest then answers 503.
