@@ -11,6 +11,9 @@
     {p}offsets:{group}                  HASH  "topic:partition" → last offset applied
     {p}waiting:{tenant}                 ZSET  open wait (JSON, ids only) → opened at (µs)
     {p}lastseen                         HASH  tenant → newest received_at (ms)
+    {p}store_reset                      STRING why a worker found the store reset; kept
+                                              until `salespulse rebuild` (streams/rebuild.py)
+    {p}rebuild:…                        the key set a rebuild fills before it switches
 
 A field is a component plus the four dimensions, stored as a JSON array so that no id
 can break the encoding: ``["calls:in:answered","m-7","north","none","website"]``.
@@ -77,3 +80,12 @@ class KpiKeys:
     @property
     def last_received(self) -> str:
         return f"{self.prefix}lastseen"
+
+    @property
+    def store_reset(self) -> str:
+        return f"{self.prefix}store_reset"
+
+    def staging(self) -> KpiKeys:
+        """Where `salespulse rebuild` builds a new key set, unseen by readers until it
+        switches (no key family of the live set is named "rebuild")."""
+        return KpiKeys(f"{self.prefix}rebuild:")

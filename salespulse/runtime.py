@@ -42,6 +42,7 @@ from streams.enrichment import build_enrichment_service
 from streams.kpi_consumer import BatchApplier, KpiBatchConsumer, Stage, WatermarkStore
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
+from streams.store_guard import StoreGuard
 from streams.topics import TopicSpec, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,8 @@ def build_kpi_consumer(
     )
     applier = KpiApplier(sink, tenants, keys)
     group = settings.consumer_group
-    return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics)
+    guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
+    return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics, guard)
 
 
 def build_sla_consumer(
@@ -260,7 +262,8 @@ def build_sla_consumer(
         redis_client, keys, group=group, day_ttl_s=settings.day_bucket_retention_days * _DAY_S
     )
     applier = SlaApplier(store, tenants, keys)
-    return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics)
+    guard = StoreGuard(redis_client, keys, group=group, stage="sla", metrics=metrics)
+    return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics, guard)
 
 
 def _batch_consumer(
@@ -271,6 +274,7 @@ def _batch_consumer(
     applier: BatchApplier[Any],
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
+    guard: StoreGuard,
 ) -> KpiBatchConsumer[Any]:
     if settings.kafka_bootstrap is None:
         raise ValueError(f"the {stage} consumer needs kafka_bootstrap set")
@@ -287,4 +291,5 @@ def _batch_consumer(
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
         stage=stage,
+        guard=guard,
     )
