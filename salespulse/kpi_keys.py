@@ -14,6 +14,8 @@
     {p}store_reset                      STRING why a worker found the store reset; kept
                                               until `salespulse rebuild` (streams/rebuild.py)
     {p}rebuild:…                        the key set a rebuild fills before it switches
+    {p}store_epoch                      STRING random id of this store, made once: a wipe
+                                              changes it (streams/store_guard.py)
 
 A field is a component plus the four dimensions, stored as a JSON array so that no id
 can break the encoding: ``["calls:in:answered","m-7","north","none","website"]``.
@@ -30,6 +32,23 @@ KpiField = tuple[str, ...]
 MONEY_SCALE = 10_000
 DURATION_SCALE = 1_000
 SEP = "\x1f"
+
+# Every key family above (a trailing ":" names a family of keys, else one key): what
+# `salespulse rebuild` replaces. Other users of the prefix (the enrichment's crmstate:)
+# are not derived from crm.events and are left alone.
+STORE_FAMILIES = (
+    "tenants",
+    "kpi:",
+    "ent:",
+    "open:",
+    "openkeys:",
+    "won:",
+    "seen:",
+    "offsets:",
+    "waiting:",
+    "lastseen",
+    "store_reset",
+)
 
 _field_encoder = msgspec.json.Encoder()
 _field_decoder = msgspec.json.Decoder(list[str])
@@ -80,6 +99,10 @@ class KpiKeys:
     @property
     def last_received(self) -> str:
         return f"{self.prefix}lastseen"
+
+    @property
+    def store_epoch(self) -> str:
+        return f"{self.prefix}store_epoch"
 
     @property
     def store_reset(self) -> str:

@@ -13,19 +13,21 @@ Redis's per-partition watermarks (streams/redis_sink.py). Either side can be los
   ``salespulse_worker_offset_resets_total``; alert BrokerDataLoss. Not detectable: a new
   log that already grew past the old watermark before a worker looked (its first records
   are then skipped); the RUNBOOK's "Broker lost its data" section covers that case.
-* **The store lost its keys** (FLUSHALL, Redis restarted empty without persistence): the
-  stage has history (committed offsets on assignment, or watermarks it applied itself)
-  but Redis holds no watermark for the partition. Counting goes on from where Kafka is,
-  so KPIs would silently restart near zero. The worker logs an error and sets
-  ``{prefix}store_reset``; every worker exposes ``salespulse_kpi_store_reset_pending``
-  (1 while that key exists), alert KpiStoreReset, until `salespulse rebuild` replaces
-  the store and deletes the key.
+* **The store lost its keys** (FLUSHALL, Redis restarted empty without persistence): on
+  assignment, a partition has committed offsets but Redis holds no watermark for it;
+  while consuming, the store's epoch key (``{prefix}store_epoch``, a random id the first
+  worker creates and no batch writes) vanished or changed under a worker that applied.
+  Counting goes on from where Kafka is, so KPIs would silently restart near zero. The
+  worker logs an error and sets ``{prefix}store_reset``; every worker exposes
+  ``salespulse_kpi_store_reset_pending`` (1 while that key exists), alert KpiStoreReset,
+  until `salespulse rebuild` replaces the store and deletes the key.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -74,6 +76,7 @@ class StoreGuard:
         self._metrics = metrics
         self._drop = client.register_script(_DROP_WATERMARK)
         self._next_check = 0.0
+        self._epoch: bytes | None = None  # the store epoch this worker has applied to
 
     async def on_assignment(
         self, consumer: AIOKafkaConsumer, by_name: dict[str, TopicPartition], stored: dict[str, int]
@@ -142,26 +145,32 @@ class StoreGuard:
         self._metrics.store_reset_pending.set(1)
 
     async def check_store(self, watermarks: dict[TopicPartition, int]) -> None:
-        """At most every STORE_CHECK_INTERVAL_S: are this stage's watermarks still there?"""
+        """At most every STORE_CHECK_INTERVAL_S: is this still the store we applied to?
+
+        The store's epoch key (a random id, created once, never written by a batch) is
+        gone or different after a wipe even when batches applied since then rewrote the
+        watermarks, which is why the watermarks themselves are not the test."""
         now = time.monotonic()
         if now < self._next_check:
             return
         self._next_check = now + STORE_CHECK_INTERVAL_S
-        names = [tp_name(tp) for tp in watermarks]
+        epoch_key = self._keys.store_epoch
         try:
             pipe = self._client.pipeline(transaction=False)
+            pipe.get(epoch_key)
             pipe.exists(self._keys.store_reset)
-            if names:
-                pipe.hmget(self._offsets_key, names)
-            replies = await pipe.execute()
+            epoch, flagged = await pipe.execute()
+            if epoch is None:  # a new store, or a wiped one: whoever comes first names it
+                pipe = self._client.pipeline(transaction=False)
+                pipe.set(epoch_key, uuid.uuid4().hex, nx=True)
+                pipe.get(epoch_key)
+                _, epoch = await pipe.execute()
         except RedisError as exc:
             logger.warning("cannot check the KPI store: %s", exc)
             return
-        flagged = bool(replies[0])
-        held = replies[1] if names else []
-        missing = [name for name, mark in zip(names, held, strict=True) if mark is None]
-        if missing and not flagged:
-            await self.flag_store_reset(f"watermarks of {', '.join(sorted(missing))} vanished")
+        known, self._epoch = self._epoch, epoch
+        if known is not None and epoch != known and watermarks and not flagged:
+            await self.flag_store_reset("its epoch key vanished while this worker was applying")
             flagged = True
         self._metrics.store_reset_pending.set(1 if flagged else 0)
 
