@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from prometheus_client import CollectorRegistry
 from handlers.publisher import KafkaPublisher
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
+from salespulse.cli import main
+from salespulse.embedded import free_port
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_specs
@@ -220,3 +223,39 @@ async def test_a_wiped_store_is_flagged_and_rebuilt_exactly_while_reads_continue
 async def test_rebuild_refuses_without_a_topic(settings, redis_client):
     with pytest.raises(RebuildError, match="does not exist"):
         await StoreRebuild(settings, redis_client, settings.tenant_directory()).run()
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """The command reads SALESPULSE_* like every entry point: this test's deployment."""
+    for name in ("kafka_bootstrap", "redis_url", "events_topic", "consumer_group"):
+        monkeypatch.setenv(f"SALESPULSE_{name.upper()}", str(getattr(settings, name)))
+    monkeypatch.setenv("SALESPULSE_SLA_CONSUMER_GROUP", settings.sla_consumer_group)
+    monkeypatch.setenv("SALESPULSE_REDIS_KEY_PREFIX", settings.redis_key_prefix)
+
+
+def test_the_command_rebuilds_from_the_topic_and_can_run_again(
+    settings, redis_url, bootstrap, monkeypatch, capsys
+):
+    asyncio.run(produce(bootstrap, settings.events_topic, office_day(0, 200)))
+    use_settings(monkeypatch, settings)
+
+    assert main(["rebuild"]) == 0
+    out, err = capsys.readouterr()
+    assert "switched to the rebuilt store" in out
+    assert "records read 200" in out
+    assert "from their earliest offset" in err
+    first = snapshot(redis_url, settings)
+    assert first["all/None"][TOTAL_GROUP]["calls"] == 50
+
+    assert main(["rebuild"]) == 0
+    assert snapshot(redis_url, settings) == first
+
+
+def test_the_command_refuses_clearly_without_a_broker(settings, monkeypatch, capsys):
+    assert main(["rebuild"]) == 2
+    assert "SALESPULSE_KAFKA_BOOTSTRAP" in capsys.readouterr().err
+
+    use_settings(monkeypatch, settings)
+    monkeypatch.setenv("SALESPULSE_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
+    assert main(["rebuild"]) == 1
+    assert "cannot reach the broker" in capsys.readouterr().err
