@@ -219,7 +219,10 @@ async def _create_topics(bootstrap: str, settings: Settings, ready: asyncio.Even
 def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
     """The topics SalesPulse creates when missing, with the configs it relies on."""
     return {
-        settings.events_topic: settings.topic_partitions,
+        settings.events_topic: (
+            settings.topic_partitions,
+            {"retention.ms": str(settings.events_retention_days * _DAY_S * 1000)},
+        ),
         settings.raw_topic: settings.topic_partitions,
         settings.dlq_topic: (DLQ_PARTITIONS, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
     }
