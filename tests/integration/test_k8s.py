@@ -279,3 +279,26 @@ def test_secrets_hold_placeholders_only():
         for key, value in secret.get("stringData", {}).items():
             assert "change-me" in value, f"{secret['metadata']['name']}.{key} looks real"
         assert "data" not in secret, "base64 values would hide what is committed"
+
+
+def test_redis_keeps_the_kpi_store_on_a_volume_with_aof_and_no_eviction():
+    [redis] = objects("StatefulSet").values()
+    spec = redis["spec"]
+    [only] = spec["template"]["spec"]["containers"]
+    args = only["args"]
+    flags = {args[i]: args[i + 1] for i in range(0, len(args), 2)}
+    assert flags["--appendonly"] == "yes"
+    assert flags["--appendfsync"] == "everysec"
+    assert flags["--maxmemory-policy"] == "noeviction"
+    [claim] = spec["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in only["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == flags["--dir"]
+    assert spec["replicas"] == 1
+    # The workers' Redis URL names this Redis's Service, with the password it asks for.
+    service = objects("Service")[spec["serviceName"]]
+    assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    url = objects("Secret")["salespulse-secrets"]["stringData"]["SALESPULSE_REDIS_URL"]
+    password_ref = only["env"][0]["valueFrom"]["secretKeyRef"]
+    password = objects("Secret")[password_ref["name"]]["stringData"][password_ref["key"]]
+    assert url == f"redis://:{password}@{service['metadata']['name']}:6379/0"
+    assert flags["--requirepass"] == f"$({only['env'][0]['name']})"
