@@ -6,13 +6,13 @@ Redis's per-partition watermarks (streams/redis_sink.py). Either side can be los
 * **The broker lost its log** (an in-memory broker restarted empty, a migration, a topic
   deleted and recreated): Redis's watermarks now point beyond the topic's end, and the
   consumer would seek past, or drop as already applied, every new record up to them.
-  A watermark at or beyond the high-water mark a fetch reports (the first fetch after
-  an assignment, or any later one) cannot belong to this log: it is dropped in Redis
+  A watermark at or beyond the high-water mark fetches report (after an assignment or
+  later; for LOST_LOG_CONFIRM_S) cannot belong to this log: it is dropped in Redis
   (compare-and-delete, so a newer owner's mark is never undone) and the partition is
   read from its earliest offset. Logged as an error, counted in
   ``salespulse_worker_offset_resets_total``; alert BrokerDataLoss. Not detectable: a new
   log that already grew past the old watermark before a worker looked (its first records
-  are then skipped); the RUNBOOK's "Broker lost its data" section covers that case.
+  are then skipped); the RUNBOOK's BrokerDataLoss section covers that case.
 * **The store lost its keys** (FLUSHALL, Redis restarted empty without persistence): on
   assignment, a partition has committed offsets but Redis holds no watermark for it;
   while consuming, the store's epoch key (``{prefix}store_epoch``, a random id the first
@@ -50,6 +50,8 @@ return 0
 # How often a consuming worker checks that the store still holds its watermarks
 # (one HMGET + one EXISTS): a wipe is noticed within this, at no cost per batch.
 STORE_CHECK_INTERVAL_S = 1.0
+# How long a log must look shorter than what was applied before it is judged lost.
+LOST_LOG_CONFIRM_S = 5.0
 
 
 def tp_name(tp: TopicPartition) -> str:
@@ -77,6 +79,7 @@ class StoreGuard:
         self._drop = client.register_script(_DROP_WATERMARK)
         self._next_check = 0.0
         self._epoch: bytes | None = None  # the store epoch this worker has applied to
+        self._suspected: dict[TopicPartition, float] = {}  # looked lost since (monotonic)
 
     async def on_assignment(
         self, consumer: AIOKafkaConsumer, by_name: dict[str, TopicPartition], stored: dict[str, int]
@@ -95,19 +98,26 @@ class StoreGuard:
                 await self.flag_store_reset(f"{name} committed up to offset {committed}")
                 return
 
-    @staticmethod
     def lost_logs(
-        consumer: AIOKafkaConsumer,
-        watermarks: dict[TopicPartition, int],
+        self, consumer: AIOKafkaConsumer, watermarks: dict[TopicPartition, int]
     ) -> list[TopicPartition]:
         """Partitions whose high-water mark (of the last fetch, even an empty one: a
         broker may answer a fetch beyond a new log's end with no records and no error)
-        fell to or below what was applied. A healthy log's high-water mark only grows and
-        lies beyond every offset it ever served."""
+        has stayed at or below what was applied for LOST_LOG_CONFIRM_S. A healthy log's
+        high-water mark only grows and lies beyond every offset it ever served; the wait
+        keeps a new partition leader's briefly stale high-water mark from re-reading a
+        healthy partition (records at or below the watermark are not applied meanwhile)."""
+        now = time.monotonic()
+        for gone in [tp for tp in self._suspected if tp not in watermarks]:
+            del self._suspected[gone]  # revoked, or forgotten: judged afresh if it returns
         lost = []
         for tp, watermark in watermarks.items():
             high = consumer.highwater(tp)
-            if high is not None and high <= watermark:
+            if high is None or high > watermark:
+                self._suspected.pop(tp, None)
+                continue
+            if now - self._suspected.setdefault(tp, now) >= LOST_LOG_CONFIRM_S:
+                del self._suspected[tp]
                 lost.append(tp)
         return lost
 

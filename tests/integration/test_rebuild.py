@@ -259,3 +259,37 @@ def test_the_command_refuses_clearly_without_a_broker(settings, monkeypatch, cap
     monkeypatch.setenv("SALESPULSE_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
     assert main(["rebuild"]) == 1
     assert "cannot reach the broker" in capsys.readouterr().err
+
+
+async def test_a_worker_started_on_a_wiped_store_flags_it(
+    stages, settings, redis_client, bootstrap, caplog
+):
+    """Redis restarted empty while no worker ran: committed offsets without watermarks."""
+    await produce(bootstrap, settings.events_topic, office_day(0, 100))
+    tenants = settings.tenant_directory()
+    publisher = KafkaPublisher(
+        bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5
+    )
+    first_metrics = PipelineMetrics(CollectorRegistry())
+    first = build_kpi_consumer(settings, tenants, redis_client, publisher, first_metrics)
+    await first.start()
+
+    async def counted() -> bool:
+        return float(first_metrics.events_applied._value.get()) == 100
+
+    await eventually(counted, 60, "100 events applied")
+    await first.stop()  # finishes its batch and commits the offsets
+    await publisher.stop()
+    await wipe(redis_client, settings)
+
+    caplog.set_level(logging.ERROR, logger="streams.store_guard")
+    start, metrics = stages
+    await start()
+
+    async def flagged() -> bool:
+        marker = KpiKeys(settings.redis_key_prefix).store_reset
+        pending = float(metrics.store_reset_pending._value.get()) == 1
+        return pending and int(await redis_client.exists(marker)) == 1
+
+    await eventually(flagged, 60, "the reset flagged on assignment")
+    assert any("committed up to offset" in r.getMessage() for r in caplog.records)
