@@ -16,9 +16,10 @@ KpiStoreReset), the rebuild re-consumes the topic from the earliest retained off
    staging set holds (the rebuild reads on and tries again), else it deletes the store's
    current keys (only the families of KpiKeys, never e.g. the enrichment's crmstate:) and
    renames every staging key onto its live name, watermarks included. That also clears
-   the ``store_reset`` marker. Live workers carry on: their next batch meets changed
-   entity versions (refolded on the new states) and already-counted event ids (dropped
-   as duplicates), so nothing counts twice. The script lists keys with KEYS: Redis is
+   the ``store_reset`` marker. Every rebuilt entity version is lifted above any version
+   the old set held, so a live worker's batch folded on an old state (in flight, or from
+   its state cache) always meets a version conflict and is refolded on the new states;
+   events the rebuild already applied are dropped as duplicates: nothing counts twice. The script lists keys with KEYS: Redis is
    blocked for that moment (about a second per million keys), once per rebuild.
 3. Nothing is left to clean up: the old keys are gone, the staging keys are live.
 

@@ -41,8 +41,23 @@ for _, key in ipairs(keys) do
     dropped = dropped + 1
   end
 end
+-- Entity states carry a version that a worker's batch must match (apply_batch.lua). A batch
+-- folded on the old set's states (in flight during the switch, or from a worker's state
+-- cache) could meet a rebuilt state of the same version by coincidence and be applied on
+-- the wrong base: every rebuilt version is therefore lifted above any version the old set
+-- can hold, to now in microseconds (about 1.8e15, exact in a double; a later switch
+-- lifts higher still, and no entity is written a million times a second in between).
+local now = redis.call('TIME')
+local base = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local entities = live .. 'ent:'
 for _, key in ipairs(staged_keys) do
-  redis.call('RENAME', key, live .. string.sub(key, #staging + 1))
+  local target = live .. string.sub(key, #staging + 1)
+  redis.call('RENAME', key, target)
   moved = moved + 1
+  if string.sub(target, 1, #entities) == entities then
+    local held = redis.call('GET', target)
+    local version, state = string.match(held, '^(%d+):(.*)$')
+    redis.call('SET', target, string.format('%d:', base + tonumber(version)) .. state, 'KEEPTTL')
+  end
 end
 return {1, dropped, moved}

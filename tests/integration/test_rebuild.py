@@ -207,6 +207,10 @@ async def test_a_wiped_store_is_flagged_and_rebuilt_exactly_while_reads_continue
     assert [
         k async for k in redis_client.scan_iter(match=f"{settings.redis_key_prefix}rebuild:*")
     ] == []
+    # Rebuilt entity versions lie above any the old set had: a batch folded on an old state
+    # (in flight, or from a worker's cache) meets a conflict and refolds, never a match.
+    deal = await redis_client.get(KpiKeys(settings.redis_key_prefix).entity("acme", "deal", "d-2"))
+    assert int(deal.split(b":", 1)[0]) > 10**15
 
     # The live workers go on after the switch without counting anything twice.
     await produce(bootstrap, settings.events_topic, office_day(600, 8))
