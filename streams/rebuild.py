@@ -19,8 +19,9 @@ KpiStoreReset), the rebuild re-consumes the topic from the earliest retained off
    the ``store_reset`` marker. Every rebuilt entity version is lifted above any version
    the old set held, so a live worker's batch folded on an old state (in flight, or from
    its state cache) always meets a version conflict and is refolded on the new states;
-   events the rebuild already applied are dropped as duplicates: nothing counts twice. The script lists keys with KEYS: Redis is
-   blocked for that moment (about a second per million keys), once per rebuild.
+   events the rebuild already applied are dropped as duplicates: nothing counts twice.
+   The script lists keys with KEYS: Redis is blocked for that moment (about a second per
+   million keys), once per rebuild.
 3. Nothing is left to clean up: the old keys are gone, the staging keys are live.
 
 Re-running is safe: a rebuild starts by deleting any staging keys a stopped run left, and
