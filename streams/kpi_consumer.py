@@ -290,7 +290,9 @@ class KpiBatchConsumer(Service, Generic[P]):
         )
         applied_at = time.time()
         for tp, next_offset in ready.commits.items():
-            self.watermarks[tp] = next_offset - 1
+            # Never lowered (like Redis's): records of a shorter, new log skipped below the
+            # watermark must leave it where it is, or the lost log goes unnoticed.
+            self.watermarks[tp] = max(self.watermarks.get(tp, -1), next_offset - 1)
         self.applied_batches += 1
         if self._stage == "kpi":
             self._metrics.batches_applied.inc()
