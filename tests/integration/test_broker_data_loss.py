@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
 from metrics.pipeline import PipelineMetrics
+from salespulse.embedded import free_port, start_broker
 from salespulse.events import CrmEvent
 from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_specs
 from salespulse.settings import Settings
@@ -132,3 +133,50 @@ async def test_a_running_worker_counts_the_new_log_after_a_recreation(
     assert resets(metrics, "kpi") >= 1
     assert resets(metrics, "sla") >= 1
     assert any("lost its log" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_broker_restarted_empty_under_running_workers(
+    settings, redis_client, redis_url, tmp_path, caplog
+):
+    """The review's case: Redis kept, the in-memory broker restarted empty on its port."""
+    port = free_port()
+    local = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+    bootstrap = local.kafka_bootstrap
+    metrics = PipelineMetrics(CollectorRegistry())
+    broker = start_broker(tmp_path / "broker-1", port)
+    publisher = KafkaPublisher(
+        bootstrap, events_topic=local.events_topic, dlq_topic=local.dlq_topic, timeout_s=5
+    )
+    tenants = local.tenant_directory()
+    workers = [
+        build(local, tenants, redis_client, publisher, metrics)
+        for build in (build_kpi_consumer, build_sla_consumer)
+    ]
+    try:
+        await ensure_topics(bootstrap, topic_specs(local))
+        before = calls(0, 400)
+        await produce(bootstrap, local.events_topic, before)
+        for worker in workers:
+            await worker.start()
+
+        async def applied(n: int) -> bool:
+            kpi_done = float(metrics.events_applied._value.get()) == n
+            return kpi_done and float(metrics.sla_events_applied._value.get()) == n
+
+        await eventually(lambda: applied(400), 60, "the first 400 events, both stages")
+        caplog.set_level(logging.ERROR, logger="streams.store_guard")
+        broker.stop()
+        broker = start_broker(tmp_path / "broker-2", port)
+        await ensure_topics(bootstrap, topic_specs(local))
+        after = calls(400, 40)
+        await produce(bootstrap, local.events_topic, after)
+
+        await eventually(lambda: applied(440), 120, "the 40 events of the new broker")
+        assert stored(redis_url, local) == expected(before + after, local)
+        assert resets(metrics, "kpi") >= 1
+        assert any("lost its log" in r.getMessage() for r in caplog.records)
+    finally:
+        for worker in workers:
+            await worker.stop()
+        await publisher.stop()
+        broker.stop()
