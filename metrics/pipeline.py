@@ -135,6 +135,23 @@ class PipelineMetrics:
             LATENCY_BUCKETS,
             registry,
         )
+        # Recovery (streams/store_guard.py): a broker that lost its log, a store that lost
+        # its keys. Both are alerts (BrokerDataLoss, KpiStoreReset in deploy/prometheus).
+        self.offset_resets = Counter(
+            "salespulse_worker_offset_resets",
+            "Partitions whose stored watermark lay beyond the topic's end (the broker lost "
+            "its log or the topic was recreated); read again from the earliest offset.",
+            ["stage"],
+            registry=registry,
+        )
+        self.store_reset_pending = Gauge(
+            "salespulse_kpi_store_reset_pending",
+            "1 while the KPI store has been found wiped after history was applied, until "
+            "`salespulse rebuild` restores it.",
+            registry=registry,
+        )
+        for stage in ("kpi", "sla"):
+            self.offset_resets.labels(stage=stage)
         for reason in REJECT_REASONS:
             self.payloads_rejected.labels(reason=reason)
         for reason in DEAD_LETTER_REASONS:

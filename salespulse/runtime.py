@@ -44,6 +44,7 @@ from streams.enrichment import build_enrichment_service
 from streams.kpi_consumer import BatchApplier, KpiBatchConsumer, Stage, WatermarkStore
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
+from streams.store_guard import StoreGuard
 from streams.topics import TopicSpec, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,10 @@ async def _create_topics(bootstrap: str, settings: Settings, ready: asyncio.Even
 def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
     """The topics SalesPulse creates when missing, with the configs it relies on."""
     return {
-        settings.events_topic: settings.topic_partitions,
+        settings.events_topic: (
+            settings.topic_partitions,
+            {"retention.ms": str(settings.events_retention_days * _DAY_S * 1000)},
+        ),
         settings.raw_topic: settings.topic_partitions,
         settings.dlq_topic: (DLQ_PARTITIONS, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
     }
@@ -266,7 +270,8 @@ def build_kpi_consumer(
     )
     applier = KpiApplier(sink, tenants, keys)
     group = settings.consumer_group
-    return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics)
+    guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
+    return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics, guard)
 
 
 def build_sla_consumer(
@@ -284,7 +289,8 @@ def build_sla_consumer(
         redis_client, keys, group=group, day_ttl_s=settings.day_bucket_retention_days * _DAY_S
     )
     applier = SlaApplier(store, tenants, keys)
-    return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics)
+    guard = StoreGuard(redis_client, keys, group=group, stage="sla", metrics=metrics)
+    return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics, guard)
 
 
 def _batch_consumer(
@@ -295,6 +301,7 @@ def _batch_consumer(
     applier: BatchApplier[Any],
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
+    guard: StoreGuard,
 ) -> KpiBatchConsumer[Any]:
     if settings.kafka_bootstrap is None:
         raise ValueError(f"the {stage} consumer needs kafka_bootstrap set")
@@ -311,4 +318,5 @@ def _batch_consumer(
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
         stage=stage,
+        guard=guard,
     )

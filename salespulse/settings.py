@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     lateness_days: int = Field(default=35, ge=1)
     # Per-day KPI buckets are kept this long for calendar windows and late events.
     day_bucket_retention_days: int = Field(default=400, ge=2)
+    # retention.ms of crm.events when SalesPulse creates it: what `salespulse rebuild` can
+    # restore (an existing topic keeps its config; RUNBOOK "Retention and persistence").
+    events_retention_days: int = Field(default=400, ge=1)
 
     # Business settings per tenant (YAML, see salespulse/tenants.py); unset → defaults.
     tenants_file: Path | None = None
@@ -146,6 +149,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SALESPULSE_DEDUPE_RETENTION_DAYS must exceed SALESPULSE_LATENESS_DAYS: "
                 "a CRM retry of an accepted late event would otherwise count twice"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _events_outlive_day_buckets(self) -> Settings:
+        if self.events_retention_days < self.day_bucket_retention_days:
+            raise ValueError(
+                "SALESPULSE_EVENTS_RETENTION_DAYS must be at least "
+                "SALESPULSE_DAY_BUCKET_RETENTION_DAYS: a rebuilt KPI store would lack the "
+                "days the topic no longer holds"
             )
         return self
 

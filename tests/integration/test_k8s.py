@@ -297,3 +297,26 @@ def test_no_pod_would_serve_an_open_door_beyond_loopback(name, monkeypatch):
         open_reads=ROLES[name] == "exporter" and not reads.enforced,
         reads_behind_proxy=settings.reads_behind_auth_proxy,
     )
+
+
+def test_redis_keeps_the_kpi_store_on_a_volume_with_aof_and_no_eviction():
+    redis = objects("StatefulSet")["salespulse-redis"]
+    spec = redis["spec"]
+    [only] = spec["template"]["spec"]["containers"]
+    args = only["args"]
+    flags = {args[i]: args[i + 1] for i in range(0, len(args), 2)}
+    assert flags["--appendonly"] == "yes"
+    assert flags["--appendfsync"] == "everysec"
+    assert flags["--maxmemory-policy"] == "noeviction"
+    [claim] = spec["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in only["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == flags["--dir"]
+    assert spec["replicas"] == 1
+    # The workers' Redis URL names this Redis's Service, with the password it asks for.
+    service = objects("Service")[spec["serviceName"]]
+    assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    url = objects("Secret")["salespulse-secrets"]["stringData"]["SALESPULSE_REDIS_URL"]
+    password_ref = only["env"][0]["valueFrom"]["secretKeyRef"]
+    password = objects("Secret")[password_ref["name"]]["stringData"][password_ref["key"]]
+    assert url == f"redis://:{password}@{service['metadata']['name']}:6379/0"
+    assert flags["--requirepass"] == f"$({only['env'][0]['name']})"
