@@ -3,7 +3,9 @@
 #   docker run salespulse ingest | worker | exporter | run (all three in one process)
 # Settings come from SALESPULSE_* variables (README, Configuration); production needs at
 # least SALESPULSE_KAFKA_BOOTSTRAP and SALESPULSE_REDIS_URL (the embedded broker and Redis
-# of `make run` are not in this image).
+# of `make run` are not in this image). It listens on 0.0.0.0, so an ingest also needs
+# SALESPULSE_INGEST_TOKEN and an exporter SALESPULSE_READ_TOKEN (or tenants' own tokens):
+# without them they refuse to start (README, "Access").
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS builder

@@ -7,7 +7,6 @@ raw payload goes to the dead-letter topic. The one 5xx is 503 when the broker is
 
 from __future__ import annotations
 
-import hmac
 import logging
 from datetime import UTC, datetime
 
@@ -15,6 +14,8 @@ from aiohttp import web
 
 from handlers.publisher import EventPublisher
 from handlers.responses import (
+    BodyTimeoutError,
+    body_timeout,
     broker_unavailable,
     is_json,
     json_response,
@@ -23,7 +24,9 @@ from handlers.responses import (
 )
 from handlers.validation import parse_events
 from metrics.pipeline import PipelineMetrics
+from salespulse.access import ANY_TENANT, TokenTable, bearer_token, check_scope
 from salespulse.errors import BrokerUnavailableError, InvalidEventError
+from salespulse.tenants import TenantDirectory, TenantsFile
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ _STATUS_BY_REASON = {
     "empty_batch": 422,
     "body_too_large": 413,
     "unsupported_media_type": 415,
+    "tenant_forbidden": 403,
 }
 
 
@@ -47,28 +51,44 @@ class IngestHandler:
         *,
         max_body_bytes: int,
         token: str | None = None,
+        tenants: TenantDirectory | None = None,
+        body_timeout_s: float = 30.0,
     ) -> None:
+        """``token``: the operator's (any tenant); ``tenants``: their own ``tokens.ingest``."""
         self._publisher = publisher
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
-        self._authorization = f"Bearer {token}".encode() if token else None
+        self._tokens = TokenTable.of("ingest", tenants or TenantDirectory(TenantsFile()), token)
+        self._body_timeout_s = body_timeout_s
+
+    @property
+    def authenticates(self) -> bool:
+        """False: no ingest token exists, so anyone may post (start-up refuses that beyond
+        loopback, salespulse/access.py)."""
+        return self._tokens.enforced
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/events", self.post_events)]
 
-    async def post_events(self, request: web.Request) -> web.Response:
+    async def post_events(self, request: web.Request) -> web.StreamResponse:
         received_at = datetime.now(UTC)
-        if not self._authorized(request):
+        scope = self._scope(request)
+        if scope is None:
             # Not dead-lettered: an unknown sender's bytes are not ours to keep.
             self._metrics.payloads_rejected.labels(reason="unauthorized").inc()
             return unauthorized(bearer=True)
-        body, too_large = await read_body(request, self._max_body_bytes)
+        try:
+            body, too_large = await read_body(request, self._max_body_bytes, self._body_timeout_s)
+        except BodyTimeoutError as exc:
+            self._metrics.payloads_rejected.labels(reason="body_read_timeout").inc()
+            return await body_timeout(request, exc)
         # A backfill (salespulse replay) keeps each event's own received_at: history is
         # not "late" because it is replayed today (docs/kpi-semantics.md, lateness).
         backfill = request.headers.get(BACKFILL_HEADER, "").lower() == "true"
         try:
             self._check_envelope(request, too_large=too_large)
             events = parse_events(body, None if backfill else received_at)
+            check_scope((event.tenant for event in events), scope)
         except InvalidEventError as exc:
             return await self._reject(body, exc)
         try:
@@ -81,11 +101,11 @@ class IngestHandler:
             202, {"accepted": len(events), "event_ids": [e.event_id for e in events]}
         )
 
-    def _authorized(self, request: web.Request) -> bool:
-        if self._authorization is None:
-            return True
-        sent = request.headers.get("Authorization", "").encode()
-        return hmac.compare_digest(sent, self._authorization)
+    def _scope(self, request: web.Request) -> str | None:
+        """Which tenants the sender may write (ANY_TENANT, one tenant); None: unauthorized."""
+        if not self._tokens.enforced:
+            return ANY_TENANT
+        return self._tokens.scope(bearer_token(request.headers.get("Authorization", "")))
 
     def _check_envelope(self, request: web.Request, *, too_large: bool) -> None:
         if too_large:

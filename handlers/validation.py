@@ -7,6 +7,7 @@ from datetime import datetime
 
 import msgspec
 
+from handlers.bounded_json import check_nesting
 from salespulse.errors import InvalidEventError
 from salespulse.events import CrmEvent, ValidatedEvent, semantic_problems
 
@@ -26,6 +27,7 @@ def parse_events(body: bytes, received_at: datetime | None) -> list[CrmEvent]:
     ``empty_batch``; each problem names the array index (if any), the field and what is wrong.
     """
     try:
+        check_nesting(body)  # deeper input would be a RecursionError in msgspec: a 500
         decoded = _body_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise InvalidEventError("invalid_event", [_problem_from(str(exc))]) from None

@@ -7,9 +7,12 @@
 
 Answers: 202 once the broker has the canonical events and enrichment requests; 200
 ``{"ignored": [...]}`` when nothing in the body is used (a CRM would retry a 4xx); 401
-with one generic message whatever failed; 4xx with the problems and a raw copy on the
-dead-letter topic for a body we cannot read or use; 503 + Retry-After when the broker
-did not acknowledge. Bodies, names, phones and secrets are never logged.
+with one generic message whatever failed; 4xx with the problems and a copy on the
+dead-letter topic (credentials redacted, handlers/redaction.py) for a verified sender's
+body we cannot read or use; 4xx without a copy, counted, for a body whose sender cannot
+be verified (too large to check, or the token inside an unreadable form); 408 for a body
+that does not arrive in time; 503 + Retry-After when the broker did not acknowledge.
+Bodies, names, phones and secrets are never logged.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -28,14 +31,18 @@ from aiohttp import web
 from handlers.crm import amocrm, bitrix24, hubspot, pipedrive
 from handlers.crm.common import CrmName, Normalised, encode_request
 from handlers.crm.forms import parse_form
-from handlers.crm.sources import check_secrets, context_for, reveal
+from handlers.crm.sources import check_secrets, context_for, reveal, secret_values
 from handlers.publisher import EventPublisher
+from handlers.redaction import redact
 from handlers.responses import (
     DEAD_LETTER_PREFIX_BYTES,
+    BodyTimeoutError,
+    body_timeout,
     broker_unavailable,
-    is_json,
+    check_envelope,
     json_response,
     read_body,
+    too_large_error,
     unauthorized,
 )
 from metrics.pipeline import PipelineMetrics
@@ -45,6 +52,7 @@ from salespulse.settings import Settings
 from salespulse.tenants import (
     AmoCrmSource,
     Bitrix24Source,
+    CrmSource,
     HubSpotSource,
     PipedriveSource,
     Secret,
@@ -56,7 +64,6 @@ from salespulse.tenants import (
 logger = logging.getLogger(__name__)
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_FORM = "application/x-www-form-urlencoded"
 _STATUS_BY_REASON = {
     "malformed_payload": 400,
     "unsupported_payload": 422,
@@ -80,6 +87,8 @@ class WebhookOptions:
     public_url: str | None = None
     # amoCRM counts an answer slower than 2 s as a failure.
     amocrm_deadline_s: float = 1.5
+    # A body that takes longer to arrive is answered 408 and its connection closed.
+    body_timeout_s: float = 30.0
 
 
 class WebhookHandler:
@@ -103,11 +112,26 @@ class WebhookHandler:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1/webhooks/bitrix24/{tenant}", self.bitrix24),
-            web.post("/v1/webhooks/amocrm/{tenant}/{secret}", self.amocrm),
-            web.post("/v1/webhooks/hubspot/{tenant}", self.hubspot),
-            web.post("/v1/webhooks/pipedrive/{tenant}", self.pipedrive),
+            web.post("/v1/webhooks/bitrix24/{tenant}", self._timed("bitrix24", self.bitrix24)),
+            web.post("/v1/webhooks/amocrm/{tenant}/{secret}", self._timed("amocrm", self.amocrm)),
+            web.post("/v1/webhooks/hubspot/{tenant}", self._timed("hubspot", self.hubspot)),
+            web.post("/v1/webhooks/pipedrive/{tenant}", self._timed("pipedrive", self.pipedrive)),
         ]
+
+    def _timed(
+        self, crm: CrmName, handler: Callable[[web.Request], Awaitable[web.Response]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """``handler``, answering 408 (and closing) when its body is too slow to arrive."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except BodyTimeoutError as exc:
+                # Nothing whole was received: nothing to keep; the CRM retries.
+                self._metrics.webhooks_discarded.labels(crm=crm, reason="body_read_timeout").inc()
+                return await body_timeout(request, exc)
+
+        return handle
 
     async def bitrix24(self, request: web.Request) -> web.Response:
         crm: CrmName = "bitrix24"
@@ -115,23 +139,30 @@ class WebhookHandler:
         source = config.crm.bitrix24 if config else None
         if not isinstance(source, Bitrix24Source) or config is None:
             return self._unauthorized(crm)
-        body, too_large = await read_body(request, self._options.max_body_bytes)
-        origin = f"/v1/webhooks/bitrix24/{tenant}"
+        body, too_large = await self._read(request)
+        # The token travels in the body: the form is read (bounded) before the sender is
+        # known, and a body that cannot be read that far is answered without being kept.
+        if too_large:
+            return self._discard(crm, too_large_error(self._options.max_body_bytes))
         try:
-            _check_envelope(request, too_large, self._options.max_body_bytes, form=True)
             form = parse_form(body)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin)
-        # The token travels in the body, so the form is read before the sender is known.
+            return self._discard(crm, exc)
         token = self._secret(source.application_token, crm, tenant)
         if token is None or not bitrix24.authentic(
             form, token, member_id=source.member_id, domain=source.domain
         ):
             return self._unauthorized(crm)
+        origin = f"/v1/webhooks/bitrix24/{tenant}"
+        try:
+            check_envelope(request, False, self._options.max_body_bytes, form=True)
+        except InvalidEventError as exc:
+            return await self._reject(crm, body, exc, origin, source)
         return await self._accept(
             crm,
             body,
             origin,
+            source,
             lambda: bitrix24.normalise(form, tenant=tenant, received_at=received_at),
         )
 
@@ -145,11 +176,15 @@ class WebhookHandler:
         secret = self._secret(source.url_secret, crm, tenant)
         if secret is None or not amocrm.authentic_url_secret(sent, secret):
             return self._unauthorized(crm)
+        # Read before the deadline: a slow body is the sender's delay (408), not the broker's.
+        body, too_large = await self._read(request)
         try:
             # amoCRM switches a webhook off after many slow or failed answers: a late
             # broker gets a fast 503 (a retry is deduplicated) instead of a slow 2xx.
             async with asyncio.timeout(self._options.amocrm_deadline_s):
-                return await self._amocrm(request, tenant, config, source, received_at)
+                return await self._amocrm(
+                    request, tenant, config, source, received_at, body, too_large
+                )
         except TimeoutError:
             logger.warning("amocrm webhook for %s: broker too slow, answered 503", tenant)
             self._metrics.broker_unavailable.inc()
@@ -162,20 +197,21 @@ class WebhookHandler:
         config: TenantConfig,
         source: AmoCrmSource,
         received_at: datetime,
+        body: bytes,
+        too_large: bool,
     ) -> web.Response:
         crm: CrmName = "amocrm"
-        body, too_large = await read_body(request, self._options.max_body_bytes)
         origin = f"/v1/webhooks/amocrm/{tenant}"  # never the secret
         try:
-            _check_envelope(request, too_large, self._options.max_body_bytes, form=True)
+            check_envelope(request, too_large, self._options.max_body_bytes, form=True)
             form = parse_form(body)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin)
+            return await self._reject(crm, body, exc, origin, source)
         if not amocrm.authentic_account(form, source.account_id):
             return self._unauthorized(crm)
         ctx = context_for(crm, tenant, config, received_at)
         return await self._accept(
-            crm, body, origin, lambda: amocrm.normalise(form, ctx, str(source.account_id))
+            crm, body, origin, source, lambda: amocrm.normalise(form, ctx, str(source.account_id))
         )
 
     async def hubspot(self, request: web.Request) -> web.Response:
@@ -184,12 +220,15 @@ class WebhookHandler:
         source = config.crm.hubspot if config else None
         if not isinstance(source, HubSpotSource) or config is None:
             return self._unauthorized(crm)
-        body, too_large = await read_body(request, self._options.max_body_bytes)
+        body, too_large = await self._read(request)
+        if too_large:
+            # The signature covers the whole body, which is not read: it cannot be checked.
+            return self._discard(crm, too_large_error(self._options.max_body_bytes))
         origin = f"/v1/webhooks/hubspot/{tenant}"
         secret = self._secret(source.client_secret, crm, tenant)
         if secret is None:
             return self._unauthorized(crm)
-        signed = not too_large and hubspot.valid_signature(
+        signed = hubspot.valid_signature(
             secret=secret,
             method=request.method,
             uris=self._called_uris(request),
@@ -198,17 +237,17 @@ class WebhookHandler:
             signature=request.headers.get("X-HubSpot-Signature-v3"),
             now_ms=int(self._clock() * 1000),
         )
-        if not signed and not too_large:
+        if not signed:
             return self._unauthorized(crm)
         try:
-            _check_envelope(request, too_large, self._options.max_body_bytes, form=False)
+            check_envelope(request, False, self._options.max_body_bytes, form=False)
             events = hubspot.parse(body)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin)
+            return await self._reject(crm, body, exc, origin, source)
         if source.portal_id is not None and hubspot.portals(events) != {str(source.portal_id)}:
             return self._unauthorized(crm)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(crm, body, origin, lambda: hubspot.normalise(events, ctx))
+        return await self._accept(crm, body, origin, source, lambda: hubspot.normalise(events, ctx))
 
     async def pipedrive(self, request: web.Request) -> web.Response:
         crm: CrmName = "pipedrive"
@@ -220,17 +259,19 @@ class WebhookHandler:
         password = self._secret(source.password, crm, tenant)
         if password is None or not pipedrive.authentic(header, source.username, password):
             return self._unauthorized(crm, basic=True)
-        body, too_large = await read_body(request, self._options.max_body_bytes)
+        body, too_large = await self._read(request)
         origin = f"/v1/webhooks/pipedrive/{tenant}"
         try:
-            _check_envelope(request, too_large, self._options.max_body_bytes, form=False)
+            check_envelope(request, too_large, self._options.max_body_bytes, form=False)
             change = pipedrive.view(pipedrive.parse(body))
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin)
+            return await self._reject(crm, body, exc, origin, source)
         if source.company_id is not None and change.company != str(source.company_id):
             return self._unauthorized(crm, basic=True)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(crm, body, origin, lambda: pipedrive.normalise(change, ctx))
+        return await self._accept(
+            crm, body, origin, source, lambda: pipedrive.normalise(change, ctx)
+        )
 
     def _begin(
         self, request: web.Request, crm: CrmName
@@ -239,6 +280,10 @@ class WebhookHandler:
         tenant = request.match_info["tenant"]
         config = self._tenants.get(tenant) if _TENANT.match(tenant) else None
         return tenant, config, datetime.fromtimestamp(self._clock(), UTC)
+
+    async def _read(self, request: web.Request) -> tuple[bytes, bool]:
+        """(body, too_large); raises BodyTimeoutError (answered 408 by ``_timed``)."""
+        return await read_body(request, self._options.max_body_bytes, self._options.body_timeout_s)
 
     def _secret(self, secret: Secret, crm: CrmName, tenant: str) -> str | None:
         """The secret's value, or None (logged by where it should be, never its value)."""
@@ -261,12 +306,17 @@ class WebhookHandler:
         return uris
 
     async def _accept(
-        self, crm: CrmName, body: bytes, origin: str, normalise: Callable[[], Normalised]
+        self,
+        crm: CrmName,
+        body: bytes,
+        origin: str,
+        source: CrmSource,
+        normalise: Callable[[], Normalised],
     ) -> web.Response:
         try:
             result = normalise()
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin)
+            return await self._reject(crm, body, exc, origin, source)
         records = [
             (self._options.events_topic, event.partition_key, encode_event(event))
             for event in result.events
@@ -297,9 +347,11 @@ class WebhookHandler:
         )
 
     async def _reject(
-        self, crm: CrmName, body: bytes, error: InvalidEventError, origin: str
+        self, crm: CrmName, body: bytes, error: InvalidEventError, origin: str, source: CrmSource
     ) -> web.Response:
+        """A verified sender's body we cannot use: 4xx, kept on the dead-letter topic."""
         raw = body[:DEAD_LETTER_PREFIX_BYTES] if error.reason == "body_too_large" else body
+        raw = redact(crm, raw, secret_values(source))
         try:
             await self._publisher.publish_dead_letter(
                 raw, reason=error.reason, problems=error.problems, origin=origin
@@ -312,6 +364,15 @@ class WebhookHandler:
         return json_response(
             _STATUS_BY_REASON[error.reason],
             {"error": error.reason, "problems": error.problems, "dead_lettered": True},
+        )
+
+    def _discard(self, crm: CrmName, error: InvalidEventError) -> web.Response:
+        """A body whose sender could not be verified: 4xx and counted, never kept (anyone
+        could fill the dead-letter topic, and the disk spool in a broker outage)."""
+        self._metrics.webhooks_discarded.labels(crm=crm, reason=error.reason).inc()
+        return json_response(
+            _STATUS_BY_REASON[error.reason],
+            {"error": error.reason, "problems": error.problems, "dead_lettered": False},
         )
 
     def _unauthorized(self, crm: CrmName, *, basic: bool = False) -> web.Response:
@@ -333,18 +394,6 @@ def build_webhooks(
         max_body_bytes=settings.max_body_bytes,
         public_url=settings.webhook_public_url,
         amocrm_deadline_s=settings.amocrm_answer_deadline_s,
+        body_timeout_s=settings.body_read_timeout_s,
     )
     return WebhookHandler(publisher, metrics, tenants, options)
-
-
-def _check_envelope(request: web.Request, too_large: bool, limit: int, *, form: bool) -> None:
-    if too_large:
-        raise InvalidEventError("body_too_large", [{"problem": f"body exceeds {limit} bytes"}])
-    content_type = request.content_type
-    ok = content_type == _FORM if form else is_json(content_type)
-    if not ok:
-        expected = _FORM if form else "application/json"
-        raise InvalidEventError(
-            "unsupported_media_type",
-            [{"problem": f"Content-Type must be {expected}, got {content_type or 'none'!r}"}],
-        )

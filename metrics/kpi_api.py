@@ -10,15 +10,19 @@ import asyncio
 
 import msgspec
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from metrics.kpi_reader import KpiReader
 from metrics.kpi_value import Kpi
 from metrics.kpi_view import present
+from metrics.read_access import ReadAccess, kpi_store_unavailable
 from salespulse.tenants import TenantDirectory
 from streams.kpi_catalogue import DIMENSIONS, TOTAL_GROUP, WINDOWS
 
 
-def kpi_routes(reader: KpiReader, tenants: TenantDirectory) -> list[web.RouteDef]:
+def kpi_routes(
+    reader: KpiReader, tenants: TenantDirectory, access: ReadAccess
+) -> list[web.RouteDef]:
     async def get_kpis(request: web.Request) -> web.Response:
         query = request.query
         tenant = query.get("tenant", "")
@@ -33,16 +37,22 @@ def kpi_routes(reader: KpiReader, tenants: TenantDirectory) -> list[web.RouteDef
             problems.append({"field": "by", "problem": f"one of {', '.join(DIMENSIONS)}"})
         if problems:
             return _json(400, {"error": "invalid_query", "problems": problems})
-        known = tenant in tenants.names() or tenant in await asyncio.to_thread(reader.tenants)
-        if not known:
-            return _json(
-                404,
-                {
-                    "error": "unknown_tenant",
-                    "problems": [{"field": "tenant", "problem": "no such tenant"}],
-                },
-            )
-        body = await asyncio.to_thread(_render, reader, tenants, tenant, window, by)
+        denied = access.denied(request, tenant)
+        if denied is not None:
+            return denied
+        try:
+            known = tenant in tenants.names() or tenant in await asyncio.to_thread(reader.tenants)
+            if not known:  # only open reads or the operator's token get here for one
+                return _json(
+                    404,
+                    {
+                        "error": "unknown_tenant",
+                        "problems": [{"field": "tenant", "problem": "no such tenant"}],
+                    },
+                )
+            body = await asyncio.to_thread(_render, reader, tenants, tenant, window, by)
+        except RedisError:
+            return kpi_store_unavailable()
         return _json(200, body)
 
     return [web.get("/v1/kpis", get_kpis)]

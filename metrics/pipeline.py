@@ -21,10 +21,12 @@ _BAD_BODY_REASONS: Final = (
     "empty_batch",
     "body_too_large",
     "unsupported_media_type",
+    "tenant_forbidden",  # a tenant's ingest token sent another tenant's events (403)
 )
-# "unauthorized" (POST /v1/events without its SALESPULSE_INGEST_TOKEN) is answered 401
-# and not dead-lettered: an unknown sender's bytes are not ours to keep.
-REJECT_REASONS: Final = ("unauthorized", *_BAD_BODY_REASONS)
+# "unauthorized" (POST /v1/events without an ingest token it asks for) is answered 401
+# and not dead-lettered: an unknown sender's bytes are not ours to keep. Nor is a body
+# that did not arrive within SALESPULSE_BODY_READ_TIMEOUT_S ("body_read_timeout", 408).
+REJECT_REASONS: Final = ("unauthorized", "body_read_timeout", *_BAD_BODY_REASONS)
 DEAD_LETTER_REASONS: Final = (*_BAD_BODY_REASONS, "undecodable_record", "too_late", "poison")
 # Event-to-KPI latency: from the ingest's received_at to the Redis write, seconds.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -37,6 +39,10 @@ WEBHOOK_REJECT_REASONS: Final = (
     "body_too_large",
     "unsupported_media_type",
 )
+# Webhook bodies answered 4xx and not kept: the sender could not be verified (a body too
+# large to check; a Bitrix24 form, which carries the token, that cannot be read), or the
+# body did not arrive in time.
+WEBHOOK_DISCARD_REASONS: Final = ("body_too_large", "malformed_payload", "body_read_timeout")
 ENRICHMENT_OUTCOMES: Final = ("events", "no_change", "dead_lettered")
 ENRICHMENT_DEAD_LETTER_REASONS: Final = (
     "record_not_found",
@@ -129,6 +135,23 @@ class PipelineMetrics:
             LATENCY_BUCKETS,
             registry,
         )
+        # Recovery (streams/store_guard.py): a broker that lost its log, a store that lost
+        # its keys. Both are alerts (BrokerDataLoss, KpiStoreReset in deploy/prometheus).
+        self.offset_resets = Counter(
+            "salespulse_worker_offset_resets",
+            "Partitions whose stored watermark lay beyond the topic's end (the broker lost "
+            "its log or the topic was recreated); read again from the earliest offset.",
+            ["stage"],
+            registry=registry,
+        )
+        self.store_reset_pending = Gauge(
+            "salespulse_kpi_store_reset_pending",
+            "1 while the KPI store has been found wiped after history was applied, until "
+            "`salespulse rebuild` restores it.",
+            registry=registry,
+        )
+        for stage in ("kpi", "sla"):
+            self.offset_resets.labels(stage=stage)
         for reason in REJECT_REASONS:
             self.payloads_rejected.labels(reason=reason)
         for reason in DEAD_LETTER_REASONS:
@@ -149,6 +172,13 @@ class PipelineMetrics:
         self.webhooks_rejected = Counter(
             "salespulse_webhooks_rejected",
             "CRM webhook bodies answered 4xx and dead-lettered, by CRM and reason.",
+            ["crm", "reason"],
+            registry=registry,
+        )
+        self.webhooks_discarded = Counter(
+            "salespulse_webhooks_discarded",
+            "CRM webhook requests answered 4xx without keeping the body (sender not "
+            "verifiable, or body too slow), by CRM and reason.",
             ["crm", "reason"],
             registry=registry,
         )
@@ -195,6 +225,8 @@ class PipelineMetrics:
             self.webhook_events.labels(crm=crm)
             for reason in WEBHOOK_REJECT_REASONS:
                 self.webhooks_rejected.labels(crm=crm, reason=reason)
+            for reason in WEBHOOK_DISCARD_REASONS:
+                self.webhooks_discarded.labels(crm=crm, reason=reason)
         for crm in ENRICHED_CRMS:
             self.webhook_enrichment_queued.labels(crm=crm)
             for outcome in ENRICHMENT_OUTCOMES:

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from handlers.responses import json_response
+from metrics.read_access import ReadAccess, kpi_store_unavailable
 from metrics.waiting import Wait, WaitingReader
 from salespulse.tenants import TenantDirectory
 
@@ -43,7 +45,10 @@ def waiting_body(
 
 
 def waiting_routes(
-    reader: WaitingReader, tenants: TenantDirectory, stored_tenants: Callable[[], list[str]]
+    reader: WaitingReader,
+    tenants: TenantDirectory,
+    stored_tenants: Callable[[], list[str]],
+    access: ReadAccess,
 ) -> list[web.RouteDef]:
     """``stored_tenants`` returns the tenants that have data in Redis (KpiReader.tenants)."""
 
@@ -65,17 +70,23 @@ def waiting_routes(
                 problems.append({"field": "limit", "problem": f"an integer from 1 to {MAX_LIMIT}"})
         if problems:
             return json_response(400, {"error": "invalid_query", "problems": problems})
-        known = tenant in tenants.names() or tenant in await asyncio.to_thread(stored_tenants)
-        if not known:
-            return json_response(
-                404,
-                {
-                    "error": "unknown_tenant",
-                    "problems": [{"field": "tenant", "problem": "no such tenant"}],
-                },
-            )
+        denied = access.denied(request, tenant)
+        if denied is not None:
+            return denied
         now = datetime.now(UTC)
-        waits = await asyncio.to_thread(reader.waiting, tenant, now)
+        try:
+            known = tenant in tenants.names() or tenant in await asyncio.to_thread(stored_tenants)
+            if not known:  # only open reads or the operator's token get here for one
+                return json_response(
+                    404,
+                    {
+                        "error": "unknown_tenant",
+                        "problems": [{"field": "tenant", "problem": "no such tenant"}],
+                    },
+                )
+            waits = await asyncio.to_thread(reader.waiting, tenant, now)
+        except RedisError:
+            return kpi_store_unavailable()
         waits = [
             w
             for w in waits

@@ -15,6 +15,7 @@ import msgspec
 from pydantic import ValidationError
 
 from handlers.spool import SpoolBusyError
+from salespulse.access import UnsafeExposureError
 from salespulse.datasets import CONVERTERS
 from salespulse.errors import EmbeddedServiceError
 from salespulse.settings import Settings
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("directory", type=Path, help="the data set's folder")
     dataset.add_argument("--tenant", help="tenant id for the events (default: the data set's)")
     dataset.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    commands.add_parser(
+        "rebuild",
+        help="rebuild the KPI store from crm.events, then switch to it at once",
+        description="Re-consume crm.events from its earliest retained offset into a staging "
+        "key set while reads continue, then switch atomically (deploy/RUNBOOK.md).",
+    )
     bench = commands.add_parser("bench", help="measure throughput and latency, print a table")
     bench.add_argument("--events", type=_positive, default=200_000, help="events for the pipeline")
     bench.add_argument(
@@ -101,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             token = settings.ingest_token_value()
             return _replay(args.file, args.url, token)
+        if args.command == "rebuild":
+            return _rebuild(settings)
         if args.command == "dataset":
             return _dataset(args.name, args.directory, args.tenant, args.output)
         if args.command == "bench" and args.fold_only:
@@ -132,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = serve(settings, roles, demo=args.demo)
     except TenantsFileError as exc:
         print(f"salespulse: invalid tenants file:\n{exc}", file=sys.stderr)
+        return 2
+    except UnsafeExposureError as exc:
+        print(f"salespulse: refusing to start: {exc}", file=sys.stderr)
         return 2
     except (EmbeddedServiceError, SpoolBusyError) as exc:
         print(f"salespulse: {exc}", file=sys.stderr)
@@ -166,6 +178,31 @@ def _replay(path: Path, url: str, token: str | None) -> int:
         return 1
     print(summary.render())
     return 1 if summary.rejected else 0
+
+
+def _rebuild(settings: Settings) -> int:
+    """0 when switched; 2 when it cannot start (settings); 1 when it failed midway."""
+    from streams.rebuild import RebuildError, rebuild_store
+
+    if settings.kafka_bootstrap is None or settings.redis_url is None:
+        print(
+            "salespulse rebuild: set SALESPULSE_KAFKA_BOOTSTRAP and SALESPULSE_REDIS_URL to the "
+            "broker and Redis the workers use (an embedded broker keeps no history to rebuild "
+            "from)",
+            file=sys.stderr,
+        )
+        return 2
+
+    def progress(line: str) -> None:
+        print(f"salespulse rebuild: {line}", file=sys.stderr, flush=True)
+
+    try:
+        summary = asyncio.run(rebuild_store(settings, settings.redis_url, progress))
+    except RebuildError as exc:
+        print(f"salespulse rebuild: {exc} (nothing switched)", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 0
 
 
 def _dataset(name: str, directory: Path, tenant: str | None, output: Path | None) -> int:

@@ -1,6 +1,7 @@
 """Public CRM data sets → canonical events (JSON lines), for replays, demos and benchmarks.
 
-The data sets live outside the project (../shared/datasets/); this converts them. People's
+The data sets are not part of the project (download them from their publishers; the tests
+carry a small public-domain slice in tests/data/); this converts them. People's
 and companies' names become stable pseudonymous ids: no name reaches an event.
 
 * ``maven-crm``: Maven Analytics "CRM Sales Opportunities" (fictitious B2B pipeline,

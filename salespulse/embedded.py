@@ -161,21 +161,21 @@ def start_broker(workdir: Path | None = None, port: int | None = None) -> LocalP
     return _started("broker", argv, port, workdir)
 
 
-def start_redis(workdir: Path | None = None, port: int | None = None) -> LocalProcess:
+def start_redis(
+    workdir: Path | None = None, port: int | None = None, *, aof_dir: Path | None = None
+) -> LocalProcess:
+    """``aof_dir``: keep the data there as an append-only file fsynced every second (what
+    `salespulse run` does: a restart loses at most the last second); None: memory only
+    (the test harness: fresh per session, no disk writes)."""
     port = port or free_port()
-    argv = [
-        redis_binary(),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-    ]
+    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    if aof_dir is None:
+        argv += ["--appendonly", "no"]
+    else:
+        aof_dir.mkdir(parents=True, exist_ok=True)
+        argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(aof_dir)]
+    # A full Redis refuses writes (the workers wait) rather than evicting KPI keys.
+    argv += ["--maxmemory-policy", "noeviction", "--daemonize", "no"]
     return _started("redis", argv, port, workdir)
 
 

@@ -11,6 +11,11 @@
     {p}offsets:{group}                  HASH  "topic:partition" → last offset applied
     {p}waiting:{tenant}                 ZSET  open wait (JSON, ids only) → opened at (µs)
     {p}lastseen                         HASH  tenant → newest received_at (ms)
+    {p}store_reset                      STRING why a worker found the store reset; kept
+                                              until `salespulse rebuild` (streams/rebuild.py)
+    {p}rebuild:…                        the key set a rebuild fills before it switches
+    {p}store_epoch                      STRING random id of this store, made once: a wipe
+                                              changes it (streams/store_guard.py)
 
 A field is a component plus the four dimensions, stored as a JSON array so that no id
 can break the encoding: ``["calls:in:answered","m-7","north","none","website"]``.
@@ -27,6 +32,23 @@ KpiField = tuple[str, ...]
 MONEY_SCALE = 10_000
 DURATION_SCALE = 1_000
 SEP = "\x1f"
+
+# Every key family above (a trailing ":" names a family of keys, else one key): what
+# `salespulse rebuild` replaces. Other users of the prefix (the enrichment's crmstate:)
+# are not derived from crm.events and are left alone.
+STORE_FAMILIES = (
+    "tenants",
+    "kpi:",
+    "ent:",
+    "open:",
+    "openkeys:",
+    "won:",
+    "seen:",
+    "offsets:",
+    "waiting:",
+    "lastseen",
+    "store_reset",
+)
 
 _field_encoder = msgspec.json.Encoder()
 _field_decoder = msgspec.json.Decoder(list[str])
@@ -77,3 +99,16 @@ class KpiKeys:
     @property
     def last_received(self) -> str:
         return f"{self.prefix}lastseen"
+
+    @property
+    def store_epoch(self) -> str:
+        return f"{self.prefix}store_epoch"
+
+    @property
+    def store_reset(self) -> str:
+        return f"{self.prefix}store_reset"
+
+    def staging(self) -> KpiKeys:
+        """Where `salespulse rebuild` builds a new key set, unseen by readers until it
+        switches (no key family of the live set is named "rebuild")."""
+        return KpiKeys(f"{self.prefix}rebuild:")

@@ -40,9 +40,13 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
                 updates["kafka_bootstrap"] = f"127.0.0.1:{broker.port}"
                 embedded.append(f"broker (Tansu, in-memory) 127.0.0.1:{broker.port}")
             if settings.redis_url is None:
-                redis_process = stack.enter_context(start_redis(workdir))
+                # AOF under the data dir: with SALESPULSE_DATA_DIR set, KPIs survive a restart
+                # (the new in-memory broker's events count: streams/store_guard.py).
+                explicit = "data_dir" in settings.model_fields_set
+                aof_dir = (settings.data_dir if explicit else workdir / "data") / "redis"
+                redis_process = stack.enter_context(start_redis(workdir, aof_dir=aof_dir))
                 updates["redis_url"] = f"redis://127.0.0.1:{redis_process.port}/0"
-                embedded.append(f"redis-server 127.0.0.1:{redis_process.port}")
+                embedded.append(f"redis-server 127.0.0.1:{redis_process.port} (AOF {aof_dir})")
             if "http_port" not in settings.model_fields_set and _port_busy(settings.http_port):
                 updates["http_port"] = free_port()
             updates.setdefault("data_dir", workdir / "data")

@@ -30,8 +30,10 @@ from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
+from metrics.read_access import ReadAccess
 from metrics.waiting_api import waiting_routes
 from metrics.wall.routes import build_wall
+from salespulse.access import TokenTable, refuse_open_exposure
 from salespulse.health import Readiness
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
@@ -42,6 +44,7 @@ from streams.enrichment import build_enrichment_service
 from streams.kpi_consumer import BatchApplier, KpiBatchConsumer, Stage, WatermarkStore
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
+from streams.store_guard import StoreGuard
 from streams.topics import TopicSpec, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -150,11 +153,18 @@ def build_runtime(
     on_shutdown: list[Callable[[web.Application], Awaitable[None]]] = []
     services: list[Service] = [_Lifecycle(setup, closers)]
     consumer = sla_consumer = None
+    open_ingest = open_reads = False  # whether anyone may post / read without a token
     if Role.INGEST in roles:
         token = settings.ingest_token_value()
         ingest = IngestHandler(
-            publisher, pipeline_metrics, max_body_bytes=settings.max_body_bytes, token=token
+            publisher,
+            pipeline_metrics,
+            max_body_bytes=settings.max_body_bytes,
+            token=token,
+            tenants=tenants,
+            body_timeout_s=settings.body_read_timeout_s,
         )
+        open_ingest = not ingest.authenticates
         routes += ingest.routes()
         routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
     if Role.WORKER in roles:
@@ -173,8 +183,11 @@ def build_runtime(
         sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         reader = KpiReader(sync_redis, keys, tenants)
         registry.register(KpiCollector(reader, tenants))
-        routes += kpi_routes(reader, tenants)
-        routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants)
+        read_tokens = TokenTable.of("read", tenants, settings.read_token_value())
+        access = ReadAccess(read_tokens)
+        open_reads = not read_tokens.enforced
+        routes += kpi_routes(reader, tenants, access)
+        routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants, access)
         # The wall re-reads KPI sums when either worker stage (KPI, SLA) has applied a batch.
         offsets = (keys.offsets(settings.consumer_group), keys.offsets(settings.sla_consumer_group))
         wall = build_wall(tenants, reader, sync_redis, offsets, waiting=reader.waiting_reader())
@@ -189,7 +202,19 @@ def build_runtime(
             sync_redis.close()
 
         closers.append(close_sync_redis)
-    routes += metrics_routes(registry)
+    # Refused here, before anything listens: an open door beyond loopback (access.py).
+    refuse_open_exposure(
+        settings.http_host,
+        open_ingest=open_ingest,
+        ingest_behind_proxy=settings.ingest_behind_auth_proxy,
+        open_reads=open_reads,
+        reads_behind_proxy=settings.reads_behind_auth_proxy,
+    )
+    routes += metrics_routes(
+        registry,
+        token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+        basic=settings.metrics_basic_auth(),
+    )
     web_driver = app.web
     if not isinstance(web_driver, AiohttpWeb):
         raise TypeError(f"SalesPulse serves its routes on aiohttp, not {type(web_driver)!r}")
@@ -218,7 +243,10 @@ async def _create_topics(bootstrap: str, settings: Settings, ready: asyncio.Even
 def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
     """The topics SalesPulse creates when missing, with the configs it relies on."""
     return {
-        settings.events_topic: settings.topic_partitions,
+        settings.events_topic: (
+            settings.topic_partitions,
+            {"retention.ms": str(settings.events_retention_days * _DAY_S * 1000)},
+        ),
         settings.raw_topic: settings.topic_partitions,
         settings.dlq_topic: (DLQ_PARTITIONS, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
     }
@@ -242,7 +270,8 @@ def build_kpi_consumer(
     )
     applier = KpiApplier(sink, tenants, keys)
     group = settings.consumer_group
-    return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics)
+    guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
+    return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics, guard)
 
 
 def build_sla_consumer(
@@ -260,7 +289,8 @@ def build_sla_consumer(
         redis_client, keys, group=group, day_ttl_s=settings.day_bucket_retention_days * _DAY_S
     )
     applier = SlaApplier(store, tenants, keys)
-    return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics)
+    guard = StoreGuard(redis_client, keys, group=group, stage="sla", metrics=metrics)
+    return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics, guard)
 
 
 def _batch_consumer(
@@ -271,6 +301,7 @@ def _batch_consumer(
     applier: BatchApplier[Any],
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
+    guard: StoreGuard,
 ) -> KpiBatchConsumer[Any]:
     if settings.kafka_bootstrap is None:
         raise ValueError(f"the {stage} consumer needs kafka_bootstrap set")
@@ -287,4 +318,5 @@ def _batch_consumer(
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
         stage=stage,
+        guard=guard,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from salespulse.tenants import TenantDirectory, TenantsFile, load_tenants
@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     produce_timeout_s: float = Field(default=5.0, gt=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A request body that takes longer than this to arrive is answered 408 and its
+    # connection closed (a slow sender would otherwise hold it as long as it likes).
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
     # The ingest's disk spool (handlers/spool.py, under data_dir/spool): what the broker
     # does not acknowledge within spool_after_s is kept there, up to spool_max_bytes, and
     # sent on when the broker is back. 0 bytes turns it off: the ingest then answers 503.
@@ -57,6 +60,17 @@ class Settings(BaseSettings):
     # When set, POST /v1/events answers 401 unless sent `Authorization: Bearer <token>`.
     # (The CRM webhooks verify their senders themselves; this guards the canonical door.)
     ingest_token: SecretStr | None = None
+    # Access (salespulse/access.py; tenants' own tokens are in the tenants file). The
+    # operator's bearer token for GET /v1/kpis and /v1/waiting of every tenant.
+    read_token: SecretStr | None = None
+    # Beyond loopback an open ingest or open reads refuse to start, unless these say that a
+    # proxy in front authenticates every request.
+    ingest_behind_auth_proxy: bool = False
+    reads_behind_auth_proxy: bool = False
+    # GET /metrics asks for `Authorization: Bearer <metrics_token>` and/or basic auth.
+    metrics_token: SecretStr | None = None
+    metrics_username: str | None = None
+    metrics_password: SecretStr | None = None
     # Event ids are remembered per event day this long; a CRM retry older than this
     # would count again (the lateness limit of the KPI engine is below it).
     dedupe_retention_days: int = Field(default=40, ge=1)
@@ -65,6 +79,9 @@ class Settings(BaseSettings):
     lateness_days: int = Field(default=35, ge=1)
     # Per-day KPI buckets are kept this long for calendar windows and late events.
     day_bucket_retention_days: int = Field(default=400, ge=2)
+    # retention.ms of crm.events when SalesPulse creates it: what `salespulse rebuild` can
+    # restore (an existing topic keeps its config; RUNBOOK "Retention and persistence").
+    events_retention_days: int = Field(default=400, ge=1)
 
     # Business settings per tenant (YAML, see salespulse/tenants.py); unset → defaults.
     tenants_file: Path | None = None
@@ -107,16 +124,24 @@ class Settings(BaseSettings):
         _zone(value, "SALESPULSE_DEFAULT_TIMEZONE")
         return value
 
-    @field_validator("ingest_token")
+    @field_validator("ingest_token", "read_token", "metrics_token", "metrics_password")
     @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # A short token is guessable over a public ingest: refuse it at start.
         if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
             raise ValueError(
-                f"SALESPULSE_INGEST_TOKEN must be at least {MIN_TOKEN_LENGTH} characters "
-                "(e.g. `openssl rand -hex 24`)"
+                f"SALESPULSE_{str(info.field_name).upper()} must be at least {MIN_TOKEN_LENGTH} "
+                "characters (e.g. `openssl rand -hex 24`)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _basic_auth_complete(self) -> Settings:
+        if (self.metrics_username is None) != (self.metrics_password is None):
+            raise ValueError(
+                "SALESPULSE_METRICS_USERNAME and SALESPULSE_METRICS_PASSWORD go together"
+            )
+        return self
 
     @model_validator(mode="after")
     def _dedupe_outlives_lateness(self) -> Settings:
@@ -124,6 +149,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SALESPULSE_DEDUPE_RETENTION_DAYS must exceed SALESPULSE_LATENESS_DAYS: "
                 "a CRM retry of an accepted late event would otherwise count twice"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _events_outlive_day_buckets(self) -> Settings:
+        if self.events_retention_days < self.day_bucket_retention_days:
+            raise ValueError(
+                "SALESPULSE_EVENTS_RETENTION_DAYS must be at least "
+                "SALESPULSE_DAY_BUCKET_RETENTION_DAYS: a rebuilt KPI store would lack the "
+                "days the topic no longer holds"
             )
         return self
 
@@ -139,6 +174,16 @@ class Settings(BaseSettings):
     def ingest_token_value(self) -> str | None:
         """The bearer token POST /v1/events asks for, if any (for the ingest and its senders)."""
         return self.ingest_token.get_secret_value() if self.ingest_token else None
+
+    def read_token_value(self) -> str | None:
+        """The operator's bearer token for GET /v1/kpis and /v1/waiting, if any."""
+        return self.read_token.get_secret_value() if self.read_token else None
+
+    def metrics_basic_auth(self) -> tuple[str, str] | None:
+        """(user, password) GET /metrics asks for, if any."""
+        if self.metrics_username is None or self.metrics_password is None:
+            return None
+        return self.metrics_username, self.metrics_password.get_secret_value()
 
     def tenant_directory(self) -> TenantDirectory:
         """Load the tenants file (fails fast naming file, key and problem)."""

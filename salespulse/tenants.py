@@ -23,10 +23,14 @@ variable or a file to read, and is only revealed where it is used.
         sla: {policies: [{channel: chat, first_response: 5m}, {first_response: 1h}]}
         crm:
           bitrix24: {application_token: {env: ACME_BITRIX_TOKEN}, rest_url: {env: ACME_BITRIX_REST}}
+        tokens:                                  # bearer tokens of acme's own consumers
+          read: {grafana: {token_sha256: "…"}}   # GET /v1/kpis, /v1/waiting of acme
+          ingest: {etl: {token: {env: ACME_INGEST_TOKEN}}}   # POST /v1/events, acme only
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from decimal import Decimal
 from functools import cached_property
@@ -213,12 +217,33 @@ WallPanel = Literal["waiting", "leaderboard"]
 ScreenName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
 
-class WallScreen(_Frozen):
-    """One wall monitor (GET /wall): what it shows, and the read-only token that opens it."""
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
-    # The token in the wall's URL: a secret to read, or the SHA-256 (hex) of the token.
+
+class TokenRef(_Frozen):
+    """A token: a secret to read, or only its SHA-256 (hex), so the file never holds it."""
+
     token: Secret | None = None
     token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> TokenRef:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of `token` or `token_sha256`")
+        return self
+
+    def digest(self) -> bytes:
+        """The token's SHA-256; reading a secret happens here (a missing one stops the start)."""
+        if self.token is not None:
+            return token_digest(self.token.reveal().get_secret_value())
+        assert self.token_sha256 is not None  # narrowing: validated as one of two
+        return bytes.fromhex(self.token_sha256)
+
+
+class WallScreen(TokenRef):
+    """One wall monitor (GET /wall): what it shows, and the read-only token that opens it."""
+
     title: str | None = None
     # None: the whole tenant, and the URL may narrow it to any team (`&team=`).
     team: str | None = None
@@ -233,12 +258,6 @@ class WallScreen(_Frozen):
     # Other screens of this tenant shown in turn with this one (the token opens them too).
     rotate: list[ScreenName] = Field(default_factory=list)
     rotate_seconds: float = Field(default=30.0, ge=5)
-
-    @model_validator(mode="after")
-    def _one_token(self) -> WallScreen:
-        if (self.token is None) == (self.token_sha256 is None):
-            raise ValueError("give exactly one of `token` or `token_sha256`")
-        return self
 
 
 class Wall(_Frozen):
@@ -255,6 +274,18 @@ class Wall(_Frozen):
         return self
 
 
+TokenName = ScreenName  # names one consumer of a tenant (grafana, crm-widget, etl)
+
+
+class ApiTokens(_Frozen):
+    """Bearer tokens of this tenant's own consumers, by name (salespulse/access.py)."""
+
+    # GET /v1/kpis and /v1/waiting of this tenant only.
+    read: dict[TokenName, TokenRef] = Field(default_factory=dict)
+    # POST /v1/events with this tenant's events only (others: 403).
+    ingest: dict[TokenName, TokenRef] = Field(default_factory=dict)
+
+
 class TenantConfig(_Frozen):
     timezone: str = "UTC"
     currency: CurrencyCode = "USD"
@@ -267,6 +298,8 @@ class TenantConfig(_Frozen):
     targets: Targets = Field(default_factory=Targets)
     # Wall monitors (GET /wall): named screens with their tokens and layout.
     wall: Wall = Field(default_factory=Wall)
+    # Who may read this tenant's KPIs and write its events, besides the operator's tokens.
+    tokens: ApiTokens = Field(default_factory=ApiTokens)
     # source → month → cost in the tenant's currency.
     marketing_costs: dict[str, dict[Month, Money]] = Field(default_factory=dict)
     labels: Labels = Field(default_factory=Labels)

@@ -32,6 +32,7 @@ from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError, KpiStoreError
 from salespulse.events import CrmEvent, decode_event
 from streams.poison import apply_isolating
+from streams.store_guard import StoreGuard, tp_name
 from streams.topics import group_consumer_options
 
 logger = logging.getLogger(__name__)
@@ -65,10 +66,6 @@ class BatchApplier(Protocol[P]):
 
 class WatermarkStore(Protocol):
     async def watermarks(self, partitions: list[str]) -> dict[str, int]: ...
-
-
-def tp_name(tp: TopicPartition) -> str:
-    return f"{tp.topic}:{tp.partition}"
 
 
 class _SeekPastApplied(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -114,10 +111,12 @@ class KpiBatchConsumer(Service, Generic[P]):
         timeout_ms: int,
         session_timeout_s: float,
         stage: Stage = "kpi",
+        guard: StoreGuard | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._stage = stage
+        self._guard = guard
         self._group = group
         # next offset to read per partition, as far as this consumer fetched (lag gauge)
         self._next_offsets: dict[TopicPartition, int] = {}
@@ -184,11 +183,30 @@ class KpiBatchConsumer(Service, Generic[P]):
     async def load_watermarks(self, assigned: set[TopicPartition]) -> None:
         by_name = {tp_name(tp): tp for tp in assigned}
         stored = await _retry("read watermarks", lambda: self._sink.watermarks(list(by_name)))
+        if self._guard is not None:
+            guard = self._guard
+            await _retry(
+                "check store", lambda: guard.on_assignment(self._consumer, by_name, stored)
+            )
         for name, offset in stored.items():
             tp = by_name[name]
             self.watermarks[tp] = offset
             self._consumer.seek(tp, offset + 1)
             logger.info("partition %s: resuming after offset %d already in Redis", name, offset)
+
+    async def _reread_lost(
+        self, guard: StoreGuard, lost: list[TopicPartition], batch: Batch
+    ) -> None:
+        """A log lost under a running consumer: forget its watermark, read it from the start
+        (this batch's records of it are fetched again)."""
+        for tp in lost:
+            watermark = self.watermarks.pop(tp)
+            high = self._consumer.highwater(tp) or 0
+            await _retry(
+                "drop watermark", partial(guard.forget_lost_log, tp_name(tp), watermark, high)
+            )
+            batch.pop(tp, None)
+            await self._consumer.seek_to_beginning(tp)
 
     async def _consume_forever(self) -> None:
         """Fetch and fold batch N+1 while batch N is being written to Redis.
@@ -210,6 +228,14 @@ class KpiBatchConsumer(Service, Generic[P]):
                     await asyncio.sleep(1.0)
                     continue
                 self._record_lag(batch)
+                if self._guard is not None:
+                    lost = self._guard.lost_logs(self._consumer, self.watermarks)
+                    if lost:
+                        if in_flight is not None:  # its marks belong to the old log
+                            await in_flight
+                            in_flight = None
+                        await self._reread_lost(self._guard, lost, batch)
+                    await self._guard.check_store(self.watermarks)
                 if not batch:
                     if in_flight is not None:
                         await in_flight
@@ -272,13 +298,16 @@ class KpiBatchConsumer(Service, Generic[P]):
             folds = await self._isolate(ready)
         else:
             try:
-                folds = [await self._commit(ready.prepared, ready.offsets)]
+                commit = partial(self._applier.commit, ready.prepared, ready.offsets)
+                folds = [await _retry("apply batch", commit)]
             except Exception as exc:  # noqa: BLE001 - as in _prepare; nothing was written
                 logger.warning("%s apply failed, isolating the event(s): %r", self._stage, exc)
                 folds = await self._isolate(ready)
         applied_at = time.time()
         for tp, next_offset in ready.commits.items():
-            self.watermarks[tp] = next_offset - 1
+            # Never lowered (like Redis's): records of a shorter, new log skipped below the
+            # watermark must leave it where it is, or the lost log goes unnoticed.
+            self.watermarks[tp] = max(self.watermarks.get(tp, -1), next_offset - 1)
         self.applied_batches += 1
         if self._stage == "kpi":
             self._metrics.batches_applied.inc()
@@ -295,19 +324,13 @@ class KpiBatchConsumer(Service, Generic[P]):
             # Safe: Redis holds the watermark, whoever owns the partition next skips it.
             logger.warning("offset commit failed after Redis applied the batch: %r", exc)
 
-    async def _commit(self, prepared: P, offsets: dict[str, int]) -> AppliedBatch:
-        return await _retry("apply batch", partial(self._applier.commit, prepared, offsets))
-
     async def _isolate(self, ready: _Ready[P]) -> list[AppliedBatch]:
         """Apply a failed batch by parts (streams/poison.py), dead-letter its poison.
 
-        The parts advance no watermark: a crash midway redelivers the batch, whose
-        applied ids the store then drops (the SLA stage's joins repeat harmlessly). The
-        offsets go with a last, empty part, once the dead letters are out. An empty part
-        that fails first means no event is to blame (a bug, a broken store): that stops
-        the stage, as before, rather than dead-letter every event.
+        Parts advance no watermark (a crash midway redelivers the batch: the store drops
+        applied ids, SLA joins repeat harmlessly); a last, empty part takes the offsets.
         """
-        await self._apply_part([], {})
+        await self._apply_part([], {})  # fails too: no event is to blame, stop as before
         applied, poison = await apply_isolating(
             ready.items, partial(self._apply_part, offsets={}), self._stage
         )
@@ -318,7 +341,7 @@ class KpiBatchConsumer(Service, Generic[P]):
 
     async def _apply_part(self, events: list[CrmEvent], offsets: dict[str, int]) -> AppliedBatch:
         prepared = await _retry("prepare batch", partial(self._applier.prepare, events))
-        return await self._commit(prepared, offsets)
+        return await _retry("apply batch", partial(self._applier.commit, prepared, offsets))
 
     def _too_late(self, event: CrmEvent) -> bool:
         """Measured from receipt, not from now: a replay of old history is not late."""

@@ -16,9 +16,11 @@ from typing import Any, Final
 
 import msgspec
 
+from handlers.bounded_json import decode_json
 from handlers.crm.common import (
     Context,
     Normalised,
+    ascii_int,
     code,
     decimal,
     event_id,
@@ -237,7 +239,7 @@ def _call_details(raw: FormValue | None) -> dict[str, Any]:
     if not isinstance(raw, str) or not raw.strip().startswith("{"):
         return {}
     try:
-        details = msgspec.json.decode(raw.encode())
+        details = decode_json(raw.encode())
     except msgspec.DecodeError:
         return {}
     return details if isinstance(details, dict) else {}
@@ -304,7 +306,7 @@ def _channel(origin: str | None) -> Channel:
 def _unix(item: FormDict, *names: str) -> datetime | None:
     for name in names:
         value = text(item, name)
-        if value is not None and value.isdigit():
+        if value is not None and ascii_int(value) is not None:
             return from_epoch_s(value, name)
     return None
 
@@ -317,6 +319,4 @@ def _local(value: FormValue | None, ctx: Context, field_name: str) -> datetime |
 def _int(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    return ascii_int(value.strip()) if isinstance(value, str) else None

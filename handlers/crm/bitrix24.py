@@ -15,6 +15,7 @@ from typing import Final, Literal
 from handlers.crm.common import (
     EnrichmentRequest,
     Normalised,
+    ascii_int,
     event_id,
     from_iso,
     ident,
@@ -88,7 +89,7 @@ def normalise(form: FormDict, *, tenant: str, received_at: datetime) -> Normalis
     else:
         return Normalised(ignored=[name])
     record_id = ident(text(data, "FIELDS", "ID"))
-    if record_id is None or not record_id.isdigit():
+    if record_id is None or ascii_int(record_id) is None:
         raise unsupported("data[FIELDS][ID] must be a record id", "data[FIELDS][ID]")
     request = EnrichmentRequest(
         crm=CRM,

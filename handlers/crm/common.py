@@ -142,6 +142,17 @@ def event_id(*parts: object) -> str:
     return f"{joined[: _MAX_ID - 33]}~{digest}"
 
 
+def ascii_int(text: str, max_digits: int = 18) -> int | None:
+    """``text`` as an int if it is 1..max_digits ASCII digits, else None.
+
+    Not ``str.isdigit``: it accepts superscripts ("²") that ``int`` refuses, and an
+    unbounded run of digits passes Python's int-string limit (4,300): both were 500s.
+    """
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def ident(value: object) -> str | None:
     """An id as a string: ints and strings alike; empty, "0" and None mean no id."""
     if value is None or isinstance(value, bool):
@@ -211,11 +222,12 @@ def from_iso(value: object, field_name: str, naive_zone: tzinfo = UTC) -> dateti
         raise unsupported("not a date-time string", field_name)
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise unsupported("not an ISO 8601 date-time", field_name) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=naive_zone)
-    return parsed.astimezone(UTC)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=naive_zone)
+        # 0001-01-01T00:30:00+01:00 parses, but is before year 1 in UTC.
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise unsupported("not an ISO 8601 date-time in years 1-9999", field_name) from None
 
 
 def from_any_time(value: object, field_name: str, naive_zone: tzinfo = UTC) -> datetime | None:
@@ -224,8 +236,8 @@ def from_any_time(value: object, field_name: str, naive_zone: tzinfo = UTC) -> d
         return (
             from_epoch_ms(value, field_name) if value > 10**11 else from_epoch_s(value, field_name)
         )
-    if isinstance(value, str) and value.strip().isdigit():
-        digits = int(value)
+    digits = ascii_int(value.strip()) if isinstance(value, str) else None
+    if digits is not None:
         return (
             from_epoch_ms(digits, field_name)
             if digits > 10**11

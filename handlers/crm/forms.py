@@ -19,6 +19,11 @@ FormDict: TypeAlias = dict[str, FormValue]
 
 MAX_FIELDS = 20_000
 MAX_DEPTH = 32
+# A field name (``data[FIELDS][UF_CRM_1712345678]``) longer than this is refused.
+MAX_KEY_CHARS = 512
+# Only this many ASCII digits make a list index, as PHP's int keys stop at 2**63: a longer
+# run stays a plain key (and never meets Python's 4,300-digit int-string limit).
+MAX_INDEX_DIGITS = 18
 _SEGMENT = re.compile(r"\[([^\]]*)\]")
 
 
@@ -46,10 +51,14 @@ def parse_form(body: bytes, *, max_fields: int = MAX_FIELDS) -> FormDict:
         raise FormError(f"the form has too many fields: {exc}") from None
     root: dict[str, object] = {}
     for name, value in pairs:
+        if len(name) > MAX_KEY_CHARS:
+            raise FormError(f"a field name is longer than {MAX_KEY_CHARS} characters")
         path = key_path(name)
         if path:
             _assign(root, path, value)
-    return _listify(root)  # type: ignore[return-value]  # the root is always a mapping
+    # The root stays a mapping even when every name is a number (``0=1``): callers read
+    # it by name, and a list there was a 500.
+    return {key: _listify(child) for key, child in root.items()}
 
 
 def key_path(name: str) -> list[str]:
@@ -88,7 +97,7 @@ def _assign(root: dict[str, object], path: list[str], value: str) -> None:
 
 
 def _next_index(node: dict[str, object]) -> int:
-    numbers = [int(key) for key in node if key.isdecimal()]
+    numbers = [int(key) for key in node if _is_index(key)]
     return max(numbers) + 1 if numbers else 0
 
 
@@ -97,9 +106,14 @@ def _listify(node: object) -> FormValue:
         return node
     assert isinstance(node, dict)  # narrowing: _assign builds only str and dict
     converted = {key: _listify(child) for key, child in node.items()}
-    if converted and all(key.isdecimal() for key in converted):
+    if converted and all(_is_index(key) for key in converted):
         return [converted[key] for key in sorted(converted, key=int)]
     return converted
+
+
+def _is_index(key: str) -> bool:
+    """A list index: ASCII digits only (``str.isdecimal`` takes "٣" too), bounded."""
+    return 0 < len(key) <= MAX_INDEX_DIGITS and key.isascii() and key.isdigit()
 
 
 def get(node: FormValue | None, *path: str | int) -> FormValue | None:

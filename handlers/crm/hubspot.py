@@ -16,11 +16,13 @@ from typing import Any, Final
 
 import msgspec
 
+from handlers.bounded_json import decode_json
 from handlers.crm.common import (
     Context,
     EnrichmentRequest,
     EntityState,
     Normalised,
+    ascii_int,
     code,
     decimal,
     epoch_ms,
@@ -71,9 +73,11 @@ def valid_signature(
     """X-HubSpot-Signature-v3: base64(HMAC-SHA256(secret, method + uri + body + timestamp)),
     timestamp in ms and at most 5 minutes old. ``uris``: the URLs HubSpot may have called
     (behind a proxy, the configured public URL as well as the one we saw)."""
-    if not secret or not timestamp or not signature or not timestamp.isdigit():
+    # ASCII digits, bounded: "²" passes str.isdigit and 5,000 digits pass int's limit.
+    sent_ms = ascii_int(timestamp) if timestamp else None
+    if not secret or not timestamp or sent_ms is None or not signature:
         return False
-    if abs(now_ms - int(timestamp)) > MAX_SIGNATURE_AGE_MS:
+    if abs(now_ms - sent_ms) > MAX_SIGNATURE_AGE_MS:
         return False
     key = secret.encode()
     for uri in uris:
@@ -87,7 +91,7 @@ def valid_signature(
 def parse(body: bytes) -> list[dict[str, Any]]:
     """The body: a JSON array of event objects (one object is read as an array of one)."""
     try:
-        decoded = msgspec.json.decode(body)
+        decoded = decode_json(body)
     except msgspec.DecodeError as exc:
         raise InvalidEventError(
             "malformed_payload", [{"problem": f"malformed JSON: {exc}"}]

@@ -18,9 +18,11 @@ from typing import Any, Final
 
 import msgspec
 
+from handlers.bounded_json import decode_json
 from handlers.crm.common import (
     Context,
     Normalised,
+    ascii_int,
     code,
     decimal,
     epoch_ms,
@@ -53,7 +55,7 @@ def authentic(header: str | None, username: str, password: str) -> bool:
 
 def parse(body: bytes) -> dict[str, Any]:
     try:
-        decoded = msgspec.json.decode(body)
+        decoded = decode_json(body)
     except msgspec.DecodeError as exc:
         problem: list[dict[str, object]] = [{"problem": f"malformed JSON: {exc}"}]
         raise InvalidEventError("malformed_payload", problem) from None
@@ -236,7 +238,8 @@ def _duration(value: object) -> float | None:
     if not isinstance(value, str) or ":" not in value:
         return None
     parts = value.strip().split(":")
-    if not all(part.isdigit() for part in parts) or len(parts) not in (2, 3):
+    numbers = [n for n in (ascii_int(part, max_digits=6) for part in parts) if n is not None]
+    if len(parts) not in (2, 3) or len(numbers) != len(parts):
         return None
-    hours, minutes, seconds = (*map(int, parts), 0)[:3]
+    hours, minutes, seconds = (*numbers, 0)[:3]
     return float(hours * 3600 + minutes * 60 + seconds)

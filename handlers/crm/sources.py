@@ -52,6 +52,19 @@ def reveal(secret: Secret) -> str:
     return value
 
 
+def secret_values(source: CrmSource) -> list[str]:
+    """Every secret configured for ``source`` that can be read: what a dead letter must
+    never contain (handlers/redaction.py)."""
+    values: list[str] = []
+    for _, value in source:
+        if isinstance(value, Secret):
+            try:
+                values.append(reveal(value))
+            except TenantsFileError:
+                continue  # nothing to match; the webhook that needs it answers 401
+    return values
+
+
 def check_secrets(tenants: TenantDirectory) -> None:
     """Reveal every configured CRM secret once, so a missing one fails at start.
 

@@ -7,7 +7,6 @@ unknown tenant all get the same answer, so the answer tells nothing.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from salespulse.tenants import (
     WallPanel,
     WallScreen,
     WallTile,
+    token_digest,
 )
 
 _TEAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
@@ -70,10 +70,6 @@ class Denied:
     body: dict[str, object]
 
 
-def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
 class WallAccess:
     """Screens by tenant with their token digests; built at start (a missing secret stops it)."""
 
@@ -82,11 +78,7 @@ class WallAccess:
         self._screens: dict[str, list[tuple[bytes, str, WallScreen]]] = {}
         for tenant in tenants.names():
             for name, screen in tenants.get(tenant).wall.screens.items():
-                if screen.token is not None:
-                    digest = token_digest(screen.token.reveal().get_secret_value())
-                else:
-                    assert screen.token_sha256 is not None  # narrowing: validated as one of two
-                    digest = bytes.fromhex(screen.token_sha256)
+                digest = screen.digest()
                 screens = self._screens.setdefault(tenant, [])
                 if any(hmac.compare_digest(digest, known) for known, _, _ in screens):
                     # One token, one screen: otherwise which screen it opens is a guess.

@@ -58,6 +58,8 @@ EXPORTED_SERIES = frozenset(
         "salespulse_last_event_received_timestamp_seconds",
         "salespulse_consumer_lag",
         "salespulse_kpi_store_up",
+        "salespulse_kpi_store_reset_pending",
+        "salespulse_worker_offset_resets_total",
         "salespulse_ingest_events_accepted_total",
         "salespulse_ingest_payloads_rejected_total",
         "salespulse_ingest_spool_bytes",

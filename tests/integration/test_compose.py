@@ -17,8 +17,9 @@ import jsonschema
 import pytest
 import yaml
 
+from salespulse.access import TokenTable, refuse_open_exposure
 from salespulse.cli import build_parser
-from salespulse.tenants import load_tenants
+from salespulse.tenants import TenantDirectory, load_tenants
 from tests.integration.deploy_support import (
     DEPLOY,
     ROOT,
@@ -38,7 +39,12 @@ pytestmark = pytest.mark.integration
 
 COMPOSE_TEXT = (DEPLOY / "docker-compose.yml").read_text()
 ENV_EXAMPLE = read_dotenv(DEPLOY / ".env.example")
-REQUIRED_BY_USER = {"GRAFANA_ADMIN_PASSWORD"}
+REQUIRED_BY_USER = {"GRAFANA_ADMIN_PASSWORD", "SALESPULSE_INGEST_TOKEN", "SALESPULSE_READ_TOKEN"}
+USER_SECRETS = {
+    "GRAFANA_ADMIN_PASSWORD": "test-only",
+    "SALESPULSE_INGEST_TOKEN": "test-only-ingest-token",
+    "SALESPULSE_READ_TOKEN": "test-only-read-token",
+}
 ROLES = {"salespulse-ingest": "ingest", "salespulse-worker": "worker"}
 ROLES["salespulse-exporter"] = "exporter"
 IMAGE_ENV = dockerfile_stages(ROOT / "Dockerfile")[-1].env()
@@ -46,7 +52,7 @@ IMAGE_ENV = dockerfile_stages(ROOT / "Dockerfile")[-1].env()
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return load_compose({**ENV_EXAMPLE, "GRAFANA_ADMIN_PASSWORD": "test-only"})
+    return load_compose({**ENV_EXAMPLE, **USER_SECRETS})
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +118,7 @@ def test_the_schema_check_catches_a_broken_file(compose):
     assert not jsonschema.Draft202012Validator(schema).is_valid(broken)
 
 
-def test_every_variable_is_documented_in_env_example_and_only_the_password_is_required():
+def test_every_variable_is_documented_in_env_example_and_only_the_secrets_are_required():
     used = variables_used(COMPOSE_TEXT)
     assert used <= set(ENV_EXAMPLE), f"undocumented: {used - set(ENV_EXAMPLE)}"
     assert set(ENV_EXAMPLE) <= used, f"documented but unused: {set(ENV_EXAMPLE) - used}"
@@ -147,6 +153,30 @@ def test_each_role_gets_valid_complete_settings(services, name, monkeypatch):
     assert tenants.is_file(), tenants
     assert load_tenants(tenants).tenants
     assert settings.webhook_public_url == ""  # empty means unset for the webhooks
+
+
+@pytest.mark.parametrize("name", sorted(ROLES))
+def test_no_role_would_serve_an_open_door_beyond_loopback(services, name, monkeypatch):
+    service = services[name]
+    settings = settings_from(process_env(service), monkeypatch)
+    tenants_file = host_path(service, str(settings.tenants_file))
+    assert tenants_file is not None
+    tenants = TenantDirectory(load_tenants(tenants_file))
+    # What build_runtime checks at start: an open ingest or open reads would refuse to start.
+    ingest = TokenTable.of("ingest", tenants, settings.ingest_token_value())
+    reads = TokenTable.of("read", tenants, settings.read_token_value())
+    refuse_open_exposure(
+        settings.http_host,
+        open_ingest=ROLES[name] == "ingest" and not ingest.enforced,
+        ingest_behind_proxy=settings.ingest_behind_auth_proxy,
+        open_reads=ROLES[name] == "exporter" and not reads.enforced,
+        reads_behind_proxy=settings.reads_behind_auth_proxy,
+    )
+    assert not settings.ingest_behind_auth_proxy
+    assert not settings.reads_behind_auth_proxy
+    # The tokens go to the role that asks for them, not to every container.
+    assert (settings.ingest_token is not None) == (ROLES[name] == "ingest")
+    assert (settings.read_token is not None) == (ROLES[name] == "exporter")
 
 
 def test_roles_share_one_consumer_group_and_workers_fit_the_partitions(services, monkeypatch):

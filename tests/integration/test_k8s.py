@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from handlers.crm.sources import CRMS, source_of
+from salespulse.access import TokenTable, refuse_open_exposure
 from salespulse.cli import build_parser
 from salespulse.settings import Settings
 from salespulse.tenants import Secret, TenantDirectory, load_tenants
@@ -279,3 +280,43 @@ def test_secrets_hold_placeholders_only():
         for key, value in secret.get("stringData", {}).items():
             assert "change-me" in value, f"{secret['metadata']['name']}.{key} looks real"
         assert "data" not in secret, "base64 values would hide what is committed"
+
+
+@pytest.mark.parametrize("name", sorted(ROLES))
+def test_no_pod_would_serve_an_open_door_beyond_loopback(name, monkeypatch):
+    workload = {**objects("Deployment"), **objects("StatefulSet")}[name]
+    settings = settings_from(process_env(workload), monkeypatch)
+    tenants = tenants_of(workload, settings)
+    # What build_runtime checks at start: an open ingest or open reads refuse to start.
+    ingest = TokenTable.of("ingest", tenants, settings.ingest_token_value())
+    reads = TokenTable.of("read", tenants, settings.read_token_value())
+    refuse_open_exposure(
+        settings.http_host,
+        open_ingest=ROLES[name] == "ingest" and not ingest.enforced,
+        ingest_behind_proxy=settings.ingest_behind_auth_proxy,
+        open_reads=ROLES[name] == "exporter" and not reads.enforced,
+        reads_behind_proxy=settings.reads_behind_auth_proxy,
+    )
+
+
+def test_redis_keeps_the_kpi_store_on_a_volume_with_aof_and_no_eviction():
+    redis = objects("StatefulSet")["salespulse-redis"]
+    spec = redis["spec"]
+    [only] = spec["template"]["spec"]["containers"]
+    args = only["args"]
+    flags = {args[i]: args[i + 1] for i in range(0, len(args), 2)}
+    assert flags["--appendonly"] == "yes"
+    assert flags["--appendfsync"] == "everysec"
+    assert flags["--maxmemory-policy"] == "noeviction"
+    [claim] = spec["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in only["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == flags["--dir"]
+    assert spec["replicas"] == 1
+    # The workers' Redis URL names this Redis's Service, with the password it asks for.
+    service = objects("Service")[spec["serviceName"]]
+    assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    url = objects("Secret")["salespulse-secrets"]["stringData"]["SALESPULSE_REDIS_URL"]
+    password_ref = only["env"][0]["valueFrom"]["secretKeyRef"]
+    password = objects("Secret")[password_ref["name"]]["stringData"][password_ref["key"]]
+    assert url == f"redis://:{password}@{service['metadata']['name']}:6379/0"
+    assert flags["--requirepass"] == f"$({only['env'][0]['name']})"

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
 from metrics.kpi_reader import KpiReader
+from metrics.read_access import ReadAccess
+from salespulse.access import TokenTable
 from salespulse.embedded import free_port
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
@@ -200,7 +202,7 @@ def test_registration_does_not_touch_redis(tenants):
 async def test_the_kpi_api_answers_json_with_ratio_parts(settings, tenants, reader, redis_client):
     await apply(office(NOW), settings, tenants, redis_client)
     app = web.Application()
-    app.add_routes(kpi_routes(reader, tenants))
+    app.add_routes(kpi_routes(reader, tenants, ReadAccess(TokenTable(None, []))))  # open reads
     async with TestClient(TestServer(app)) as client:
         response = await client.get(
             "/v1/kpis", params={"tenant": "msk", "window": "today", "by": "manager"}

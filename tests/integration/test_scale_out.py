@@ -1,9 +1,9 @@
 """Scale-out: `salespulse worker` processes in one consumer group, as production runs them.
 
-Real subprocesses on the harness's broker and Redis, fed the Maven CRM history (23,311
-events of a real-shaped B2B pipeline). The reference is one worker alone; two workers
-sharing the partitions, and two workers of which one is SIGKILLed mid-stream, must leave
-exactly the same KPIs in Redis, for every window and grouping.
+Real subprocesses on the harness's broker and Redis, fed a slice of the Maven CRM history
+(tests/data/maven_crm: 7,767 events of a real-shaped B2B pipeline). The reference is one
+worker alone; two workers sharing the partitions, and two workers of which one is SIGKILLed
+mid-stream, must leave exactly the same KPIs in Redis, for every window and grouping.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from tests.integration.processes import salespulse_process
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-DATASETS = ROOT.parent / "shared" / "datasets"
+# A public-domain slice carried in the repo (tests/data/maven_crm/README.md says which).
+MAVEN = ROOT / "tests" / "data" / "maven_crm"
 DEMO_TENANTS = ROOT / "salespulse" / "demo_tenants.yaml"
 TENANT = "maven"
 # The history ends on 2017-12-31: read at its last evening, every window holds something.
@@ -55,8 +56,7 @@ Snapshot = dict[tuple[str, str | None], Groups]
 @pytest.fixture(scope="module")
 def history() -> list[CrmEvent]:
     """The Maven history as the ingest decodes it (a backfill keeps each event's times)."""
-    assert DATASETS.is_dir(), f"the shared data sets are missing at {DATASETS}"
-    events = list(maven_crm(DATASETS / "maven_crm"))
+    events = list(maven_crm(MAVEN))
     return parse_events(msgspec.json.encode(events), None)
 
 

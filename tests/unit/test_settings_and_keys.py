@@ -73,13 +73,16 @@ def test_pipeline_series_exist_from_the_start_and_their_count_is_pinned() -> Non
     dead = [s for s in samples if s.name == "salespulse_dead_letters_total"]
     assert {s.labels["reason"] for s in rejected} == set(REJECT_REASONS)
     assert {s.labels["reason"] for s in dead} == set(DEAD_LETTER_REASONS)
-    # 10 plain counters and gauges (incl. the SLA stage's and the spool's) + 6 reject reasons
-    # + 8 dead-letter reasons (poison included)
+    # 10 plain counters and gauges (incl. the SLA stage's and the spool's) + 8 reject reasons
+    # + 9 dead-letter reasons (tenant_forbidden: a tenant's ingest token, another tenant;
+    # poison: an event a worker stage cannot take)
     # + histogram (14+1 buckets, _sum, _count): a change here changes dashboards and alerts.
-    # CRM webhooks: 4 CRMs x (received, unauthorized, ignored, events, 4 reject reasons)
+    # CRM webhooks: 4 CRMs x (received, unauthorized, ignored, events, 4 reject reasons,
+    # 3 discard reasons)
     # + 2 enriched CRMs x (queued, 3 outcomes, 3 REST outcomes) + 7 enrichment dead letters.
     # The consumer-lag gauge has no series until a consumer has fetched.
-    assert len(samples) == 10 + 6 + 8 + 15 + 2 + 4 * 8 + 2 * 7 + 7
+    # Recovery: the store-reset gauge + offset resets of the 2 stages (kpi, sla).
+    assert len(samples) == 10 + 8 + 9 + 15 + 2 + 4 * 11 + 2 * 7 + 7 + 3
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:

@@ -1,0 +1,39 @@
+"""The embedded redis-server of `salespulse run`: AOF fsynced every second, no eviction,
+so the KPI store survives a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from salespulse.embedded import start_redis
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_embedded_store_keeps_its_data_across_a_restart(tmp_path: Path) -> None:
+    aof_dir = tmp_path / "data" / "redis"
+    with start_redis(tmp_path / "first", aof_dir=aof_dir) as process:
+        client = redis.Redis(port=process.port)
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        client.hset("sp:kpi:acme:all:all", "calls", 41)
+        client.hincrby("sp:kpi:acme:all:all", "calls", 1)
+        client.close()
+    assert any(aof_dir.rglob("*.aof")), "the append-only file is under the data dir"
+
+    with start_redis(tmp_path / "second", aof_dir=aof_dir) as process:
+        client = redis.Redis(port=process.port)
+        assert client.hget("sp:kpi:acme:all:all", "calls") == b"42"
+        client.close()
+
+
+def test_without_a_directory_it_keeps_nothing_on_disk(tmp_path: Path) -> None:
+    with start_redis(tmp_path / "mem") as process:
+        client = redis.Redis(port=process.port)
+        assert client.config_get("appendonly") == {"appendonly": "no"}
+        client.close()
+    assert not any((tmp_path / "mem").rglob("*.aof"))
