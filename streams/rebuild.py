@@ -52,6 +52,7 @@ from salespulse.kpi_keys import STORE_FAMILIES, KpiKeys
 from salespulse.settings import Settings
 from salespulse.tenants import TenantDirectory
 from streams.applier import KpiApplier
+from streams.poison import apply_isolating
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
 from streams.store_guard import tp_name
@@ -82,6 +83,8 @@ class RebuildSummary:
     records: int = 0
     events: int = 0
     skipped: int = 0
+    # events a stage could not take (dead-lettered as poison by the live workers too)
+    poison: int = 0
     rounds: int = 0
     keys_dropped: int = 0
     keys_moved: int = 0
@@ -93,7 +96,8 @@ class RebuildSummary:
         lines = [
             f"salespulse rebuild: switched to the rebuilt store in {self.seconds:.1f}s",
             f"  records read {self.records:,}, events applied {self.events:,}, "
-            f"not counted (no value, undecodable, too late) {self.skipped:,}",
+            f"not counted (no value, undecodable, too late) {self.skipped:,}, "
+            f"poison (skipped by a stage) {self.poison:,}",
             f"  switch attempts {self.rounds}, keys replaced {self.keys_dropped:,}, "
             f"keys now live {self.keys_moved:,}",
         ]
@@ -250,7 +254,7 @@ class StoreRebuild:
             self._progress(f"removed {removed:,} staging keys of an earlier, unfinished rebuild")
 
     async def _apply(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        events: list[CrmEvent] = []
+        items: list[tuple[ConsumerRecord, CrmEvent]] = []
         offsets: dict[str, int] = {}
         for tp, records in batch.items():
             if not records:
@@ -265,17 +269,47 @@ class StoreRebuild:
                 if event is None:
                     self.summary.skipped += 1
                 else:
-                    events.append(event)
+                    items.append((record, event))
             offsets[name] = records[-1].offset
             self.summary.records += len(records)
-        await self._kpi.apply(events, offsets)
-        await self._sla.commit(await self._sla.prepare(events), offsets)
-        self.summary.events += len(events)
+        await self._apply_isolating(items, offsets)
+        self.summary.events += len(items)
         if time.monotonic() >= self._next_progress:
             self._next_progress = time.monotonic() + PROGRESS_EVERY_S
             self._progress(
                 f"applied {self.summary.records:,} records ({self.summary.events:,} events)"
             )
+
+    async def _apply_isolating(
+        self, items: list[tuple[ConsumerRecord, CrmEvent]], offsets: dict[str, int]
+    ) -> None:
+        """Both stages, each skipping the events it cannot take, as the live consumers do
+        (streams/poison.py): a poison record on the topic must not stop the rebuild, and
+        counting it would make the rebuilt store differ from the live one."""
+        store_failed: list[KpiStoreError] = []
+
+        async def kpi_part(events: list[CrmEvent]) -> object:
+            try:
+                return await self._kpi.apply(events, {})
+            except KpiStoreError as exc:  # not the events' fault: abort, below
+                store_failed.append(exc)
+                raise
+
+        async def sla_part(events: list[CrmEvent]) -> object:
+            try:
+                return await self._sla.commit(await self._sla.prepare(events), {})
+            except KpiStoreError as exc:
+                store_failed.append(exc)
+                raise
+
+        for part, stage in ((kpi_part, "kpi"), (sla_part, "sla")):
+            _, poison = await apply_isolating(items, part, stage)
+            if store_failed:
+                raise RebuildError(f"the KPI store failed during the rebuild: {store_failed[0]}")
+            self.summary.poison += len(poison)
+        # the watermarks last, once both stages hold every event before them
+        await self._kpi.apply([], offsets)
+        await self._sla.commit(await self._sla.prepare([]), offsets)
 
     def _countable(self, record: ConsumerRecord) -> CrmEvent | None:
         """The live consumers' filter (streams/kpi_consumer.py), without dead-lettering again."""

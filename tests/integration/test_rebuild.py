@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -253,6 +254,23 @@ def test_the_command_rebuilds_from_the_topic_and_can_run_again(
 
     assert main(["rebuild"]) == 0
     assert snapshot(redis_url, settings) == first
+
+
+def test_a_poison_record_on_the_topic_is_skipped_not_fatal(
+    settings, redis_url, bootstrap, monkeypatch, capsys
+):
+    # Written before the door checked ranges: the stages dead-letter it, so must the rebuild.
+    poison = make_event("poison-1", "deal_stage_changed", entity_id="d-x", amount=Decimal("1e30"))
+    history = office_day(0, 100)
+    asyncio.run(produce(bootstrap, settings.events_topic, [*history[:50], poison, *history[50:]]))
+    use_settings(monkeypatch, settings)
+
+    assert main(["rebuild"]) == 0
+    out, _ = capsys.readouterr()
+    assert "switched to the rebuilt store" in out
+    assert "records read 101" in out
+    assert "poison (skipped by a stage) 0" not in out
+    assert snapshot(redis_url, settings)["all/None"][TOTAL_GROUP]["calls"] == 25
 
 
 def test_the_command_refuses_clearly_without_a_broker(settings, monkeypatch, capsys):
