@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from handlers.spool import ROOM_BYTES, DiskSpool
-from salespulse.embedded import free_port
+from salespulse.embedded import free_port, start_broker
 from salespulse.health import Readiness
 
 pytestmark = pytest.mark.integration
@@ -45,6 +47,23 @@ async def test_ready_when_broker_and_redis_answer(bootstrap: str, redis_url: str
             {"status": "ready", "checks": {"broker": "ok", "redis": "ok"}},
         )
         assert await get(f"{base}/healthz") == (200, {"status": "ok"})
+
+
+async def test_a_frozen_broker_is_not_ready_until_it_answers_again(tmp_path) -> None:
+    """A stopped broker still accepts TCP connections: only a protocol round trip tells."""
+    with start_broker(tmp_path / "broker") as broker:  # its own: the session's stays up
+        async with serving(Readiness(f"127.0.0.1:{broker.port}", None)) as base:
+            assert (await get(f"{base}/readyz"))[0] == 200
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                status, body = await get(f"{base}/readyz")
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            assert (status, body["checks"]) == (503, {"broker": "not answering (TimeoutError)"})
+            assert await get(f"{base}/readyz") == (
+                200,
+                {"status": "ready", "checks": {"broker": "ok"}},
+            )
 
 
 async def test_not_ready_names_each_unreachable_server_but_stays_alive() -> None:
