@@ -73,13 +73,14 @@ def test_pipeline_series_exist_from_the_start_and_their_count_is_pinned() -> Non
     dead = [s for s in samples if s.name == "salespulse_dead_letters_total"]
     assert {s.labels["reason"] for s in rejected} == set(REJECT_REASONS)
     assert {s.labels["reason"] for s in dead} == set(DEAD_LETTER_REASONS)
-    # 10 plain counters and gauges (incl. the SLA stage's and the spool's) + 6 reject reasons
+    # 11 plain counters and gauges (incl. the SLA stage's, its expired waits and the spool's)
+    # + 6 reject reasons
     # + 7 dead-letter reasons
     # + histogram (14+1 buckets, _sum, _count): a change here changes dashboards and alerts.
     # CRM webhooks: 4 CRMs x (received, unauthorized, ignored, events, 4 reject reasons)
     # + 2 enriched CRMs x (queued, 3 outcomes, 3 REST outcomes) + 7 enrichment dead letters.
     # The consumer-lag gauge has no series until a consumer has fetched.
-    assert len(samples) == 10 + 6 + 7 + 15 + 2 + 4 * 8 + 2 * 7 + 7
+    assert len(samples) == 11 + 6 + 7 + 15 + 2 + 4 * 8 + 2 * 7 + 7
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
