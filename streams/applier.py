@@ -31,10 +31,11 @@ from streams.redis_sink import RedisKpiSink
 # that keeps reporting new ones means another writer races us on the same ids.
 MAX_REFOLDS = 8
 CACHE_BYTES = 64 * 1024 * 1024
-# A cached state in Python (structs, dicts, tuples, strings) and its Derived take several
-# times its MessagePack size: measured ~2.2 KB for a deal whose stored state is ~0.4 KB.
-_BYTES_PER_STORED_BYTE = 5
-_BYTES_PER_ENTRY = 300  # key string, OrderedDict slot, version tuple
+# A cached state in Python (structs, dicts, tuples, strings) and its Derived take about ten
+# times its stored size: tracemalloc on the bench's synthetic events gave ~2.0 KB for a
+# deal stored in ~190 B and ~1.0 KB for a lead stored in ~120 B (this errs high for leads).
+_BYTES_PER_STORED_BYTE = 10
+_BYTES_PER_ENTRY = 200  # key string, OrderedDict slot, version tuple, size entry
 
 
 def cached_size(key: str, stored: bytes) -> int:
