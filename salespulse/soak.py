@@ -8,7 +8,8 @@ and new leads. Every sample prints the RSS of each process, Redis ``used_memory`
 key count and the bytes of each key family; the end compares the slope of the second
 half with the first's. Levelling off: the late slope is a small fraction of the early one.
 
-The retentions are set short (a fifth of the run) so that levelling shows in minutes;
+The retentions are set short (a fifth of the run), and the worker's entity cache small
+(2 MiB), so that levelling shows in minutes;
 this bypasses their floors above the lateness limit on purpose (the soak sends no late
 events). Two families cannot level off in minutes and are reported apart: minute/hour
 KPI buckets (2 h and 2 days by design) and event-id sets (one per day, kept 40 days).
@@ -42,6 +43,7 @@ CLIENTS = 2000
 CONVERSATIONS = 500  # per tenant
 MANAGERS = 20
 MAX_IN_FLIGHT = 32
+SOAK_CACHE_BYTES = 2 * 1024 * 1024
 _DAY_S = 86_400
 # key family → the part of the key after the prefix that names it
 FAMILIES = (
@@ -140,6 +142,8 @@ def soak_settings(base: Settings, workdir: Path, retention_s: float, **wiring: A
             "entity_retention_days": day,
             "conversation_retention_days": day,
             "wait_max_age_days": day / 2,
+            # small, so that the worker's cache reaches its bound within the run
+            "entity_cache_bytes": SOAK_CACHE_BYTES,
         }
     )
 
@@ -312,7 +316,8 @@ def run_soak(base: Settings, minutes: float, rate: float, sample_every_s: float)
             _wait_ready(f"{base_url}/readyz", process)
             print(  # noqa: T201
                 f"soak: {rate:g} events/s for {minutes:g} min; retentions {retention_s:.0f} s "
-                f"(waits {retention_s / 2:.0f} s); sampling every {sample_every_s:g} s",
+                f"(waits {retention_s / 2:.0f} s), entity cache {SOAK_CACHE_BYTES >> 20} MiB; "
+                f"sampling every {sample_every_s:g} s",
                 flush=True,
             )
             assert process.pid is not None
