@@ -142,9 +142,9 @@ class RedisKpiSink:
     def _entity_ttl(self, fold: BatchFold, key: str) -> int:
         """An open deal (in a stage, or none yet) is kept; a closed one and a lead expire."""
         state = fold.new_states[key]
-        if isinstance(state, DealState) and fold.new_derived[key].open is not None:
-            return 0
-        if isinstance(state, DealState) and state.current is None:
+        if isinstance(state, DealState) and (
+            state.current is None or fold.new_derived[key].open is not None
+        ):
             return 0
         return self._entity_ttl_s
 
