@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help constraints run test lint format typecheck test-unit test-integration bench dashboards wall-screenshot clean
+.PHONY: help constraints run test lint format typecheck test-unit test-integration bench soak dashboards wall-screenshot clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ constraints: $(VENV)/.installed-dev  ## re-pin constraints.txt to what the dev v
 
 bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs naive faust
 	$(BIN)/salespulse bench
+
+soak: $(VENV)/.installed-dev  ## ten minutes at a steady rate: memory per process and Redis, slopes
+	$(BIN)/salespulse soak --minutes 10
 
 dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.json from salespulse/dashboards
 	$(BIN)/python -m salespulse.dashboards deploy/grafana/dashboards

@@ -123,6 +123,12 @@ class PipelineMetrics:
             "Events the conversation clock (response times, waiting clients) has applied.",
             registry=registry,
         )
+        self.sla_waits_expired = Counter(
+            "salespulse_sla_waits_expired",
+            "Waits left unanswered past SALESPULSE_WAIT_MAX_AGE_DAYS, dropped from the "
+            "waiting list.",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "salespulse_consumer_lag",
             "Records behind the partition's high-water mark, per consumer group (this process).",

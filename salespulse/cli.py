@@ -80,7 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the worker's decode, fold and packing, per event type (no broker, no Redis)",
     )
+    soak = commands.add_parser(
+        "soak", help="a steady event rate for N minutes: memory per process and Redis, slopes"
+    )
+    soak.add_argument("--minutes", type=_positive_float, default=10.0)
+    soak.add_argument("--rate", type=_positive_float, default=50.0, help="events per second")
+    soak.add_argument("--sample-every", type=_positive_float, default=20.0, help="seconds")
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -133,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt:
                 print("salespulse bench: interrupted", file=sys.stderr)
                 return 130
+        if args.command == "soak":
+            from salespulse.soak import run_soak
+
+            return run_soak(settings, args.minutes, args.rate, args.sample_every)
         from salespulse.launcher import serve
 
         roles = None if args.command == "run" else [args.command]

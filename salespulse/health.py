@@ -5,8 +5,9 @@
 now, 503 otherwise: an orchestrator then stops routing to it (or counting it available)
 without restarting it, since a restart would not bring the broker or Redis back.
 
-The checks are cheap, bounded by a short timeout and hold no lock: a TCP connect to a
-bootstrap broker and a Redis PING. Answers name the check, never an address or URL (a
+The checks are cheap, bounded by a short timeout and hold no lock: a Kafka ApiVersions
+request to a bootstrap broker (a protocol round trip, so a frozen broker fails it) and a
+Redis PING. Answers name the check, never an address or URL (a
 Redis URL may carry a password).
 
 An ingest with a disk spool stays ready while the broker is down and the spool has room:
@@ -16,6 +17,8 @@ taking it out of the load balancer would fail the very webhooks the spool is the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import struct
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -80,18 +83,30 @@ class Readiness:
         )
 
     async def _broker(self) -> str:
-        """Reachable if any bootstrap server accepts a connection (the client needs one)."""
+        """Ready if any bootstrap server answers a Kafka request within the timeout.
+
+        A connect alone is not enough: a frozen broker's kernel still accepts connections.
+        """
         failure = "no bootstrap server configured"
         for host, port in self._servers:
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    _, writer = await asyncio.open_connection(host, port)
+                    reader, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError) as exc:
                 failure = f"unreachable ({type(exc).__name__})"
                 continue
-            writer.close()
-            await writer.wait_closed()
-            return OK
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    if await _api_versions_round_trip(reader, writer):
+                        return OK
+                failure = "not answering (unexpected reply)"
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                failure = f"not answering ({type(exc).__name__})"
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError, TimeoutError):
+                    async with asyncio.timeout(self._timeout_s):
+                        await writer.wait_closed()
         return failure
 
     async def _redis_ping(self, client: aioredis.Redis) -> str:
@@ -105,6 +120,25 @@ class Readiness:
 
 async def _alive(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+# ApiVersions v0 (API key 18): every Kafka broker answers it, before any authentication.
+_CORRELATION_ID = 0x5A1E5
+_CLIENT_ID = b"salespulse-readyz"
+_API_VERSIONS = struct.pack(">hhih", 18, 0, _CORRELATION_ID, len(_CLIENT_ID)) + _CLIENT_ID
+
+
+async def _api_versions_round_trip(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> bool:
+    """One request, one reply: True when the reply is to our request."""
+    writer.write(struct.pack(">i", len(_API_VERSIONS)) + _API_VERSIONS)
+    await writer.drain()
+    (size,) = struct.unpack(">i", await reader.readexactly(4))
+    if size < 4:
+        return False
+    (correlation,) = struct.unpack(">i", await reader.readexactly(4))
+    return bool(correlation == _CORRELATION_ID)
 
 
 def _host_port(server: str) -> tuple[str, int]:

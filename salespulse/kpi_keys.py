@@ -17,6 +17,10 @@
     {p}store_epoch                      STRING random id of this store, made once: a wipe
                                               changes it (streams/store_guard.py)
 
+Retention (docs/kpi-semantics.md, "Retention"): ent:* of a won or lost deal, of a lead
+and of a conversation expire after their settings' days from the last write; an open
+deal's is kept; waiting:* members leave when answered or past the maximum wait age.
+
 A field is a component plus the four dimensions, stored as a JSON array so that no id
 can break the encoding: ``["calls:in:answered","m-7","north","none","website"]``.
 Counters are integers so that increments are exact: money in 1/10,000 of the tenant

@@ -88,22 +88,46 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
             print("\n".join(lines), flush=True)  # noqa: T201 - the URLs are for the person
 
         runtime.app.task(announce, on_leader=False)
-        # quiet=True also keeps faust's terminal spinner off (it forces the root logger to DEBUG).
         worker = faust.Worker(
             runtime.app,
             *services,
-            loglevel="DEBUG" if settings.log_level == "DEBUG" else "WARNING",
+            loglevel=_faust_level(settings.log_level),
+            logging_config=logging_config(settings.log_level),
             quiet=True,
             redirect_stdouts=False,
         )
-        for name in _OUR_LOGGERS:
-            logging.getLogger(name).setLevel(settings.log_level)
+        # Faust's terminal spinner, when set, resets the root logger to DEBUG and its
+        # handler to WARNING at start: that handler then dropped our INFO lines.
+        worker.spinner = None
         tune_gc()
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
             return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
     return 0
+
+
+def _faust_level(level: str) -> str:
+    return "DEBUG" if level == "DEBUG" else "WARNING"
+
+
+def logging_config(level: str) -> dict[str, object]:
+    """The dictConfig the faust worker applies at start, in place of its own.
+
+    Faust's own config gives its one handler the root's level (WARNING, to keep faust
+    quiet), and that handler dropped every INFO record of ours before it was written.
+    Here the handler filters nothing; levels are set per logger instead.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] "
+                                           "%(name)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"level": _faust_level(level), "handlers": ["stderr"]},
+        "loggers": {name: {"level": level} for name in _OUR_LOGGERS},
+    }  # fmt: skip
 
 
 def _port_busy(port: int) -> bool:

@@ -267,8 +267,9 @@ def build_kpi_consumer(
         group=settings.consumer_group,
         dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
         day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+        entity_ttl_s=round(settings.entity_retention_days * _DAY_S),
     )
-    applier = KpiApplier(sink, tenants, keys)
+    applier = KpiApplier(sink, tenants, keys, cache_bytes=settings.entity_cache_bytes)
     group = settings.consumer_group
     guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
     return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics, guard)
@@ -286,9 +287,19 @@ def build_sla_consumer(
     keys = KpiKeys(settings.redis_key_prefix)
     group = settings.sla_consumer_group
     store = SlaStore(
-        redis_client, keys, group=group, day_ttl_s=settings.day_bucket_retention_days * _DAY_S
+        redis_client,
+        keys,
+        group=group,
+        day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+        conversation_ttl_s=round(settings.conversation_retention_days * _DAY_S),
     )
-    applier = SlaApplier(store, tenants, keys)
+    applier = SlaApplier(
+        store,
+        tenants,
+        keys,
+        wait_max_age_s=settings.wait_max_age_days * _DAY_S,
+        on_waits_expired=metrics.sla_waits_expired.inc,
+    )
     guard = StoreGuard(redis_client, keys, group=group, stage="sla", metrics=metrics)
     return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics, guard)
 

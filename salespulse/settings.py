@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     # retention.ms of crm.events when SalesPulse creates it: what `salespulse rebuild` can
     # restore (an existing topic keeps its config; RUNBOOK "Retention and persistence").
     events_retention_days: int = Field(default=400, ge=1)
+    # Retention of the worker's states in Redis (docs/kpi-semantics.md, docs/sla.md), each
+    # counted from the state's last event and above the lateness limit: a late event for a
+    # forgotten state would start it afresh (a closed deal counted as created again).
+    # Won and lost deals and leads; open deals are kept (they show as open or stuck).
+    entity_retention_days: float = Field(default=90, gt=0)
+    # Conversations (their contact/reply marks), answered or not.
+    conversation_retention_days: float = Field(default=40, gt=0)
+    # A wait still unanswered this long leaves the waiting list as expired (counted).
+    wait_max_age_days: float = Field(default=7, gt=0)
+    # The KPI worker's cache of entity states, by estimated bytes (streams/applier.py).
+    entity_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
 
     # Business settings per tenant (YAML, see salespulse/tenants.py); unset → defaults.
     tenants_file: Path | None = None
@@ -159,6 +170,21 @@ class Settings(BaseSettings):
                 "SALESPULSE_EVENTS_RETENTION_DAYS must be at least "
                 "SALESPULSE_DAY_BUCKET_RETENTION_DAYS: a rebuilt KPI store would lack the "
                 "days the topic no longer holds"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _states_outlive_lateness(self) -> Settings:
+        for name in ("entity_retention_days", "conversation_retention_days"):
+            if getattr(self, name) <= self.lateness_days:
+                raise ValueError(
+                    f"SALESPULSE_{name.upper()} must exceed SALESPULSE_LATENESS_DAYS: a late "
+                    "event for a forgotten state would count it afresh"
+                )
+        if self.conversation_retention_days <= self.wait_max_age_days:
+            raise ValueError(
+                "SALESPULSE_CONVERSATION_RETENTION_DAYS must exceed "
+                "SALESPULSE_WAIT_MAX_AGE_DAYS: an open wait outlives its conversation otherwise"
             )
         return self
 

@@ -30,7 +30,17 @@ from streams.redis_sink import RedisKpiSink
 # Each refold removes what the store reported (counted ids, changed entities); a store
 # that keeps reporting new ones means another writer races us on the same ids.
 MAX_REFOLDS = 8
-CACHE_ENTITIES = 200_000
+CACHE_BYTES = 64 * 1024 * 1024
+# A cached state in Python (structs, dicts, tuples, strings) and its Derived take about ten
+# times its stored size: tracemalloc on the bench's synthetic events gave ~2.0 KB for a
+# deal stored in ~190 B and ~1.0 KB for a lead stored in ~120 B (this errs high for leads).
+_BYTES_PER_STORED_BYTE = 10
+_BYTES_PER_ENTRY = 200  # key string, OrderedDict slot, version tuple, size entry
+
+
+def cached_size(key: str, stored: bytes) -> int:
+    """Estimated bytes a cached state costs the process (bounded by the cache setting)."""
+    return _BYTES_PER_ENTRY + len(key) + _BYTES_PER_STORED_BYTE * len(stored)
 
 
 @dataclass
@@ -42,11 +52,22 @@ class Prepared:
 
 
 class KpiApplier:
-    def __init__(self, sink: RedisKpiSink, tenants: TenantDirectory, keys: KpiKeys) -> None:
+    def __init__(
+        self,
+        sink: RedisKpiSink,
+        tenants: TenantDirectory,
+        keys: KpiKeys,
+        *,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
         self._sink = sink
         self._tenants = tenants
         self._keys = keys
         self._cache: OrderedDict[str, tuple[int, DealState | LeadState]] = OrderedDict()
+        # bounded by estimated bytes, not entries: a deal with a long history costs more
+        self._cache_bytes = cache_bytes
+        self._sizes: dict[str, int] = {}
+        self.cached_bytes = 0
         # what each cached state contributes, so its "before" need not be derived again
         self._derived: dict[str, Derived] = {}
         self._generation = 0
@@ -112,16 +133,22 @@ class KpiApplier:
         return states
 
     def _remember(self, fold: BatchFold) -> None:
-        cache = self._cache
-        for key, (version, _) in fold.entity_writes.items():
+        cache, sizes = self._cache, self._sizes
+        for key, (version, blob) in fold.entity_writes.items():
             cache[key] = (version + 1, fold.new_states[key])
             cache.move_to_end(key)
             self._derived[key] = fold.new_derived[key]
-        while len(cache) > CACHE_ENTITIES:
+            size = cached_size(key, blob)
+            self.cached_bytes += size - sizes.get(key, 0)
+            sizes[key] = size
+        while self.cached_bytes > self._cache_bytes and cache:
             evicted, _ = cache.popitem(last=False)
             self._derived.pop(evicted, None)
+            self.cached_bytes -= sizes.pop(evicted)
 
     def _new_generation(self) -> None:
         self._generation += 1
         self._cache.clear()
         self._derived.clear()
+        self._sizes.clear()
+        self.cached_bytes = 0

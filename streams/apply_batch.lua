@@ -3,7 +3,7 @@
 -- arguments in redis-py cost more than the fold), a map of:
 --   ttl      dedupe set TTL (s)            tenants  tenants set key
 --   offsets  offsets hash key              seen     [[seen_key, [ids...]], ...]
---   entities [[key, expected_version, state JSON], ...] stored as "version:state"
+--   entities [[key, expected_version, state JSON, ttl (s, 0 = keep)], ...] as "version:state"
 --   hashes   [[key, ttl (0 = keep), {field = increment, ...}], ...]  (zeros skipped)
 --   zsets    [['a'|'r', key, member, score], ...]
 --   fields   [['s'|'d'|'m', key, field, value], ...]  (m: set when the number is larger)
@@ -78,7 +78,9 @@ for _, group in ipairs(batch.seen) do
   redis.call('EXPIRE', key, batch.ttl)
 end
 for _, entity in ipairs(batch.entities) do
-  redis.call('SET', entity[1], string.format('%d:', entity[2] + 1) .. entity[3])
+  local value = string.format('%d:', entity[2] + 1) .. entity[3]
+  if (entity[4] or 0) > 0 then redis.call('SET', entity[1], value, 'EX', entity[4])
+  else redis.call('SET', entity[1], value) end
 end
 
 for _, hash in ipairs(batch.hashes) do

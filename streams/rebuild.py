@@ -130,6 +130,8 @@ class StoreRebuild:
             group=settings.consumer_group,
             dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
             day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+            # the live workers' retentions (salespulse/runtime.py), so rebuilt states expire
+            entity_ttl_s=round(settings.entity_retention_days * _DAY_S),
         )
         self._kpi = KpiApplier(sink, tenants, self._staging)
         sla_store = SlaStore(
@@ -137,8 +139,11 @@ class StoreRebuild:
             self._staging,
             group=settings.sla_consumer_group,
             day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+            conversation_ttl_s=round(settings.conversation_retention_days * _DAY_S),
         )
-        self._sla = SlaApplier(sla_store, tenants, self._staging)
+        self._sla = SlaApplier(
+            sla_store, tenants, self._staging, wait_max_age_s=settings.wait_max_age_days * _DAY_S
+        )
         self._switch = client.register_script(switch_script())
         self._kafka: AIOKafkaConsumer | None = None
         self._started: set[str] = set()  # partitions whose first record was read

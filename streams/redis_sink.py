@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from salespulse.errors import KpiStoreError, TotalOverflowError
 from salespulse.kpi_keys import SEP, KpiKeys
+from streams.entities import DealState
 from streams.fold import BatchFold, States, decode_state
 
 _packer = msgspec.msgpack.Encoder()
@@ -122,8 +123,11 @@ class RedisKpiSink:
         group: str,
         dedupe_ttl_s: int,
         day_ttl_s: int,
+        entity_ttl_s: int = 0,
     ) -> None:
         self._client = client
+        # won/lost deals and leads expire this long after their last write (0: kept)
+        self._entity_ttl_s = entity_ttl_s
         self._keys = keys
         self._group = group
         self._dedupe_ttl_s = dedupe_ttl_s
@@ -165,6 +169,15 @@ class RedisKpiSink:
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
         return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
 
+    def _entity_ttl(self, fold: BatchFold, key: str) -> int:
+        """An open deal (in a stage, or none yet) is kept; a closed one and a lead expire."""
+        state = fold.new_states[key]
+        if isinstance(state, DealState) and (
+            state.current is None or fold.new_derived[key].open is not None
+        ):
+            return 0
+        return self._entity_ttl_s
+
     def arguments(self, fold: BatchFold, offsets: dict[str, int]) -> tuple[bytes, dict[str, str]]:
         """The batch as one MessagePack argument (see apply_batch.lua for its layout)."""
         keys = self._keys
@@ -176,7 +189,8 @@ class RedisKpiSink:
             seen.append((seen_key, ids))
         # Redis's cmsgpack reads no binary type: every value goes as text (all are JSON).
         entities = [
-            (key, version, blob.decode()) for key, (version, blob) in fold.entity_writes.items()
+            (key, version, blob.decode(), self._entity_ttl(fold, key))
+            for key, (version, blob) in fold.entity_writes.items()
         ]
         zsets: list[tuple[str, str, str, int]] = []
         members: list[tuple[str, str]] = []

@@ -11,7 +11,8 @@ is refolded on fresh states.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -44,9 +45,17 @@ MAX_REFOLDS = 8
 
 class SlaStore:
     def __init__(
-        self, client: aioredis.Redis, keys: KpiKeys, *, group: str, day_ttl_s: int
+        self,
+        client: aioredis.Redis,
+        keys: KpiKeys,
+        *,
+        group: str,
+        day_ttl_s: int,
+        conversation_ttl_s: int = 0,
     ) -> None:
         self._client = client
+        # a conversation state expires this long after its last event (0: kept)
+        self._conversation_ttl_s = conversation_ttl_s
         self._keys = keys
         self._group = group
         self._ttl = bucket_ttls(day_ttl_s)
@@ -78,7 +87,8 @@ class SlaStore:
             "offsets": keys.offsets(self._group),
             "seen": [],
             "entities": [
-                (key, version, blob.decode()) for key, (version, blob) in fold.entity_writes.items()
+                (key, version, blob.decode(), self._conversation_ttl_s)
+                for key, (version, blob) in fold.entity_writes.items()
             ],
             "hashes": [
                 (keys.bucket(tenant, gran, bucket), self._ttl[gran], exact_increments(fields))
@@ -102,6 +112,23 @@ class SlaStore:
             return []
         return [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
 
+    async def expire_waits(self, tenants: Iterable[str], opened_before_us: int) -> int:
+        """Drop the tenants' waits opened before the instant; returns how many left.
+
+        Outside the batch script: a wait is only ever removed, so a concurrent batch
+        cannot be contradicted (it re-adds a wait only if a late contact reopens it, and
+        then with its opening instant, which the next expiry sees again)."""
+        names = sorted(tenants)
+        if not names:
+            return 0
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for tenant in names:
+                pipe.zremrangebyscore(self._keys.waiting(tenant), "-inf", f"({opened_before_us}")
+            return sum(int(removed) for removed in await pipe.execute())
+        except RedisError as exc:
+            raise KpiStoreError(f"cannot expire waits: {exc}") from exc
+
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
         return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
 
@@ -114,12 +141,23 @@ class PreparedSla:
 
 
 class SlaApplier:
-    """Load → fold → apply, refolded on fresh states until the store accepts the batch."""
+    """Load → fold → apply, refolded on fresh states until the store accepts the batch;
+    then the batch's tenants' waits older than the maximum age leave the waiting list."""
 
-    def __init__(self, store: SlaStore, tenants: TenantDirectory, keys: KpiKeys) -> None:
+    def __init__(
+        self,
+        store: SlaStore,
+        tenants: TenantDirectory,
+        keys: KpiKeys,
+        *,
+        wait_max_age_s: float | None = None,
+        on_waits_expired: Callable[[int], None] | None = None,
+    ) -> None:
         self._store = store
         self._tenants = tenants
         self._keys = keys
+        self._wait_max_age_s = wait_max_age_s
+        self._on_waits_expired = on_waits_expired
 
     async def prepare(self, events: Sequence[CrmEvent]) -> PreparedSla:
         refs = {
@@ -137,7 +175,16 @@ class SlaApplier:
         fold = prepared.fold
         for _ in range(MAX_REFOLDS):
             if not await self._store.apply(fold, offsets):
+                await self._expire_waits(prepared.events)
                 return fold
             states = await self._store.load(prepared.keys)
             fold = fold_conversations(prepared.events, self._tenants, self._keys, states)
         raise KpiStoreError("SLA batch kept meeting concurrent changes; refusing to loop")
+
+    async def _expire_waits(self, events: Sequence[CrmEvent]) -> None:
+        if self._wait_max_age_s is None:
+            return
+        cutoff_us = int((time.time() - self._wait_max_age_s) * 1_000_000)
+        expired = await self._store.expire_waits({e.tenant for e in events}, cutoff_us)
+        if expired and self._on_waits_expired is not None:
+            self._on_waits_expired(expired)

@@ -79,6 +79,11 @@ def settings(bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> Set
         kafka_session_timeout_s=6.0,
         produce_timeout_s=5.0,
         batch_timeout_ms=20,
+        # Tests date their events from a fixed T0 (tests/helpers.py) while waits expire by
+        # the wall clock: a wait must not leave the list just because the calendar moved on.
+        # tests/integration/test_retention.py sets its own short retentions.
+        wait_max_age_days=3650,
+        conversation_retention_days=3651,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,8 +12,9 @@ import pytest
 from aiohttp import web
 
 from handlers.spool import ROOM_BYTES, DiskSpool
-from salespulse.embedded import free_port
+from salespulse.embedded import free_port, start_broker
 from salespulse.health import Readiness
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +48,29 @@ async def test_ready_when_broker_and_redis_answer(bootstrap: str, redis_url: str
             {"status": "ready", "checks": {"broker": "ok", "redis": "ok"}},
         )
         assert await get(f"{base}/healthz") == (200, {"status": "ok"})
+
+
+async def test_a_frozen_broker_is_not_ready_until_it_answers_again(tmp_path) -> None:
+    """A stopped broker still accepts TCP connections: only a protocol round trip tells."""
+    with start_broker(tmp_path / "broker") as broker:  # its own: the session's stays up
+        # a generous timeout: a busy machine must not make the live broker look frozen
+        readiness = Readiness(f"127.0.0.1:{broker.port}", None, timeout_s=3.0)
+        async with serving(readiness) as base:
+            assert (await get(f"{base}/readyz"))[0] == 200
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                status, body = await get(f"{base}/readyz")
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            assert (status, body["checks"]) == (503, {"broker": "not answering (TimeoutError)"})
+
+            async def ready_again() -> bool:
+                return await get(f"{base}/readyz") == (
+                    200,
+                    {"status": "ready", "checks": {"broker": "ok"}},
+                )
+
+            await eventually(ready_again, 30, "the continued broker to read ready")
 
 
 async def test_not_ready_names_each_unreachable_server_but_stays_alive() -> None:

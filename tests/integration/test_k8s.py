@@ -46,6 +46,13 @@ def objects(kind: str) -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for _, doc in OBJECTS if doc["kind"] == kind}
 
 
+def workloads() -> dict[str, dict[str, Any]]:
+    """SalesPulse's pods' controllers: Deployments, and the ingest's StatefulSet (its spool's
+    disk); not the Redis StatefulSet (redis.yaml), which runs Redis's own image."""
+    every = objects("Deployment") | objects("StatefulSet")
+    return {name: workload for name, workload in every.items() if name in ROLES}
+
+
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
     [only] = deployment["spec"]["template"]["spec"]["containers"]
     assert isinstance(only, dict)
@@ -67,8 +74,10 @@ def process_env(deployment: dict[str, Any]) -> dict[str, str]:
 
 
 def mounted(deployment: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(mount path, volume) of the container's mounts."""
+    """(mount path, volume) of the container's mounts; a claim template as its PVC."""
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    for claim in deployment["spec"].get("volumeClaimTemplates", []):
+        volumes[claim["metadata"]["name"]] = {"persistentVolumeClaim": claim["spec"]}
     for mount in container(deployment).get("volumeMounts", []):
         yield mount["mountPath"], volumes[mount["name"]]
 
@@ -105,13 +114,13 @@ def test_kustomization_lists_every_manifest_and_names_the_image():
     [image] = kustomization["images"]
     namespaces = objects("Namespace")
     assert list(namespaces) == [kustomization["namespace"]]
-    for deployment in objects("Deployment").values():
+    for deployment in workloads().values():
         assert container(deployment)["image"].split(":")[0] == image["name"]
 
 
 @pytest.mark.parametrize("name", sorted(ROLES))
 def test_each_role_runs_its_command_with_valid_complete_settings(name, monkeypatch):
-    deployment = objects("Deployment")[name]
+    deployment = workloads()[name]
     assert build_parser().parse_args(container(deployment)["args"]).command == ROLES[name]
     env = process_env(deployment)
     ours = {key for key in env if key.startswith("SALESPULSE_")}
@@ -130,7 +139,7 @@ def test_each_role_runs_its_command_with_valid_complete_settings(name, monkeypat
 
 @pytest.mark.parametrize("name", sorted(ROLES))
 def test_probes_and_services_use_the_port_the_process_listens_on(name, monkeypatch):
-    deployment = objects("Deployment")[name]
+    deployment = workloads()[name]
     port = settings_from(process_env(deployment), monkeypatch).http_port
     ports = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}
     assert set(ports.values()) == {port}
@@ -145,7 +154,7 @@ def test_probes_and_services_use_the_port_the_process_listens_on(name, monkeypat
     assert selects(service["spec"]["selector"], deployment)
     for service_port in service["spec"]["ports"]:
         assert ports.get(service_port["targetPort"], service_port["targetPort"]) == port
-    others = [d for n, d in objects("Deployment").items() if n != name]
+    others = [d for n, d in workloads().items() if n != name]
     assert not any(selects(service["spec"]["selector"], other) for other in others)
 
 
@@ -165,7 +174,7 @@ def test_prometheus_targets_resolve_to_services_in_the_namespace():
 
 
 def test_workers_scale_within_the_partitions_and_the_exporter_is_single(monkeypatch):
-    deployments = objects("Deployment")
+    deployments = workloads()
     worker = deployments["salespulse-worker"]
     assert worker["spec"]["replicas"] == 2
     settings = settings_from(process_env(worker), monkeypatch)
@@ -180,11 +189,11 @@ def test_workers_scale_within_the_partitions_and_the_exporter_is_single(monkeypa
 
 
 def test_the_ingest_autoscales_and_disruptions_keep_ingest_and_workers_up():
-    deployments = objects("Deployment")
+    deployments = workloads()
     [hpa] = objects("HorizontalPodAutoscaler").values()
     assert hpa["apiVersion"] == "autoscaling/v2"
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "salespulse-ingest")
+    assert (target["kind"], target["name"]) == ("StatefulSet", "salespulse-ingest")
     assert "replicas" not in deployments["salespulse-ingest"]["spec"], "the HPA owns it"
     assert hpa["spec"]["minReplicas"] >= 2
     covered = set()
@@ -207,7 +216,7 @@ def test_ingress_publishes_only_the_verified_webhooks():
 
 @pytest.mark.parametrize("name", sorted(ROLES))
 def test_pods_run_as_the_images_non_root_user_with_requests_and_limits(name, monkeypatch):
-    deployment = objects("Deployment")[name]
+    deployment = workloads()[name]
     pod = deployment["spec"]["template"]["spec"]
     uid, _, gid = (RUNTIME.last("USER") or "").partition(":")
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -221,12 +230,23 @@ def test_pods_run_as_the_images_non_root_user_with_requests_and_limits(name, mon
     assert "memory" in resources["limits"]
     if security.get("readOnlyRootFilesystem"):
         settings = settings_from(process_env(deployment), monkeypatch)
-        writable = {path for path, volume in mounted(deployment) if "emptyDir" in volume}
+        kinds = ("emptyDir", "persistentVolumeClaim")
+        writable = {path for path, v in mounted(deployment) if any(k in v for k in kinds)}
         assert str(settings.data_dir) in writable
-        if deployment["metadata"]["name"] == "salespulse-ingest":
-            [data] = [v for path, v in mounted(deployment) if path == str(settings.data_dir)]
-            assert _bytes(data["emptyDir"]["sizeLimit"]) > settings.spool_max_bytes, "spool room"
         assert "/tmp" in writable  # noqa: S108 - Python's tempfile needs one
+
+
+def test_the_ingest_spool_is_on_a_disk_of_its_own_that_outlives_the_pod(monkeypatch):
+    """A pod removed while Kafka is down must not take acknowledged webhooks with it."""
+    ingest = objects("StatefulSet")["salespulse-ingest"]
+    settings = settings_from(process_env(ingest), monkeypatch)
+    [data] = [v for path, v in mounted(ingest) if path == str(settings.data_dir)]
+    claim = data["persistentVolumeClaim"]
+    assert claim["accessModes"] == ["ReadWriteOnce"], "one pod, one spool"
+    assert _bytes(claim["resources"]["requests"]["storage"]) > settings.spool_max_bytes
+    kept = {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert ingest["spec"]["persistentVolumeClaimRetentionPolicy"] == kept
+    assert objects("Service")[ingest["spec"]["serviceName"]]["spec"]["clusterIP"] == "None"
 
 
 def _bytes(quantity: str) -> int:
@@ -251,7 +271,7 @@ def tenants_of(deployment: dict[str, Any], settings: Settings) -> TenantDirector
 
 @pytest.mark.parametrize("name", sorted(ROLES))
 def test_the_tenants_file_loads_and_each_crm_secret_it_names_is_provided(name, monkeypatch):
-    deployment = objects("Deployment")[name]
+    deployment = workloads()[name]
     env = process_env(deployment)
     tenants = tenants_of(deployment, settings_from(env, monkeypatch))
     secrets = objects("Secret")

@@ -1,0 +1,30 @@
+"""The retention settings keep their floors (docs/kpi-semantics.md, "Retention")."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from salespulse.settings import Settings
+
+
+def test_defaults_are_valid_and_above_the_lateness() -> None:
+    settings = Settings()
+    assert settings.entity_retention_days > settings.lateness_days
+    assert settings.conversation_retention_days > settings.lateness_days
+    assert settings.conversation_retention_days > settings.wait_max_age_days
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"entity_retention_days": 35}, "SALESPULSE_ENTITY_RETENTION_DAYS"),
+        ({"conversation_retention_days": 30}, "SALESPULSE_CONVERSATION_RETENTION_DAYS"),
+        ({"wait_max_age_days": 40}, "SALESPULSE_WAIT_MAX_AGE_DAYS"),
+    ],
+)
+def test_a_retention_at_or_below_its_floor_is_refused_naming_it(
+    overrides: dict[str, float], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=named):
+        Settings(**overrides)  # type: ignore[arg-type]
