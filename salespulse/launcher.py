@@ -49,7 +49,8 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
                 embedded.append(f"redis-server 127.0.0.1:{redis_process.port} (AOF {aof_dir})")
             if "http_port" not in settings.model_fields_set and _port_busy(settings.http_port):
                 updates["http_port"] = free_port()
-            updates.setdefault("data_dir", workdir / "data")
+            if "data_dir" not in settings.model_fields_set:  # SALESPULSE_DATA_DIR wins
+                updates["data_dir"] = workdir / "data"
         if demo and settings.tenants_file is None:
             updates["tenants_file"] = DEMO_TENANTS
         settings = settings.model_copy(update=updates)

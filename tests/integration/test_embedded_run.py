@@ -49,8 +49,11 @@ def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
     env["SALESPULSE_HTTP_PORT"] = str(port)
+    kept = tmp_path / "kept"
     if token:
         env["SALESPULSE_INGEST_TOKEN"] = token
+        # An operator's data dir holds the spool and the embedded Redis's AOF (not /tmp).
+        env["SALESPULSE_DATA_DIR"] = str(kept)
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -99,5 +102,7 @@ def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(
     assert process.returncode == 0, log.read_text(errors="replace")[-2000:]
     if token:
         assert token not in log.read_text(errors="replace")
+        assert (kept / "spool").is_dir(), "the spool is under SALESPULSE_DATA_DIR"
+        assert any((kept / "redis").rglob("*.aof")), "so is the embedded Redis's AOF"
     time.sleep(0.5)
     assert not [pid for pid in servers if alive(pid)], "Ctrl-C left orphan processes"
