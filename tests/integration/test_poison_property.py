@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import pytest
@@ -32,7 +32,7 @@ from handlers.publisher import KafkaPublisher
 from handlers.validation import parse_events
 from metrics.kpi_reader import KpiReader
 from metrics.pipeline import PipelineMetrics
-from salespulse.events import EARLIEST, MAX_AMOUNT, MAX_DURATION_S, CrmEvent
+from salespulse.events import EARLIEST, MAX_AMOUNT, MAX_DURATION_S, CrmEvent, EventType
 from salespulse.kpi_keys import KpiKeys
 from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_specs
 from salespulse.settings import Settings
@@ -58,19 +58,7 @@ CONFIG = TenantConfig.model_validate({
     ]}},
 })  # fmt: skip
 TENANTS = TenantDirectory(TenantsFile(tenants={f"edge-{n}": CONFIG for n in range(EXAMPLES + 5)}))
-TYPES = (
-    "lead_created",
-    "deal_created",
-    "deal_stage_changed",
-    "call",
-    "message",
-    "meeting",
-    "rating",
-    "payment",
-    "invoice",
-    "lead_stage_changed",
-    "marketing_cost",
-)
+TYPES = get_args(EventType)
 
 
 @st.composite
