@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from metrics.pipeline import PipelineMetrics
 from salespulse.events import CrmEvent, ValidatedEvent, encode_event
 from streams.topics import ensure_topics
 
@@ -46,6 +47,14 @@ def make_event(event_id: str, kind: str = "call", **fields: Any) -> CrmEvent:
     }
     # convert() validates like the ingest does, so a test cannot build an impossible event.
     return msgspec.convert(values, ValidatedEvent)
+
+
+def metric_value(metrics: PipelineMetrics, name: str, **labels: str) -> float:
+    """A sample as a scrape reads it (the registry's public get_sample_value), not a
+    metric's private value. Every series exists up front, so a miss is a wrong name."""
+    value = metrics.registry.get_sample_value(name, labels)
+    assert value is not None, f"no sample {name}{labels}"
+    return value
 
 
 async def produce(bootstrap: str, topic: str, events: list[CrmEvent], partitions: int = 4) -> None:
