@@ -194,7 +194,7 @@ def conversation_events(rng: random.Random, count: int) -> list[CrmEvent]:
     return events
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), count=st.integers(1, 40))
 def test_any_split_order_and_repeats_give_the_same_totals(seed: int, count: int) -> None:
     rng = random.Random(seed)
