@@ -22,3 +22,19 @@ def test_the_setuptools_floor_can_build_the_spdx_license() -> None:
     ]
     assert not setuptools.specifier.contains("76.99")
     assert setuptools.specifier.contains("77.0.3")
+
+
+def test_every_source_folder_is_a_regular_package() -> None:
+    # A folder without __init__.py is packaged only as an implicit namespace package,
+    # by accident of the finder's defaults.
+    tops = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    folders = {
+        path.parent
+        for top in tops
+        for path in ROOT.glob(f"{top.rstrip('*')}/**/*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert folders
+    assert (
+        sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").exists()) == []
+    )
