@@ -142,6 +142,7 @@ async def test_a_worker_killed_mid_stream_resumes_to_the_same_kpis(
             return await stored() == expected
 
         await eventually(caught_up, 90, "the restarted worker to reach the expected KPIs")
-        # Every record is applied now: nothing more may arrive after catching up.
-        await wait_until_applied(redis_client, settings, [settings.consumer_group])
+        # Both stages have applied every record now: nothing more may arrive after that.
+        groups = [settings.consumer_group, settings.sla_consumer_group]
+        await wait_until_applied(redis_client, settings, groups)
         assert await stored() == expected
