@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from metrics.kpi_reader import Groups, KpiReader, group_components
 from metrics.kpi_value import Kpi
 from metrics.kpi_view import present, present_group
+from metrics.response_view import KINDS
 from metrics.sla_collector import SlaFamilies
 from salespulse.tenants import TenantDirectory
 from streams.kpi_catalogue import TOTAL_GROUP, WINDOWS
@@ -36,6 +37,48 @@ _HELP = "SalesPulse KPI, see docs/kpi-semantics.md: {name}"
 # family name → (family, its label names in order)
 Families = dict[str, tuple[GaugeMetricFamily, list[str]]]
 
+# Every KPI that present() and present_group() (metrics/kpi_view.py) can return, with the
+# labels it adds to the family's base labels: describe() names every family from these,
+# without Redis, so that the registry can detect a collision with any of them.
+_FUNNEL_STEP = ("pipeline", "from_stage", "to_stage")
+_STAGE = ("pipeline", "stage")
+_PLAN = {name: ("target",) for name in (
+    "plan_target", "plan_pace", "plan_attainment", "plan_attainment_vs_pace")}  # fmt: skip
+TOTAL_KPIS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys((
+        "calls", "calls_in", "calls_out", "calls_answered", "calls_missed", "meetings",
+        "messages_in", "messages_out", "leads_created", "deals_created", "leads_processed",
+        "won", "lost", "talk_time_seconds", "talk_time_avg_seconds", "revenue",
+        "average_check", "margin", "win_rate", "sales_cycle_avg_seconds",
+        "sales_cycle_p90_seconds", "rating_avg", "lead_to_customer", "invoiced", "paid",
+        "receivables", "repeat_sales", "repeat_sales_revenue", "repeat_sales_share",
+        "purchase_frequency", "clv_avg", "sla_breaches", "sla_compliance",
+    ), ()),
+    **{name: () for kind in KINDS for name in (
+        f"{kind}_responses", f"{kind}_response_avg_seconds",
+        f"{kind}_response_business_avg_seconds", f"{kind}_response_median_seconds",
+        f"{kind}_response_p90_seconds",
+    )},
+    **dict.fromkeys(("conversion_cohort", "conversion_flow", "bottleneck"), _FUNNEL_STEP),
+    **dict.fromkeys(("end_to_end_cohort", "end_to_end_flow", "cold_to_warm"), ("pipeline",)),
+    **dict.fromkeys((
+        "stage_entries", "open_deals", "ready_to_close", "stuck_deals",
+        "time_in_stage_avg_seconds", "time_in_stage_p90_seconds",
+    ), _STAGE),
+    "lost_by_reason": ("reason",),
+    "abc_clients": ("class",),
+    "abc_revenue": ("class",),
+    **dict.fromkeys(("marketing_cost", "new_clients", "cac", "romi"), ("source",)),
+}  # fmt: skip
+GROUP_KPIS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys((
+        "calls", "meetings", "messages_out", "deals_created", "won", "talk_time_seconds",
+        "revenue", "average_check", "win_rate",
+    ), ()),
+    **_PLAN,
+}  # fmt: skip
+_STORE_UP = ("salespulse_kpi_store_up", "1 if Redis answered this scrape.")
+
 
 class KpiCollector(Collector):
     """Reads every tenant's KPIs through the KpiReader on each scrape."""
@@ -46,11 +89,21 @@ class KpiCollector(Collector):
         self._waiting = reader.waiting_reader()
 
     def describe(self) -> Iterator[Metric]:
-        # Describing only the health gauge keeps registration from touching Redis.
-        yield GaugeMetricFamily("salespulse_kpi_store_up", "1 if Redis answered this scrape.")
+        """Every family collect() can yield, empty: registration never touches Redis."""
+        yield GaugeMetricFamily(*_STORE_UP)
+        base = ["tenant", "window"]
+        for suffix, names, kpis in (
+            ("", base, TOTAL_KPIS),
+            ("_by_team", [*base, "team"], GROUP_KPIS),
+            ("_by_manager", [*base, "manager"], GROUP_KPIS),
+        ):
+            for kpi, labels in kpis.items():
+                name = f"salespulse_{kpi}{suffix}"
+                yield GaugeMetricFamily(name, _HELP.format(name=kpi), labels=[*names, *labels])
+        yield from SlaFamilies().families()
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("salespulse_kpi_store_up", "1 if Redis answered this scrape.")
+        up = GaugeMetricFamily(*_STORE_UP)
         families: Families = {}
         sla = SlaFamilies()
         try:

@@ -60,6 +60,7 @@ class PipelineMetrics:
     """Counters and histograms the ingest and the worker update."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry  # where a scrape, or a test, reads these samples
         self.events_accepted = Counter(
             "salespulse_ingest_events_accepted",
             "Canonical events acknowledged by the broker and answered 202.",

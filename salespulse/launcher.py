@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -134,7 +133,3 @@ def logging_config(level: str) -> dict[str, object]:
 def _port_busy(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def main() -> None:  # pragma: no cover - convenience for python -m
-    sys.exit(serve(Settings(), None))

@@ -26,9 +26,11 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
 import msgspec
 
+from salespulse.business_hours import BusinessCalendar
 from salespulse.events import CrmEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.tenants import TenantConfig, TenantDirectory
@@ -55,7 +57,11 @@ _state_decoder = msgspec.json.Decoder(ConversationState)
 _state_encoder = msgspec.json.Encoder()
 _member_encoder = msgspec.json.Encoder()
 _BUSINESS_MEMO_LIMIT = 100_000
-_business_memo: dict[tuple[int, int, int], int] = {}
+# Keyed by the calendar object itself, held weakly: an id() key answered for a freed
+# calendar once its address was reused; a freed calendar's answers go with it.
+_business_memo: WeakKeyDictionary[BusinessCalendar, dict[tuple[int, int], int]] = (
+    WeakKeyDictionary()
+)
 
 
 def decode_conversation(blob: bytes) -> ConversationState:
@@ -103,12 +109,15 @@ def business_ms(config: TenantConfig, team: str | None, opened: datetime, closed
     calendar = config.calendar_for(team)
     if calendar is None:
         return (to_us(closed) - to_us(opened)) // 1000
-    memo_key = (id(calendar), to_us(opened), to_us(closed))
-    held = _business_memo.get(memo_key)
+    memo = _business_memo.get(calendar)
+    if memo is None:
+        memo = _business_memo[calendar] = {}
+    span = (to_us(opened), to_us(closed))
+    held = memo.get(span)
     if held is None:
-        if len(_business_memo) > _BUSINESS_MEMO_LIMIT:
-            _business_memo.clear()
-        held = _business_memo[memo_key] = calendar.business_seconds(opened, closed) * 1000
+        if len(memo) > _BUSINESS_MEMO_LIMIT:
+            memo.clear()
+        held = memo[span] = calendar.business_seconds(opened, closed) * 1000
     return held
 
 

@@ -12,11 +12,21 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 import redis.asyncio as aioredis
 
 from salespulse.embedded import LocalProcess, free_port, start_broker, start_redis
 from salespulse.settings import Settings
+
+# Property tests run by profile: "dev" (the default) keeps the inner loop quick, "ci" (CI
+# sets CI=true) runs at least as many examples as any property was ever given. Properties
+# state no example count of their own, so the profile decides; HYPOTHESIS_PROFILE picks
+# one by name. Loaded here, before any test module applies its @settings.
+hypothesis.settings.register_profile("dev", max_examples=30)
+hypothesis.settings.register_profile("ci", max_examples=300)
+_ON_CI = os.environ.get("CI", "").lower() in ("true", "1")
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if _ON_CI else "dev"))
 
 
 @pytest.fixture(autouse=True)

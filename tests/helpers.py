@@ -10,9 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from metrics.pipeline import PipelineMetrics
 from salespulse.events import CrmEvent, ValidatedEvent, encode_event
+from salespulse.kpi_keys import KpiKeys
+from salespulse.settings import Settings
 from streams.topics import ensure_topics
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -46,6 +50,14 @@ def make_event(event_id: str, kind: str = "call", **fields: Any) -> CrmEvent:
     }
     # convert() validates like the ingest does, so a test cannot build an impossible event.
     return msgspec.convert(values, ValidatedEvent)
+
+
+def metric_value(metrics: PipelineMetrics, name: str, **labels: str) -> float:
+    """A sample as a scrape reads it (the registry's public get_sample_value), not a
+    metric's private value. Every series exists up front, so a miss is a wrong name."""
+    value = metrics.registry.get_sample_value(name, labels)
+    assert value is not None, f"no sample {name}{labels}"
+    return value
 
 
 async def produce(bootstrap: str, topic: str, events: list[CrmEvent], partitions: int = 4) -> None:
@@ -88,3 +100,42 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, wha
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def topic_ends(bootstrap: str, topic: str) -> dict[str, int]:
+    """``topic:partition`` → the offset after the partition's last record, now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the cluster's metadata, partitions included
+        numbers = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in numbers])
+    finally:
+        await consumer.stop()
+    return {f"{tp.topic}:{tp.partition}": offset for tp, offset in ends.items()}
+
+
+async def wait_until_applied(
+    client: aioredis.Redis, settings: Settings, groups: list[str], timeout_s: float = 90
+) -> None:
+    """Wait (bounded) until each consumer group's applied offsets in Redis (its
+    watermarks) reach the events topic's current end: the workers have then seen every
+    record sent so far, counted or dropped, so a test may assert that nothing changed."""
+    assert settings.kafka_bootstrap is not None, "the test's broker"
+    ends = await topic_ends(settings.kafka_bootstrap, settings.events_topic)
+    assert ends, f"no partitions found for {settings.events_topic}"
+    keys = KpiKeys(settings.redis_key_prefix)
+
+    async def reached() -> bool:
+        for group in groups:
+            stored = await client.hgetall(keys.offsets(group))
+            applied = {_text(k): int(v) + 1 for k, v in stored.items()}
+            if any(applied.get(partition, 0) < end for partition, end in ends.items()):
+                return False
+        return True
+
+    await eventually(reached, timeout_s, f"{groups} to apply {settings.events_topic} to {ends}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

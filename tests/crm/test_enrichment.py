@@ -42,7 +42,7 @@ from tests.crm.support import (
     payload_json,
     tenants,
 )
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, metric_value, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -109,8 +109,8 @@ class Stage:
         return record.value, dict(record.headers)
 
     def count(self, metric: str, **labels: str) -> float:
-        value: float = getattr(self.metrics, metric).labels(**labels)._value.get()
-        return value
+        # The attribute's counter, read as a scrape would: salespulse_<attribute>_total.
+        return metric_value(self.metrics, f"salespulse_{metric}_total", **labels)
 
 
 @pytest.fixture
@@ -385,7 +385,10 @@ async def test_webhooks_through_the_raw_topic_to_canonical_events(
 
         await eventually(committed, 10, "the raw batch to be committed")
         assert (
-            metrics.enrichment_requests.labels(crm="bitrix24", outcome="events")._value.get() == 1
+            metric_value(
+                metrics, "salespulse_enrichment_requests_total", crm="bitrix24", outcome="events"
+            )
+            == 1
         )
     finally:
         await service.stop()

@@ -26,7 +26,7 @@ from tests.crm.test_webhook_routes import (
     hubspot_headers,
     pipedrive_headers,
 )
-from tests.helpers import read_topic
+from tests.helpers import metric_value, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,8 @@ class Hooks:
     bootstrap: str
 
     def count(self, metric: str, **labels: str) -> float:
-        value: float = getattr(self.metrics, metric).labels(**labels)._value.get()
-        return value
+        # The attribute's counter, read as a scrape would: salespulse_<attribute>_total.
+        return metric_value(self.metrics, f"salespulse_{metric}_total", **labels)
 
     async def dead_letters(self, expected: int) -> list[bytes]:
         records = await read_topic(self.bootstrap, self.settings.dlq_topic, expected)

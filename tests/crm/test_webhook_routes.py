@@ -27,7 +27,7 @@ from salespulse.settings import Settings
 from salespulse.tenants import TenantsFileError
 from streams.topics import ensure_topics
 from tests.crm.support import B24_MEMBER, B24_TOKEN, SECRET_ENV, payload, tenants
-from tests.helpers import read_topic
+from tests.helpers import metric_value, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +52,8 @@ class Hooks:
         return [decode_event(r.value) for r in records]
 
     def count(self, metric: str, **labels: str) -> float:
-        value: float = getattr(self.metrics, metric).labels(**labels)._value.get()
-        return value
+        # The attribute's counter, read as a scrape would: salespulse_<attribute>_total.
+        return metric_value(self.metrics, f"salespulse_{metric}_total", **labels)
 
 
 async def start_hooks(
@@ -293,7 +293,7 @@ async def test_amocrm_is_answered_within_two_seconds_even_when_the_broker_hangs(
         assert response.status == 503
         assert 1.0 < elapsed < 2.0
         assert response.headers["Retry-After"] == "5"
-        assert metrics.broker_unavailable._value.get() == 1
+        assert metric_value(metrics, "salespulse_ingest_broker_unavailable_total") == 1
     finally:
         await client.close()
         await publisher.stop()
@@ -419,7 +419,9 @@ async def test_an_oversized_body_is_413_with_its_head_dead_lettered(
         [dead] = await read_topic(bootstrap, crm_settings.dlq_topic, 1)
         assert huge.startswith(dead.value)
         assert (
-            metrics.webhooks_rejected.labels(crm="amocrm", reason="body_too_large")._value.get()
+            metric_value(
+                metrics, "salespulse_webhooks_rejected_total", crm="amocrm", reason="body_too_large"
+            )
             == 1
         )
     finally:

@@ -21,7 +21,7 @@ from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_spe
 from salespulse.settings import Settings
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.topics import ensure_topics
-from tests.helpers import T0, eventually, make_event, produce
+from tests.helpers import T0, eventually, make_event, metric_value, produce
 from tests.integration.test_kpi_worker import expected, stored
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ async def recreate_topic(bootstrap: str, settings: Settings) -> None:
 
 
 def resets(metrics: PipelineMetrics, stage: str) -> float:
-    return float(metrics.offset_resets.labels(stage=stage)._value.get())
+    return metric_value(metrics, "salespulse_worker_offset_resets_total", stage=stage)
 
 
 async def test_a_recreated_topic_is_read_from_its_start_on_assignment(
@@ -89,7 +89,7 @@ async def test_a_recreated_topic_is_read_from_its_start_on_assignment(
     await first.start()
 
     async def applied(n: int) -> bool:
-        return float(metrics.events_applied._value.get()) == n
+        return metric_value(metrics, "salespulse_worker_events_applied_total") == n
 
     await eventually(lambda: applied(400), 60, "the first 400 events")
     await first.stop()
@@ -119,8 +119,8 @@ async def test_a_running_worker_counts_the_new_log_after_a_recreation(
     await sla.start()
 
     async def applied(n: int) -> bool:
-        kpi_done = float(metrics.events_applied._value.get()) == n
-        return kpi_done and float(metrics.sla_events_applied._value.get()) == n
+        kpi_done = metric_value(metrics, "salespulse_worker_events_applied_total") == n
+        return kpi_done and metric_value(metrics, "salespulse_worker_sla_events_applied_total") == n
 
     await eventually(lambda: applied(400), 60, "the first 400 events, both stages")
     caplog.set_level(logging.ERROR, logger="streams.store_guard")
@@ -160,8 +160,11 @@ async def test_a_broker_restarted_empty_under_running_workers(
             await worker.start()
 
         async def applied(n: int) -> bool:
-            kpi_done = float(metrics.events_applied._value.get()) == n
-            return kpi_done and float(metrics.sla_events_applied._value.get()) == n
+            kpi_done = metric_value(metrics, "salespulse_worker_events_applied_total") == n
+            return (
+                kpi_done
+                and metric_value(metrics, "salespulse_worker_sla_events_applied_total") == n
+            )
 
         await eventually(lambda: applied(400), 60, "the first 400 events, both stages")
         caplog.set_level(logging.ERROR, logger="streams.store_guard")

@@ -120,7 +120,9 @@ def scraped(
         for counter in ("salespulse_worker_events_applied_total",
                         "salespulse_worker_sla_events_applied_total"):  # fmt: skip
             prometheus.wait_for(counter, lambda s: bool(s) and s[0].value >= total, 90)
-        time.sleep(2)  # a last scrape after the workers caught up
+        # A last scrape after the workers caught up: one Prometheus took after this instant.
+        caught_up = time.time()
+        prometheus.wait_for(f'timestamp(up{{job="salespulse"}}) > {caught_up:.3f}', timeout_s=30)
         at = time.time()
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:  # noqa: S310
             exposition = response.read().decode()

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from metrics.kpi_reader import Groups, KpiReader
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
-from tests.helpers import T0, eventually, make_event, produce
+from tests.helpers import T0, eventually, make_event, produce, wait_until_applied
 from tests.integration.processes import salespulse_process
 from tests.kpi_memory import MemoryStore
 
@@ -142,5 +142,7 @@ async def test_a_worker_killed_mid_stream_resumes_to_the_same_kpis(
             return await stored() == expected
 
         await eventually(caught_up, 90, "the restarted worker to reach the expected KPIs")
-        await asyncio.sleep(2)  # nothing more may arrive after catching up
+        # Both stages have applied every record now: nothing more may arrive after that.
+        groups = [settings.consumer_group, settings.sla_consumer_group]
+        await wait_until_applied(redis_client, settings, groups)
         assert await stored() == expected

@@ -24,7 +24,7 @@ from salespulse.runtime import topic_specs
 from salespulse.settings import Settings
 from streams.topics import ensure_topics
 from tests.crm.support import SECRET_ENV, tenants
-from tests.helpers import read_topic
+from tests.helpers import metric_value, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,12 @@ async def test_a_body_slower_than_the_read_timeout_gets_408_and_a_closed_connect
         "problems": [{"problem": f"the body did not arrive within {BODY_TIMEOUT_S:g} s"}],
         "dead_lettered": False,
     }
-    assert ingest.metrics.payloads_rejected.labels(reason="body_read_timeout")._value.get() == 1
+    assert (
+        metric_value(
+            ingest.metrics, "salespulse_ingest_payloads_rejected_total", reason="body_read_timeout"
+        )
+        == 1
+    )
 
 
 async def test_a_slow_webhook_body_gets_408_and_is_counted(ingest: Ingest) -> None:
@@ -144,10 +149,13 @@ async def test_a_slow_webhook_body_gets_408_and_is_counted(ingest: Ingest) -> No
     status, _, answer = split_answer(raw)
     assert status == 408
     assert answer["error"] == "body_read_timeout"  # type: ignore[index]  # a JSON object
-    discarded = ingest.metrics.webhooks_discarded.labels(
-        crm="pipedrive", reason="body_read_timeout"
+    discarded = metric_value(
+        ingest.metrics,
+        "salespulse_webhooks_discarded_total",
+        crm="pipedrive",
+        reason="body_read_timeout",
     )
-    assert discarded._value.get() == 1
+    assert discarded == 1
 
 
 @pytest.mark.parametrize("ingest", [ANSWER_WAIT_S * 2], indirect=True)

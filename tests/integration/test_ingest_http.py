@@ -20,7 +20,7 @@ from salespulse.replay import IngestUnauthorizedError, replay
 from salespulse.runtime import topic_specs
 from salespulse.settings import Settings
 from streams.topics import ensure_topics
-from tests.helpers import read_topic
+from tests.helpers import metric_value, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ async def test_an_event_is_acknowledged_after_the_broker_has_it(ingest, settings
     event = decode_event(record.value)
     assert event.event_id == "amo-77"
     assert event.received_at is not None
-    assert metrics.events_accepted._value.get() == 1
+    assert metric_value(metrics, "salespulse_ingest_events_accepted_total") == 1
 
 
 async def test_an_array_is_published_whole(ingest, settings, bootstrap):
@@ -150,7 +150,7 @@ async def test_bad_input_gets_4xx_naming_the_problem_and_keeps_the_raw_payload(
     headers = dict(dead.headers)
     assert headers["reason"] == reason.encode()
     assert msgspec.json.decode(headers["problems"]) == body["problems"]
-    assert metrics.payloads_rejected.labels(reason=reason)._value.get() == 1
+    assert metric_value(metrics, "salespulse_ingest_payloads_rejected_total", reason=reason) == 1
     assert await read_topic(bootstrap, settings.events_topic, 1, timeout_s=1) == []
     # ...and the process keeps serving.
     assert (await client.post("/v1/events", json=EVENT)).status == 202
@@ -173,7 +173,12 @@ async def test_a_body_over_the_limit_is_413_with_its_head_dead_lettered(settings
             "/v1/events", data=_chunks(huge), headers={"Content-Type": "application/json"}
         )
         assert chunked.status == 413
-        assert metrics.payloads_rejected.labels(reason="body_too_large")._value.get() == 2
+        assert (
+            metric_value(
+                metrics, "salespulse_ingest_payloads_rejected_total", reason="body_too_large"
+            )
+            == 2
+        )
     finally:
         await client.close()
         await publisher.stop()
@@ -212,7 +217,7 @@ async def test_a_broker_that_is_down_gives_503_with_retry_after(settings):
             "/v1/events", data=b"{", headers={"Content-Type": "application/json"}
         )
         assert bad.status == 503, "without a dead-letter copy the sender must retry"
-        assert metrics.broker_unavailable._value.get() == 2
+        assert metric_value(metrics, "salespulse_ingest_broker_unavailable_total") == 2
     finally:
         await client.close()
         await publisher.stop()
@@ -272,7 +277,12 @@ async def test_with_a_token_set_only_its_bearer_gets_in(settings, bootstrap):
             assert response.status == 401
             assert response.headers["WWW-Authenticate"] == 'Bearer realm="salespulse"'
             assert (await response.json())["error"] == "unauthorized"
-        assert metrics.payloads_rejected.labels(reason="unauthorized")._value.get() == 4
+        assert (
+            metric_value(
+                metrics, "salespulse_ingest_payloads_rejected_total", reason="unauthorized"
+            )
+            == 4
+        )
         assert await read_topic(bootstrap, settings.dlq_topic, 1, timeout_s=1) == []
         assert await read_topic(bootstrap, settings.events_topic, 1, timeout_s=1) == []
         accepted = await client.post(

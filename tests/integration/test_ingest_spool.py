@@ -28,7 +28,7 @@ from salespulse.events import decode_event
 from salespulse.runtime import topic_specs
 from salespulse.settings import Settings
 from streams.topics import ensure_topics
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, metric_value, read_topic
 from tests.integration.processes import salespulse_process
 
 pytestmark = pytest.mark.integration
@@ -86,9 +86,9 @@ async def test_a_down_broker_costs_nothing_the_spool_drains_in_order(settings, t
         )
         assert bad.status == 400
         assert (await bad.json())["dead_lettered"] is True
-        assert metrics.spooled_records._value.get() == 4
+        assert metric_value(metrics, "salespulse_ingest_spooled_records_total") == 4
         assert spool_bytes(metrics) > 0
-        assert metrics.broker_unavailable._value.get() == 0
+        assert metric_value(metrics, "salespulse_ingest_broker_unavailable_total") == 0
 
         with start_broker(port=port) as broker:
             bootstrap = f"127.0.0.1:{broker.port}"
@@ -111,11 +111,11 @@ async def test_a_down_broker_costs_nothing_the_spool_drains_in_order(settings, t
             [dead] = await read_topic(bootstrap, settings.dlq_topic, 1)
             assert dead.value == b"{"
             assert dict(dead.headers)["reason"] == b"malformed_json"
-            assert metrics.spool_drained_records._value.get() == 5
+            assert metric_value(metrics, "salespulse_ingest_spool_drained_records_total") == 5
             # Drained: the next event goes straight to the broker again.
             assert (await client.post("/v1/events", json=event(5))).status == 202
             assert len(await read_topic(bootstrap, settings.events_topic, 5)) == 5
-            assert metrics.spooled_records._value.get() == 5
+            assert metric_value(metrics, "salespulse_ingest_spooled_records_total") == 5
     finally:
         await client.close()
         await publisher.stop()
@@ -153,8 +153,8 @@ async def test_a_full_spool_answers_503_and_keeps_what_it_holds(settings, tmp_pa
         refused = await client.post("/v1/events", json=many)
         assert refused.status == 503
         assert refused.headers["Retry-After"] == "5"
-        assert metrics.broker_unavailable._value.get() == 1
-        assert metrics.spooled_records._value.get() == 1
+        assert metric_value(metrics, "salespulse_ingest_broker_unavailable_total") == 1
+        assert metric_value(metrics, "salespulse_ingest_spooled_records_total") == 1
         with start_broker(port=port) as broker:
             bootstrap = f"127.0.0.1:{broker.port}"
             await ensure_topics(bootstrap, topic_specs(settings))
@@ -176,7 +176,9 @@ async def test_a_broker_that_hangs_still_gets_the_sender_answered_in_time(settin
         pid = broker.pid
         try:
             assert (await client.post("/v1/events", json=event(0))).status == 202
-            assert metrics.spooled_records._value.get() == 0, "a healthy broker: no spool"
+            assert metric_value(metrics, "salespulse_ingest_spooled_records_total") == 0, (
+                "a healthy broker: no spool"
+            )
             os.kill(pid, signal.SIGSTOP)
             try:
                 for n in range(1, 4):
@@ -184,7 +186,7 @@ async def test_a_broker_that_hangs_still_gets_the_sender_answered_in_time(settin
                     response = await client.post("/v1/events", json=event(n))
                     assert response.status == 202
                     assert time.monotonic() - started < 1.8, f"request {n} waited for the broker"
-                assert metrics.spooled_records._value.get() == 3
+                assert metric_value(metrics, "salespulse_ingest_spooled_records_total") == 3
             finally:
                 os.kill(pid, signal.SIGCONT)
 

@@ -21,7 +21,7 @@ from salespulse.events import decode_event
 from salespulse.runtime import topic_specs
 from salespulse.settings import Settings
 from streams.topics import ensure_topics
-from tests.helpers import read_topic
+from tests.helpers import metric_value, read_topic
 from tests.integration.test_ingest_http import EVENT
 
 pytestmark = pytest.mark.integration
@@ -98,7 +98,12 @@ async def test_another_tenants_events_are_403_and_dead_lettered(ingest, settings
     assert dead.value == raw  # the body as sent; the token was a header, never in it
     assert dict(dead.headers)["reason"] == b"tenant_forbidden"
     assert ACME.encode() not in b"".join(v for _, v in dead.headers)
-    assert metrics.payloads_rejected.labels(reason="tenant_forbidden")._value.get() == 1
+    assert (
+        metric_value(
+            metrics, "salespulse_ingest_payloads_rejected_total", reason="tenant_forbidden"
+        )
+        == 1
+    )
     # The other way round, globex's token on acme's event: the same.
     response = await client.post("/v1/events", json=EVENT, headers=bearer(GLOBEX))
     assert response.status == 403
@@ -119,6 +124,9 @@ async def test_no_or_an_unknown_token_is_401_and_nothing_is_kept(ingest, setting
         response = await client.post("/v1/events", json=EVENT, headers=headers)
         assert response.status == 401, headers
         assert (await response.json())["error"] == "unauthorized"
-    assert metrics.payloads_rejected.labels(reason="unauthorized")._value.get() == 4
+    assert (
+        metric_value(metrics, "salespulse_ingest_payloads_rejected_total", reason="unauthorized")
+        == 4
+    )
     assert await read_topic(bootstrap, settings.events_topic, 1, timeout_s=1) == []
     assert await read_topic(bootstrap, settings.dlq_topic, 1, timeout_s=1) == []

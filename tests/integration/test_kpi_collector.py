@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from metrics.kpi_api import kpi_routes
 from metrics.kpi_collector import KpiCollector
@@ -19,12 +21,14 @@ from metrics.kpi_reader import KpiReader
 from metrics.read_access import ReadAccess
 from salespulse.access import TokenTable
 from salespulse.embedded import free_port
-from salespulse.events import CrmEvent
+from salespulse.events import CrmEvent, ValidatedEvent
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
 from salespulse.tenants import TenantDirectory
 from streams.applier import KpiApplier
 from streams.redis_sink import RedisKpiSink
+from streams.sla_store import SlaApplier, SlaStore
+from tests import office_day
 from tests.helpers import make_event
 
 pytestmark = pytest.mark.integration
@@ -237,3 +241,37 @@ async def test_the_kpi_api_answers_json_with_ratio_parts(settings, tenants, read
         assert [p["field"] for p in (await bad.json())["problems"]] == ["window", "by"]
         missing = await client.get("/v1/kpis", params={"tenant": "nobody"})
         assert missing.status == 404
+
+
+async def test_describe_names_every_family_that_collect_yields(
+    settings, redis_url, redis_client, tmp_path
+):
+    # The office's hour fills every family: funnel, stays, reasons, classes, plans, waits
+    # and replies; a marketing source, a rating and the per-manager series add the rest.
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    office_file = yaml.safe_load(office_day.tenants_file(now))
+    office_file["tenants"][office_day.TENANT]["marketing_costs"] = {"website": {"2026-11": "900"}}
+    path = tmp_path / "office.yaml"
+    path.write_text(yaml.safe_dump(office_file))
+    tenants = Settings(tenants_file=path).tenant_directory()
+    events: list[CrmEvent] = [
+        msgspec.convert(event, ValidatedEvent) for event in office_day.history(now)
+    ]
+    events.append(
+        make_event("rated", "rating", tenant=office_day.TENANT, rating=5, occurred_at=now)
+    )
+    await apply(events, settings, tenants, redis_client)
+    keys = KpiKeys(settings.redis_key_prefix)
+    sla = SlaApplier(SlaStore(redis_client, keys, group="g", day_ttl_s=3600), tenants, keys)
+    await sla.commit(await sla.prepare(events), {"t:0": len(events)})
+    reader = KpiReader(redis.Redis.from_url(redis_url), keys, tenants, clock=now.timestamp)
+    collector = KpiCollector(reader, tenants)
+
+    described = {family.name for family in collector.describe()}
+    collected = {family.name for family in collector.collect()}
+    assert described == collected
+
+    registry = CollectorRegistry()  # auto_describe: names come from describe()
+    registry.register(collector)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        Gauge("salespulse_win_rate_by_team", "a clash", registry=registry)

@@ -24,7 +24,7 @@ from streams.kpi_catalogue import TOTAL_GROUP
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.redis_sink import RedisKpiSink
 from streams.topics import ensure_topics
-from tests.helpers import T0, eventually, make_event, produce, read_topic
+from tests.helpers import T0, eventually, make_event, metric_value, produce, read_topic
 from tests.kpi_memory import MemoryStore
 
 pytestmark = pytest.mark.integration
@@ -100,11 +100,11 @@ async def test_events_become_kpis_and_offsets_are_committed(
     await consumer.start()
 
     async def all_applied() -> bool:
-        return float(metrics.events_applied._value.get()) == 500
+        return metric_value(metrics, "salespulse_worker_events_applied_total") == 500
 
     await eventually(all_applied, 30, "500 events applied")
     assert stored(redis_url, settings) == expected(events, settings)
-    assert metrics.batches_applied._value.get() >= 1
+    assert metric_value(metrics, "salespulse_worker_batches_applied_total") >= 1
     [latency] = metrics.event_to_kpi_latency.collect()
     counts = {sample.name: sample.value for sample in latency.samples}
     assert counts["salespulse_event_to_kpi_latency_seconds_count"] == 500
@@ -120,14 +120,16 @@ async def test_a_retried_webhook_counts_once(consumers, settings, redis_url, boo
     await consumer.start()
 
     async def applied(n: int) -> bool:
-        return float(metrics.events_applied._value.get()) == n
+        return metric_value(metrics, "salespulse_worker_events_applied_total") == n
 
     await eventually(lambda: applied(2), 30, "first two events")
     # The CRM retries the same delivery much later: a new record, the same event_id.
     await produce(bootstrap, settings.events_topic, [make_event("dup-1"), make_event("new")])
 
     async def third_seen() -> bool:
-        return float(metrics.duplicates_dropped._value.get()) == 1 and await applied(3)
+        return metric_value(
+            metrics, "salespulse_worker_duplicates_dropped_total"
+        ) == 1 and await applied(3)
 
     await eventually(third_seen, 30, "the retry dropped as a duplicate")
     assert stored(redis_url, settings)["calls"] == 3
@@ -157,11 +159,13 @@ async def test_applied_but_uncommitted_batches_are_not_counted_twice(
     await consumer.start()
 
     async def rest_applied() -> bool:
-        return float(metrics.events_applied._value.get()) == 180
+        return metric_value(metrics, "salespulse_worker_events_applied_total") == 180
 
     await eventually(rest_applied, 30, "the remaining 180 events")
     assert stored(redis_url, settings) == expected(events, settings)
-    assert float(metrics.duplicates_dropped._value.get()) == 0, "watermarks skip, not dedupe"
+    assert metric_value(metrics, "salespulse_worker_duplicates_dropped_total") == 0, (
+        "watermarks skip, not dedupe"
+    )
 
 
 async def test_an_undecodable_record_is_dead_lettered_and_the_rest_counted(
@@ -178,10 +182,10 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_rest_counted(
     await consumer.start()
 
     async def fine_applied() -> bool:
-        return float(metrics.events_applied._value.get()) == 1
+        return metric_value(metrics, "salespulse_worker_events_applied_total") == 1
 
     await eventually(fine_applied, 30, "the good event")
     dead = await read_topic(bootstrap, settings.dlq_topic, 2)
     assert sorted(record.value for record in dead) == [b"", b"\x00not json"]
     assert {dict(record.headers)["reason"] for record in dead} == {b"undecodable_record"}
-    assert metrics.dead_letters.labels(reason="undecodable_record")._value.get() == 2
+    assert metric_value(metrics, "salespulse_dead_letters_total", reason="undecodable_record") == 2

@@ -20,7 +20,7 @@ from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_spe
 from salespulse.settings import Settings
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.topics import ensure_topics
-from tests.helpers import eventually, make_event, produce, read_topic
+from tests.helpers import eventually, make_event, metric_value, produce, read_topic
 from tests.integration.test_kpi_worker import expected, stored
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,7 @@ async def test_the_review_s_poison_pills_are_dead_lettered_and_the_batch_counts(
     await consumer.start()
 
     async def rest_applied() -> bool:
-        return float(metrics.events_applied._value.get()) == len(good) + 2
+        return metric_value(metrics, "salespulse_worker_events_applied_total") == len(good) + 2
 
     await eventually(rest_applied, 60, "every event but the three poison ones")
     dead = poison_of(await read_topic(bootstrap, settings.dlq_topic, 3))
@@ -102,8 +102,8 @@ async def test_the_review_s_poison_pills_are_dead_lettered_and_the_batch_counts(
     assert "InvalidOperation" in dead["e30-w"]
     assert "OverflowError" in dead["y9999"]
     assert "would overflow" in dead["e15-w"]
-    assert metrics.dead_letters.labels(reason="poison")._value.get() == 3
-    assert float(metrics.duplicates_dropped._value.get()) == 0
+    assert metric_value(metrics, "salespulse_dead_letters_total", reason="poison") == 3
+    assert metric_value(metrics, "salespulse_worker_duplicates_dropped_total") == 0
     assert not consumer._consuming.done(), "the KPI stage is still consuming"
     counted = [*good, *won("e30", "0")[:1], *won("e15", "0")[:1]]
     assert stored(redis_url, settings) == expected(counted, settings)
@@ -113,7 +113,7 @@ async def test_the_review_s_poison_pills_are_dead_lettered_and_the_batch_counts(
     await produce(bootstrap, settings.events_topic, [make_event("later")])
 
     async def later_applied() -> bool:
-        return float(metrics.events_applied._value.get()) == len(good) + 3
+        return metric_value(metrics, "salespulse_worker_events_applied_total") == len(good) + 3
 
     await eventually(later_applied, 60, "an event after the poison")
 
@@ -140,8 +140,10 @@ async def test_the_sla_stage_dead_letters_its_poison_and_goes_on(
     await consumer.start()
 
     async def applied() -> bool:
-        poison = metrics.dead_letters.labels(reason="poison")._value.get()
-        return poison == 1 and float(metrics.sla_events_applied._value.get()) >= 3
+        poison = metric_value(metrics, "salespulse_dead_letters_total", reason="poison")
+        return (
+            poison == 1 and metric_value(metrics, "salespulse_worker_sla_events_applied_total") >= 3
+        )
 
     await eventually(applied, 60, "the poison dead-lettered and three messages applied")
     dead = poison_of(await read_topic(bootstrap, settings.dlq_topic, 1))

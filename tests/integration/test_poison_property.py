@@ -39,7 +39,7 @@ from salespulse.settings import Settings
 from salespulse.tenants import TenantConfig, TenantDirectory, TenantsFile
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.topics import ensure_topics
-from tests.helpers import eventually, produce, read_topic
+from tests.helpers import eventually, metric_value, produce, read_topic
 from tests.kpi_memory import MemoryStore
 
 pytestmark = pytest.mark.integration
@@ -127,26 +127,25 @@ class Worker:
     def kpi_handled(self) -> float:
         metrics = self.kpi_metrics
         return float(
-            metrics.events_applied._value.get()
-            + metrics.duplicates_dropped._value.get()
-            + metrics.events_too_late._value.get()
-            + metrics.dead_letters.labels(reason="poison")._value.get()
+            metric_value(metrics, "salespulse_worker_events_applied_total")
+            + metric_value(metrics, "salespulse_worker_duplicates_dropped_total")
+            + metric_value(metrics, "salespulse_worker_events_too_late_total")
+            + metric_value(metrics, "salespulse_dead_letters_total", reason="poison")
         )
 
     def sla_handled(self) -> float:
         metrics = self.sla_metrics
         return float(
-            metrics.sla_events_applied._value.get()
-            + metrics.dead_letters.labels(reason="poison")._value.get()
+            metric_value(metrics, "salespulse_worker_sla_events_applied_total")
+            + metric_value(metrics, "salespulse_dead_letters_total", reason="poison")
         )
 
     def dead_letters(self) -> int:
-        kpi = self.kpi_metrics.dead_letters.labels
-        sla = self.sla_metrics.dead_letters.labels
+        kpi, sla = self.kpi_metrics, self.sla_metrics
         return int(
-            kpi(reason="poison")._value.get()
-            + kpi(reason="too_late")._value.get()
-            + sla(reason="poison")._value.get()
+            metric_value(kpi, "salespulse_dead_letters_total", reason="poison")
+            + metric_value(kpi, "salespulse_dead_letters_total", reason="too_late")
+            + metric_value(sla, "salespulse_dead_letters_total", reason="poison")
         )
 
 

@@ -28,7 +28,7 @@ from streams.kpi_catalogue import TOTAL_GROUP
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.rebuild import RebuildError, StoreRebuild
 from streams.topics import ensure_topics
-from tests.helpers import T0, eventually, make_event, produce
+from tests.helpers import T0, eventually, make_event, metric_value, produce
 
 pytestmark = pytest.mark.integration
 
@@ -122,8 +122,8 @@ async def wipe(client: aioredis.Redis, settings: Settings) -> None:
 
 
 def applied(metrics: PipelineMetrics) -> tuple[float, float]:
-    return float(metrics.events_applied._value.get()), float(
-        metrics.sla_events_applied._value.get()
+    return metric_value(metrics, "salespulse_worker_events_applied_total"), (
+        metric_value(metrics, "salespulse_worker_sla_events_applied_total")
     )
 
 
@@ -154,7 +154,7 @@ async def test_a_wiped_store_is_flagged_and_rebuilt_exactly_while_reads_continue
 
     async def flagged() -> bool:
         marker = KpiKeys(settings.redis_key_prefix).store_reset
-        pending = float(metrics.store_reset_pending._value.get()) == 1
+        pending = metric_value(metrics, "salespulse_kpi_store_reset_pending") == 1
         return pending and int(await redis_client.exists(marker)) == 1
 
     await eventually(flagged, 60, "the store reset flagged")
@@ -202,7 +202,7 @@ async def test_a_wiped_store_is_flagged_and_rebuilt_exactly_while_reads_continue
     assert total == earlier
 
     async def cleared() -> bool:
-        return float(metrics.store_reset_pending._value.get()) == 0
+        return metric_value(metrics, "salespulse_kpi_store_reset_pending") == 0
 
     await eventually(cleared, 30, "the reset flag cleared by the switch")
     assert [
@@ -297,7 +297,7 @@ async def test_a_worker_started_on_a_wiped_store_flags_it(
     await first.start()
 
     async def counted() -> bool:
-        return float(first_metrics.events_applied._value.get()) == 100
+        return metric_value(first_metrics, "salespulse_worker_events_applied_total") == 100
 
     await eventually(counted, 60, "100 events applied")
     await first.stop()  # finishes its batch and commits the offsets
@@ -310,7 +310,7 @@ async def test_a_worker_started_on_a_wiped_store_flags_it(
 
     async def flagged() -> bool:
         marker = KpiKeys(settings.redis_key_prefix).store_reset
-        pending = float(metrics.store_reset_pending._value.get()) == 1
+        pending = metric_value(metrics, "salespulse_kpi_store_reset_pending") == 1
         return pending and int(await redis_client.exists(marker)) == 1
 
     await eventually(flagged, 60, "the reset flagged on assignment")

@@ -14,7 +14,7 @@ import pytest
 
 from salespulse.datasets import maven_crm
 from salespulse.settings import Settings
-from tests.helpers import eventually
+from tests.helpers import eventually, wait_until_applied
 from tests.integration.processes import salespulse_process
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,9 @@ async def kpis(session: aiohttp.ClientSession, base: str) -> dict[str, object]:
     return body
 
 
-async def test_replaying_a_real_history_twice_changes_nothing(settings: Settings, tmp_path):
+async def test_replaying_a_real_history_twice_changes_nothing(
+    settings: Settings, redis_client, tmp_path
+):
     events = list(itertools.islice(maven_crm(MAVEN), 1500))
     history = tmp_path / "maven.jsonl"
     history.write_bytes(b"".join(msgspec.json.encode(e) + b"\n" for e in events))
@@ -68,7 +70,9 @@ async def test_replaying_a_real_history_twice_changes_nothing(settings: Settings
             once = await kpis(session, base)
             again = await asyncio.to_thread(replay, history, base)
             assert again.returncode == 0, again.stderr
-            await asyncio.sleep(3)  # ample time for the worker to (not) count anything
+            # Both stages have now seen every replayed record: any count would be in.
+            groups = [settings.consumer_group, settings.sla_consumer_group]
+            await wait_until_applied(redis_client, settings, groups)
             assert await kpis(session, base) == once
     total = once["total"]
     assert isinstance(total, dict)

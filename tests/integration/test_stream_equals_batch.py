@@ -35,7 +35,7 @@ from salespulse.tenants import TenantDirectory, TenantsFile
 from streams.kpi_catalogue import DIMENSIONS, WINDOWS
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.topics import ensure_topics
-from tests.helpers import eventually, produce
+from tests.helpers import eventually, metric_value, produce
 from tests.histories import CONFIG, NOW, histories
 from tests.oracle.batch import compute_components
 
@@ -64,11 +64,11 @@ class Pipeline:
         await self.consumer.start()
 
     def handled(self) -> float:
-        counted = self.metrics.events_applied._value.get()
+        counted = metric_value(self.metrics, "salespulse_worker_events_applied_total")
         return float(
             counted
-            + self.metrics.duplicates_dropped._value.get()
-            + self.metrics.events_too_late._value.get()
+            + metric_value(self.metrics, "salespulse_worker_duplicates_dropped_total")
+            + metric_value(self.metrics, "salespulse_worker_events_too_late_total")
         )
 
 

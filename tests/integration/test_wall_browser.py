@@ -5,7 +5,6 @@ Each state is saved as a screenshot in test-artifacts/ (see tests/browser.py).
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 
@@ -14,7 +13,8 @@ import pytest
 from playwright.async_api import Page, ViewportSize, expect
 
 from tests.browser import CuttableProxy, artifact, chromium
-from tests.integration.wall_app import call, chat, post, running_wall
+from tests.helpers import eventually
+from tests.integration.wall_app import TENANT, call, chat, post, running_wall
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +31,15 @@ async def calls_shown(page: Page, count: int, timeout_s: float) -> float:
     tile = page.locator("[data-tile=calls] .value")
     await expect(tile).to_have_text(str(count), timeout=timeout_s * 1000)
     return time.monotonic() - started
+
+
+async def calls_counted(session: aiohttp.ClientSession, base: str) -> object:
+    """The tenant's all-time calls as the KPI API reads them from the store."""
+    params = {"tenant": TENANT, "window": "all"}
+    async with session.get(f"{base}/v1/kpis", params=params) as response:
+        assert response.status == 200, await response.text()
+        body = await response.json()
+    return body["total"]["calls"]
 
 
 async def test_a_webhook_shows_on_the_wall_within_a_second_and_a_cut_stream_recovers(
@@ -73,7 +82,11 @@ async def test_a_webhook_shows_on_the_wall_within_a_second_and_a_cut_stream_reco
             assert banner.startswith("Connection lost")
             await page.screenshot(path=artifact("wall-connection-lost.png"))
             await post(session, wall.base, call())  # happens while the wall is cut off
-            await asyncio.sleep(2)
+
+            async def counted_while_cut_off() -> bool:
+                return await calls_counted(session, wall.base) == 5
+
+            await eventually(counted_while_cut_off, 30, "the fifth call in the KPIs")
 
             # The way back: reconnect with back-off, catch up, no reload.
             proxy.refusing = False

@@ -177,7 +177,7 @@ CALENDARS = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.lists(instants, min_size=3, max_size=3), st.sampled_from(CALENDARS))
 def test_business_seconds_are_additive_and_bounded(
     points: list[datetime], cal: BusinessCalendar
@@ -188,7 +188,7 @@ def test_business_seconds_are_additive_and_bounded(
     assert 0 <= whole <= (c - a).total_seconds() + 1
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(instants, st.sampled_from(CALENDARS))
 def test_next_open_is_open_and_nothing_is_open_before_it(
     at: datetime, cal: BusinessCalendar

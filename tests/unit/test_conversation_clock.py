@@ -195,7 +195,7 @@ def histories(draw: st.DrawFn) -> list[CrmEvent]:
     return history
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(histories(), st.randoms(use_true_random=False), st.integers(0, 10))
 def test_any_order_and_any_repeats_give_the_same_waits(
     history: list[CrmEvent], rng: random.Random, repeats: int
@@ -213,7 +213,7 @@ def test_any_order_and_any_repeats_give_the_same_waits(
     assert waits(merge(left, right)) == waits(merge(right, left)) == reference
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(histories())
 def test_waits_are_well_formed(history: list[CrmEvent]) -> None:
     result = waits_of(history)

@@ -73,10 +73,16 @@ def test_demo_clients_get_answers_mostly_within_the_demo_sla() -> None:
     start = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
     store = MemoryStore(tenants)
     waiting_counts = []
+    raw: list[dict[str, object]] = []
     for step in range(9000):  # one hour at the demo's pace (0.4 s)
         now = start + timedelta(seconds=0.4 * step)
-        raw = office.next_events(now)
-        store.apply_batch(parse_events(msgspec.json.encode(raw), now))
+        raw += office.next_events(now)
+        # Applied in two-minute batches, not step by step (20x faster): the fold's result
+        # does not depend on how events are batched, so the counts taken at each batch's
+        # end are the ones the step-by-step run took there.
+        if step % 300 == 0 or step == 8999:
+            store.apply_batch(parse_events(msgspec.json.encode(raw), now))
+            raw = []
         if step % 300 == 0:
             waiting_counts.append(len(store.waiting))
     totals = store.components("demo", "all", None, start + timedelta(hours=1))[TOTAL_GROUP]

@@ -30,7 +30,7 @@ def in_batches(events: list[CrmEvent], cuts: list[int]) -> MemoryStore:
     return store
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(histories(), st.randoms(use_true_random=False), st.lists(st.integers(0, 500)))
 def test_shuffled_repeated_and_split_histories_give_the_same_kpis(
     history: list[CrmEvent], rng: random.Random, cuts: list[int]
@@ -43,7 +43,7 @@ def test_shuffled_repeated_and_split_histories_give_the_same_kpis(
     assert all_views(in_batches(arrived, cuts)) == all_views(reference)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(histories())
 def test_replaying_everything_changes_nothing(history: list[CrmEvent]) -> None:
     store = MemoryStore(TENANTS)
@@ -53,7 +53,7 @@ def test_replaying_everything_changes_nothing(history: list[CrmEvent]) -> None:
     assert all_views(store) == before
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(histories())
 def test_groups_add_up_to_the_total_for_additive_components(history: list[CrmEvent]) -> None:
     store = MemoryStore(TENANTS)

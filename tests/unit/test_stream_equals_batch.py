@@ -26,7 +26,7 @@ def assert_equal_to_oracle(store: MemoryStore, history: list[CrmEvent]) -> None:
         assert stream == batch, (window, by)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(histories(), st.randoms(use_true_random=False), st.lists(st.integers(0, 500)))
 def test_stream_equals_batch_for_any_arrival(
     history: list[CrmEvent], rng: random.Random, cuts: list[int]

@@ -9,6 +9,7 @@ import redis
 
 from metrics.wall.frame import Frame, WallKey
 from metrics.wall.hub import WallHub
+from tests.helpers import eventually
 
 NORTH = WallKey("acme", "north")
 SOUTH = WallKey("acme", "south")
@@ -30,6 +31,17 @@ class Office:
         return Frame(body, msgspec.json.encode(body))
 
 
+async def polled(office: Office, keys: list[WallKey], times: int) -> None:
+    """Wait (bounded) until each key has been read ``times`` more times: that many poll
+    periods have passed, a positive signal instead of a pause."""
+    targets = {key: office.reads.get(key, 0) + times for key in keys}
+
+    async def done() -> bool:
+        return all(office.reads.get(key, 0) >= target for key, target in targets.items())
+
+    await eventually(done, 10, f"{times} more reads of {keys}")
+
+
 def values(frames: list[Frame]) -> list[object]:
     return [frame.payload.get("value", frame.payload.get("error")) for frame in frames]
 
@@ -40,12 +52,16 @@ async def test_watchers_of_one_key_share_one_poller_which_stops_with_the_last():
     async with hub.watch([NORTH]) as first, hub.watch([NORTH, SOUTH]) as second:
         assert hub.pollers == 2
         assert values(await first.next(1)) == [0]
-        await asyncio.sleep(0.1)
+        await polled(office, [NORTH, SOUTH], 5)
         assert values(await second.next(1)) == [0, 0]  # one per key, each sent once
         assert await first.next(0.05) == []  # nothing changed: nothing sent
     assert hub.pollers == 0
     reads = dict(office.reads)
-    await asyncio.sleep(0.05)
+    # A witness poller on the same loop and period reads five times: a poller of the hub
+    # left running would have read in that time too.
+    witness = Office()
+    async with WallHub(witness.frame, poll_s=0.01).watch([NORTH]):
+        await polled(witness, [NORTH], 5)
     assert office.reads == reads
 
 

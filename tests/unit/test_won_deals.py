@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from metrics.won_deals import WonRecord, prepare_won
@@ -24,7 +24,6 @@ records = st.lists(
 )
 
 
-@settings(max_examples=150)
 @given(records, st.sampled_from(["Europe/Berlin", "Asia/Beirut", "America/Havana", "UTC"]))
 def test_each_bucket_yields_the_deals_won_in_it(won: list[tuple[int, str | None]], zone: str):
     namer = BucketNamer(ZoneInfo(zone))
