@@ -49,7 +49,8 @@ class ResumedPartitions:
     def resume(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
         """Call right after the listener's seeks, with no await between them."""
         self._resumed.update(partitions)
-        consumer.resume(*partitions)
+        # (only those still assigned: resume() raises for others, e.g. while stopping)
+        consumer.resume(*(partitions & consumer.assignment()))
 
     def forget(self, tp: TopicPartition) -> None:
         self._resumed.discard(tp)
