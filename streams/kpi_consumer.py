@@ -23,7 +23,6 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from mode import Service
 
@@ -32,6 +31,7 @@ from metrics.pipeline import PipelineMetrics
 from salespulse.errors import BrokerUnavailableError, KpiStoreError
 from salespulse.events import CrmEvent, decode_event
 from streams.poison import apply_isolating
+from streams.resume import ResumedPartitions, SeekPastApplied
 from streams.store_guard import StoreGuard, tp_name
 from streams.topics import group_consumer_options
 
@@ -66,20 +66,6 @@ class BatchApplier(Protocol[P]):
 
 class WatermarkStore(Protocol):
     async def watermarks(self, partitions: list[str]) -> dict[str, int]: ...
-
-
-class _SeekPastApplied(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    """On assignment, skip what Redis already holds (applied but not yet committed)."""
-
-    def __init__(self, owner: KpiBatchConsumer[Any]) -> None:
-        self._owner = owner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        for tp in revoked:
-            self._owner.forget(tp)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._owner.load_watermarks(assigned)
 
 
 @dataclass(frozen=True)
@@ -129,6 +115,7 @@ class KpiBatchConsumer(Service, Generic[P]):
         self._max_records = max_records
         self._timeout_ms = timeout_ms
         self.watermarks: dict[TopicPartition, int] = {}
+        self._resumed = ResumedPartitions()
         self.applied_batches = 0
         self._consumer_options: dict[str, Any] = {
             **group_consumer_options(bootstrap, group, session_timeout_s),
@@ -149,7 +136,8 @@ class KpiBatchConsumer(Service, Generic[P]):
     async def on_start(self) -> None:
         # aiokafka objects bind to the running loop, so they are made here, not in __init__.
         self._kafka = AIOKafkaConsumer(**self._consumer_options)
-        self._kafka.subscribe([self._topic], listener=_SeekPastApplied(self))
+        listener = SeekPastApplied(self.load_watermarks, self.forget)
+        self._kafka.subscribe([self._topic], listener=listener)
         # Joining the group takes seconds; the web server should not wait for it.
         self._consuming = self.add_future(self._consume_forever())
 
@@ -166,6 +154,7 @@ class KpiBatchConsumer(Service, Generic[P]):
     def forget(self, tp: TopicPartition) -> None:
         """A partition went to another consumer: its watermark and lag are not ours."""
         self.watermarks.pop(tp, None)
+        self._resumed.forget(tp)
         self._next_offsets.pop(tp, None)
         self._metrics.forget_lag(self._group, tp.topic, tp.partition)
 
@@ -181,6 +170,14 @@ class KpiBatchConsumer(Service, Generic[P]):
                 )
 
     async def load_watermarks(self, assigned: set[TopicPartition]) -> None:
+        try:
+            await self._seek_past_applied(assigned)
+        finally:
+            # Even after an unexpected failure: what it left unskipped the event-id sets
+            # drop, whereas a partition never resumed would stall for good.
+            self._resumed.resume(self._consumer, assigned)
+
+    async def _seek_past_applied(self, assigned: set[TopicPartition]) -> None:
         by_name = {tp_name(tp): tp for tp in assigned}
         stored = await _retry("read watermarks", lambda: self._sink.watermarks(list(by_name)))
         if self._guard is not None:
@@ -227,6 +224,7 @@ class KpiBatchConsumer(Service, Generic[P]):
                     logger.warning("fetch failed, retrying: %r", exc)
                     await asyncio.sleep(1.0)
                     continue
+                self._resumed.put_back_unresumed(self._consumer, batch)
                 self._record_lag(batch)
                 if self._guard is not None:
                     lost = self._guard.lost_logs(self._consumer, self.watermarks)

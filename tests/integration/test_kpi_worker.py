@@ -21,7 +21,7 @@ from salespulse.runtime import build_kpi_consumer, topic_specs
 from salespulse.settings import Settings
 from streams.applier import KpiApplier
 from streams.kpi_catalogue import TOTAL_GROUP
-from streams.kpi_consumer import KpiBatchConsumer
+from streams.kpi_consumer import KpiBatchConsumer, WatermarkStore
 from streams.redis_sink import RedisKpiSink
 from streams.topics import ensure_topics
 from tests.helpers import T0, eventually, make_event, metric_value, produce, read_topic
@@ -135,18 +135,20 @@ async def test_a_retried_webhook_counts_once(consumers, settings, redis_url, boo
     assert stored(redis_url, settings)["calls"] == 3
 
 
-async def test_applied_but_uncommitted_batches_are_not_counted_twice(
-    consumers, settings, redis_client, redis_url, bootstrap
-):
-    """The crash window: Redis took the batch, the Kafka commit never happened."""
-    factory, metrics = consumers
-    events = history(300)
+async def crash_after_applying(
+    applied: int,
+    events: list[CrmEvent],
+    settings: Settings,
+    redis_client: aioredis.Redis,
+    bootstrap: str,
+) -> list[CrmEvent]:
+    """``events`` on 4 partitions, and a worker that died after applying the first
+    ``applied`` records it read (watermarks included), before committing them."""
     await produce(bootstrap, settings.events_topic, events, partitions=4)
-    # A worker that died after applying the first 120 records it read, before committing:
-    records = await read_topic(bootstrap, settings.events_topic, 300)
+    records = await read_topic(bootstrap, settings.events_topic, len(events))
     crashed_batch: list[CrmEvent] = []
     offsets: dict[str, int] = {}
-    for record in sorted(records, key=lambda r: (r.partition, r.offset))[:120]:
+    for record in sorted(records, key=lambda r: (r.partition, r.offset))[:applied]:
         crashed_batch.append(decode_event(record.value))
         offsets[f"{record.topic}:{record.partition}"] = record.offset
     keys = KpiKeys(settings.redis_key_prefix)
@@ -154,6 +156,15 @@ async def test_applied_but_uncommitted_batches_are_not_counted_twice(
         redis_client, keys, group=settings.consumer_group, dedupe_ttl_s=3600, day_ttl_s=3600
     )
     await KpiApplier(sink, settings.tenant_directory(), keys).apply(crashed_batch, offsets)
+    return events
+
+
+async def test_applied_but_uncommitted_batches_are_not_counted_twice(
+    consumers, settings, redis_client, redis_url, bootstrap
+):
+    """The crash window: Redis took the batch, the Kafka commit never happened."""
+    factory, metrics = consumers
+    events = await crash_after_applying(120, history(300), settings, redis_client, bootstrap)
 
     consumer = factory()
     await consumer.start()
@@ -166,6 +177,45 @@ async def test_applied_but_uncommitted_batches_are_not_counted_twice(
     assert metric_value(metrics, "salespulse_worker_duplicates_dropped_total") == 0, (
         "watermarks skip, not dedupe"
     )
+
+
+class WatermarksReadAfterTheFirstFetch:
+    """The KPI store, its watermark reads answered only once the consumer's fetcher has
+    records of every partition: the rebalance listener is slower than the first fetch,
+    as on a busy machine (what made the test above fail under CPU load)."""
+
+    def __init__(self, store: WatermarkStore) -> None:
+        self._store = store
+        self.consumer: KpiBatchConsumer[Any] | None = None
+
+    async def watermarks(self, partitions: list[str]) -> dict[str, int]:
+        assert self.consumer is not None
+        kafka = self.consumer._consumer
+
+        async def every_partition_fetched() -> bool:
+            return all(kafka.highwater(tp) is not None for tp in kafka.assignment())
+
+        await eventually(every_partition_fetched, 30, "a first fetch of every partition")
+        return await self._store.watermarks(partitions)
+
+
+async def test_records_fetched_while_the_watermarks_are_read_are_skipped_not_deduped(
+    consumers, settings, redis_client, redis_url, bootstrap
+):
+    factory, metrics = consumers
+    events = await crash_after_applying(120, history(300), settings, redis_client, bootstrap)
+    consumer = factory()
+    held = WatermarksReadAfterTheFirstFetch(consumer._sink)
+    held.consumer, consumer._sink = consumer, held
+    await consumer.start()
+
+    async def rest_applied() -> bool:
+        return float(metrics.events_applied._value.get()) >= 180
+
+    await eventually(rest_applied, 30, "the remaining 180 events")
+    assert float(metrics.duplicates_dropped._value.get()) == 0, "watermarks skip, not dedupe"
+    assert float(metrics.events_applied._value.get()) == 180
+    assert stored(redis_url, settings) == expected(events, settings)
 
 
 async def test_an_undecodable_record_is_dead_lettered_and_the_rest_counted(
