@@ -210,11 +210,13 @@ async def test_records_fetched_while_the_watermarks_are_read_are_skipped_not_ded
     await consumer.start()
 
     async def rest_applied() -> bool:
-        return float(metrics.events_applied._value.get()) >= 180
+        return metric_value(metrics, "salespulse_worker_events_applied_total") >= 180
 
     await eventually(rest_applied, 30, "the remaining 180 events")
-    assert float(metrics.duplicates_dropped._value.get()) == 0, "watermarks skip, not dedupe"
-    assert float(metrics.events_applied._value.get()) == 180
+    assert metric_value(metrics, "salespulse_worker_duplicates_dropped_total") == 0, (
+        "watermarks skip, not dedupe"
+    )
+    assert metric_value(metrics, "salespulse_worker_events_applied_total") == 180
     assert stored(redis_url, settings) == expected(events, settings)
 
 
