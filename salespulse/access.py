@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Final, Literal
 
 from salespulse.errors import InvalidEventError, SalesPulseError
-from salespulse.settings import MIN_TOKEN_LENGTH
+from salespulse.settings import MIN_TOKEN_LENGTH, Settings
 from salespulse.tenants import TenantDirectory, TenantsFileError, token_digest
 
 # The scope of an operator token: every tenant.
@@ -140,3 +140,24 @@ def refuse_open_exposure(
             "(SALESPULSE_HTTP_HOST): set SALESPULSE_READ_TOKEN (or a tenant's tokens.read), "
             "or SALESPULSE_READS_BEHIND_AUTH_PROXY=true if a proxy authenticates every reader"
         )
+
+
+def refuse_open_doors(
+    settings: Settings, tenants: TenantDirectory, *, serves_ingest: bool, serves_reads: bool
+) -> None:
+    """What a process checks before it listens: raise if its ingest (``serves_ingest``) or
+    its JSON reads (``serves_reads``) would be open beyond loopback."""
+    # Each table only for a door this process serves: its secrets may exist only there.
+    open_ingest = serves_ingest and not (
+        TokenTable.of("ingest", tenants, settings.ingest_token_value()).enforced
+    )
+    open_reads = serves_reads and not (
+        TokenTable.of("read", tenants, settings.read_token_value()).enforced
+    )
+    refuse_open_exposure(
+        settings.http_host,
+        open_ingest=open_ingest,
+        ingest_behind_proxy=settings.ingest_behind_auth_proxy,
+        open_reads=open_reads,
+        reads_behind_proxy=settings.reads_behind_auth_proxy,
+    )

@@ -33,7 +33,7 @@ from metrics.pipeline import PipelineMetrics
 from metrics.read_access import ReadAccess
 from metrics.waiting_api import waiting_routes
 from metrics.wall.routes import build_wall
-from salespulse.access import TokenTable, refuse_open_exposure
+from salespulse.access import TokenTable, refuse_open_doors
 from salespulse.health import Readiness
 from salespulse.kpi_keys import KpiKeys
 from salespulse.settings import Settings
@@ -153,7 +153,6 @@ def build_runtime(
     on_shutdown: list[Callable[[web.Application], Awaitable[None]]] = []
     services: list[Service] = [_Lifecycle(setup, closers)]
     consumer = sla_consumer = None
-    open_ingest = open_reads = False  # whether anyone may post / read without a token
     if Role.INGEST in roles:
         token = settings.ingest_token_value()
         ingest = IngestHandler(
@@ -164,7 +163,6 @@ def build_runtime(
             tenants=tenants,
             body_timeout_s=settings.body_read_timeout_s,
         )
-        open_ingest = not ingest.authenticates
         routes += ingest.routes()
         routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
     if Role.WORKER in roles:
@@ -185,7 +183,6 @@ def build_runtime(
         registry.register(KpiCollector(reader, tenants))
         read_tokens = TokenTable.of("read", tenants, settings.read_token_value())
         access = ReadAccess(read_tokens)
-        open_reads = not read_tokens.enforced
         routes += kpi_routes(reader, tenants, access)
         routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants, access)
         # The wall re-reads KPI sums when either worker stage (KPI, SLA) has applied a batch.
@@ -203,12 +200,11 @@ def build_runtime(
 
         closers.append(close_sync_redis)
     # Refused here, before anything listens: an open door beyond loopback (access.py).
-    refuse_open_exposure(
-        settings.http_host,
-        open_ingest=open_ingest,
-        ingest_behind_proxy=settings.ingest_behind_auth_proxy,
-        open_reads=open_reads,
-        reads_behind_proxy=settings.reads_behind_auth_proxy,
+    refuse_open_doors(
+        settings,
+        tenants,
+        serves_ingest=Role.INGEST in roles,
+        serves_reads=Role.EXPORTER in roles,
     )
     routes += metrics_routes(
         registry,

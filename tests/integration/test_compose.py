@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from salespulse.access import TokenTable, refuse_open_exposure
+from salespulse.access import refuse_open_doors
 from salespulse.cli import build_parser
 from salespulse.tenants import TenantDirectory, load_tenants
 from tests.integration.deploy_support import (
@@ -162,15 +162,12 @@ def test_no_role_would_serve_an_open_door_beyond_loopback(services, name, monkey
     tenants_file = host_path(service, str(settings.tenants_file))
     assert tenants_file is not None
     tenants = TenantDirectory(load_tenants(tenants_file))
-    # What build_runtime checks at start: an open ingest or open reads would refuse to start.
-    ingest = TokenTable.of("ingest", tenants, settings.ingest_token_value())
-    reads = TokenTable.of("read", tenants, settings.read_token_value())
-    refuse_open_exposure(
-        settings.http_host,
-        open_ingest=ROLES[name] == "ingest" and not ingest.enforced,
-        ingest_behind_proxy=settings.ingest_behind_auth_proxy,
-        open_reads=ROLES[name] == "exporter" and not reads.enforced,
-        reads_behind_proxy=settings.reads_behind_auth_proxy,
+    # What build_runtime checks before it listens: it raises on an open door.
+    refuse_open_doors(
+        settings,
+        tenants,
+        serves_ingest=ROLES[name] == "ingest",
+        serves_reads=ROLES[name] == "exporter",
     )
     assert not settings.ingest_behind_auth_proxy
     assert not settings.reads_behind_auth_proxy

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from handlers.crm.sources import CRMS, source_of
-from salespulse.access import TokenTable, refuse_open_exposure
+from salespulse.access import refuse_open_doors
 from salespulse.cli import build_parser
 from salespulse.settings import Settings
 from salespulse.tenants import Secret, TenantDirectory, load_tenants
@@ -307,15 +307,12 @@ def test_no_pod_would_serve_an_open_door_beyond_loopback(name, monkeypatch):
     workload = {**objects("Deployment"), **objects("StatefulSet")}[name]
     settings = settings_from(process_env(workload), monkeypatch)
     tenants = tenants_of(workload, settings)
-    # What build_runtime checks at start: an open ingest or open reads refuse to start.
-    ingest = TokenTable.of("ingest", tenants, settings.ingest_token_value())
-    reads = TokenTable.of("read", tenants, settings.read_token_value())
-    refuse_open_exposure(
-        settings.http_host,
-        open_ingest=ROLES[name] == "ingest" and not ingest.enforced,
-        ingest_behind_proxy=settings.ingest_behind_auth_proxy,
-        open_reads=ROLES[name] == "exporter" and not reads.enforced,
-        reads_behind_proxy=settings.reads_behind_auth_proxy,
+    # What build_runtime checks before it listens: it raises on an open door.
+    refuse_open_doors(
+        settings,
+        tenants,
+        serves_ingest=ROLES[name] == "ingest",
+        serves_reads=ROLES[name] == "exporter",
     )
 
 
