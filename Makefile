@@ -60,8 +60,8 @@ bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs na
 soak: $(VENV)/.installed-dev  ## ten minutes at a steady rate: memory per process and Redis, slopes
 	$(BIN)/salespulse soak --minutes 10
 
-dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.json from salespulse/dashboards
-	$(BIN)/python -m salespulse.dashboards deploy/grafana/dashboards
+dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.json from salespulse/dev/dashboards
+	$(BIN)/python -m salespulse.dev.dashboards deploy/grafana/dashboards
 
 wall-screenshot: $(VENV)/.installed-dev  ## render the demo wall to docs/wall.png (headless Chromium)
 	scripts/ensure-system-deps.sh

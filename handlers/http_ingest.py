@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from handlers.publisher import EventPublisher
-from handlers.responses import (
+from handlers.validation import parse_events
+from salespulse.core.access import ANY_TENANT, TokenTable, bearer_token, check_scope
+from salespulse.core.errors import BrokerUnavailableError, InvalidEventError
+from salespulse.core.json_responses import (
     BodyTimeoutError,
     body_timeout,
     broker_unavailable,
@@ -22,11 +24,9 @@ from handlers.responses import (
     read_body,
     unauthorized,
 )
-from handlers.validation import parse_events
-from metrics.pipeline import PipelineMetrics
-from salespulse.access import ANY_TENANT, TokenTable, bearer_token, check_scope
-from salespulse.errors import BrokerUnavailableError, InvalidEventError
-from salespulse.tenants import TenantDirectory, TenantsFile
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.publishing import EventPublisher
+from salespulse.core.tenants import TenantDirectory, TenantsFile
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class IngestHandler:
     @property
     def authenticates(self) -> bool:
         """False: no ingest token exists, so anyone may post (start-up refuses that beyond
-        loopback, salespulse/access.py)."""
+        loopback, salespulse/core/access.py)."""
         return self._tokens.enforced
 
     def routes(self) -> list[web.RouteDef]:

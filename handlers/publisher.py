@@ -10,36 +10,21 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
 
 import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from handlers.spool import DiskSpool, SpoolFullError, SpoolRecord
-from metrics.pipeline import PipelineMetrics
-from salespulse.errors import BrokerUnavailableError
-from salespulse.events import CrmEvent, encode_event
+from salespulse.core.errors import BrokerUnavailableError
+from salespulse.core.events import CrmEvent, encode_event
+from salespulse.core.pipeline_metrics import PipelineMetrics
 
 logger = logging.getLogger(__name__)
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]  # key, value, headers
 DRAIN_BATCH = 500
 DRAIN_BACKOFF_MAX_S = 30.0
-
-
-class EventPublisher(Protocol):
-    async def publish_events(self, events: Sequence[CrmEvent]) -> None: ...
-
-    async def publish_dead_letter(
-        self,
-        raw: bytes,
-        *,
-        reason: str,
-        problems: list[dict[str, object]],
-        origin: str,
-        key: bytes | None = None,
-    ) -> None: ...
 
 
 class KafkaPublisher:

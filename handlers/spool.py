@@ -27,7 +27,7 @@ from pathlib import Path
 
 import msgspec
 
-from salespulse.errors import SalesPulseError
+from salespulse.core.errors import SalesPulseError
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from datetime import datetime
 import msgspec
 
 from handlers.bounded_json import check_nesting
-from salespulse.errors import InvalidEventError
-from salespulse.events import CrmEvent, ValidatedEvent, semantic_problems
+from salespulse.core.errors import InvalidEventError
+from salespulse.core.events import CrmEvent, ValidatedEvent, semantic_problems
 
 _body_decoder = msgspec.json.Decoder(ValidatedEvent | list[ValidatedEvent])
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")

@@ -32,9 +32,10 @@ from handlers.crm import amocrm, bitrix24, hubspot, pipedrive
 from handlers.crm.common import CrmName, Normalised, encode_request
 from handlers.crm.forms import parse_form
 from handlers.crm.sources import check_secrets, context_for, reveal, secret_values
-from handlers.publisher import EventPublisher
 from handlers.redaction import redact
-from handlers.responses import (
+from salespulse.core.errors import BrokerUnavailableError, InvalidEventError
+from salespulse.core.events import encode_event
+from salespulse.core.json_responses import (
     DEAD_LETTER_PREFIX_BYTES,
     BodyTimeoutError,
     body_timeout,
@@ -45,11 +46,10 @@ from handlers.responses import (
     too_large_error,
     unauthorized,
 )
-from metrics.pipeline import PipelineMetrics
-from salespulse.errors import BrokerUnavailableError, InvalidEventError
-from salespulse.events import encode_event
-from salespulse.settings import Settings
-from salespulse.tenants import (
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.publishing import EventPublisher
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import (
     AmoCrmSource,
     Bitrix24Source,
     CrmSource,

@@ -15,12 +15,12 @@ import msgspec
 from pydantic import ValidationError
 
 from handlers.spool import SpoolBusyError
-from salespulse.access import UnsafeExposureError
-from salespulse.datasets import CONVERTERS
-from salespulse.errors import EmbeddedServiceError
-from salespulse.settings import Settings
-from salespulse.tenants import TenantsFileError
-from salespulse.tuning import tune_gc
+from salespulse.core.access import UnsafeExposureError
+from salespulse.core.errors import EmbeddedServiceError
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantsFileError
+from salespulse.core.tuning import tune_gc
+from salespulse.dev.datasets import CONVERTERS
 
 logger = logging.getLogger("salespulse")
 
@@ -129,13 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dataset":
             return _dataset(args.name, args.directory, args.tenant, args.output)
         if args.command == "bench" and args.fold_only:
-            from salespulse.bench_fold import measure_fold
+            from salespulse.dev.bench.fold import measure_fold
 
             tune_gc()  # as the worker process does
             print(*measure_fold(args.events, settings.batch_max_records), sep="\n")
             return 0
         if args.command == "bench":
-            from salespulse.bench import run_benchmark
+            from salespulse.dev.bench.table import run_benchmark
 
             try:
                 return run_benchmark(
@@ -150,10 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("salespulse bench: interrupted", file=sys.stderr)
                 return 130
         if args.command == "soak":
-            from salespulse.soak import run_soak
+            from salespulse.dev.soak import run_soak
 
             return run_soak(settings, args.minutes, args.rate, args.sample_every)
-        from salespulse.launcher import serve
+        from salespulse.app.launcher import serve
 
         roles = None if args.command == "run" else [args.command]
         status = 0
@@ -183,7 +183,7 @@ def _settings_problems(error: ValidationError) -> str:
 
 
 def _replay(path: Path, url: str, token: str | None) -> int:
-    from salespulse.replay import IngestUnauthorizedError, replay
+    from salespulse.dev.replay import IngestUnauthorizedError, replay
 
     if not path.is_file():
         print(f"salespulse replay: no such file: {path}", file=sys.stderr)

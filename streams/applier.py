@@ -18,10 +18,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from salespulse.errors import KpiStoreError
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys
-from salespulse.tenants import TenantDirectory
+from salespulse.core.errors import KpiStoreError
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.tenants import TenantDirectory
 from streams.contributions import Derived
 from streams.entities import DealState, LeadState
 from streams.fold import BatchFold, States, entity_ref, fold_batch

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from salespulse.events import CrmEvent
-from salespulse.tenants import TenantConfig
+from salespulse.core.events import CrmEvent
+from salespulse.core.tenants import TenantConfig
 from streams.entities import (
     DealState,
     Dims,

@@ -50,8 +50,8 @@ from typing import Final, Literal
 
 import msgspec
 
-from salespulse.events import CrmEvent
-from streams.buckets import from_us, to_us
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.buckets import from_us, to_us
 
 INBOUND: Final = 0  # sorts before REPLY at the same instant (see module docstring)
 REPLY: Final = 1

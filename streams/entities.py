@@ -16,10 +16,10 @@ from itertools import pairwise
 
 import msgspec
 
-from salespulse.events import CrmEvent
-from salespulse.tenants import Pipeline, TenantConfig
-from streams.buckets import to_us
-from streams.kpi_catalogue import DURATION_BUCKETS_S, NO_VALUE, UNASSIGNED
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.buckets import to_us
+from salespulse.core.kpi.catalogue import DURATION_BUCKETS_S, NO_VALUE, UNASSIGNED
+from salespulse.core.tenants import Pipeline, TenantConfig
 
 Dims = tuple[str, str, str, str]  # manager, team, pipeline, source
 # (instant in µs, component, dims) → amount

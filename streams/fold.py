@@ -12,10 +12,8 @@ from weakref import WeakKeyDictionary
 
 import msgspec
 
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys, encode_field
-from salespulse.tenants import TenantConfig, TenantDirectory
-from streams.buckets import (
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.buckets import (
     GRANULARITIES,
     US_PER_HOUR,
     US_PER_MINUTE,
@@ -25,6 +23,8 @@ from streams.buckets import (
     skip_level,
     to_us,
 )
+from salespulse.core.kpi.redis_layout import KpiKeys, encode_field
+from salespulse.core.tenants import TenantConfig, TenantDirectory
 from streams.contributions import Derived as Derived
 from streams.contributions import derive
 from streams.contributions import event_components as event_components

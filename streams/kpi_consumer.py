@@ -26,14 +26,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from handlers.publisher import EventPublisher
-from metrics.pipeline import PipelineMetrics
-from salespulse.errors import BrokerUnavailableError, KpiStoreError
-from salespulse.events import CrmEvent, decode_event
+from salespulse.core.errors import BrokerUnavailableError, KpiStoreError
+from salespulse.core.events import CrmEvent, decode_event
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.publishing import EventPublisher
+from salespulse.core.topics import group_consumer_options
 from streams.poison import apply_isolating
 from streams.resume import ResumedPartitions, SeekPastApplied
 from streams.store_guard import StoreGuard, tp_name
-from streams.topics import group_consumer_options
 
 logger = logging.getLogger(__name__)
 

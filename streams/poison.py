@@ -1,6 +1,6 @@
 """Isolating poison events: the one event of a batch that the fold or the store cannot take.
 
-The door (salespulse/events.py) keeps such events out, but records already on the topic,
+The door (salespulse/core/events.py) keeps such events out, but records already on the topic,
 a currency rate that blows an amount up, or a total that one more deal would overflow
 still reach the worker. Retrying them can never help, and stopping on them stops every
 tenant's KPIs, again after each restart. So a batch that fails is applied by halves:
@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 
-from salespulse.events import CrmEvent
+from salespulse.core.events import CrmEvent
 
 A = TypeVar("A")
 Item = tuple[ConsumerRecord, CrmEvent]

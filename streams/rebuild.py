@@ -28,7 +28,7 @@ Re-running is safe: a rebuild starts by deleting any staging keys a stopped run 
 rebuilding a healthy store gives the same store. It only restores what the topic still
 holds: events deleted by retention before the rebuild cannot come back (its summary
 names partitions whose first offset is not 0), hence ``crm.events`` retention of at
-least the day-bucket retention (streams/topics.py) and Redis persistence (RUNBOOK).
+least the day-bucket retention (salespulse/core/topics.py) and Redis persistence (RUNBOOK).
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from redis.exceptions import RedisError
 
-from salespulse.errors import KpiStoreError
-from salespulse.events import CrmEvent, decode_event
-from salespulse.kpi_keys import STORE_FAMILIES, KpiKeys
-from salespulse.settings import Settings
-from salespulse.tenants import TenantDirectory
+from salespulse.core.errors import KpiStoreError
+from salespulse.core.events import CrmEvent, decode_event
+from salespulse.core.kpi.redis_layout import STORE_FAMILIES, KpiKeys
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantDirectory
 from streams.applier import KpiApplier
 from streams.poison import apply_isolating
 from streams.redis_sink import RedisKpiSink
@@ -130,7 +130,7 @@ class StoreRebuild:
             group=settings.consumer_group,
             dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
             day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
-            # the live workers' retentions (salespulse/runtime.py), so rebuilt states expire
+            # the live workers' retentions (salespulse/app/compose.py), so rebuilt states expire
             entity_ttl_s=round(settings.entity_retention_days * _DAY_S),
         )
         self._kpi = KpiApplier(sink, tenants, self._staging)

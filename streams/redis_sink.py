@@ -27,8 +27,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from salespulse.errors import KpiStoreError, TotalOverflowError
-from salespulse.kpi_keys import SEP, KpiKeys
+from salespulse.core.errors import KpiStoreError, TotalOverflowError
+from salespulse.core.kpi.redis_layout import SEP, KpiKeys
 from streams.entities import DealState
 from streams.fold import BatchFold, States, decode_state
 

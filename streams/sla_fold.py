@@ -30,11 +30,12 @@ from weakref import WeakKeyDictionary
 
 import msgspec
 
-from salespulse.business_hours import BusinessCalendar
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys
-from salespulse.tenants import TenantConfig, TenantDirectory
-from streams.buckets import to_us
+from salespulse.core.business_hours import BusinessCalendar
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.buckets import to_us
+from salespulse.core.kpi.catalogue import NO_VALUE, RESPONSE_BUCKETS_S
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.tenants import TenantConfig, TenantDirectory
 from streams.conversation_clock import (
     SEP,
     ClosedWait,
@@ -46,7 +47,6 @@ from streams.conversation_clock import (
 )
 from streams.entities import Dims, dims_of
 from streams.fold import BucketFolder, Increments
-from streams.kpi_catalogue import NO_VALUE, RESPONSE_BUCKETS_S
 
 # conversation entity key → (version, state); version 0 = not stored yet
 ConversationStates = dict[str, tuple[int, ConversationState]]
@@ -76,12 +76,6 @@ def conversation_ref(event: CrmEvent) -> str | None:
     if event.client_id is not None:
         return f"k{SEP}{event.client_id}"
     return None
-
-
-def public_conversation_id(ref: str) -> str:
-    """What the API shows: the conversation id, or ``client:<id>`` for client-keyed ones."""
-    kind, _, ident = ref.partition(SEP)
-    return ident if kind == "c" else f"client:{ident}"
 
 
 @dataclass
@@ -119,10 +113,6 @@ def business_ms(config: TenantConfig, team: str | None, opened: datetime, closed
             memo.clear()
         held = memo[span] = calendar.business_seconds(opened, closed) * 1000
     return held
-
-
-def wait_team(config: TenantConfig, manager: str | None, team: str | None) -> str:
-    return config.team_of(manager) or team or NO_VALUE
 
 
 def closed_contributions(wait: ClosedWait, config: TenantConfig) -> Contributions:

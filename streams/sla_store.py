@@ -19,10 +19,10 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from salespulse.errors import KpiStoreError
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys
-from salespulse.tenants import TenantDirectory
+from salespulse.core.errors import KpiStoreError
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.tenants import TenantDirectory
 from streams.redis_sink import (
     apply_script,
     bucket_ttls,

@@ -34,9 +34,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from metrics.pipeline import PipelineMetrics
-from salespulse.errors import KpiStoreError
-from salespulse.kpi_keys import KpiKeys
+from salespulse.core.errors import KpiStoreError
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.pipeline_metrics import PipelineMetrics
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 -- or worker batch runs in between, so none sees a mix of both sets).
 -- ARGV[1] live prefix, ARGV[2] staging prefix (live prefix .. "rebuild:"),
 -- ARGV[3] KEYS pattern matching every key of both (the live prefix, glob-escaped, .. "*"),
--- ARGV[4] the store's key families, space-separated (salespulse/kpi_keys.py STORE_FAMILIES),
+-- ARGV[4] the store's key families, space-separated (salespulse/core/kpi/redis_layout.py STORE_FAMILIES),
 -- ARGV[5..] the consumer groups whose watermarks the staging set must cover.
 -- Returns {0, group, partition, live offset, staged offset} when a live worker applied
 -- beyond what the staging set holds (nothing changed: the rebuild reads on and retries),

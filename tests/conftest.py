@@ -16,8 +16,8 @@ import hypothesis
 import pytest
 import redis.asyncio as aioredis
 
-from salespulse.embedded import LocalProcess, free_port, start_broker, start_redis
-from salespulse.settings import Settings
+from salespulse.app.embedded import LocalProcess, free_port, start_broker, start_redis
+from salespulse.core.settings import Settings
 
 # Property tests run by profile: "dev" (the default) keeps the inner loop quick, "ci" (CI
 # sets CI=true) runs at least as many examples as any property was ever given. Properties

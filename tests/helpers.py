@@ -13,11 +13,11 @@ import msgspec
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from metrics.pipeline import PipelineMetrics
-from salespulse.events import CrmEvent, ValidatedEvent, encode_event
-from salespulse.kpi_keys import KpiKeys
-from salespulse.settings import Settings
-from streams.topics import ensure_topics
+from salespulse.core.events import CrmEvent, ValidatedEvent, encode_event
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -13,8 +13,8 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from salespulse.events import CrmEvent
-from salespulse.tenants import TenantConfig, TenantDirectory, TenantsFile
+from salespulse.core.events import CrmEvent
+from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
 from tests.helpers import make_event
 
 TENANT = "office"

@@ -12,15 +12,15 @@ from datetime import datetime
 
 import msgspec
 
-from metrics.kpi_reader import Groups, drop_zeros, group_components
-from metrics.won_deals import client_components, prepare_won
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys, decode_field
-from salespulse.tenants import TenantDirectory
-from streams.buckets import BucketNamer, to_us, window_buckets
+from metrics.read.kpi_reader import Groups, drop_zeros, group_components
+from metrics.read.won_deals import client_components, prepare_won
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.buckets import BucketNamer, to_us, window_buckets
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.kpi.redis_layout import KpiKeys, decode_field
+from salespulse.core.tenants import TenantDirectory
 from streams.conversation_clock import ConversationState
 from streams.fold import States, decode_state, entity_ref, fold_batch
-from streams.kpi_catalogue import TOTAL_GROUP
 from streams.sla_fold import ConversationStates, fold_conversations
 
 KEYS = KpiKeys("mem:")

@@ -9,7 +9,7 @@
 It scrapes the given ``host:port`` targets (job ``target-N``, or the names given with a
 mapping) every second and evaluates rules every second, keeps its TSDB in the given
 directory, listens on a free loopback port, and is stopped (SIGTERM, then SIGKILL) on
-exit; it also dies with the test process (salespulse.embedded's death signal), so a
+exit; it also dies with the test process (salespulse.app.embedded's death signal), so a
 crashed run leaves no orphan. ``scripts/ensure-system-deps.sh`` installs the binary.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from salespulse.embedded import LocalProcess, free_port
+from salespulse.app.embedded import LocalProcess, free_port
 
 SCRAPE_INTERVAL = "1s"
 

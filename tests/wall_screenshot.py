@@ -20,8 +20,8 @@ from pathlib import Path
 import aiohttp
 from playwright.async_api import expect
 
-from salespulse.demo import TENANT, WALL_TOKEN, DemoOffice
-from salespulse.embedded import free_port
+from salespulse.app.demo import TENANT, WALL_TOKEN, DemoOffice
+from salespulse.app.embedded import free_port
 from tests.browser import chromium
 
 BACKFILL_EVENTS = 400

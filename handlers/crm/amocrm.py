@@ -32,7 +32,7 @@ from handlers.crm.common import (
     unsupported,
 )
 from handlers.crm.forms import FormDict, FormValue, items, text
-from salespulse.events import Channel, CrmEvent, StageKind
+from salespulse.core.events import Channel, CrmEvent, StageKind
 
 CRM: Final = "amocrm"
 _KIND_BY_STATUS: dict[str, StageKind] = {"142": "won", "143": "lost"}

@@ -24,7 +24,7 @@ from handlers.crm.common import (
     unsupported,
 )
 from handlers.crm.forms import FormDict, FormValue, text
-from salespulse.events import CrmEvent
+from salespulse.core.events import CrmEvent
 
 CRM: Final = "bitrix24"
 DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALMOVETOCATEGORY"})

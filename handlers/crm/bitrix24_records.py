@@ -25,7 +25,7 @@ from handlers.crm.common import (
     make_event,
     unsupported,
 )
-from salespulse.events import CrmEvent, StageKind
+from salespulse.core.events import CrmEvent, StageKind
 
 CRM = "bitrix24"
 _KIND_BY_SEMANTICS: dict[str, StageKind] = {

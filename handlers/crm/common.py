@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from salespulse.errors import InvalidEventError
-from salespulse.events import CrmEvent, semantic_problems
+from salespulse.core.errors import InvalidEventError
+from salespulse.core.events import CrmEvent, semantic_problems
 
 CrmName = Literal["bitrix24", "amocrm", "hubspot", "pipedrive"]
 EnrichedCrm = Literal["bitrix24", "hubspot"]

@@ -12,7 +12,7 @@ import re
 from typing import TypeAlias
 from urllib.parse import parse_qsl
 
-from salespulse.errors import InvalidEventError
+from salespulse.core.errors import InvalidEventError
 
 FormValue: TypeAlias = str | dict[str, "FormValue"] | list["FormValue"]
 FormDict: TypeAlias = dict[str, FormValue]

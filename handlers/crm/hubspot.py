@@ -32,8 +32,8 @@ from handlers.crm.common import (
     make_event,
     unsupported,
 )
-from salespulse.errors import InvalidEventError
-from salespulse.events import CrmEvent, StageKind
+from salespulse.core.errors import InvalidEventError
+from salespulse.core.events import CrmEvent, StageKind
 
 CRM: Final = "hubspot"
 MAX_SIGNATURE_AGE_MS: Final = 5 * 60 * 1000

@@ -32,8 +32,8 @@ from handlers.crm.common import (
     make_event,
     unsupported,
 )
-from salespulse.errors import InvalidEventError
-from salespulse.events import CrmEvent
+from salespulse.core.errors import InvalidEventError
+from salespulse.core.events import CrmEvent
 
 CRM: Final = "pipedrive"
 _V1_ACTIONS = {"added": "create", "updated": "change", "deleted": "delete"}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from handlers.crm.common import Context, CrmName, Naming
-from salespulse.tenants import (
+from salespulse.core.tenants import (
     AmoCrmSource,
     CrmSource,
     Secret,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import get_args
 
 from metrics.wall.frame import WallKey
-from salespulse.tenants import (
+from salespulse.core.tenants import (
     TenantDirectory,
     TenantsFileError,
     WallPanel,

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from metrics.kpi_reader import RawSums, group_components
-from metrics.kpi_view import MONEY
-from salespulse.business_hours import BusinessCalendar
-from salespulse.tenants import Target, TenantConfig
-from streams.kpi_catalogue import DIMENSIONS, RESPONSE_BUCKETS_S, TOTAL_GROUP
+from metrics.read.kpi_reader import RawSums, group_components
+from metrics.views.kpi_view import MONEY
+from salespulse.core.business_hours import BusinessCalendar
+from salespulse.core.kpi.catalogue import DIMENSIONS, RESPONSE_BUCKETS_S, TOTAL_GROUP
+from salespulse.core.tenants import Target, TenantConfig
 
 _TEAM = DIMENSIONS.index("team")
 _MANAGER = DIMENSIONS.index("manager")

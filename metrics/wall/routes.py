@@ -15,12 +15,12 @@ import msgspec
 import redis
 from aiohttp import web
 
-from metrics.kpi_reader import KpiReader
-from metrics.waiting import WaitingReader
+from metrics.read.kpi_reader import KpiReader
+from metrics.read.waiting import WaitingReader
 from metrics.wall.access import Denied, Grant, WallAccess
 from metrics.wall.hub import WallHub
 from metrics.wall.source import WallSource
-from salespulse.tenants import TenantDirectory
+from salespulse.core.tenants import TenantDirectory
 
 STATIC = Path(__file__).with_name("static")
 _ASSETS = {

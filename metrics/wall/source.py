@@ -16,10 +16,10 @@ from datetime import datetime
 
 import redis
 
-from metrics.kpi_reader import KpiReader, RawSums
-from metrics.waiting import WaitingReader
+from metrics.read.kpi_reader import KpiReader, RawSums
+from metrics.read.waiting import WaitingReader
 from metrics.wall.frame import Frame, WallKey, build_frame
-from salespulse.tenants import TenantDirectory
+from salespulse.core.tenants import TenantDirectory
 
 
 @dataclass

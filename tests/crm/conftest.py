@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
 from tests.crm.support import SECRET_ENV
 
 

@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from salespulse.tenants import TenantDirectory, TenantsFile
+from salespulse.core.tenants import TenantDirectory, TenantsFile
 
 PAYLOADS = Path(__file__).parent / "payloads"
 # The token in the bitrix24_*.form payloads (invented, as in CRM-WEBHOOKS.md).

@@ -11,7 +11,7 @@ import pytest
 from handlers.crm import amocrm
 from handlers.crm.common import Context, Naming, Normalised
 from handlers.crm.forms import parse_form
-from salespulse.errors import InvalidEventError
+from salespulse.core.errors import InvalidEventError
 from tests.crm.support import AMO_ACCOUNT, payload
 
 RECEIVED = datetime(2024, 9, 17, 13, 40, tzinfo=UTC)

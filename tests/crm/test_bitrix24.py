@@ -19,8 +19,8 @@ from handlers.crm.bitrix24_records import (
 )
 from handlers.crm.common import EnrichmentRequest, EntityState, Naming, epoch_ms
 from handlers.crm.forms import parse_form
-from salespulse.errors import InvalidEventError
-from salespulse.events import StageKind
+from salespulse.core.errors import InvalidEventError
+from salespulse.core.events import StageKind
 from tests.crm.support import B24_MEMBER, B24_TOKEN, payload, payload_json
 
 RECEIVED = datetime(2026, 3, 12, 13, 41, tzinfo=UTC)

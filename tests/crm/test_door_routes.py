@@ -8,9 +8,9 @@ import json
 import msgspec
 import pytest
 
-from salespulse.runtime import topic_specs
-from salespulse.settings import Settings
-from streams.topics import ensure_topics
+from salespulse.app.compose import topic_specs
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from tests.crm.support import payload
 from tests.crm.test_webhook_routes import (  # noqa: F401 - hooks is a fixture
     AMO_PATH,

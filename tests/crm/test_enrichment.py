@@ -19,16 +19,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from handlers.crm.common import EnrichmentRequest, EntityState, encode_request
+from handlers.enrichment.crm_rest.http import RetryPolicy
+from handlers.enrichment.crm_state import CrmStateStore
+from handlers.enrichment.stage import Enricher, EnrichmentOptions, build_enrichment_service
 from handlers.publisher import KafkaPublisher
 from handlers.webhooks import WebhookHandler, WebhookOptions
-from metrics.pipeline import PipelineMetrics
-from salespulse.events import CrmEvent, decode_event
-from salespulse.settings import Settings
-from salespulse.tenants import TenantDirectory
-from streams.crm_rest.http import RetryPolicy
-from streams.crm_state import CrmStateStore
-from streams.enrichment import Enricher, EnrichmentOptions, build_enrichment_service
-from streams.topics import ensure_topics
+from salespulse.core.events import CrmEvent, decode_event
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantDirectory
+from salespulse.core.topics import ensure_topics
 from tests.crm.support import (
     B24_MEMBER,
     HUBSPOT_PORTAL,

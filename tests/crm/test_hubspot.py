@@ -13,7 +13,7 @@ import pytest
 
 from handlers.crm import hubspot
 from handlers.crm.common import Context, EnrichmentRequest, EntityState, Naming
-from salespulse.errors import InvalidEventError
+from salespulse.core.errors import InvalidEventError
 from tests.crm.support import HUBSPOT_PORTAL, payload, payload_json
 
 SECRET = "hs-client-secret-1a2b3c"  # noqa: S105 - test data

@@ -10,7 +10,7 @@ import pytest
 
 from handlers.crm import pipedrive
 from handlers.crm.common import Context, Naming, Normalised
-from salespulse.errors import InvalidEventError
+from salespulse.core.errors import InvalidEventError
 from tests.crm.support import payload
 
 RECEIVED = datetime(2026, 5, 15, 18, 0, 5, tzinfo=UTC)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
-from streams.crm_rest.bitrix24 import Bitrix24Client
-from streams.crm_rest.http import (
+from handlers.enrichment.crm_rest.bitrix24 import Bitrix24Client
+from handlers.enrichment.crm_rest.http import (
     PermanentRestError,
     RateLimiter,
     RetryPolicy,
@@ -19,7 +19,7 @@ from streams.crm_rest.http import (
     TtlCache,
     with_retries,
 )
-from streams.crm_rest.hubspot import HubSpotClient
+from handlers.enrichment.crm_rest.hubspot import HubSpotClient
 from tests.crm.support import (
     RATE_LIMITED_B24,
     RATE_LIMITED_HUBSPOT,

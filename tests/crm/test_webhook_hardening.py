@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
 from handlers.webhooks import WebhookHandler, WebhookOptions
-from metrics.pipeline import PipelineMetrics
-from salespulse.settings import Settings
-from streams.topics import ensure_topics
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from tests.crm.support import B24_TOKEN, payload, payload_json, tenants
 from tests.crm.test_webhook_routes import (
     AMO_PATH,

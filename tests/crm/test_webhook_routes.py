@@ -20,12 +20,12 @@ from prometheus_client import CollectorRegistry
 from handlers.crm.common import decode_request
 from handlers.publisher import KafkaPublisher
 from handlers.webhooks import WebhookHandler, WebhookOptions
-from metrics.pipeline import PipelineMetrics
-from salespulse.embedded import free_port
-from salespulse.events import decode_event
-from salespulse.settings import Settings
-from salespulse.tenants import TenantsFileError
-from streams.topics import ensure_topics
+from salespulse.app.embedded import free_port
+from salespulse.core.events import decode_event
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantsFileError
+from salespulse.core.topics import ensure_topics
 from tests.crm.support import B24_MEMBER, B24_TOKEN, SECRET_ENV, payload, tenants
 from tests.helpers import metric_value, read_topic
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from salespulse.runtime import Role, build_runtime, topic_specs
-from salespulse.settings import Settings
-from salespulse.tenants import TenantsFileError
-from streams.enrichment import CrmEnrichmentService
+from handlers.enrichment.stage import CrmEnrichmentService
+from salespulse.app.compose import Role, build_runtime, topic_specs
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantsFileError
 
 TENANTS = """
 tenants:

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from salespulse.embedded import LocalProcess, free_port, wait_until
-from salespulse.errors import EmbeddedServiceError
+from salespulse.app.embedded import LocalProcess, free_port, wait_until
+from salespulse.core.errors import EmbeddedServiceError
 
 JsonObject = dict[str, Any]
 

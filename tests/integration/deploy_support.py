@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

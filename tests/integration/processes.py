@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
 
 
 def settings_env(settings: Settings, **overrides: object) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
 from tests.helpers import eventually
 from tests.integration.processes import salespulse_process
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from salespulse.embedded import wait_until
+from salespulse.app.embedded import wait_until
 from tests.integration.alertmanager_process import (
     Alertmanager,
     JsonObject,

@@ -14,13 +14,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
-from metrics.pipeline import PipelineMetrics
-from salespulse.embedded import free_port, start_broker
-from salespulse.events import CrmEvent
-from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_specs
-from salespulse.settings import Settings
+from salespulse.app.compose import build_kpi_consumer, build_sla_consumer, topic_specs
+from salespulse.app.embedded import free_port, start_broker
+from salespulse.core.events import CrmEvent
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from streams.kpi_consumer import KpiBatchConsumer
-from streams.topics import ensure_topics
 from tests.helpers import T0, eventually, make_event, metric_value, produce
 from tests.integration.test_kpi_worker import expected, stored
 

@@ -17,9 +17,9 @@ import jsonschema
 import pytest
 import yaml
 
-from salespulse.access import refuse_open_doors
 from salespulse.cli import build_parser
-from salespulse.tenants import TenantDirectory, load_tenants
+from salespulse.core.access import refuse_open_doors
+from salespulse.core.tenants import TenantDirectory, load_tenants
 from tests.integration.deploy_support import (
     DEPLOY,
     ROOT,

@@ -25,10 +25,10 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from salespulse.dashboards.panels import Json
-from salespulse.dashboards.render import BOARDS
-from salespulse.embedded import LocalProcess, free_port
-from salespulse.settings import Settings
+from salespulse.app.embedded import LocalProcess, free_port
+from salespulse.core.settings import Settings
+from salespulse.dev.dashboards.panels import Json
+from salespulse.dev.dashboards.render import BOARDS
 from tests import office_day
 from tests.integration.processes import salespulse_process
 from tests.prometheus_harness import Prometheus, Sample, finite, running_prometheus

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from salespulse.app.embedded import free_port
+from salespulse.app.health import Readiness
 from salespulse.cli import build_parser
-from salespulse.embedded import free_port
-from salespulse.health import Readiness
 from tests.integration.deploy_support import (
     ROOT,
     Stage,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from salespulse.embedded import start_redis
+from salespulse.app.embedded import start_redis
 
 pytestmark = pytest.mark.integration
 

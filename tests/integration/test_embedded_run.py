@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from salespulse.embedded import free_port
+from salespulse.app.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics.kpi_reader import Groups, KpiReader
-from salespulse.kpi_keys import KpiKeys
-from salespulse.settings import Settings
+from metrics.read.kpi_reader import Groups, KpiReader
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.settings import Settings
 from tests.helpers import T0, eventually, make_event, produce, wait_until_applied
 from tests.integration.processes import salespulse_process
 from tests.kpi_memory import MemoryStore

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from handlers.spool import ROOM_BYTES, DiskSpool
-from salespulse.embedded import free_port, start_broker
-from salespulse.health import Readiness
+from salespulse.app.embedded import free_port, start_broker
+from salespulse.app.health import Readiness
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration

@@ -25,12 +25,12 @@ from prometheus_client import Counter as PromCounter
 from handlers.http_ingest import IngestHandler
 from handlers.publisher import KafkaPublisher
 from handlers.redaction import redact
-from handlers.responses import DEAD_LETTER_PREFIX_BYTES
 from handlers.webhooks import WebhookHandler, WebhookOptions
-from metrics.pipeline import WEBHOOK_CRMS, PipelineMetrics
-from salespulse.runtime import topic_specs
-from salespulse.settings import Settings
-from streams.topics import ensure_topics
+from salespulse.app.compose import topic_specs
+from salespulse.core.json_responses import DEAD_LETTER_PREFIX_BYTES
+from salespulse.core.pipeline_metrics import WEBHOOK_CRMS, PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from tests.crm.support import SECRET_ENV, payload, tenants
 from tests.fuzz_cases import ROUTES, Case, CaseMaker, Route, sign
 from tests.helpers import read_topic

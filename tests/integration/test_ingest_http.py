@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry
 
 from handlers.http_ingest import IngestHandler
 from handlers.publisher import KafkaPublisher
-from metrics.pipeline import PipelineMetrics
-from salespulse.embedded import free_port
-from salespulse.events import decode_event
-from salespulse.replay import IngestUnauthorizedError, replay
-from salespulse.runtime import topic_specs
-from salespulse.settings import Settings
-from streams.topics import ensure_topics
+from salespulse.app.compose import topic_specs
+from salespulse.app.embedded import free_port
+from salespulse.core.events import decode_event
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
+from salespulse.dev.replay import IngestUnauthorizedError, replay
 from tests.helpers import metric_value, read_topic
 
 pytestmark = pytest.mark.integration
@@ -224,7 +224,7 @@ async def test_a_broker_that_is_down_gives_503_with_retry_after(settings):
 
 
 async def test_the_ingest_recovers_when_the_broker_comes_back(settings):
-    from salespulse.embedded import start_broker
+    from salespulse.app.embedded import start_broker
 
     port = free_port()
     client, _, publisher = await ingest_client(f"127.0.0.1:{port}", settings, timeout_s=1.0)

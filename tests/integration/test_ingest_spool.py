@@ -22,12 +22,12 @@ from prometheus_client import CollectorRegistry
 from handlers.http_ingest import IngestHandler
 from handlers.publisher import KafkaPublisher
 from handlers.spool import DiskSpool
-from metrics.pipeline import PipelineMetrics
-from salespulse.embedded import free_port, start_broker
-from salespulse.events import decode_event
-from salespulse.runtime import topic_specs
-from salespulse.settings import Settings
-from streams.topics import ensure_topics
+from salespulse.app.compose import topic_specs
+from salespulse.app.embedded import free_port, start_broker
+from salespulse.core.events import decode_event
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from tests.helpers import eventually, metric_value, read_topic
 from tests.integration.processes import salespulse_process
 

@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry
 
 from handlers.http_ingest import IngestHandler
 from handlers.publisher import KafkaPublisher
-from metrics.pipeline import PipelineMetrics
-from salespulse.events import decode_event
-from salespulse.runtime import topic_specs
-from salespulse.settings import Settings
-from streams.topics import ensure_topics
+from salespulse.app.compose import topic_specs
+from salespulse.core.events import decode_event
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from tests.helpers import metric_value, read_topic
 from tests.integration.test_ingest_http import EVENT
 

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from handlers.crm.sources import CRMS, source_of
-from salespulse.access import refuse_open_doors
 from salespulse.cli import build_parser
-from salespulse.settings import Settings
-from salespulse.tenants import Secret, TenantDirectory, load_tenants
+from salespulse.core.access import refuse_open_doors
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import Secret, TenantDirectory, load_tenants
 from tests.integration.deploy_support import (
     DEPLOY,
     ROOT,

@@ -15,16 +15,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from metrics.kpi_api import kpi_routes
-from metrics.kpi_collector import KpiCollector
-from metrics.kpi_reader import KpiReader
-from metrics.read_access import ReadAccess
-from salespulse.access import TokenTable
-from salespulse.embedded import free_port
-from salespulse.events import CrmEvent, ValidatedEvent
-from salespulse.kpi_keys import KpiKeys
-from salespulse.settings import Settings
-from salespulse.tenants import TenantDirectory
+from metrics.api.kpis import kpi_routes
+from metrics.api.read_access import ReadAccess
+from metrics.collectors.kpi import KpiCollector
+from metrics.read.kpi_reader import KpiReader
+from salespulse.app.embedded import free_port
+from salespulse.core.access import TokenTable
+from salespulse.core.events import CrmEvent, ValidatedEvent
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantDirectory
 from streams.applier import KpiApplier
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore

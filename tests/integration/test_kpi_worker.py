@@ -13,17 +13,17 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
-from metrics.kpi_reader import KpiReader
-from metrics.pipeline import PipelineMetrics
-from salespulse.events import CrmEvent, decode_event
-from salespulse.kpi_keys import KpiKeys
-from salespulse.runtime import build_kpi_consumer, topic_specs
-from salespulse.settings import Settings
+from metrics.read.kpi_reader import KpiReader
+from salespulse.app.compose import build_kpi_consumer, topic_specs
+from salespulse.core.events import CrmEvent, decode_event
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from streams.applier import KpiApplier
-from streams.kpi_catalogue import TOTAL_GROUP
 from streams.kpi_consumer import KpiBatchConsumer, WatermarkStore
 from streams.redis_sink import RedisKpiSink
-from streams.topics import ensure_topics
 from tests.helpers import T0, eventually, make_event, metric_value, produce, read_topic
 from tests.kpi_memory import MemoryStore
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
 from tests.integration.processes import salespulse_process
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,12 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
-from metrics.pipeline import PipelineMetrics
-from salespulse.events import CrmEvent
-from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_specs
-from salespulse.settings import Settings
+from salespulse.app.compose import build_kpi_consumer, build_sla_consumer, topic_specs
+from salespulse.core.events import CrmEvent
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from streams.kpi_consumer import KpiBatchConsumer
-from streams.topics import ensure_topics
 from tests.helpers import eventually, make_event, metric_value, produce, read_topic
 from tests.integration.test_kpi_worker import expected, stored
 

@@ -30,15 +30,15 @@ from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
 from handlers.validation import parse_events
-from metrics.kpi_reader import KpiReader
-from metrics.pipeline import PipelineMetrics
-from salespulse.events import EARLIEST, MAX_AMOUNT, MAX_DURATION_S, CrmEvent, EventType
-from salespulse.kpi_keys import KpiKeys
-from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_specs
-from salespulse.settings import Settings
-from salespulse.tenants import TenantConfig, TenantDirectory, TenantsFile
+from metrics.read.kpi_reader import KpiReader
+from salespulse.app.compose import build_kpi_consumer, build_sla_consumer, topic_specs
+from salespulse.core.events import EARLIEST, MAX_AMOUNT, MAX_DURATION_S, CrmEvent, EventType
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
+from salespulse.core.topics import ensure_topics
 from streams.kpi_consumer import KpiBatchConsumer
-from streams.topics import ensure_topics
 from tests.helpers import eventually, metric_value, produce, read_topic
 from tests.kpi_memory import MemoryStore
 

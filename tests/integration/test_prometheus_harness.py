@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from salespulse.embedded import free_port
-from salespulse.errors import EmbeddedServiceError
+from salespulse.app.embedded import free_port
+from salespulse.core.errors import EmbeddedServiceError
 from tests.prometheus_harness import PrometheusError, Sample, finite, running_prometheus
 
 pytestmark = pytest.mark.integration

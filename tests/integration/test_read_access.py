@@ -15,17 +15,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from metrics.http import metrics_routes
-from metrics.kpi_api import kpi_routes
-from metrics.kpi_collector import KpiCollector
-from metrics.kpi_reader import KpiReader
-from metrics.read_access import ReadAccess
-from metrics.waiting_api import waiting_routes
-from salespulse.access import TokenTable
-from salespulse.embedded import start_redis
-from salespulse.kpi_keys import KpiKeys
-from salespulse.settings import Settings
-from salespulse.tenants import TenantDirectory
+from metrics.api.kpis import kpi_routes
+from metrics.api.read_access import ReadAccess
+from metrics.api.waiting import waiting_routes
+from metrics.collectors.kpi import KpiCollector
+from metrics.exposition import metrics_routes
+from metrics.read.kpi_reader import KpiReader
+from salespulse.app.embedded import start_redis
+from salespulse.core.access import TokenTable
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantDirectory
 from streams.applier import KpiApplier
 from streams.redis_sink import RedisKpiSink
 from tests.helpers import make_event

@@ -16,18 +16,18 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
-from metrics.kpi_reader import KpiReader
-from metrics.pipeline import PipelineMetrics
+from metrics.read.kpi_reader import KpiReader
+from salespulse.app.compose import build_kpi_consumer, build_sla_consumer, topic_specs
+from salespulse.app.embedded import free_port
 from salespulse.cli import main
-from salespulse.embedded import free_port
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys
-from salespulse.runtime import build_kpi_consumer, build_sla_consumer, topic_specs
-from salespulse.settings import Settings
-from streams.kpi_catalogue import TOTAL_GROUP
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.topics import ensure_topics
 from streams.kpi_consumer import KpiBatchConsumer
 from streams.rebuild import RebuildError, StoreRebuild
-from streams.topics import ensure_topics
 from tests.helpers import T0, eventually, make_event, metric_value, produce
 
 pytestmark = pytest.mark.integration

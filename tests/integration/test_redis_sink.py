@@ -9,15 +9,15 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from metrics.kpi_reader import KpiReader
-from salespulse.embedded import free_port
-from salespulse.errors import KpiStoreError
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys, encode_field
-from salespulse.settings import Settings
+from metrics.read.kpi_reader import KpiReader
+from salespulse.app.embedded import free_port
+from salespulse.core.errors import KpiStoreError
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.kpi.redis_layout import KpiKeys, encode_field
+from salespulse.core.settings import Settings
 from streams.applier import KpiApplier
 from streams.fold import BatchFold, States, fold_batch
-from streams.kpi_catalogue import TOTAL_GROUP
 from streams.redis_sink import RedisKpiSink
 from tests.helpers import T0, make_event
 from tests.histories import NOW, TENANT, TENANTS

@@ -12,8 +12,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from salespulse.datasets import maven_crm
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
+from salespulse.dev.datasets import maven_crm
 from tests.helpers import eventually, wait_until_applied
 from tests.integration.processes import salespulse_process
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from salespulse.kpi_keys import KpiKeys
-from salespulse.settings import Settings
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.settings import Settings
 from streams.applier import KpiApplier
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore

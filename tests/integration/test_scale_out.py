@@ -29,14 +29,14 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers.validation import parse_events
-from metrics.kpi_reader import Groups, KpiReader
-from salespulse.datasets import maven_crm
-from salespulse.embedded import free_port
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys
-from salespulse.settings import Settings
-from salespulse.tenants import TenantDirectory, load_tenants
-from streams.kpi_catalogue import DIMENSIONS, TOTAL_GROUP, WINDOWS
+from metrics.read.kpi_reader import Groups, KpiReader
+from salespulse.app.embedded import free_port
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import DIMENSIONS, TOTAL_GROUP, WINDOWS
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantDirectory, load_tenants
+from salespulse.dev.datasets import maven_crm
 from tests.helpers import eventually, produce
 from tests.integration.processes import salespulse_process
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
 from tests.helpers import eventually
 from tests.integration.processes import salespulse_process
 from tests.integration.test_alert_rules import alerting_rules, metric_names

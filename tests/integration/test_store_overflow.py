@@ -13,13 +13,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from metrics.kpi_reader import KpiReader
-from salespulse.errors import TotalOverflowError
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys
-from salespulse.settings import Settings
+from metrics.read.kpi_reader import KpiReader
+from salespulse.core.errors import TotalOverflowError
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.settings import Settings
 from streams.applier import KpiApplier
-from streams.kpi_catalogue import TOTAL_GROUP
 from streams.redis_sink import RedisKpiSink
 from tests.helpers import T0, make_event
 

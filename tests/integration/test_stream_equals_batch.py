@@ -25,16 +25,16 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
-from metrics.kpi_reader import KpiReader
-from metrics.pipeline import PipelineMetrics
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys
-from salespulse.runtime import build_kpi_consumer, topic_specs
-from salespulse.settings import Settings
-from salespulse.tenants import TenantDirectory, TenantsFile
-from streams.kpi_catalogue import DIMENSIONS, WINDOWS
+from metrics.read.kpi_reader import KpiReader
+from salespulse.app.compose import build_kpi_consumer, topic_specs
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import DIMENSIONS, WINDOWS
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.pipeline_metrics import PipelineMetrics
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantDirectory, TenantsFile
+from salespulse.core.topics import ensure_topics
 from streams.kpi_consumer import KpiBatchConsumer
-from streams.topics import ensure_topics
 from tests.helpers import eventually, metric_value, produce
 from tests.histories import CONFIG, NOW, histories
 from tests.oracle.batch import compute_components

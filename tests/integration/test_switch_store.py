@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from salespulse.kpi_keys import STORE_FAMILIES, KpiKeys
+from salespulse.core.kpi.redis_layout import STORE_FAMILIES, KpiKeys
 from streams.rebuild import _glob_escape, switch_script
 
 pytestmark = pytest.mark.integration

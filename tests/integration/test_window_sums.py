@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from metrics.kpi_reader import KpiReader, sum_buckets_script
-from salespulse.kpi_keys import KpiKeys, encode_field
-from salespulse.tenants import TenantDirectory, TenantsFile
-from streams.buckets import window_buckets
+from metrics.read.kpi_reader import KpiReader, sum_buckets_script
+from salespulse.core.kpi.buckets import window_buckets
+from salespulse.core.kpi.redis_layout import KpiKeys, encode_field
+from salespulse.core.tenants import TenantDirectory, TenantsFile
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
 from tests.integration.processes import salespulse_process
 
 TENANT = "wallco"

@@ -18,9 +18,8 @@ from fractions import Fraction
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from salespulse.events import CrmEvent
-from salespulse.tenants import Pipeline, TenantConfig
-from streams.kpi_catalogue import (
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import (
     DEFAULT_LATENESS_S,
     DIMENSIONS,
     DURATION_BUCKETS_S,
@@ -28,6 +27,7 @@ from streams.kpi_catalogue import (
     UNASSIGNED,
     WINDOWS,
 )
+from salespulse.core.tenants import Pipeline, TenantConfig
 
 __all__ = [
     "TOTAL",

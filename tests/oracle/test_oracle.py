@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from salespulse.events import CrmEvent
-from salespulse.tenants import TenantConfig
-from streams.kpi_catalogue import DIMENSIONS, WINDOWS
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import DIMENSIONS, WINDOWS
+from salespulse.core.tenants import TenantConfig
 from tests.oracle.batch import (
     TOTAL,
     Components,

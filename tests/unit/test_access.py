@@ -1,4 +1,4 @@
-"""Tenant and operator tokens (salespulse/access.py): who opens which tenant, and when a
+"""Tenant and operator tokens (salespulse/core/access.py): who opens which tenant, and when a
 process refuses to start with an open door beyond loopback."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from salespulse.access import (
+from salespulse.cli import main
+from salespulse.core.access import (
     ANY_TENANT,
     TokenTable,
     UnsafeExposureError,
@@ -18,10 +19,9 @@ from salespulse.access import (
     is_loopback,
     refuse_open_exposure,
 )
-from salespulse.cli import main
-from salespulse.errors import InvalidEventError
-from salespulse.settings import Settings
-from salespulse.tenants import TenantDirectory, TenantsFileError, load_tenants
+from salespulse.core.errors import InvalidEventError
+from salespulse.core.settings import Settings
+from salespulse.core.tenants import TenantDirectory, TenantsFileError, load_tenants
 
 OPERATOR = "operator-token-0123456789"
 ACME_READ = "acme-grafana-read-token"

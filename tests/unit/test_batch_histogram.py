@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from metrics.batch_histogram import BatchHistogram
+from salespulse.core.batch_histogram import BatchHistogram
 
 BOUNDS = (-1.0, 0.0, 0.005, 0.05, 0.1, 1.0, 10.0)
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from salespulse.business_hours import BusinessCalendar, BusinessHours, parse_range
+from salespulse.core.business_hours import BusinessCalendar, BusinessHours, parse_range
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MOSCOW = ZoneInfo("Europe/Moscow")

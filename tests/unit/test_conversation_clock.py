@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salespulse.business_hours import BusinessCalendar, BusinessHours
-from salespulse.events import CrmEvent
+from salespulse.core.business_hours import BusinessCalendar, BusinessHours
+from salespulse.core.events import CrmEvent
 from streams.conversation_clock import (
     INBOUND,
     REPLY,

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from salespulse.dashboards.__main__ import main
-from salespulse.dashboards.board import SCHEMA_VERSION
-from salespulse.dashboards.panels import Panel
-from salespulse.dashboards.render import BOARDS, rendered
+from salespulse.dev.dashboards.__main__ import main
+from salespulse.dev.dashboards.board import SCHEMA_VERSION
+from salespulse.dev.dashboards.panels import Panel
+from salespulse.dev.dashboards.render import BOARDS, rendered
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
@@ -155,7 +155,7 @@ def test_uids_are_unique_across_boards_and_linked_by_tag() -> None:
 
 
 def test_layout_wraps_a_panel_that_does_not_fit_and_refuses_one_wider_than_the_grid() -> None:
-    from salespulse.dashboards.board import dashboard
+    from salespulse.dev.dashboards.board import dashboard
 
     def panel(width: int) -> Panel:
         return Panel(width, 3, {"type": "stat", "title": f"w{width}"})

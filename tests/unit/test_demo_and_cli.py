@@ -10,11 +10,11 @@ import msgspec
 import pytest
 
 from handlers.validation import parse_events
+from salespulse.app.demo import DemoOffice
+from salespulse.app.launcher import DEMO_TENANTS as DEMO_TENANTS_FILE
 from salespulse.cli import main
-from salespulse.demo import DemoOffice
-from salespulse.launcher import DEMO_TENANTS as DEMO_TENANTS_FILE
-from salespulse.tenants import TenantDirectory, load_tenants
-from streams.kpi_catalogue import TOTAL_GROUP
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.tenants import TenantDirectory, load_tenants
 from tests.kpi_memory import MemoryStore
 
 

@@ -15,8 +15,8 @@ from handlers.crm import amocrm, pipedrive
 from handlers.crm.common import Context, Naming
 from handlers.crm.forms import parse_form
 from handlers.validation import parse_events
-from salespulse.errors import InvalidEventError
-from salespulse.events import EARLIEST, MAX_AMOUNT, CrmEvent, semantic_problems
+from salespulse.core.errors import InvalidEventError
+from salespulse.core.events import EARLIEST, MAX_AMOUNT, CrmEvent, semantic_problems
 from tests.crm.support import AMO_ACCOUNT, payload
 
 RECEIVED = datetime(2026, 12, 3, 10, 15, tzinfo=UTC)

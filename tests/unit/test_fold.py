@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from salespulse.events import CrmEvent
-from salespulse.tenants import TenantConfig, TenantDirectory, TenantsFile
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
 from streams.entities import DealState, deal_contributions, join_deal, money_units
 from streams.fold import event_components
-from streams.kpi_catalogue import TOTAL_GROUP
 from tests.helpers import T0, make_event
 from tests.kpi_memory import MemoryStore
 

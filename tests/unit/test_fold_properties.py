@@ -8,8 +8,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salespulse.events import CrmEvent
-from streams.kpi_catalogue import TOTAL_GROUP, WINDOWS
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import TOTAL_GROUP, WINDOWS
 from tests.histories import NOW, TENANT, TENANTS, histories
 from tests.kpi_memory import MemoryStore
 

@@ -12,7 +12,7 @@ from handlers.bounded_json import MAX_JSON_DEPTH, check_nesting, decode_json, ne
 from handlers.crm.common import ascii_int, from_any_time, from_iso
 from handlers.crm.forms import MAX_KEY_CHARS, FormError, parse_form
 from handlers.redaction import redact
-from salespulse.errors import InvalidEventError
+from salespulse.core.errors import InvalidEventError
 
 
 @pytest.mark.parametrize(

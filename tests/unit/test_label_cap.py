@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metrics.kpi_collector import OTHER, _cap
+from metrics.collectors.kpi import OTHER, _cap
 
 
 def test_the_most_active_keep_their_labels_and_the_rest_pool_into_other() -> None:

@@ -7,7 +7,7 @@ from aiokafka import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salespulse.events import CrmEvent
+from salespulse.core.events import CrmEvent
 from streams.poison import Item, apply_isolating
 from tests.helpers import make_event
 

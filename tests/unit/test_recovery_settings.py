@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from salespulse.runtime import topic_specs
-from salespulse.settings import Settings
+from salespulse.app.compose import topic_specs
+from salespulse.core.settings import Settings
 
 DAY_MS = 86_400_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from salespulse.settings import Settings
+from salespulse.core.settings import Settings
 
 
 def test_defaults_are_valid_and_above_the_lateness() -> None:

@@ -8,9 +8,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from metrics.pipeline import DEAD_LETTER_REASONS, REJECT_REASONS, PipelineMetrics
-from salespulse.kpi_keys import decode_field, encode_field
-from salespulse.settings import Settings
+from salespulse.core.kpi.redis_layout import decode_field, encode_field
+from salespulse.core.pipeline_metrics import DEAD_LETTER_REASONS, REJECT_REASONS, PipelineMetrics
+from salespulse.core.settings import Settings
 
 
 def test_defaults_leave_broker_and_redis_to_the_embedded_default() -> None:

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metrics.waiting import Wait, classify
-from salespulse.events import CrmEvent
-from salespulse.kpi_keys import KpiKeys, decode_field
-from salespulse.sla_policy import SlaConfig, SlaPolicy, SlaTarget, parse_duration
-from salespulse.tenants import TenantDirectory, TenantsFile, TenantsFileError, load_tenants
+from metrics.read.waiting import Wait, classify
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.redis_layout import KpiKeys, decode_field
+from salespulse.core.sla_policy import SlaConfig, SlaPolicy, SlaTarget, parse_duration
+from salespulse.core.tenants import TenantDirectory, TenantsFile, TenantsFileError, load_tenants
 from streams.conversation_clock import ConversationState
 from streams.sla_fold import (
     ConversationStates,

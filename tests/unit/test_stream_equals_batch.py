@@ -12,8 +12,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salespulse.events import CrmEvent
-from streams.kpi_catalogue import DIMENSIONS, WINDOWS
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import DIMENSIONS, WINDOWS
 from tests.histories import CONFIG, NOW, TENANT, TENANTS, histories
 from tests.kpi_memory import MemoryStore
 from tests.oracle.batch import compute_components

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from salespulse.tenants import TenantDirectory, TenantsFileError, load_tenants
+from salespulse.core.tenants import TenantDirectory, TenantsFileError, load_tenants
 
 GOOD = """
 tenants:

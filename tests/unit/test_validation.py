@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from handlers.validation import parse_events
-from salespulse.errors import InvalidEventError
+from salespulse.core.errors import InvalidEventError
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 CALL = {

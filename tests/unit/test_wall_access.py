@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from metrics.wall.access import Denied, Grant, WallAccess
-from salespulse.tenants import TenantDirectory, TenantsFileError, load_tenants
+from salespulse.core.tenants import TenantDirectory, TenantsFileError, load_tenants
 
 WALLS = """
 tenants:
@@ -157,8 +157,8 @@ def test_two_screens_with_one_token_or_a_missing_secret_fail_at_start(tmp_path):
 
 
 def test_the_demo_wall_token_matches_the_demo_tenants_file():
-    from salespulse.demo import WALL_TOKEN
-    from salespulse.launcher import DEMO_TENANTS
+    from salespulse.app.demo import WALL_TOKEN
+    from salespulse.app.launcher import DEMO_TENANTS
 
     access = WallAccess(TenantDirectory(load_tenants(DEMO_TENANTS)))
     grant = granted(access.grant({"tenant": "demo", "token": WALL_TOKEN}))

@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from metrics.kpi_reader import RawSums
+from metrics.read.kpi_reader import RawSums
 from metrics.wall.frame import Frame, WallKey, build_frame, day_progress, first_response
-from salespulse.kpi_keys import MONEY_SCALE
-from salespulse.tenants import TenantConfig
+from salespulse.core.kpi.redis_layout import MONEY_SCALE
+from salespulse.core.tenants import TenantConfig
 
 CONFIG = TenantConfig.model_validate(
     {

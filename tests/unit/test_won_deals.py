@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metrics.won_deals import WonRecord, prepare_won
-from streams.buckets import GRANULARITIES, BucketNamer, to_us
+from metrics.read.won_deals import WonRecord, prepare_won
+from salespulse.core.kpi.buckets import GRANULARITIES, BucketNamer, to_us
 
 # Around DST changes (and a month end) in zones whose change falls at midnight or 02:00.
 _AROUND = to_us(datetime(2026, 10, 25, 0, 0, tzinfo=UTC))

@@ -1,0 +1,135 @@
+"""Start a SalesPulse process: embedded broker/Redis when unconfigured, then the faust worker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import faust
+
+from handlers.spool import DiskSpool
+from salespulse.app.compose import Role, build_runtime
+from salespulse.app.demo import WALL_TOKEN, DemoTraffic
+from salespulse.app.embedded import free_port, start_broker, start_redis
+from salespulse.core.settings import Settings
+from salespulse.core.tuning import tune_gc
+
+logger = logging.getLogger(__name__)
+
+# faust/mode narrate every start, stop and rebalance step at INFO; the root logger stays at
+# WARNING for them and our own packages log at the configured level.
+_OUR_LOGGERS = ("salespulse", "handlers", "streams", "metrics")
+DEMO_TENANTS = Path(__file__).with_name("demo_tenants.yaml")
+
+
+def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False) -> int:
+    """Run until SIGINT/SIGTERM. ``roles=None`` means all three roles."""
+    chosen = [Role(r) for r in roles] if roles is not None else list(Role)
+    with contextlib.ExitStack() as stack:
+        updates: dict[str, object] = {}
+        embedded: list[str] = []
+        if settings.kafka_bootstrap is None or settings.redis_url is None:
+            workdir = Path(tempfile.mkdtemp(prefix="salespulse-embedded-"))
+            if settings.kafka_bootstrap is None:
+                broker = stack.enter_context(start_broker(workdir))
+                updates["kafka_bootstrap"] = f"127.0.0.1:{broker.port}"
+                embedded.append(f"broker (Tansu, in-memory) 127.0.0.1:{broker.port}")
+            if settings.redis_url is None:
+                # AOF under the data dir: with SALESPULSE_DATA_DIR set, KPIs survive a restart
+                # (the new in-memory broker's events count: streams/store_guard.py).
+                explicit = "data_dir" in settings.model_fields_set
+                aof_dir = (settings.data_dir if explicit else workdir / "data") / "redis"
+                redis_process = stack.enter_context(start_redis(workdir, aof_dir=aof_dir))
+                updates["redis_url"] = f"redis://127.0.0.1:{redis_process.port}/0"
+                embedded.append(f"redis-server 127.0.0.1:{redis_process.port} (AOF {aof_dir})")
+            if "http_port" not in settings.model_fields_set and _port_busy(settings.http_port):
+                updates["http_port"] = free_port()
+            if "data_dir" not in settings.model_fields_set:  # SALESPULSE_DATA_DIR wins
+                updates["data_dir"] = workdir / "data"
+        if demo and settings.tenants_file is None:
+            updates["tenants_file"] = DEMO_TENANTS
+        settings = settings.model_copy(update=updates)
+        (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
+        spool = None
+        if Role.INGEST in chosen and settings.spool_max_bytes > 0:
+            # Opened before anything starts, so that a busy directory is a one-line error.
+            spool = DiskSpool(settings.data_dir / "spool", settings.spool_max_bytes)
+            stack.callback(spool.close)
+        runtime = build_runtime(settings, chosen, spool=spool)
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        services = list(runtime.services)
+        if demo:
+            token = settings.ingest_token_value()
+            services.append(DemoTraffic(f"{base}/v1/events", token=token))
+
+        lines = ["", "SalesPulse is running."]
+        lines += [f"  embedded   {item}" for item in embedded]
+        if Role.INGEST in chosen:
+            lines.append(f"  ingest     POST {base}/v1/events")
+        if Role.EXPORTER in chosen:
+            tenant = "demo" if demo else "<tenant>"
+            lines.append(
+                f"  kpis       GET  {base}/v1/kpis?tenant={tenant}&window=today&by=manager"
+            )
+            lines.append(f"  waiting    GET  {base}/v1/waiting?tenant={tenant}")
+            token = WALL_TOKEN if demo else "<screen token>"
+            lines.append(f"  wall       GET  {base}/wall?tenant={tenant}&token={token}")
+        lines.append(f"  metrics    GET  {base}/metrics")
+        lines.append(f"  health     GET  {base}/healthz")
+        if demo:
+            lines.append("  demo       posting demo traffic for tenant 'demo'")
+        lines += ["Ctrl-C stops everything.", ""]
+
+        async def announce() -> None:
+            print("\n".join(lines), flush=True)  # noqa: T201 - the URLs are for the person
+
+        runtime.app.task(announce, on_leader=False)
+        worker = faust.Worker(
+            runtime.app,
+            *services,
+            loglevel=_faust_level(settings.log_level),
+            logging_config=logging_config(settings.log_level),
+            quiet=True,
+            redirect_stdouts=False,
+        )
+        # Faust's terminal spinner, when set, resets the root logger to DEBUG and its
+        # handler to WARNING at start: that handler then dropped our INFO lines.
+        worker.spinner = None
+        tune_gc()
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+    return 0
+
+
+def _faust_level(level: str) -> str:
+    return "DEBUG" if level == "DEBUG" else "WARNING"
+
+
+def logging_config(level: str) -> dict[str, object]:
+    """The dictConfig the faust worker applies at start, in place of its own.
+
+    Faust's own config gives its one handler the root's level (WARNING, to keep faust
+    quiet), and that handler dropped every INFO record of ours before it was written.
+    Here the handler filters nothing; levels are set per logger instead.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] "
+                                           "%(name)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"level": _faust_level(level), "handlers": ["stderr"]},
+        "loggers": {name: {"level": level} for name in _OUR_LOGGERS},
+    }  # fmt: skip
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
