@@ -1,0 +1,1 @@
+"""Prometheus collectors: read Redis at scrape time into an injected registry."""

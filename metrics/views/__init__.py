@@ -1,0 +1,1 @@
+"""Derived values (ratios, averages, percentiles) presented from the parts read from Redis."""

@@ -1,0 +1,1 @@
+"""`salespulse bench`: the throughput and latency table, SalesPulse against naive faust."""
