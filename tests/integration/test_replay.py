@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 # A public-domain slice carried in the repo (tests/data/maven_crm/README.md says which).
 MAVEN = Path(__file__).resolve().parents[1] / "data" / "maven_crm"
-DEMO_TENANTS = Path(__file__).resolve().parents[2] / "salespulse" / "demo_tenants.yaml"
+DEMO_TENANTS = Path(__file__).resolve().parents[2] / "salespulse" / "app" / "demo_tenants.yaml"
 
 
 def replay(path: Path, base: str) -> subprocess.CompletedProcess[str]:
