@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 # A public-domain slice carried in the repo (tests/data/maven_crm/README.md says which).
 MAVEN = ROOT / "tests" / "data" / "maven_crm"
-DEMO_TENANTS = ROOT / "salespulse" / "demo_tenants.yaml"
+DEMO_TENANTS = ROOT / "salespulse" / "app" / "demo_tenants.yaml"
 TENANT = "maven"
 # The history ends on 2017-12-31: read at its last evening, every window holds something.
 AT = datetime(2017, 12, 31, 18, tzinfo=UTC)
