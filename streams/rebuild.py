@@ -317,7 +317,7 @@ class StoreRebuild:
         await self._sla.commit(await self._sla.prepare([]), offsets)
 
     def _countable(self, record: ConsumerRecord) -> CrmEvent | None:
-        """The live consumers' filter (streams/kpi_consumer.py), without dead-lettering again."""
+        """The live consumers' filter (streams/store_stage.py), without dead-lettering again."""
         if record.value is None:
             return None
         try:

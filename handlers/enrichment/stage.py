@@ -15,17 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import msgspec
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
-from mode import Service
+from aiokafka import ConsumerRecord
 
 from handlers.crm import bitrix24_records, hubspot
 from handlers.crm.common import Context, EnrichmentRequest, EntityState, code, decode_request
@@ -40,18 +38,17 @@ from handlers.enrichment.crm_rest.http import (
 )
 from handlers.enrichment.crm_rest.hubspot import HubSpotClient
 from handlers.enrichment.crm_state import CrmStateStore
-from salespulse.core.errors import BrokerUnavailableError, InvalidEventError, KpiStoreError
+from salespulse.core.batch_stage import Batch, BatchStage, Commits
+from salespulse.core.errors import InvalidEventError
 from salespulse.core.events import CrmEvent
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.publishing import EventPublisher
+from salespulse.core.retry import retry
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import Bitrix24Source, HubSpotSource, TenantDirectory, TenantsFileError
-from salespulse.core.topics import group_consumer_options
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-_STORE_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 _DAY_S = 86_400
 
 
@@ -131,7 +128,7 @@ class Enricher:
             reason, problem = "unsupported_record", "; ".join(str(p) for p in exc.problems)
         else:
             if events:
-                await _patiently(
+                await retry(
                     "publish enriched events", lambda: self._publisher.publish_events(events)
                 )
             for write in writes:
@@ -227,13 +224,13 @@ class Enricher:
         return events, _writes(request, new)
 
     async def _store(self, tenant: str, write: StateWrite) -> None:
-        await _patiently(
+        await retry(
             "store CRM state",
             lambda: self._state.put(tenant, write.crm, write.entity, write.entity_id, write.state),
         )
 
     async def _get_state(self, request: EnrichmentRequest) -> EntityState | None:
-        return await _patiently(
+        return await retry(
             "read CRM state",
             lambda: self._state.get(request.tenant, request.crm, request.entity, request.entity_id),
         )
@@ -242,7 +239,7 @@ class Enricher:
         self, raw: bytes, key: bytes | None, origin: str, reason: str, problem: str
     ) -> None:
         problems: list[dict[str, object]] = [{"problem": problem}]
-        await _patiently(
+        await retry(
             "dead-letter an enrichment request",
             lambda: self._publisher.publish_dead_letter(
                 raw, reason=reason, problems=problems, origin=origin, key=key
@@ -257,26 +254,17 @@ def _writes(request: EnrichmentRequest, state: EntityState | None) -> list[State
     return [StateWrite(request.crm, request.entity, request.entity_id, state)]
 
 
-async def _patiently(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Broker and Redis outages are waited out: the batch waits, never skips."""
-    failures = 0
-    while True:
-        try:
-            return await attempt()
-        except (KpiStoreError, BrokerUnavailableError) as exc:
-            delay = _STORE_BACKOFF_S[min(failures, len(_STORE_BACKOFF_S) - 1)]
-            failures += 1
-            logger.warning(
-                "%s failed (attempt %d), retrying in %.1fs: %s", what, failures, delay, exc
-            )
-            await asyncio.sleep(delay)
+# records of one portal (the raw record's key), in order
+ByPortal = dict[bytes | None, list[ConsumerRecord]]
 
 
-Batch = dict[TopicPartition, list[ConsumerRecord]]
+class CrmEnrichmentService(BatchStage[tuple[ByPortal, Commits]]):
+    """Consumes the raw topic in batches until stopped; commits after each batch.
 
+    On the batch runtime (salespulse/core/batch_stage.py), one batch at a time: a stop
+    lets the batch in hand finish and commit before the consumer leaves the group."""
 
-class CrmEnrichmentService(Service):
-    """Consumes the raw topic in batches until stopped; commits after each batch."""
+    stage_name = "enrichment"
 
     def __init__(
         self,
@@ -289,58 +277,48 @@ class CrmEnrichmentService(Service):
         max_records: int = 20,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self._topic = topic
-        self._build_enricher = build_enricher
-        self._max_records = max_records
-        self._consumer_options: dict[str, Any] = {
-            **group_consumer_options(bootstrap, group, session_timeout_s),
+        super().__init__(
+            bootstrap=bootstrap,
+            topic=topic,
+            group=group,
+            session_timeout_s=session_timeout_s,
+            max_records=max_records,
+            timeout_ms=200,
             # A batch waits for REST calls (paced, retried): allow it minutes, not seconds.
-            "max_poll_interval_ms": 15 * 60 * 1000,
-        }
-        self._kafka: AIOKafkaConsumer | None = None
+            consumer_options={"max_poll_interval_ms": 15 * 60 * 1000},
+            **kwargs,
+        )
+        self._build_enricher = build_enricher
         self._session: aiohttp.ClientSession | None = None
         self.enricher: Enricher | None = None
-        self.batches = 0
 
     async def on_start(self) -> None:
-        # aiohttp and aiokafka objects bind to the running loop: made here, not in __init__.
+        # aiohttp objects bind to the running loop: made here, not in __init__.
         self._session = aiohttp.ClientSession()
         self.enricher = self._build_enricher(self._session)
-        self._kafka = AIOKafkaConsumer(**self._consumer_options)
-        self._kafka.subscribe([self._topic])
-        self.add_future(self._consume_forever())
+        await super().on_start()
 
     async def on_stop(self) -> None:
-        if self._kafka is not None:
-            await self._kafka.stop()
+        await super().on_stop()  # the batch in hand still needs the session
         if self._session is not None:
             await self._session.close()
 
-    async def _consume_forever(self) -> None:
-        assert self._kafka is not None  # narrowing: on_start made it
-        await self._kafka.start()
-        while not self.should_stop:
-            try:
-                batch: Batch = await self._kafka.getmany(
-                    timeout_ms=200, max_records=self._max_records
-                )
-            except KafkaError as exc:
-                logger.warning("raw fetch failed, retrying: %r", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if batch:
-                await self.process(batch)
-
-    async def process(self, batch: Batch) -> None:
-        """Portals in parallel, each portal's records in order; then commit."""
-        assert self.enricher is not None
-        assert self._kafka is not None
-        enricher = self.enricher
-        by_portal: dict[bytes | None, list[ConsumerRecord]] = {}
+    async def prepare(self, batch: Batch) -> tuple[ByPortal, Commits]:
+        by_portal: ByPortal = {}
         for records in batch.values():
             for record in records:
                 by_portal.setdefault(record.key, []).append(record)
+        commits = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        return by_portal, commits
+
+    async def write(self, ready: tuple[ByPortal, Commits]) -> Commits:
+        """Portals in parallel, each portal's records in order; then commit.
+
+        Safe to commit even if that fails: the next owner repeats these requests and
+        derives the same event ids."""
+        assert self.enricher is not None  # narrowing: on_start made it
+        enricher = self.enricher
+        by_portal, commits = ready
 
         async def run(records: list[ConsumerRecord]) -> None:
             for record in records:
@@ -348,13 +326,7 @@ class CrmEnrichmentService(Service):
                 await enricher.handle(record.value, key=record.key, origin=origin)
 
         await asyncio.gather(*(run(records) for records in by_portal.values()))
-        commits = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-        self.batches += 1
-        try:
-            await self._kafka.commit(commits)
-        except KafkaError as exc:
-            # Safe: the next owner repeats these requests and derives the same event ids.
-            logger.warning("raw offset commit failed after producing: %r", exc)
+        return commits
 
 
 def build_enrichment_service(

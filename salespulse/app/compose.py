@@ -10,7 +10,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import redis
@@ -43,10 +43,12 @@ from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantDirectory
 from salespulse.core.topics import TopicSpec, ensure_topics
 from streams.applier import KpiApplier
-from streams.kpi_consumer import BatchApplier, KpiBatchConsumer, Stage, WatermarkStore
+from streams.kpi_stage import KpiStage
 from streams.redis_sink import RedisKpiSink
+from streams.sla_stage import SlaStage
 from streams.sla_store import SlaApplier, SlaStore
 from streams.store_guard import StoreGuard
+from streams.store_stage import BatchApplier, WatermarkStore
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ DLQ_PARTITIONS = 1
 # 1 MB record limit. The dead-letter topic is created to take it (see KafkaPublisher).
 DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 _DAY_S = 86_400
+# the two stages over crm.events, built alike
+S = TypeVar("S", KpiStage, SlaStage)
 
 
 class Role(enum.StrEnum):
@@ -92,8 +96,8 @@ class Runtime:
     services: list[Service]
     registry: CollectorRegistry
     metrics: PipelineMetrics
-    consumer: KpiBatchConsumer[Any] | None = None
-    sla_consumer: KpiBatchConsumer[Any] | None = None
+    consumer: KpiStage | None = None
+    sla_consumer: SlaStage | None = None
     routes: list[web.RouteDef] = field(default_factory=list)
 
 
@@ -255,7 +259,7 @@ def build_kpi_consumer(
     redis_client: aioredis.Redis,
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
-) -> KpiBatchConsumer[Any]:
+) -> KpiStage:
     """The KPI worker's consumer with its Redis sink, as every process role builds it."""
     keys = KpiKeys(settings.redis_key_prefix)
     sink = RedisKpiSink(
@@ -269,7 +273,7 @@ def build_kpi_consumer(
     applier = KpiApplier(sink, tenants, keys, cache_bytes=settings.entity_cache_bytes)
     group = settings.consumer_group
     guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
-    return _batch_consumer(settings, "kpi", group, sink, applier, dead_letters, metrics, guard)
+    return _store_stage(KpiStage, settings, group, sink, applier, dead_letters, metrics, guard)
 
 
 def build_sla_consumer(
@@ -278,7 +282,7 @@ def build_sla_consumer(
     redis_client: aioredis.Redis,
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
-) -> KpiBatchConsumer[Any]:
+) -> SlaStage:
     """The conversation clock's consumer: its own group over the same topic, so response
     times and waiting clients neither slow the KPI fold nor wait for it."""
     keys = KpiKeys(settings.redis_key_prefix)
@@ -298,22 +302,22 @@ def build_sla_consumer(
         on_waits_expired=metrics.sla_waits_expired.inc,
     )
     guard = StoreGuard(redis_client, keys, group=group, stage="sla", metrics=metrics)
-    return _batch_consumer(settings, "sla", group, store, applier, dead_letters, metrics, guard)
+    return _store_stage(SlaStage, settings, group, store, applier, dead_letters, metrics, guard)
 
 
-def _batch_consumer(
+def _store_stage(
+    stage: type[S],
     settings: Settings,
-    stage: Stage,
     group: str,
     store: WatermarkStore,
     applier: BatchApplier[Any],
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
     guard: StoreGuard,
-) -> KpiBatchConsumer[Any]:
+) -> S:
     if settings.kafka_bootstrap is None:
-        raise ValueError(f"the {stage} consumer needs kafka_bootstrap set")
-    return KpiBatchConsumer(
+        raise ValueError(f"the {stage.stage_name} consumer needs kafka_bootstrap set")
+    return stage(
         bootstrap=settings.kafka_bootstrap,
         topic=settings.events_topic,
         group=group,
@@ -325,6 +329,5 @@ def _batch_consumer(
         max_records=settings.batch_max_records,
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
-        stage=stage,
         guard=guard,
     )

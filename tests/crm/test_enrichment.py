@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from handlers.crm.common import EnrichmentRequest, EntityState, encode_request
@@ -42,7 +43,7 @@ from tests.crm.support import (
     payload_json,
     tenants,
 )
-from tests.helpers import eventually, metric_value, read_topic
+from tests.helpers import eventually, metric_value, read_topic, topic_ends
 
 pytestmark = pytest.mark.integration
 
@@ -394,3 +395,67 @@ async def test_webhooks_through_the_raw_topic_to_canonical_events(
         await service.stop()
         await client.close()
         await publisher.stop()
+
+
+async def test_a_batch_being_enriched_when_the_stage_stops_is_finished_and_committed(
+    crm_settings: Settings,
+    bootstrap: str,
+    redis_client: aioredis.Redis,
+    secrets_env: None,
+    fakes: tuple[FakeBitrix24, FakeHubSpot],
+) -> None:
+    """A stop waits for the batch in hand and commits it while still in the group: the
+    next owner does not enrich it again (stopping the Kafka consumer first made that
+    last commit fail, and the batch was redone after every restart)."""
+    bitrix, hubspot = fakes
+    settings = crm_settings.model_copy(update={"enrichment_http_timeout_s": 5.0})
+    await ensure_topics(
+        bootstrap, {settings.events_topic: 4, settings.raw_topic: 4, settings.dlq_topic: 1}
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.raw_topic, encode_request(b24()), key=b"acme:x")
+    finally:
+        await producer.stop()
+    # The CRM answers slowly: the stop arrives while the batch is being enriched.
+    deal = payload_json("bitrix24_rest_deal.json")["result"]
+    bitrix.then("crm.deal.get", Answer(body={"result": deal, "time": {}}, delay_s=1.0))
+    publisher = KafkaPublisher(
+        bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5.0
+    )
+    metrics = PipelineMetrics(CollectorRegistry())
+    service = build_enrichment_service(
+        settings, directory(hubspot), redis_client, publisher, metrics
+    )
+    try:
+        await service.start()
+
+        async def being_enriched() -> bool:
+            return bool(bitrix.calls_to("crm.deal.get"))
+
+        await eventually(being_enriched, 30, "the raw request's REST call")
+        await service.stop()
+    finally:
+        await service.stop()
+        await publisher.stop()
+    assert service.batches == 1
+    ends = await topic_ends(bootstrap, settings.raw_topic)
+    assert await committed_offsets(bootstrap, settings.enrichment_group, ends) == ends
+
+
+async def committed_offsets(bootstrap: str, group: str, ends: dict[str, int]) -> dict[str, int]:
+    """``topic:partition`` → the group's committed offset (0: none), read from the broker."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        committed: dict[str, int] = {}
+        for name in ends:
+            topic, partition = name.rsplit(":", 1)
+            offset = await consumer.committed(TopicPartition(topic, int(partition)))
+            committed[name] = offset or 0
+    finally:
+        await consumer.stop()
+    return committed

@@ -20,13 +20,13 @@ from salespulse.core.events import CrmEvent
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.topics import ensure_topics
-from streams.kpi_consumer import KpiBatchConsumer
+from streams.store_stage import StoreStage
 from tests.helpers import T0, eventually, make_event, metric_value, produce
 from tests.integration.test_kpi_worker import expected, stored
 
 pytestmark = pytest.mark.integration
 
-Factory = Callable[[str], KpiBatchConsumer[Any]]
+Factory = Callable[[str], StoreStage[Any]]
 
 
 @pytest.fixture
@@ -38,9 +38,9 @@ async def workers(
         bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5
     )
     metrics = PipelineMetrics(CollectorRegistry())
-    started: list[KpiBatchConsumer[Any]] = []
+    started: list[StoreStage[Any]] = []
 
-    def factory(stage: str) -> KpiBatchConsumer[Any]:
+    def factory(stage: str) -> StoreStage[Any]:
         build = build_kpi_consumer if stage == "kpi" else build_sla_consumer
         consumer = build(settings, settings.tenant_directory(), redis_client, publisher, metrics)
         started.append(consumer)

@@ -22,14 +22,14 @@ from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.topics import ensure_topics
 from streams.applier import KpiApplier
-from streams.kpi_consumer import KpiBatchConsumer, WatermarkStore
 from streams.redis_sink import RedisKpiSink
+from streams.store_stage import StoreStage, WatermarkStore
 from tests.helpers import T0, eventually, make_event, metric_value, produce, read_topic
 from tests.kpi_memory import MemoryStore
 
 pytestmark = pytest.mark.integration
 
-ConsumerFactory = Callable[[], KpiBatchConsumer[Any]]
+ConsumerFactory = Callable[[], StoreStage[Any]]
 
 
 @pytest.fixture
@@ -41,9 +41,9 @@ async def consumers(
         bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5
     )
     metrics = PipelineMetrics(CollectorRegistry())
-    started: list[KpiBatchConsumer[Any]] = []
+    started: list[StoreStage[Any]] = []
 
-    def factory() -> KpiBatchConsumer[Any]:
+    def factory() -> StoreStage[Any]:
         consumer = build_kpi_consumer(
             settings, settings.tenant_directory(), redis_client, publisher, metrics
         )
@@ -186,7 +186,7 @@ class WatermarksReadAfterTheFirstFetch:
 
     def __init__(self, store: WatermarkStore) -> None:
         self._store = store
-        self.consumer: KpiBatchConsumer[Any] | None = None
+        self.consumer: StoreStage[Any] | None = None
 
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
         assert self.consumer is not None

@@ -19,13 +19,13 @@ from salespulse.core.events import CrmEvent
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.topics import ensure_topics
-from streams.kpi_consumer import KpiBatchConsumer
+from streams.store_stage import StoreStage
 from tests.helpers import eventually, make_event, metric_value, produce, read_topic
 from tests.integration.test_kpi_worker import expected, stored
 
 pytestmark = pytest.mark.integration
 
-Build = Callable[..., KpiBatchConsumer[Any]]
+Build = Callable[..., StoreStage[Any]]
 
 
 @pytest.fixture
@@ -37,16 +37,16 @@ def east(settings: Settings) -> Settings:
 @pytest.fixture
 async def worker(
     east: Settings, redis_client: aioredis.Redis, bootstrap: str
-) -> AsyncIterator[tuple[Callable[[Build], KpiBatchConsumer[Any]], PipelineMetrics]]:
+) -> AsyncIterator[tuple[Callable[[Build], StoreStage[Any]], PipelineMetrics]]:
     settings = east
     await ensure_topics(bootstrap, topic_specs(settings))
     publisher = KafkaPublisher(
         bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5
     )
     metrics = PipelineMetrics(CollectorRegistry())
-    started: list[KpiBatchConsumer[Any]] = []
+    started: list[StoreStage[Any]] = []
 
-    def start(build: Build) -> KpiBatchConsumer[Any]:
+    def start(build: Build) -> StoreStage[Any]:
         consumer = build(settings, settings.tenant_directory(), redis_client, publisher, metrics)
         started.append(consumer)
         return consumer

@@ -38,7 +38,7 @@ from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
 from salespulse.core.topics import ensure_topics
-from streams.kpi_consumer import KpiBatchConsumer
+from streams.store_stage import StoreStage
 from tests.helpers import eventually, metric_value, produce, read_topic
 from tests.kpi_memory import MemoryStore
 
@@ -118,8 +118,8 @@ def event_json(draw: st.DrawFn, number: int, tenant: str) -> dict[str, Any]:
 class Worker:
     settings: Settings
     reader: KpiReader
-    kpi: KpiBatchConsumer[Any]
-    sla: KpiBatchConsumer[Any]
+    kpi: StoreStage[Any]
+    sla: StoreStage[Any]
     kpi_metrics: PipelineMetrics
     sla_metrics: PipelineMetrics
     examples: itertools.count[int] = field(default_factory=itertools.count)

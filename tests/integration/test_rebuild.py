@@ -26,8 +26,8 @@ from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.topics import ensure_topics
-from streams.kpi_consumer import KpiBatchConsumer
 from streams.rebuild import RebuildError, StoreRebuild
+from streams.store_stage import StoreStage
 from tests.helpers import T0, eventually, make_event, metric_value, produce
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ async def stages(
         bootstrap, events_topic=settings.events_topic, dlq_topic=settings.dlq_topic, timeout_s=5
     )
     metrics = PipelineMetrics(CollectorRegistry())
-    started: list[KpiBatchConsumer[Any]] = []
+    started: list[StoreStage[Any]] = []
 
     async def start() -> None:
         tenants = settings.tenant_directory()

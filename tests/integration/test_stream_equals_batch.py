@@ -34,7 +34,7 @@ from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantDirectory, TenantsFile
 from salespulse.core.topics import ensure_topics
-from streams.kpi_consumer import KpiBatchConsumer
+from streams.store_stage import StoreStage
 from tests.helpers import eventually, metric_value, produce
 from tests.histories import CONFIG, NOW, histories
 from tests.oracle.batch import compute_components
@@ -52,7 +52,7 @@ class Pipeline:
     reader: KpiReader
     publisher: KafkaPublisher
     metrics: PipelineMetrics = field(default_factory=lambda: PipelineMetrics(CollectorRegistry()))
-    consumer: KpiBatchConsumer[Any] | None = None
+    consumer: StoreStage[Any] | None = None
     examples: itertools.count[int] = field(default_factory=itertools.count)
 
     async def restart(self) -> None:

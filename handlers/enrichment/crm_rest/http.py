@@ -9,7 +9,6 @@ RestError (SalesPulseError)
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,8 +17,7 @@ from typing import ClassVar, Generic, TypeVar
 import aiohttp
 
 from salespulse.core.errors import SalesPulseError
-
-logger = logging.getLogger(__name__)
+from salespulse.core.retry import retry
 
 # A stage missing from a cached dictionary refetches it, at most this often.
 MISSING_STAGE_REFRESH_S = 60.0
@@ -105,21 +103,15 @@ async def with_retries(
     policy: RetryPolicy,
     on_retry: Callable[[], None] = lambda: None,
 ) -> T:
-    """Retry TransientRestError with backoff; the last one propagates after max_attempts."""
-    failures = 0
-    while True:
-        try:
-            return await attempt()
-        except TransientRestError as exc:
-            failures += 1
-            if failures >= policy.max_attempts:
-                raise
-            delay = policy.delay(failures, exc.retry_after_s)
-            on_retry()
-            logger.warning(
-                "%s failed (attempt %d), retrying in %.2fs: %s", what, failures, delay, exc
-            )
-            await asyncio.sleep(delay)
+    """Retry TransientRestError (the retriable one) with backoff, honouring a Retry-After;
+    the last one propagates after max_attempts (salespulse/core/retry.py)."""
+
+    def delay(failures: int, exc: Exception) -> float:
+        return policy.delay(failures, getattr(exc, "retry_after_s", None))
+
+    return await retry(
+        what, attempt, backoff=delay, max_attempts=policy.max_attempts, on_retry=on_retry
+    )
 
 
 class TtlCache(Generic[K, V]):

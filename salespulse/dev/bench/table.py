@@ -2,7 +2,7 @@
 
 One run, one broker, one Redis, three paths over the same synthetic CRM events:
 
-(a) the product: ``KpiBatchConsumer`` built by ``salespulse.app.compose.build_kpi_consumer``;
+(a) the product: the ``KpiStage`` built by ``salespulse.app.compose.build_kpi_consumer``;
 (b) the naive faust design, per-event agent + Table (``salespulse.dev.bench.naive``);
 (c) the ceiling: aiokafka ``getmany`` + msgspec decode, nothing else.
 
@@ -65,7 +65,7 @@ TARGET_CATALOGUE_EVENTS_S = 60_000  # the full KPI catalogue's target (not reach
 TARGET_RATIO = 10.0
 TARGET_MIN_EVENTS = 200_000  # the backlog the targets are set for
 PATHS = (
-    "(a) SalesPulse KpiBatchConsumer",
+    "(a) SalesPulse KpiStage",
     "(b) naive faust agent + Table, per event",
     "(c) raw aiokafka getmany + msgspec",
 )
@@ -220,7 +220,7 @@ async def measure_raw(bootstrap: str, topic: str, events: int, partitions: int) 
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,  # as KpiBatchConsumer fetches
+        max_partition_fetch_bytes=4 * 1024 * 1024,  # as the KPI stage fetches
     )
     await consumer.start()
     try:
