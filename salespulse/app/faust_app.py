@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 from faust.app.base import BootStrategy
+from faust.web.base import BlueprintManager
 
 from salespulse.core.settings import Settings
 
@@ -39,4 +40,8 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
     # faust's producer and consumer would only make a start need the broker (an ingest
     # could not start during a Kafka outage, to spool) and join a group of their own.
     app.boot_strategy = BootStrategy(app, enable_kafka=False)
+    # faust mounts its own pages (/ status, /router/, /table/; /stats/ and /graph/ in debug)
+    # on the web server it starts: they would answer on the product's port beside our
+    # routes. An empty manager mounts none of them; our routes are added by compose.
+    app.web.blueprints = BlueprintManager()
     return app
