@@ -1,12 +1,26 @@
-"""The faust application factory. Building an app has no side effects beyond the object."""
+"""The faust application and worker factory: the one module that builds them.
+
+faust is the process framework (App, worker lifecycle, services, web server); the KPI hot
+path is a batch consumer beside it, not a faust agent. Why, with the measurement:
+docs/adr/0001-faust-as-process-framework-batch-consumer-hot-path.md.
+
+What faust would do here for nothing is switched off: it is imported without reading the
+command line or changing the environment (``faust_guard``), it takes no settings from the
+environment, and its own web pages do not answer on the product's port. Building an app
+has no side effects beyond the object.
+"""
 
 from __future__ import annotations
 
-import faust
-from faust.app.base import BootStrategy
-from faust.web.base import BlueprintManager
-
+from salespulse.app.faust_guard import hidden_from_faust
 from salespulse.core.settings import Settings
+
+with hidden_from_faust():
+    from faust.app.base import App, BootStrategy
+    from faust.web.base import BlueprintManager
+    from faust.web.drivers.aiohttp import Web as AiohttpWeb
+
+__all__ = ["AiohttpWeb", "App", "create_app", "faust_broker_url"]
 
 
 def faust_broker_url(bootstrap: str) -> str:
@@ -14,14 +28,18 @@ def faust_broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(",") if server)
 
 
-def create_app(settings: Settings, bootstrap: str) -> faust.App:
+def create_app(settings: Settings, bootstrap: str) -> App:
     """A faust App that owns the process: worker lifecycle, web server, timers.
 
     The KPI agent itself is a service started beside it (streams.kpi_consumer explains why).
     """
     session = settings.kafka_session_timeout_s
-    app = faust.App(
+    app = App(
         settings.app_id,
+        # faust would otherwise let variables such as WEB_PORT or BROKER_URL override what
+        # is given here (a Kubernetes service named "web" sets WEB_PORT=tcp://...): the
+        # SALESPULSE_* settings are the only source.
+        env={},
         broker=faust_broker_url(bootstrap),
         store="memory://",
         autodiscover=False,
