@@ -6,11 +6,13 @@ docs/adr/0001-faust-as-process-framework-batch-consumer-hot-path.md.
 
 What faust would do here for nothing is switched off: it is imported without reading the
 command line or changing the environment (``faust_guard``), it takes no settings from the
-environment, and its own web pages do not answer on the product's port. Building an app
-has no side effects beyond the object.
+environment, its own web pages do not answer on the product's port, and its worker leaves
+logging and the terminal alone. Building an app has no side effects beyond the object.
 """
 
 from __future__ import annotations
+
+from mode import Service
 
 from salespulse.app.faust_guard import hidden_from_faust
 from salespulse.core.settings import Settings
@@ -19,8 +21,9 @@ with hidden_from_faust():
     from faust.app.base import App, BootStrategy
     from faust.web.base import BlueprintManager
     from faust.web.drivers.aiohttp import Web as AiohttpWeb
+    from faust.worker import Worker
 
-__all__ = ["AiohttpWeb", "App", "create_app", "faust_broker_url"]
+__all__ = ["AiohttpWeb", "App", "create_app", "create_worker", "faust_broker_url"]
 
 
 def faust_broker_url(bootstrap: str) -> str:
@@ -63,3 +66,23 @@ def create_app(settings: Settings, bootstrap: str) -> App:
     # routes. An empty manager mounts none of them; our routes are added by compose.
     app.web.blueprints = BlueprintManager()
     return app
+
+
+def create_worker(app: App, services: list[Service]) -> Worker:
+    """The faust worker that runs ``app`` and ``services`` until SIGINT/SIGTERM.
+
+    It keeps the process's logging as configured (salespulse.core.logs), prints nothing of
+    its own to the terminal, and draws no spinner.
+    """
+    worker = Worker(
+        app,
+        *services,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    # faust creates its terminal spinner unconditionally (only its own logging setup would
+    # drop it): it draws frames on a TTY, and at start-up its finish() writes backspaces and
+    # a cursor escape code to stdout even when that is a file or a pipe.
+    worker.spinner = None
+    return worker
