@@ -93,6 +93,7 @@ def run_demo(tmp_path: Path, *, terminal: bool) -> str:
             if not interrupted and STARTED.encode() in output:
                 process.send_signal(signal.SIGINT)  # what Ctrl-C sends
                 interrupted = True
+                deadline = time.monotonic() + 60  # for the orderly stop, on its own
             elif not interrupted:
                 assert process.poll() is None, output.decode(errors="replace")[-3000:]
     finally:
