@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from handlers.spool import SpoolBusyError
 from salespulse.core.access import UnsafeExposureError
 from salespulse.core.errors import EmbeddedServiceError
+from salespulse.core.logs import configure_logging
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantsFileError
 from salespulse.core.tuning import tune_gc
@@ -117,9 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(_settings_problems(exc), file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     try:
         if args.command == "replay":
             token = settings.ingest_token_value()

@@ -9,25 +9,23 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import faust
-
 from handlers.spool import DiskSpool
 from salespulse.app.compose import Role, build_runtime
 from salespulse.app.demo import WALL_TOKEN, DemoTraffic
 from salespulse.app.embedded import free_port, start_broker, start_redis
+from salespulse.app.faust_app import create_worker
+from salespulse.core.logs import configure_logging
 from salespulse.core.settings import Settings
 from salespulse.core.tuning import tune_gc
 
 logger = logging.getLogger(__name__)
 
-# faust/mode narrate every start, stop and rebalance step at INFO; the root logger stays at
-# WARNING for them and our own packages log at the configured level.
-_OUR_LOGGERS = ("salespulse", "handlers", "streams", "metrics")
 DEMO_TENANTS = Path(__file__).with_name("demo_tenants.yaml")
 
 
 def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False) -> int:
     """Run until SIGINT/SIGTERM. ``roles=None`` means all three roles."""
+    configure_logging(settings.log_level)
     chosen = [Role(r) for r in roles] if roles is not None else list(Role)
     with contextlib.ExitStack() as stack:
         updates: dict[str, object] = {}
@@ -88,46 +86,13 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
             print("\n".join(lines), flush=True)  # noqa: T201 - the URLs are for the person
 
         runtime.app.task(announce, on_leader=False)
-        worker = faust.Worker(
-            runtime.app,
-            *services,
-            loglevel=_faust_level(settings.log_level),
-            logging_config=logging_config(settings.log_level),
-            quiet=True,
-            redirect_stdouts=False,
-        )
-        # Faust's terminal spinner, when set, resets the root logger to DEBUG and its
-        # handler to WARNING at start: that handler then dropped our INFO lines.
-        worker.spinner = None
+        worker = create_worker(runtime.app, services)
         tune_gc()
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
             return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
     return 0
-
-
-def _faust_level(level: str) -> str:
-    return "DEBUG" if level == "DEBUG" else "WARNING"
-
-
-def logging_config(level: str) -> dict[str, object]:
-    """The dictConfig the faust worker applies at start, in place of its own.
-
-    Faust's own config gives its one handler the root's level (WARNING, to keep faust
-    quiet), and that handler dropped every INFO record of ours before it was written.
-    Here the handler filters nothing; levels are set per logger instead.
-    """
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] "
-                                           "%(name)s: %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
-                                "stream": "ext://sys.stderr"}},
-        "root": {"level": _faust_level(level), "handlers": ["stderr"]},
-        "loggers": {name: {"level": level} for name in _OUR_LOGGERS},
-    }  # fmt: skip
 
 
 def _port_busy(port: int) -> bool:

@@ -5,10 +5,10 @@ streams/sla_stage.py) over ``crm.events``, and the CRM enrichment (handlers/enri
 stage.py) over ``crm.raw``. It lives in the kernel because the ingest side and the worker
 side both use it and may not import each other.
 
-Why aiokafka ``getmany`` rather than a faust agent over ``app.stream``: measured on this
-stack (design/STACK-NOTES.md) faust's per-event stream path costs ~120-250 µs per event,
-a ceiling of 4,000-8,300 events/s, while ``getmany`` + decode + fold + one Redis round
-trip per batch costs ~3 µs. Faust still owns the process (worker lifecycle, web server,
+Why aiokafka ``getmany`` rather than a faust agent over ``app.stream``: faust's per-event
+stream path with this catalogue runs ~1k events/s against tens of thousands for batch
+folding (docs/adr/0001-faust-as-process-framework-batch-consumer-hot-path.md has the
+measurement and how to repeat it). Faust still owns the process (worker lifecycle, web server,
 app factory); a stage is a service the faust Worker starts beside the app.
 
 At-least-once: a batch's offsets are committed only after the stage wrote it, so a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-# Measured with `make bench` (design/STACK-NOTES.md style): with CPython's default
+# Measured with `make bench`: with CPython's default
 # thresholds a full collection (~60 ms) ran every ~6 batches, ~2.5 µs per event; KPI
 # folding allocates many short-lived objects but creates no long-lived cycles.
 GC_THRESHOLDS = (50_000, 20, 100)
