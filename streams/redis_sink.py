@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from salespulse.core.errors import KpiStoreError, TotalOverflowError
-from salespulse.core.kpi.redis_layout import SEP, KpiKeys
+from salespulse.core.kpi.codecs import split_state, stage_member
+from salespulse.core.kpi.redis_layout import KpiKeys
 from streams.entities import DealState
 from streams.fold import BatchFold, States, decode_state
 
@@ -143,8 +144,8 @@ class RedisKpiSink:
         states: States = {}
         for key, held in zip(keys, replies, strict=True):
             if held is not None:
-                version, _, blob = held.partition(b":")
-                states[key] = (int(version), decode_state(refs[key], blob))
+                version, blob = split_state(held)
+                states[key] = (version, decode_state(refs[key], blob))
         return states
 
     async def apply(self, fold: BatchFold, offsets: dict[str, int]) -> ApplyOutcome:
@@ -199,7 +200,7 @@ class RedisKpiSink:
                 zsets.append(("r", keys.open_stage(tenant, before[0], before[1]), deal, 0))
             if after is not None:
                 zsets.append(("a", keys.open_stage(tenant, after[0], after[1]), deal, after[2]))
-                members.append((keys.open_keys(tenant), f"{after[0]}{SEP}{after[1]}"))
+                members.append((keys.open_keys(tenant), stage_member(after[0], after[1])))
         fields = [
             ("s" if record else "d", keys.won(tenant), deal, record.decode() if record else "")
             for tenant, deal, record in fold.won_changes

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.codecs import conversation_ref, encode_received_ms, split_state
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
 from streams.redis_sink import (
@@ -31,13 +32,7 @@ from streams.redis_sink import (
     read_watermarks,
     refused_overflow,
 )
-from streams.sla_fold import (
-    ConversationStates,
-    SlaFold,
-    conversation_ref,
-    decode_conversation,
-    fold_conversations,
-)
+from streams.sla_fold import ConversationStates, SlaFold, decode_conversation, fold_conversations
 
 _packer = msgspec.msgpack.Encoder()
 MAX_REFOLDS = 8
@@ -68,8 +63,8 @@ class SlaStore:
         states: ConversationStates = {}
         for key, held in zip(keys, replies, strict=True):
             if held is not None:
-                version, _, blob = held.partition(b":")
-                states[key] = (int(version), decode_conversation(blob))
+                version, blob = split_state(held)
+                states[key] = (version, decode_conversation(blob))
         return states
 
     async def apply(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
@@ -96,7 +91,7 @@ class SlaStore:
             ],
             "zsets": zsets,
             "fields": [
-                ("m", keys.last_received, tenant, str(ms))
+                ("m", keys.last_received, tenant, encode_received_ms(ms))
                 for tenant, ms in fold.last_received.items()
             ],
             "members": [(keys.tenants, tenant) for tenant in sorted(fold.last_received)],
