@@ -37,9 +37,9 @@ State = TypeVar("State", bound=msgspec.Struct)
 class StateCodec(Generic[State]):
     """The stored form of one kind of entity state.
 
-    The fold encodes the state (:meth:`encode`); apply_batch.lua frames it with the
-    version the write makes (as :func:`frame_state` does), once it found the version the
-    fold started from; the next batch loads it back (:meth:`load`).
+    The fold encodes the state (:meth:`encode`); the sink frames it with the version the
+    write makes (:func:`frame_state`) and apply_batch.lua stores it as is, once it found
+    the version the fold started from; the next batch loads it back (:meth:`load`).
     """
 
     def __init__(self, state_type: type[State]) -> None:

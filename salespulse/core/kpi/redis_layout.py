@@ -7,7 +7,9 @@ it (`events.Ident` forbids control characters). µs: microseconds since the epoc
 integers.
 
 Every batch of the KPI and the SLA stage lands in one call of `streams/apply_batch.lua`,
-atomically; a key that the script writes is written "through the script" below.
+atomically; a key that the script writes is written "through the script" below. The
+script touches only the keys its caller declares in KEYS (as Redis Cluster requires), so
+every key name is made here, in Python.
 
 ## The KPI store (derived from `crm.events`, replaced by `salespulse rebuild`)
 
