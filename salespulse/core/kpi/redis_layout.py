@@ -1,15 +1,16 @@
 """Every key SalesPulse keeps in Redis, under the deployment's prefix `{p}`
 (`SALESPULSE_REDIS_KEY_PREFIX`, default `sp:`), with its value format, its expiry, the
-module that writes it and the modules that read it. `KpiKeys` below builds every name;
-the values that one module writes and another reads go through the codecs of
+module that writes it and the modules that read it. `KpiKeys`
+(`salespulse/core/kpi/redis_layout.py`) builds every name but `crmstate:`'s; the values
+that one module writes and another reads go through the codecs of
 `salespulse/core/kpi/codecs.py`. `␟` is the unit separator `\\x1f` (`SEP`): no id can hold
 it (`events.Ident` forbids control characters). µs: microseconds since the epoch, as
 integers.
 
 Every batch of the KPI and the SLA stage lands in one call of `streams/apply_batch.lua`,
 atomically; a key that the script writes is written "through the script" below. The
-script touches only the keys its caller declares in KEYS (as Redis Cluster requires), so
-every key name is made here, in Python.
+script touches only the keys its caller declares in KEYS (as Redis Cluster requires): it
+builds no key name itself.
 
 ## The KPI store (derived from `crm.events`, replaced by `salespulse rebuild`)
 
