@@ -66,7 +66,7 @@ class BatchFold:
     open_moves: list[tuple[str, str, tuple[str, str, int] | None, tuple[str, str, int] | None]] = (
         field(default_factory=list)
     )
-    # (tenant, deal id, won record JSON or None when no longer won)
+    # (tenant, deal id, won record (codecs.encode_won) or None when no longer won)
     won_changes: list[tuple[str, str, bytes | None]] = field(default_factory=list)
     # (tenant, event day) → event ids, for the cross-batch dedupe set
     event_ids: dict[tuple[str, str], list[str]] = field(default_factory=dict)

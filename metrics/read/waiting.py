@@ -1,9 +1,10 @@
 """Clients waiting for a reply now, with their age and SLA state at this very instant.
 
-The waiting index (streams/sla_fold.py) holds each open wait scored by when it opened;
-nothing about "now" is stored. Age, business age and the state (ok → warning →
-breached) are computed here, at read time, so a breach shows the second it happens,
-before any reply exists, and the list is exact at any instant.
+The waiting index (written by streams/sla_fold.py, each member a codecs.WaitingMember)
+holds each open wait scored by when it opened; nothing about "now" is stored. Age,
+business age and the state (ok → warning → breached) are computed here, at read time, so
+a breach shows the second it happens, before any reply exists, and the list is exact at
+any instant.
 
 Ids only: conversation or client ids, manager and team ids. No names or texts exist here.
 """
