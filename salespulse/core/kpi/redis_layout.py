@@ -16,8 +16,9 @@ builds no key name itself.
 
 - `{p}tenants`: SET of tenant names that have KPIs.
   - TTL: none.
-  - writers: `streams/redis_sink.py` (tenants of the KPI events of a batch),
-    `streams/sla_store.py` (tenants of any event of a batch), through the script.
+  - writers: `streams/redis_sink.py` (tenants of the events a batch counts),
+    `streams/sla_store.py` (tenants of a batch's events that carry a receipt time),
+    through the script.
   - readers: `metrics/read/kpi_reader.py` (`tenants()`: the collectors and the API list).
 - `{p}kpi:{tenant}:{gran}:{bucket}`: HASH, the KPI sums of one time bucket.
   - value: field `codecs.encode_field`, a JSON array `[component, manager, team,
