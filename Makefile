@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help constraints run test lint format typecheck test-unit test-integration bench soak dashboards wall-screenshot clean
+.PHONY: help constraints run test lint format typecheck test-unit test-integration bench soak dashboards redis-layout-doc wall-screenshot clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ soak: $(VENV)/.installed-dev  ## ten minutes at a steady rate: memory per proces
 
 dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.json from salespulse/dev/dashboards
 	$(BIN)/python -m salespulse.dev.dashboards deploy/grafana/dashboards
+
+redis-layout-doc: $(VENV)/.installed-run  ## regenerate docs/redis-layout.md from salespulse/core/kpi/redis_layout.py
+	$(BIN)/python -m salespulse.dev.redis_layout_doc docs/redis-layout.md
 
 wall-screenshot: $(VENV)/.installed-dev  ## render the demo wall to docs/wall.png (headless Chromium)
 	scripts/ensure-system-deps.sh

@@ -1,13 +1,16 @@
 -- Apply one folded batch atomically: dedupe and version checks first, then every write.
+-- KEYS: every key the batch reads or writes, each once (streams/redis_sink.py ScriptKeys);
+-- the batch names a key by its position in KEYS, so the script builds no key itself.
 -- ARGV[1] is the whole batch as MessagePack (one argument: packing thousands of separate
--- arguments in redis-py cost more than the fold), a map of:
---   ttl      dedupe set TTL (s)            tenants  tenants set key
---   offsets  offsets hash key              seen     [[seen_key, [ids...]], ...]
---   entities [[key, expected_version, state JSON, ttl (s, 0 = keep)], ...] as "version:state"
---   hashes   [[key, ttl (0 = keep), {field = increment, ...}], ...]  (zeros skipped)
---   zsets    [['a'|'r', key, member, score], ...]
---   fields   [['s'|'d'|'m', key, field, value], ...]  (m: set when the number is larger)
---   members  [[key, member], ...]           marks    [["topic:partition", offset], ...]
+-- arguments in redis-py cost more than the fold), a map of (k: a position in KEYS):
+--   ttl      dedupe set TTL (s)            offsets  k of the offsets hash
+--   seen     [[k, [ids...]], ...]
+--   entities [[k, expected_version, stored value, ttl (s, 0 = keep)], ...]; the stored
+--            value is "version:state" at expected_version + 1 (core/kpi/codecs.py)
+--   hashes   [[k, ttl (0 = keep), {field = increment, ...}], ...]  (zeros skipped)
+--   zsets    [['a'|'r', k, member, score], ...]
+--   fields   [['s'|'d'|'m', k, field, value], ...]  (m: set when the number is larger)
+--   members  [[k, member], ...]             marks    [["topic:partition", offset], ...]
 -- Numbers stay below 2^53 (µs timestamps, 1/10,000 money units), exact in Lua's doubles;
 -- a larger increment comes as decimal text, which HINCRBY adds exactly in 64 bits.
 -- Returns {0, seen_key, id, ...} when ids were counted before, {2, key, ...} when an
@@ -21,7 +24,7 @@ local TOTAL_LIMIT = 9e18
 
 local dups = {}
 for _, group in ipairs(batch.seen) do
-  local key, ids = group[1], group[2]
+  local key, ids = KEYS[group[1]], group[2]
   for start = 1, #ids, CHUNK do
     local stop = math.min(start + CHUNK - 1, #ids)
     local flags = redis.call('SMISMEMBER', key, unpack(ids, start, stop))
@@ -41,9 +44,10 @@ end
 local conflicts = {}
 -- An entity is a string "version:state" (one MGET loads a batch's worth).
 for _, entity in ipairs(batch.entities) do
-  local held = redis.call('GET', entity[1])
+  local key = KEYS[entity[1]]
+  local held = redis.call('GET', key)
   local stored = held and tonumber(string.match(held, '^(%d+):')) or 0
-  if stored ~= entity[2] then conflicts[#conflicts + 1] = entity[1] end
+  if stored ~= entity[2] then conflicts[#conflicts + 1] = key end
 end
 if #conflicts > 0 then
   table.insert(conflicts, 1, 2)
@@ -51,40 +55,40 @@ if #conflicts > 0 then
 end
 
 for _, hash in ipairs(batch.hashes) do
+  local key = KEYS[hash[1]]
   local names, amounts = {}, {}
   for field, amount in pairs(hash[3]) do
     local number = tonumber(amount)
     if number ~= 0 then
-      if math.abs(number) >= TOTAL_LIMIT then return {3, hash[1], field} end
+      if math.abs(number) >= TOTAL_LIMIT then return {3, key, field} end
       names[#names + 1] = field
       amounts[#amounts + 1] = number
     end
   end
   for start = 1, #names, CHUNK do
     local stop = math.min(start + CHUNK - 1, #names)
-    local held = redis.call('HMGET', hash[1], unpack(names, start, stop))
+    local held = redis.call('HMGET', key, unpack(names, start, stop))
     for i, value in ipairs(held) do
       local total = (tonumber(value) or 0) + amounts[start + i - 1]
-      if math.abs(total) >= TOTAL_LIMIT then return {3, hash[1], names[start + i - 1]} end
+      if math.abs(total) >= TOTAL_LIMIT then return {3, key, names[start + i - 1]} end
     end
   end
 end
 
 for _, group in ipairs(batch.seen) do
-  local key, ids = group[1], group[2]
+  local key, ids = KEYS[group[1]], group[2]
   for start = 1, #ids, CHUNK do
     redis.call('SADD', key, unpack(ids, start, math.min(start + CHUNK - 1, #ids)))
   end
   redis.call('EXPIRE', key, batch.ttl)
 end
 for _, entity in ipairs(batch.entities) do
-  local value = string.format('%d:', entity[2] + 1) .. entity[3]
-  if (entity[4] or 0) > 0 then redis.call('SET', entity[1], value, 'EX', entity[4])
-  else redis.call('SET', entity[1], value) end
+  if (entity[4] or 0) > 0 then redis.call('SET', KEYS[entity[1]], entity[3], 'EX', entity[4])
+  else redis.call('SET', KEYS[entity[1]], entity[3]) end
 end
 
 for _, hash in ipairs(batch.hashes) do
-  local key = hash[1]
+  local key = KEYS[hash[1]]
   for field, amount in pairs(hash[3]) do
     if tonumber(amount) ~= 0 then redis.call('HINCRBY', key, field, amount) end
   end
@@ -92,24 +96,26 @@ for _, hash in ipairs(batch.hashes) do
 end
 
 for _, op in ipairs(batch.zsets) do
-  if op[1] == 'a' then redis.call('ZADD', op[2], op[4], op[3])
-  else redis.call('ZREM', op[2], op[3]) end
+  if op[1] == 'a' then redis.call('ZADD', KEYS[op[2]], op[4], op[3])
+  else redis.call('ZREM', KEYS[op[2]], op[3]) end
 end
 
 for _, op in ipairs(batch.fields) do
-  if op[1] == 's' then redis.call('HSET', op[2], op[3], op[4])
+  local key = KEYS[op[2]]
+  if op[1] == 's' then redis.call('HSET', key, op[3], op[4])
   elseif op[1] == 'm' then
-    local held = tonumber(redis.call('HGET', op[2], op[3]) or '0')
-    if tonumber(op[4]) > held then redis.call('HSET', op[2], op[3], op[4]) end
-  else redis.call('HDEL', op[2], op[3]) end
+    local held = tonumber(redis.call('HGET', key, op[3]) or '0')
+    if tonumber(op[4]) > held then redis.call('HSET', key, op[3], op[4]) end
+  else redis.call('HDEL', key, op[3]) end
 end
 
 for _, member in ipairs(batch.members) do
-  redis.call('SADD', member[1], member[2])
+  redis.call('SADD', KEYS[member[1]], member[2])
 end
 
+local offsets = KEYS[batch.offsets]
 for _, mark in ipairs(batch.marks) do
-  local current = tonumber(redis.call('HGET', batch.offsets, mark[1]) or '-1')
-  if mark[2] > current then redis.call('HSET', batch.offsets, mark[1], mark[2]) end
+  local current = tonumber(redis.call('HGET', offsets, mark[1]) or '-1')
+  if mark[2] > current then redis.call('HSET', offsets, mark[1], mark[2]) end
 end
 return {1}

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.codecs import WonDeal
 from salespulse.core.tenants import TenantConfig
 from streams.entities import (
     DealState,
@@ -78,7 +79,7 @@ class Derived(NamedTuple):
     contributions: Parts
     dims: Dims | None = None  # None only when there are no contributions
     open: tuple[str, str, int] | None = None
-    won: list[object] | None = None
+    won: WonDeal | None = None
 
 
 def derive(state: DealState | LeadState, config: TenantConfig) -> Derived:

@@ -52,12 +52,13 @@ import msgspec
 
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.buckets import from_us, to_us
+from salespulse.core.kpi.codecs import StateCodec
+from salespulse.core.kpi.redis_layout import SEP
 
 INBOUND: Final = 0  # sorts before REPLY at the same instant (see module docstring)
 REPLY: Final = 1
 Role = Literal[0, 1]
 WaitKind = Literal["first", "next"]
-SEP: Final = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
 _INBOUND_CHANNELS: Final = frozenset({"email", "chat"})
 
 # event_id → (µs, role, channel, manager, team, pipeline)
@@ -66,6 +67,10 @@ Mark = tuple[int, int, str | None, str | None, str | None, str | None]
 
 class ConversationState(msgspec.Struct, kw_only=True, array_like=True):
     marks: dict[str, Mark] = msgspec.field(default_factory=dict)
+
+
+# How a state is stored ({p}ent:{tenant}:conv:{ref}, salespulse/core/kpi/redis_layout.py).
+CONVERSATION_STATE = StateCodec(ConversationState)
 
 
 class OpenWait(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,6 +19,8 @@ import msgspec
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.buckets import to_us
 from salespulse.core.kpi.catalogue import DURATION_BUCKETS_S, NO_VALUE, UNASSIGNED
+from salespulse.core.kpi.codecs import StateCodec, WonDeal
+from salespulse.core.kpi.redis_layout import MONEY_SCALE, SEP
 from salespulse.core.tenants import Pipeline, TenantConfig
 
 Dims = tuple[str, str, str, str]  # manager, team, pipeline, source
@@ -28,7 +30,6 @@ Contribution = tuple[int, str, Dims, int]
 # they are summed by (instant, component) under one Dims: no 4-tuple in every key.
 Parts = dict[tuple[int, str], int]
 
-MONEY_SCALE = 10_000
 _UNIT = Decimal(1)
 _BOUNDS_US = [bound * 1_000_000 for bound in DURATION_BUCKETS_S]
 # Event field → the short key it is kept under in a state's `latest` (states are stored
@@ -38,7 +39,6 @@ CODE = {
     "manager_id": "m", "team": "t", "pipeline": "p", "source_channel": "s", "amount": "a",
     "cost": "k", "currency": "c", "client_id": "cl", "lead_id": "l", "lost_reason": "r",
 }  # fmt: skip
-SEP = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
 
 
 class DealState(msgspec.Struct, kw_only=True, array_like=True, gc=False):
@@ -57,6 +57,11 @@ class LeadState(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     # stage of a lead_stage_changed → its earliest µs
     stage_first: dict[str, int] = msgspec.field(default_factory=dict)
     latest: dict[str, tuple[int, str, str]] = msgspec.field(default_factory=dict)
+
+
+# How the states are stored ({p}ent:{tenant}:deal|lead:{id}, salespulse/core/kpi/redis_layout.py).
+DEAL_STATE = StateCodec(DealState)
+LEAD_STATE = StateCodec(LeadState)
 
 
 def money_units(amount: Decimal, currency: str | None, config: TenantConfig) -> int | None:
@@ -251,7 +256,7 @@ OpenMembership = tuple[str, str, int]
 
 def deal_facts(
     state: DealState, config: TenantConfig
-) -> tuple[Dims, Parts, OpenMembership | None, list[object] | None]:
+) -> tuple[Dims, Parts, OpenMembership | None, WonDeal | None]:
     """Dimensions, contributions, open membership and won record at once: derive needs
     them all for every touched deal, and they share the current kind, the dimensions, the
     amount. (The funnel's ``out[k] = out.get(k, 0) + n`` lines are inlined on purpose: they
@@ -261,14 +266,14 @@ def deal_facts(
     dims = _latest_dims(latest, config)
     current = state.current
     membership: OpenMembership | None = None
-    won: list[object] | None = None
+    won: WonDeal | None = None
     if current is not None:
         kind = current_kind(state, config)
         since = current[0]
         if kind == "won":
             units = _won(out, state, config, since)
             client, lead = latest.get("cl"), latest.get("l")
-            won = [since, units, client and client[2], lead and lead[2], *dims]
+            won = WonDeal(since, units, client and client[2], lead and lead[2], *dims)
         elif kind == "lost":
             reason = latest.get(CODE["lost_reason"])
             _add(out, since, "lost", 1)
@@ -431,6 +436,6 @@ def open_membership(state: DealState, config: TenantConfig) -> OpenMembership | 
     return deal_facts(state, config)[2]
 
 
-def won_record(state: DealState, config: TenantConfig) -> list[object] | None:
-    """What client KPIs need of a won deal: [won µs, amount units|None, client, lead, dims]."""
+def won_record(state: DealState, config: TenantConfig) -> WonDeal | None:
+    """What client KPIs need of a won deal (stored in {p}won:{tenant})."""
     return deal_facts(state, config)[3]

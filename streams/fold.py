@@ -10,8 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
-import msgspec
-
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.buckets import (
     GRANULARITIES,
@@ -23,12 +21,23 @@ from salespulse.core.kpi.buckets import (
     skip_level,
     to_us,
 )
-from salespulse.core.kpi.redis_layout import KpiKeys, encode_field
+from salespulse.core.kpi.codecs import encode_field, encode_won
+from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantConfig, TenantDirectory
 from streams.contributions import Derived as Derived
 from streams.contributions import derive
 from streams.contributions import event_components as event_components
-from streams.entities import DealState, Dims, LeadState, Parts, dims_of, join_deal, join_lead
+from streams.entities import (
+    DEAL_STATE,
+    LEAD_STATE,
+    DealState,
+    Dims,
+    LeadState,
+    Parts,
+    dims_of,
+    join_deal,
+    join_lead,
+)
 
 DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
 LEAD_TYPES = frozenset({"lead_created", "lead_stage_changed"})
@@ -37,15 +46,10 @@ Increments = dict[tuple[str, str, str], dict[str, int]]
 # entity key → (version, state); version 0 = not stored yet
 States = dict[str, tuple[int, DealState | LeadState]]
 
-# JSON text (it travels inside the MessagePack batch as a string: Redis's cmsgpack
-# cannot read binary), array-like structs so that a stored state carries no field names.
-_deal_decoder = msgspec.json.Decoder(DealState)
-_lead_decoder = msgspec.json.Decoder(LeadState)
-_state_encoder = msgspec.json.Encoder()
-
 
 def decode_state(kind: str, blob: bytes) -> DealState | LeadState:
-    return _lead_decoder.decode(blob) if kind == "lead" else _deal_decoder.decode(blob)
+    """A stored state's JSON (without its version) of an entity kind, "deal" or "lead"."""
+    return LEAD_STATE.decode(blob) if kind == "lead" else DEAL_STATE.decode(blob)
 
 
 @dataclass
@@ -62,7 +66,7 @@ class BatchFold:
     open_moves: list[tuple[str, str, tuple[str, str, int] | None, tuple[str, str, int] | None]] = (
         field(default_factory=list)
     )
-    # (tenant, deal id, won record JSON or None when no longer won)
+    # (tenant, deal id, won record (codecs.encode_won) or None when no longer won)
     won_changes: list[tuple[str, str, bytes | None]] = field(default_factory=list)
     # (tenant, event day) → event ids, for the cross-batch dedupe set
     event_ids: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -355,7 +359,8 @@ def _diff_entity(
     version, old = stored if stored is not None else (0, None)
     fold = batch.fold
     config = batch.config
-    fold.entity_writes[key] = (version, _state_encoder.encode(new))
+    blob = DEAL_STATE.encode(new) if isinstance(new, DealState) else LEAD_STATE.encode(new)
+    fold.entity_writes[key] = (version, blob)
     fold.new_states[key] = new
     if before is None and old is not None:
         before = derive(old, config)
@@ -378,7 +383,7 @@ def _diff_entity(
             fold.open_moves.append((batch.tenant, entity_id, old_open, after.open))
         old_won = before.won if before else None
         if old_won != after.won:
-            record = msgspec.json.encode(after.won) if after.won is not None else None
+            record = encode_won(after.won) if after.won is not None else None
             fold.won_changes.append((batch.tenant, entity_id, record))
 
 

@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from salespulse.core.errors import KpiStoreError, TotalOverflowError
-from salespulse.core.kpi.redis_layout import SEP, KpiKeys
+from salespulse.core.kpi.codecs import frame_state, split_state, stage_member
+from salespulse.core.kpi.redis_layout import KpiKeys
 from streams.entities import DealState
 from streams.fold import BatchFold, States, decode_state
 
@@ -68,6 +69,41 @@ def refused_overflow(reply: list[bytes]) -> TotalOverflowError | None:
 @cache
 def apply_script() -> str:
     return resources.files("streams").joinpath("apply_batch.lua").read_text(encoding="utf-8")
+
+
+class ScriptKeys:
+    """The KEYS of one apply_batch.lua call: every key the batch touches, once, named in
+    the batch by its position (1-based, as Lua counts). A script that declares its keys
+    is one Redis Cluster can route."""
+
+    __slots__ = ("_index", "names")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def at(self, key: str) -> int:
+        index = self._index.get(key)
+        if index is None:
+            self.names.append(key)
+            index = self._index[key] = len(self.names)
+        return index
+
+    def extend(self, unique: list[str]) -> int:
+        """Declares keys that the batch names once each (entity states, buckets, dedupe
+        sets: no lookup per key, they are most of a batch's keys); returns the position
+        of the first."""
+        first = len(self.names) + 1
+        self.names += unique
+        return first
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One apply_batch.lua call: its KEYS and the batch, one MessagePack argument."""
+
+    keys: list[str]
+    batch: bytes
 
 
 @dataclass(frozen=True)
@@ -143,15 +179,15 @@ class RedisKpiSink:
         states: States = {}
         for key, held in zip(keys, replies, strict=True):
             if held is not None:
-                version, _, blob = held.partition(b":")
-                states[key] = (int(version), decode_state(refs[key], blob))
+                version, blob = split_state(held)
+                states[key] = (version, decode_state(refs[key], blob))
         return states
 
     async def apply(self, fold: BatchFold, offsets: dict[str, int]) -> ApplyOutcome:
         """Apply the fold and advance the watermarks, unless the checks refuse it."""
-        packed, seen_owner = self.arguments(fold, offsets)
+        call, seen_owner = self.arguments(fold, offsets)
         try:
-            reply = await self._script(args=[packed])
+            reply = await self._script(keys=call.keys, args=[call.batch])
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the batch: {exc}") from exc
         if (overflow := refused_overflow(reply)) is not None:
@@ -178,48 +214,57 @@ class RedisKpiSink:
             return 0
         return self._entity_ttl_s
 
-    def arguments(self, fold: BatchFold, offsets: dict[str, int]) -> tuple[bytes, dict[str, str]]:
-        """The batch as one MessagePack argument (see apply_batch.lua for its layout)."""
+    def arguments(
+        self, fold: BatchFold, offsets: dict[str, int]
+    ) -> tuple[ScriptCall, dict[str, str]]:
+        """The script call (see apply_batch.lua for the batch's layout), and the tenant of
+        each dedupe set key (the script names a counted id by its set)."""
         keys = self._keys
+        slots = ScriptKeys()
+        at = slots.at
+        offsets_at = at(keys.offsets(self._group))
         owner: dict[str, str] = {}
-        seen = []
-        for (tenant, day), ids in fold.event_ids.items():
-            seen_key = keys.seen(tenant, day)
-            owner[seen_key] = tenant
-            seen.append((seen_key, ids))
+        for tenant, day in fold.event_ids:
+            owner[keys.seen(tenant, day)] = tenant
+        seen_at = slots.extend(list(owner))
+        seen = [(seen_at + i, ids) for i, ids in enumerate(fold.event_ids.values())]
+        writes = fold.entity_writes
+        entities_at = slots.extend(list(writes))
         # Redis's cmsgpack reads no binary type: every value goes as text (all are JSON).
         entities = [
-            (key, version, blob.decode(), self._entity_ttl(fold, key))
-            for key, (version, blob) in fold.entity_writes.items()
+            (entities_at + i, version, frame_state(version + 1, blob), self._entity_ttl(fold, key))
+            for i, (key, (version, blob)) in enumerate(writes.items())
         ]
-        zsets: list[tuple[str, str, str, int]] = []
-        members: list[tuple[str, str]] = []
+        zsets: list[tuple[str, int, str, int]] = []
+        members: list[tuple[int, str]] = []
         for tenant, deal, before, after in fold.open_moves:
             if before is not None:
-                zsets.append(("r", keys.open_stage(tenant, before[0], before[1]), deal, 0))
+                zsets.append(("r", at(keys.open_stage(tenant, before[0], before[1])), deal, 0))
             if after is not None:
-                zsets.append(("a", keys.open_stage(tenant, after[0], after[1]), deal, after[2]))
-                members.append((keys.open_keys(tenant), f"{after[0]}{SEP}{after[1]}"))
+                stage_key = at(keys.open_stage(tenant, after[0], after[1]))
+                zsets.append(("a", stage_key, deal, after[2]))
+                members.append((at(keys.open_keys(tenant)), stage_member(after[0], after[1])))
         fields = [
-            ("s" if record else "d", keys.won(tenant), deal, record.decode() if record else "")
+            ("s" if record else "d", at(keys.won(tenant)), deal, record.decode() if record else "")
             for tenant, deal, record in fold.won_changes
         ]
-        members += [(keys.tenants, tenant) for tenant in sorted({t for t, _ in fold.event_ids})]
+        tenants_at = at(keys.tenants)
+        members += [(tenants_at, tenant) for tenant in sorted({t for t, _ in fold.event_ids})]
+        buckets_at = slots.extend([keys.bucket(*bucket) for bucket in fold.increments])
         batch = {
             "ttl": self._dedupe_ttl_s,
-            "tenants": keys.tenants,
-            "offsets": keys.offsets(self._group),
+            "offsets": offsets_at,
             "seen": seen,
             "entities": entities,
             "hashes": [
                 # the field → increment dict as is: msgspec packs it as a map in C, and
                 # the script skips zeros (flattening it here cost ~5 % of the worker's CPU)
-                (keys.bucket(tenant, gran, bucket), self._ttl[gran], exact_increments(by_field))
-                for (tenant, gran, bucket), by_field in fold.increments.items()
+                (buckets_at + i, self._ttl[gran], exact_increments(by_field))
+                for i, ((_, gran, _), by_field) in enumerate(fold.increments.items())
             ],
             "zsets": zsets,
             "fields": fields,
             "members": members,
             "marks": list(offsets.items()),
         }
-        return _packer.encode(batch), owner
+        return ScriptCall(slots.names, _packer.encode(batch)), owner

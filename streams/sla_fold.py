@@ -28,16 +28,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from weakref import WeakKeyDictionary
 
-import msgspec
-
 from salespulse.core.business_hours import BusinessCalendar
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.buckets import to_us
 from salespulse.core.kpi.catalogue import NO_VALUE, RESPONSE_BUCKETS_S
+from salespulse.core.kpi.codecs import WaitingMember, conversation_ref, encode_waiting_member
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantConfig, TenantDirectory
 from streams.conversation_clock import (
-    SEP,
+    CONVERSATION_STATE,
     ClosedWait,
     ConversationState,
     OpenWait,
@@ -53,9 +52,6 @@ ConversationStates = dict[str, tuple[int, ConversationState]]
 # (instant µs, component, dims) → amount
 Contributions = dict[tuple[int, str, Dims], int]
 
-_state_decoder = msgspec.json.Decoder(ConversationState)
-_state_encoder = msgspec.json.Encoder()
-_member_encoder = msgspec.json.Encoder()
 _BUSINESS_MEMO_LIMIT = 100_000
 # Keyed by the calendar object itself, held weakly: an id() key answered for a freed
 # calendar once its address was reused; a freed calendar's answers go with it.
@@ -65,17 +61,8 @@ _business_memo: WeakKeyDictionary[BusinessCalendar, dict[tuple[int, int], int]] 
 
 
 def decode_conversation(blob: bytes) -> ConversationState:
-    return _state_decoder.decode(blob)
-
-
-def conversation_ref(event: CrmEvent) -> str | None:
-    """The conversation id within the tenant: ``c␟<conversation_id>`` or ``k␟<client_id>``
-    (prefixed so that the two id spaces never collide)."""
-    if event.conversation_id is not None:
-        return f"c{SEP}{event.conversation_id}"
-    if event.client_id is not None:
-        return f"k{SEP}{event.client_id}"
-    return None
+    """A stored state's JSON (without its version)."""
+    return CONVERSATION_STATE.decode(blob)
 
 
 @dataclass
@@ -140,20 +127,17 @@ def closed_contributions(wait: ClosedWait, config: TenantConfig) -> Contribution
 
 
 def waiting_member(ref: str, wait: OpenWait) -> tuple[str, int]:
-    """(member, score) of an open wait in the waiting index: ids only, as the events
-    gave them. Nothing from the tenants file: a member must stay removable after the
-    file changes (a team reassigned), so the team and the policy are resolved per read."""
-    member = _member_encoder.encode(
-        [
-            ref,
-            wait.kind,
-            wait.channel or NO_VALUE,
-            wait.manager or "",
-            wait.team or "",
-            wait.pipeline or "",
-        ]
-    ).decode()
-    return member, to_us(wait.opened_at)
+    """(member, score) of an open wait in the waiting index (codecs.WaitingMember: ids
+    only, as the events gave them; read back by metrics/read/waiting.py)."""
+    member = WaitingMember(
+        ref,
+        wait.kind,
+        wait.channel or NO_VALUE,
+        wait.manager or "",
+        wait.team or "",
+        wait.pipeline or "",
+    )
+    return encode_waiting_member(member), to_us(wait.opened_at)
 
 
 @dataclass(frozen=True)
@@ -211,7 +195,7 @@ def fold_conversations(
         if old is not None and old.marks == new.marks:
             continue  # repeats only: nothing changes, nothing to write
         config = tenants.get(tenant)
-        fold.entity_writes[key] = (version, _state_encoder.encode(new))
+        fold.entity_writes[key] = (version, CONVERSATION_STATE.encode(new))
         after = derive_conversation(ref, new, config)
         delta = dict(after.contributions)
         before_waiting = None

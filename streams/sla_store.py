@@ -21,9 +21,17 @@ from redis.exceptions import RedisError
 
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.codecs import (
+    conversation_ref,
+    encode_received_ms,
+    frame_state,
+    split_state,
+)
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
 from streams.redis_sink import (
+    ScriptCall,
+    ScriptKeys,
     apply_script,
     bucket_ttls,
     exact_increments,
@@ -31,13 +39,7 @@ from streams.redis_sink import (
     read_watermarks,
     refused_overflow,
 )
-from streams.sla_fold import (
-    ConversationStates,
-    SlaFold,
-    conversation_ref,
-    decode_conversation,
-    fold_conversations,
-)
+from streams.sla_fold import ConversationStates, SlaFold, decode_conversation, fold_conversations
 
 _packer = msgspec.msgpack.Encoder()
 MAX_REFOLDS = 8
@@ -68,42 +70,15 @@ class SlaStore:
         states: ConversationStates = {}
         for key, held in zip(keys, replies, strict=True):
             if held is not None:
-                version, _, blob = held.partition(b":")
-                states[key] = (int(version), decode_conversation(blob))
+                version, blob = split_state(held)
+                states[key] = (version, decode_conversation(blob))
         return states
 
     async def apply(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
         """Write the fold; returns the conflicting keys (nothing written) or []."""
-        keys = self._keys
-        zsets: list[tuple[str, str, str, int]] = []
-        for tenant, removed, added, score in fold.waiting_moves:
-            if removed is not None:
-                zsets.append(("r", keys.waiting(tenant), removed, 0))
-            if added is not None:
-                zsets.append(("a", keys.waiting(tenant), added, score))
-        batch = {
-            "ttl": 0,
-            "tenants": keys.tenants,
-            "offsets": keys.offsets(self._group),
-            "seen": [],
-            "entities": [
-                (key, version, blob.decode(), self._conversation_ttl_s)
-                for key, (version, blob) in fold.entity_writes.items()
-            ],
-            "hashes": [
-                (keys.bucket(tenant, gran, bucket), self._ttl[gran], exact_increments(fields))
-                for (tenant, gran, bucket), fields in fold.increments.items()
-            ],
-            "zsets": zsets,
-            "fields": [
-                ("m", keys.last_received, tenant, str(ms))
-                for tenant, ms in fold.last_received.items()
-            ],
-            "members": [(keys.tenants, tenant) for tenant in sorted(fold.last_received)],
-            "marks": list(offsets.items()),
-        }
+        call = self.arguments(fold, offsets)
         try:
-            reply = await self._script(args=[_packer.encode(batch)])
+            reply = await self._script(keys=call.keys, args=[call.batch])
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the SLA batch: {exc}") from exc
         if (overflow := refused_overflow(reply)) is not None:
@@ -111,6 +86,43 @@ class SlaStore:
         if int(reply[0]) == 1:
             return []
         return [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
+
+    def arguments(self, fold: SlaFold, offsets: dict[str, int]) -> ScriptCall:
+        """The script call (see apply_batch.lua for the batch's layout)."""
+        keys = self._keys
+        slots = ScriptKeys()
+        at = slots.at
+        zsets: list[tuple[str, int, str, int]] = []
+        for tenant, removed, added, score in fold.waiting_moves:
+            if removed is not None:
+                zsets.append(("r", at(keys.waiting(tenant)), removed, 0))
+            if added is not None:
+                zsets.append(("a", at(keys.waiting(tenant)), added, score))
+        tenants_at = at(keys.tenants)
+        entities_at = slots.extend(list(fold.entity_writes))
+        buckets_at = slots.extend([keys.bucket(*bucket) for bucket in fold.increments])
+        ttl = self._conversation_ttl_s
+        batch = {
+            "ttl": 0,
+            "offsets": at(keys.offsets(self._group)),
+            "seen": [],
+            "entities": [
+                (entities_at + i, version, frame_state(version + 1, blob), ttl)
+                for i, (version, blob) in enumerate(fold.entity_writes.values())
+            ],
+            "hashes": [
+                (buckets_at + i, self._ttl[gran], exact_increments(fields))
+                for i, ((_, gran, _), fields) in enumerate(fold.increments.items())
+            ],
+            "zsets": zsets,
+            "fields": [
+                ("m", at(keys.last_received), tenant, encode_received_ms(ms))
+                for tenant, ms in fold.last_received.items()
+            ],
+            "members": [(tenants_at, tenant) for tenant in sorted(fold.last_received)],
+            "marks": list(offsets.items()),
+        }
+        return ScriptCall(slots.names, _packer.encode(batch))
 
     async def expire_waits(self, tenants: Iterable[str], opened_before_us: int) -> int:
         """Drop the tenants' waits opened before the instant; returns how many left.

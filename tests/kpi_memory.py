@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import msgspec
-
 from metrics.read.kpi_reader import Groups, drop_zeros, group_components
-from metrics.read.won_deals import client_components, prepare_won
+from metrics.read.won_deals import client_components, prepare_won, won_record
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.buckets import BucketNamer, to_us, window_buckets
 from salespulse.core.kpi.catalogue import TOTAL_GROUP
-from salespulse.core.kpi.redis_layout import KpiKeys, decode_field
+from salespulse.core.kpi.codecs import decode_field
+from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
-from streams.conversation_clock import ConversationState
+from streams.conversation_clock import CONVERSATION_STATE
 from streams.fold import States, decode_state, entity_ref, fold_batch
 from streams.sla_fold import ConversationStates, fold_conversations
 
@@ -50,10 +49,7 @@ class MemoryStore:
         fold = fold_conversations(events, self.tenants, KEYS, dict(self.conversations))
         for key, (version, blob) in fold.entity_writes.items():
             assert self.conversations.get(key, (0, None))[0] == version
-            self.conversations[key] = (
-                version + 1,
-                msgspec.json.decode(blob, type=ConversationState),
-            )
+            self.conversations[key] = (version + 1, CONVERSATION_STATE.decode(blob))
         for bucket_key, fields in fold.increments.items():
             hashed = self.buckets.setdefault(bucket_key, {})
             for field, amount in fields.items():
@@ -107,8 +103,7 @@ class MemoryStore:
         records = []
         for (owner, deal), raw in self.won.items():
             if owner == tenant:
-                won_us, units, client, lead, *dims = msgspec.json.decode(raw)
-                records.append((won_us, deal, units, client, lead, tuple(dims)))
+                records.append(won_record(deal, raw))
         won = prepare_won(records, BucketNamer(zone))
         client_components(groups, won, by, window, granularity, names)
         config = self.tenants.get(tenant)

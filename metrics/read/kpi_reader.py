@@ -20,7 +20,8 @@ from metrics.read.waiting import WaitingReader
 from metrics.read.won_deals import WonDeals, WonRecord, client_components, prepare_won, won_record
 from salespulse.core.kpi.buckets import namer_for, to_us, window_buckets
 from salespulse.core.kpi.catalogue import DIMENSIONS, DURATION_BUCKETS_S, TOTAL_GROUP
-from salespulse.core.kpi.redis_layout import SEP, KpiKeys, decode_field
+from salespulse.core.kpi.codecs import decode_field, split_stage_member
+from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantConfig, TenantDirectory
 
 Groups = dict[str, dict[str, int]]
@@ -191,7 +192,7 @@ class KpiReader:
         pipe = self._client.pipeline(transaction=False)
         plan: list[tuple[str, str, str]] = []
         for stage_key in stage_keys:
-            pipeline, stage = stage_key.split(SEP, 1)
+            pipeline, stage = split_stage_member(stage_key)
             key = self._keys.open_stage(tenant, pipeline, stage)
             pipe.zcard(key)
             plan.append(("open", pipeline, stage))

@@ -1,9 +1,10 @@
 """Clients waiting for a reply now, with their age and SLA state at this very instant.
 
-The waiting index (streams/sla_fold.py) holds each open wait scored by when it opened;
-nothing about "now" is stored. Age, business age and the state (ok → warning →
-breached) are computed here, at read time, so a breach shows the second it happens,
-before any reply exists, and the list is exact at any instant.
+The waiting index (written by streams/sla_fold.py, each member a codecs.WaitingMember)
+holds each open wait scored by when it opened; nothing about "now" is stored. Age,
+business age and the state (ok → warning → breached) are computed here, at read time, so
+a breach shows the second it happens, before any reply exists, and the list is exact at
+any instant.
 
 Ids only: conversation or client ids, manager and team ids. No names or texts exist here.
 """
@@ -15,16 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
-import msgspec
 import redis
 
 from salespulse.core.kpi.buckets import from_us
-from salespulse.core.kpi.redis_layout import KpiKeys, public_conversation_id, wait_team
+from salespulse.core.kpi.catalogue import NO_VALUE
+from salespulse.core.kpi.codecs import (
+    decode_received_s,
+    decode_waiting_member,
+    public_conversation_id,
+)
+from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.sla_policy import Basis, WaitKind
 from salespulse.core.tenants import TenantConfig, TenantDirectory
 
 WaitState = Literal["ok", "warning", "breached"]
-_member_decoder = msgspec.json.Decoder(tuple[str, str, str, str, str, str])
 
 
 @dataclass(frozen=True)
@@ -66,17 +71,24 @@ class Wait:
         }
 
 
+def wait_team(config: TenantConfig, manager: str | None, team: str | None) -> str:
+    """The team a wait is shown under: the manager's in the tenants file as it is now,
+    else the one the contact named (as the fold's dimensions resolve it)."""
+    return config.team_of(manager) or team or NO_VALUE
+
+
 def classify(member: str, opened_us: int, config: TenantConfig, now: datetime) -> Wait:
     """One waiting-index entry, timed and judged against its policy at ``now``. Pure."""
-    ref, kind, channel, manager, given_team, pipeline = _member_decoder.decode(member)
-    team = wait_team(config, manager or None, given_team or None)
+    entry = decode_waiting_member(member)
+    channel, manager, pipeline = entry.channel, entry.manager, entry.pipeline
+    team = wait_team(config, manager or None, entry.team or None)
     opened_at = from_us(opened_us)
     # Ages are judged at the millisecond they are reported with: a state computed from the
     # unrounded age could say "breached" beside a reported age equal to the target.
     age = round(max(0.0, (now - opened_at).total_seconds()), 3)
     calendar = config.calendar_for(team)
     business_age = round(float(calendar.business_seconds(opened_at, now)), 3) if calendar else age
-    wait_kind: WaitKind = "next" if kind == "next" else "first"
+    wait_kind: WaitKind = "next" if entry.kind == "next" else "first"
     target = config.sla_target(channel, pipeline or None, wait_kind)
     state: WaitState = "ok"
     basis: Basis = target.basis if target else config.default_basis
@@ -87,7 +99,7 @@ def classify(member: str, opened_us: int, config: TenantConfig, now: datetime) -
         elif measured >= target.warning_s:
             state = "warning"
     return Wait(
-        conversation=public_conversation_id(ref),
+        conversation=public_conversation_id(entry.ref),
         kind=wait_kind,
         channel=channel,
         manager=manager or None,
@@ -133,4 +145,7 @@ class WaitingReader:
     def last_received(self) -> dict[str, float]:
         """Tenant → unix time (s) of the newest event received from it."""
         held = self._client.hgetall(self._keys.last_received)
-        return {(k.decode() if isinstance(k, bytes) else k): int(v) / 1000 for k, v in held.items()}
+        return {
+            (k.decode() if isinstance(k, bytes) else k): decode_received_s(v)
+            for k, v in held.items()
+        }

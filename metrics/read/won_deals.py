@@ -12,20 +12,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-import msgspec
-
 from salespulse.core.kpi.buckets import GRANULARITIES, US_PER_MINUTE, BucketNamer
 from salespulse.core.kpi.catalogue import DIMENSIONS, TOTAL_GROUP
+from salespulse.core.kpi.codecs import decode_won
 
 Groups = dict[str, dict[str, int]]
 
+# (won µs, deal id, amount units, client, lead, dims): sorts by time, then deal id
 WonRecord = tuple[int, str, int | None, str | None, str | None, tuple[str, ...]]
 
 
 def won_record(deal: bytes | str, raw: bytes | str) -> WonRecord:
-    won_us, units, client, lead, *dims = msgspec.json.decode(raw)
+    """A field and value of the won-deal index (codecs.WonDeal), as a read sorts them."""
+    won = decode_won(raw)
     name = deal.decode() if isinstance(deal, bytes) else deal
-    return int(won_us), name, units, client, lead, tuple(dims)
+    return won.won_us, name, won.units, won.client, won.lead, won.dims
 
 
 @dataclass(frozen=True)

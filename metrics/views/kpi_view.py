@@ -15,9 +15,10 @@ from zoneinfo import ZoneInfo
 from metrics.read.kpi_value import Kpi, ratio
 from metrics.views.response_view import response_kpis
 from salespulse.core.kpi.buckets import US_PER_HOUR, US_PER_MINUTE, from_us, to_us
+from salespulse.core.kpi.redis_layout import MONEY_SCALE
 from salespulse.core.tenants import TenantConfig
 
-MONEY = 10_000
+MONEY = MONEY_SCALE  # money components are stored in 1/MONEY_SCALE of the tenant currency
 _ratio = ratio
 
 

@@ -14,7 +14,8 @@ from salespulse.app.embedded import free_port
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import TOTAL_GROUP
-from salespulse.core.kpi.redis_layout import KpiKeys, encode_field
+from salespulse.core.kpi.codecs import encode_field
+from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.settings import Settings
 from streams.applier import KpiApplier
 from streams.fold import BatchFold, States, fold_batch

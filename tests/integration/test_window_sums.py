@@ -11,7 +11,8 @@ import redis
 
 from metrics.read.kpi_reader import KpiReader, sum_buckets_script
 from salespulse.core.kpi.buckets import window_buckets
-from salespulse.core.kpi.redis_layout import KpiKeys, encode_field
+from salespulse.core.kpi.codecs import encode_field
+from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory, TenantsFile
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from salespulse.core.kpi.redis_layout import decode_field, encode_field
+from salespulse.core.kpi.codecs import decode_field, encode_field
 from salespulse.core.pipeline_metrics import DEAD_LETTER_REASONS, REJECT_REASONS, PipelineMetrics
 from salespulse.core.settings import Settings
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from metrics.read.waiting import Wait, classify
 from salespulse.core.events import CrmEvent
-from salespulse.core.kpi.redis_layout import KpiKeys, decode_field
+from salespulse.core.kpi.codecs import decode_field
+from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.sla_policy import SlaConfig, SlaPolicy, SlaTarget, parse_duration
 from salespulse.core.tenants import TenantDirectory, TenantsFile, TenantsFileError, load_tenants
 from streams.conversation_clock import ConversationState

@@ -1,49 +1,139 @@
-"""Redis key layout of the KPI store, shared by its writer (streams) and reader (metrics).
+"""Every key SalesPulse keeps in Redis, under the deployment's prefix `{p}`
+(`SALESPULSE_REDIS_KEY_PREFIX`, default `sp:`), with its value format, its expiry, the
+module that writes it and the modules that read it. `KpiKeys`
+(`salespulse/core/kpi/redis_layout.py`) builds every name but `crmstate:`'s; the values
+that one module writes and another reads go through the codecs of
+`salespulse/core/kpi/codecs.py`. `␟` is the unit separator `\\x1f` (`SEP`): no id can hold
+it (`events.Ident` forbids control characters). µs: microseconds since the epoch, as
+integers.
 
-    {p}tenants                          SET   tenants that have any KPI
-    {p}kpi:{tenant}:{gran}:{bucket}     HASH  field → integer; gran m|h|d|w|mo|all
-                                              (salespulse/core/kpi/buckets.py names the buckets)
-    {p}ent:{tenant}:{kind}:{id}         STRING "version:state JSON" (deal, lead)
-    {p}open:{tenant}:{pipeline}\\x1f{stage}  ZSET deal id → since (µs): open deals by stage
-    {p}openkeys:{tenant}                SET   the open:* keys in use
-    {p}won:{tenant}                     HASH  deal id → won record JSON (client KPIs)
-    {p}seen:{tenant}:{date}             SET   event ids already counted, by event day
-    {p}offsets:{group}                  HASH  "topic:partition" → last offset applied
-    {p}waiting:{tenant}                 ZSET  open wait (JSON, ids only) → opened at (µs)
-    {p}lastseen                         HASH  tenant → newest received_at (ms)
-    {p}store_reset                      STRING why a worker found the store reset; kept
-                                              until `salespulse rebuild` (streams/rebuild.py)
-    {p}rebuild:…                        the key set a rebuild fills before it switches
-    {p}store_epoch                      STRING random id of this store, made once: a wipe
-                                              changes it (streams/store_guard.py)
+Every batch of the KPI and the SLA stage lands in one call of `streams/apply_batch.lua`,
+atomically; a key that the script writes is written "through the script" below. The
+script touches only the keys its caller declares in KEYS (as Redis Cluster requires): it
+builds no key name itself.
 
-Retention (docs/kpi-semantics.md, "Retention"): ent:* of a won or lost deal, of a lead
-and of a conversation expire after their settings' days from the last write; an open
-deal's is kept; waiting:* members leave when answered or past the maximum wait age.
+## The KPI store (derived from `crm.events`, replaced by `salespulse rebuild`)
 
-A field is a component plus the four dimensions, stored as a JSON array so that no id
-can break the encoding: ``["calls:in:answered","m-7","north","none","website"]``.
-Counters are integers so that increments are exact: money in 1/10,000 of the tenant
-currency, durations in milliseconds.
+- `{p}tenants`: SET of tenant names that have KPIs.
+  - TTL: none.
+  - writers: `streams/redis_sink.py` (tenants of the events a batch counts),
+    `streams/sla_store.py` (tenants of a batch's events that carry a receipt time),
+    through the script.
+  - readers: `metrics/read/kpi_reader.py` (`tenants()`: the collectors and the API list).
+- `{p}kpi:{tenant}:{gran}:{bucket}`: HASH, the KPI sums of one time bucket.
+  - value: field `codecs.encode_field`, a JSON array `[component, manager, team,
+    pipeline, source]` (so no id can break it), → integer sum (HINCRBY, exact: money in
+    `MONEY_SCALE` units, durations in milliseconds). `gran` is `m` (UTC minute), `h`
+    (UTC hour), `d` (local day), `w` (local ISO week), `mo` (local month) or `all`;
+    `salespulse/core/kpi/buckets.py` names the buckets.
+  - TTL, from the last write: `m` 2 hours, `h` 2 days (they serve the 15m, 1h and 24h
+    windows only); `d`, `w`, `mo` `SALESPULSE_DAY_BUCKET_RETENTION_DAYS`; `all` none.
+  - writers: `streams/redis_sink.py` (KPI stage), `streams/sla_store.py` (response times),
+    through the script.
+  - readers: `metrics/read/kpi_reader.py` (`metrics/read/sum_buckets.lua` sums a
+    many-bucket window inside Redis), hence the collectors, the API and the wall.
+- `{p}ent:{tenant}:{kind}:{id}`: STRING, the joined state of one entity, `kind` `deal`,
+  `lead` or `conv` (a conversation: `id` is `c␟{conversation_id}` or `k␟{client_id}`,
+  `codecs.conversation_ref`).
+  - value: `{version}:{state JSON}` (`codecs.StateCodec`): the version counts the key's
+    writes, the state is an array-like struct (`streams/entities.py` `DealState`,
+    `LeadState`; `streams/conversation_clock.py` `ConversationState`).
+  - TTL, from the last write: an open deal (in an open stage, or in none yet) none; a won
+    or lost deal and a lead `SALESPULSE_ENTITY_RETENTION_DAYS`; a conversation
+    `SALESPULSE_CONVERSATION_RETENTION_DAYS`.
+  - writers: `streams/redis_sink.py` (deal, lead), `streams/sla_store.py` (conv), through
+    the script, which refuses a batch folded on another version; `streams/switch_store.lua`
+    lifts the versions of a rebuilt set.
+  - readers: `streams/redis_sink.py`, `streams/sla_store.py` (the next batch's fold).
+- `{p}open:{tenant}:{pipeline}␟{stage}`: ZSET of the deals open in that stage.
+  - value: member deal id → score the µs the deal entered the stage.
+  - TTL: none; a deal leaves the set when it leaves the stage.
+  - writer: `streams/redis_sink.py`, through the script.
+  - readers: `metrics/read/kpi_reader.py` (open, ready and stuck deals).
+- `{p}openkeys:{tenant}`: SET of the open-stage keys in use.
+  - value: members `{pipeline}␟{stage}` (`codecs.stage_member`); never removed (an empty
+    stage reads as no open deals).
+  - TTL: none.
+  - writer: `streams/redis_sink.py`, through the script.
+  - readers: `metrics/read/kpi_reader.py`.
+- `{p}won:{tenant}`: HASH, one record per won deal (client KPIs).
+  - value: field deal id → `codecs.WonDeal` as a JSON array `[won µs, amount in
+    MONEY_SCALE units or null, client id or null, lead id or null, manager, team,
+    pipeline, source]`; the field is deleted when the deal is no longer won.
+  - TTL: none (the `all` window reads every record).
+  - writer: `streams/redis_sink.py` (records made by `streams/entities.py`), through the
+    script.
+  - readers: `metrics/read/kpi_reader.py`, `metrics/read/won_deals.py`.
+- `{p}seen:{tenant}:{day}`: SET of the event ids counted, by the local day of the event
+  (the dedupe that makes event-additive counts exact).
+  - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
+  - writer and reader: `streams/redis_sink.py`, through the script (checked before any
+    write).
+- `{p}offsets:{group}`: HASH, a consumer group's watermarks: the last offset applied per
+  partition.
+  - value: field `{topic}:{partition}` (`streams/store_guard.py` `tp_name`) → offset
+    (decimal integer); only ever raised by a batch.
+  - TTL: none.
+  - writers: `streams/redis_sink.py`, `streams/sla_store.py` (through the script);
+    `streams/store_guard.py` (drops the watermark of a lost log).
+  - readers: `streams/redis_sink.py`, `streams/sla_store.py` (seek past what is applied),
+    `streams/store_guard.py`, `streams/switch_store.lua` (a rebuild never switches behind
+    a live worker), `metrics/wall/source.py` (has anything been applied since?).
+- `{p}waiting:{tenant}`: ZSET of the open waits (clients waiting for a reply).
+  - value: member `codecs.WaitingMember`, a JSON array `[conversation ref, kind, channel,
+    manager, team, pipeline]` of ids only (`""`: none) → score the µs the wait opened.
+  - TTL: none; a member leaves when answered, or after `SALESPULSE_WAIT_MAX_AGE_DAYS`
+    (`streams/sla_store.py` `expire_waits`).
+  - writer: `streams/sla_store.py` (members made by `streams/sla_fold.py`), through the
+    script.
+  - readers: `metrics/read/waiting.py` (the API's list, the SLA collector, the wall).
+- `{p}lastseen`: HASH, when each tenant's newest event was received.
+  - value: field tenant → milliseconds since the epoch (`codecs.encode_received_ms`);
+    only ever raised.
+  - TTL: none.
+  - writer: `streams/sla_store.py`, through the script.
+  - readers: `metrics/read/waiting.py` (`last_received`, for the KPI collector).
+- `{p}store_reset`: STRING, why a worker found the store wiped (text, no client data).
+  - TTL: none: kept until `salespulse rebuild` switches (it is a store family).
+  - writer and reader: `streams/store_guard.py` (SET NX; EXISTS for
+    `salespulse_kpi_store_reset_pending`); deleted by `streams/switch_store.lua`.
+
+## Beside the KPI store
+
+- `{p}store_epoch`: STRING, a random id (hex) of this Redis's store, created once by the
+  first worker: a wipe removes or changes it. Not a store family, so a rebuild keeps it.
+  - TTL: none.
+  - writer and reader: `streams/store_guard.py`.
+- `{p}rebuild:…`: the staging copy of every store family above (`KpiKeys.staging`),
+  unseen by readers.
+  - TTL: as the live keys'.
+  - writer: `streams/rebuild.py` (through the same sinks); `streams/switch_store.lua`
+    renames it onto the live names, and a rebuild first deletes what an earlier,
+    unfinished one left.
+- `{p}crmstate:{tenant}:{crm}:{entity}:{id}`: STRING, the last known stage of a CRM deal
+  or lead, for `stage_from` and change detection (not derived from `crm.events`: a
+  rebuild leaves it alone).
+  - value: JSON `EntityState` (`handlers/crm/common.py`).
+  - TTL: `SALESPULSE_CRM_STATE_RETENTION_DAYS` from the last write.
+  - writer and reader: `handlers/enrichment/crm_state.py`.
+
+Retention and its floors: docs/kpi-semantics.md, "Retention".
 """
 
 from __future__ import annotations
 
-import msgspec
+from typing import Final
 
-from salespulse.core.kpi.catalogue import NO_VALUE
-from salespulse.core.tenants import TenantConfig
+# Counters are integers so that increments are exact: money in 1/10,000 of the tenant
+# currency, durations in milliseconds.
+MONEY_SCALE: Final = 10_000
+DURATION_SCALE: Final = 1_000
+SEP: Final = "\x1f"  # cannot occur in ids (events.Ident forbids control characters)
 
-KpiField = tuple[str, ...]
-
-MONEY_SCALE = 10_000
-DURATION_SCALE = 1_000
-SEP = "\x1f"
-
-# Every key family above (a trailing ":" names a family of keys, else one key): what
-# `salespulse rebuild` replaces. Other users of the prefix (the enrichment's crmstate:)
-# are not derived from crm.events and are left alone.
-STORE_FAMILIES = (
+# The key families of the KPI store (a trailing ":" names a family of keys, else one
+# key): what `salespulse rebuild` replaces (streams/switch_store.lua). store_epoch and
+# crmstate: are not derived from crm.events and are left alone.
+STORE_FAMILIES: Final = (
     "tenants",
     "kpi:",
     "ent:",
@@ -56,17 +146,6 @@ STORE_FAMILIES = (
     "lastseen",
     "store_reset",
 )
-
-_field_encoder = msgspec.json.Encoder()
-_field_decoder = msgspec.json.Decoder(list[str])
-
-
-def encode_field(field: KpiField) -> bytes:
-    return _field_encoder.encode(field)
-
-
-def decode_field(raw: bytes | str) -> list[str]:
-    return _field_decoder.decode(raw)
 
 
 class KpiKeys:
@@ -119,15 +198,3 @@ class KpiKeys:
         """Where `salespulse rebuild` builds a new key set, unseen by readers until it
         switches (no key family of the live set is named "rebuild")."""
         return KpiKeys(f"{self.prefix}rebuild:")
-
-
-# The waiting index: written by the SLA stage (streams/sla_fold.py), read by
-# metrics/read/waiting.py.
-def public_conversation_id(ref: str) -> str:
-    """What the API shows: the conversation id, or ``client:<id>`` for client-keyed ones."""
-    kind, _, ident = ref.partition(SEP)
-    return ident if kind == "c" else f"client:{ident}"
-
-
-def wait_team(config: TenantConfig, manager: str | None, team: str | None) -> str:
-    return config.team_of(manager) or team or NO_VALUE

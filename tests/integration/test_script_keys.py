@@ -1,0 +1,142 @@
+"""apply_batch.lua reads and writes only keys it declares in KEYS (what Redis Cluster
+requires of a script), watched on a real redis-server through MONITOR, which lists every
+command a script runs."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.settings import Settings
+from streams.applier import KpiApplier
+from streams.redis_sink import RedisKpiSink
+from streams.sla_store import SlaApplier, SlaStore
+from tests.helpers import T0, make_event
+from tests.histories import TENANTS
+
+pytestmark = pytest.mark.integration
+
+# Every command apply_batch.lua runs; each takes its key as the first argument.
+SCRIPT_COMMANDS = frozenset(
+    {"SMISMEMBER", "GET", "HMGET", "SADD", "EXPIRE", "SET", "HINCRBY", "ZADD", "ZREM"}
+    | {"HSET", "HGET", "HDEL"}
+)
+_LINE = re.compile(r"\S+ \[\d+ (?P<source>.*?)\] (?P<args>.*)")
+_ARG = re.compile(r'"(.*?)(?<!\\)"')
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def monitor_form(key: str) -> str:
+    """A key as MONITOR prints it (Redis's sdscatrepr): unprintable bytes as \\xNN."""
+    out = []
+    for byte in key.encode():
+        char = chr(byte)
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif 0x20 <= byte < 0x7F:
+            out.append(char)
+        else:
+            out.append(f"\\x{byte:02x}")
+    return "".join(out)
+
+
+async def script_commands(
+    redis_url: str, marker: str, action: Callable[[], Awaitable[None]]
+) -> list[list[str]]:
+    """The arguments of every command a script ran while ``action`` did (no other test
+    runs meanwhile); the end is the marker command the test sends after the action."""
+    client = aioredis.Redis.from_url(redis_url)
+    commands: list[list[str]] = []
+    try:
+        async with client.monitor() as monitor:
+            assert monitor.connection is not None
+            await action()
+            await client.echo(marker)
+            async with asyncio.timeout(30):
+                while True:
+                    raw = await monitor.connection.read_response()
+                    line = raw.decode() if isinstance(raw, bytes) else str(raw)
+                    parsed = _LINE.match(line)
+                    assert parsed is not None, line
+                    args = _ARG.findall(parsed["args"])
+                    if args == ["ECHO", marker]:
+                        return commands
+                    if parsed["source"] == "lua":
+                        commands.append(args)
+    finally:
+        await client.aclose()
+
+
+def conversation(event_id: str, direction: str, minutes: int) -> CrmEvent:
+    return make_event(
+        event_id,
+        "message",
+        direction=direction,
+        conversation_id="conv-1",
+        occurred_at=T0.replace(minute=minutes),
+        received_at=T0.replace(minute=minutes),
+    )
+
+
+async def test_the_batch_script_touches_only_the_keys_it_declares(
+    settings: Settings, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    keys = KpiKeys(settings.redis_key_prefix)
+    sink = RedisKpiSink(
+        redis_client, keys, group="kpi", dedupe_ttl_s=3600, day_ttl_s=7200, entity_ttl_s=3600
+    )
+    kpi = KpiApplier(sink, TENANTS, keys)
+    sla_store = SlaStore(redis_client, keys, group="sla", day_ttl_s=7200, conversation_ttl_s=60)
+    sla = SlaApplier(sla_store, TENANTS, keys)
+    # Every part of a batch: dedupe sets, entity states, bucket hashes, open-deal and
+    # waiting zsets (in and out), won records (set and deleted), lastseen, members, marks.
+    first = [
+        make_event("call-1"),
+        make_event("lead-1", "lead_created"),
+        make_event(
+            "open-1", "deal_stage_changed", entity_id="d-1", stage_to="new", stage_kind=None
+        ),
+        make_event("won-2", "deal_stage_changed", entity_id="d-2"),
+        conversation("in-1", "in", 1),
+    ]
+    moved = T0.replace(minute=5)
+    later = [
+        make_event(
+            "open-1b",
+            "deal_stage_changed",
+            entity_id="d-1",
+            stage_to="call",
+            stage_kind=None,
+            occurred_at=moved,
+        ),
+        make_event(
+            "lost-2",
+            "deal_stage_changed",
+            entity_id="d-2",
+            stage_to="lost",
+            stage_kind="lost",
+            occurred_at=moved,
+        ),
+        conversation("out-1", "out", 2),
+    ]
+    declared: set[str] = set()
+
+    async def apply_batches() -> None:
+        for offset, events in enumerate((first, later)):
+            offsets = {"crm.events:0": offset}
+            declared.update(sink.arguments(await kpi.apply(events, offsets), offsets)[0].keys)
+            applied = await sla.commit(await sla.prepare(events), offsets)
+            declared.update(sla_store.arguments(applied, offsets).keys)
+
+    commands = await script_commands(redis_url, f"{keys.prefix}done", apply_batches)
+
+    assert {args[0] for args in commands} == SCRIPT_COMMANDS  # the batches ran every path
+    shown = {monitor_form(key) for key in declared}
+    undeclared = [args for args in commands if args[1] not in shown]
+    assert undeclared == []
