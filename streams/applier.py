@@ -23,7 +23,7 @@ from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
 from streams.contributions import Derived
-from streams.entities import DealState, LeadState
+from streams.entity_state import DealState, LeadState
 from streams.fold import BatchFold, States, entity_ref, fold_batch
 from streams.redis_sink import RedisKpiSink
 

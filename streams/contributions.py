@@ -1,7 +1,7 @@
 """What an event and an entity state contribute to the KPIs. Pure; used by the fold.
 
 Event-additive components come from one event alone; an entity's contributions are a
-function of its joined state (streams/entities.py), diffed by the fold.
+function of its joined state (streams/entity_state.py), diffed by the fold.
 """
 
 from __future__ import annotations
@@ -12,15 +12,8 @@ from typing import NamedTuple
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.codecs import WonDeal
 from salespulse.core.tenants import TenantConfig
-from streams.entities import (
-    DealState,
-    Dims,
-    LeadState,
-    Parts,
-    deal_facts,
-    lead_facts,
-    money_units,
-)
+from streams.entities import Dims, Parts, deal_facts, lead_facts, money_units
+from streams.entity_state import DealState, LeadState
 
 
 def event_components(event: CrmEvent, config: TenantConfig) -> Sequence[tuple[str, int]]:

@@ -37,7 +37,7 @@ happened before a contact never closes it.
 **State.** A :class:`ConversationState` is a *join* of the conversation's events: the
 set of marks (one per contact or reply, by event_id; for a repeated id the smallest
 mark). Set union is commutative, associative and idempotent, so any arrival order with
-any repeats gives the same state and the same waits (as streams/entities.py's states).
+any repeats gives the same state and the same waits (as streams/entity_state.py's states).
 Every mark is kept: a late reply can split a wait, and then the contact that opens the
 later part is one that looked redundant before.
 """

@@ -27,17 +27,8 @@ from salespulse.core.tenants import TenantConfig, TenantDirectory
 from streams.contributions import Derived as Derived
 from streams.contributions import derive
 from streams.contributions import event_components as event_components
-from streams.entities import (
-    DEAL_STATE,
-    LEAD_STATE,
-    DealState,
-    Dims,
-    LeadState,
-    Parts,
-    dims_of,
-    join_deal,
-    join_lead,
-)
+from streams.entities import Dims, Parts, dims_of
+from streams.entity_state import DEAL_STATE, LEAD_STATE, DealState, LeadState, join_deal, join_lead
 
 DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
 LEAD_TYPES = frozenset({"lead_created", "lead_stage_changed"})

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from salespulse.core.errors import KpiStoreError, TotalOverflowError
 from salespulse.core.kpi.codecs import frame_state, split_state, stage_member
 from salespulse.core.kpi.redis_layout import KpiKeys
-from streams.entities import DealState
+from streams.entity_state import DealState
 from streams.fold import BatchFold, States, decode_state
 
 _packer = msgspec.msgpack.Encoder()

@@ -31,7 +31,7 @@ from salespulse.core.kpi.codecs import (
 )
 from salespulse.core.kpi.redis_layout import SEP
 from streams.conversation_clock import CONVERSATION_STATE, conversations, waits
-from streams.entities import DEAL_STATE, LEAD_STATE, DealState, LeadState, join_deal, join_lead
+from streams.entity_state import DEAL_STATE, LEAD_STATE, DealState, LeadState, join_deal, join_lead
 from streams.fold import DEAL_TYPES, LEAD_TYPES
 from streams.sla_fold import waiting_member
 from tests.helpers import T0, make_event

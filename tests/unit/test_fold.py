@@ -10,7 +10,8 @@ import pytest
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import TOTAL_GROUP
 from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
-from streams.entities import DealState, deal_contributions, join_deal, money_units
+from streams.entities import deal_contributions, money_units
+from streams.entity_state import DealState, join_deal
 from streams.fold import event_components
 from tests.helpers import T0, make_event
 from tests.kpi_memory import MemoryStore

@@ -36,7 +36,7 @@ builds no key name itself.
   `lead` or `conv` (a conversation: `id` is `c␟{conversation_id}` or `k␟{client_id}`,
   `codecs.conversation_ref`).
   - value: `{version}:{state JSON}` (`codecs.StateCodec`): the version counts the key's
-    writes, the state is an array-like struct (`streams/entities.py` `DealState`,
+    writes, the state is an array-like struct (`streams/entity_state.py` `DealState`,
     `LeadState`; `streams/conversation_clock.py` `ConversationState`).
   - TTL, from the last write: an open deal (in an open stage, or in none yet) none; a won
     or lost deal and a lead `SALESPULSE_ENTITY_RETENTION_DAYS`; a conversation
