@@ -34,7 +34,7 @@ def faust_broker_url(bootstrap: str) -> str:
 def create_app(settings: Settings, bootstrap: str) -> App:
     """A faust App that owns the process: worker lifecycle, web server, timers.
 
-    The KPI agent itself is a service started beside it (streams.kpi_consumer explains why).
+    The KPI and SLA stages are services started beside it (the ADR above says why).
     """
     session = settings.kafka_session_timeout_s
     app = App(
