@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -13,6 +13,8 @@ from salespulse.core.errors import SalesPulseError
 
 TenantName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+# The languages the wall and the API's display strings are translated into.
+Locale = Literal["en", "uk", "ru"]
 Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 

@@ -17,6 +17,7 @@ from salespulse.core.sla_policy import Basis, SlaConfig, SlaTarget, WaitKind
 from salespulse.core.tenants.base import (
     CurrencyCode,
     FrozenModel,
+    Locale,
     Money,
     Month,
     TenantName,
@@ -90,6 +91,8 @@ class Labels(FrozenModel):
 class TenantConfig(FrozenModel):
     timezone: str = "UTC"
     currency: CurrencyCode = "USD"
+    # Language of the wall and of formatted numbers, money and dates (never the TV's own).
+    locale: Locale = "en"
     # Value of one unit of the keyed currency in the tenant's currency.
     currency_rates: dict[CurrencyCode, Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]] = (
         Field(default_factory=dict)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from salespulse.core.tenants.base import FrozenModel, Secret
+from salespulse.core.tenants.base import FrozenModel, Locale, Secret
 
 WallTile = Literal[
     "revenue", "won", "calls", "conversion", "first_response",
@@ -45,6 +45,8 @@ class WallScreen(TokenRef):
     """One wall monitor (GET /wall): what it shows, and the read-only token that opens it."""
 
     title: str | None = None
+    # None: the tenant's locale.
+    locale: Locale | None = None
     # None: the whole tenant, and the URL may narrow it to any team (`&team=`).
     team: str | None = None
     tiles: tuple[WallTile, ...] = Field(
