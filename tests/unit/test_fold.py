@@ -118,7 +118,7 @@ def test_the_latest_stage_decides_the_outcome_whatever_the_arrival_order() -> No
 
 def test_a_deal_in_an_unconfigured_pipeline_still_counts_outcomes() -> None:
     out = contributions(stage("x", "closed", 0, pipeline="other", stage_kind="won"))
-    assert out == {"won": 1}
+    assert out == {"won": 1, "stage_entries:other:closed": 1}
 
 
 def test_memory_store_sees_reopened_deals_leave_the_won_count() -> None:
