@@ -81,12 +81,14 @@ def present(
     kpis: list[Kpi] = [
         Kpi(name, float(get(name, 0)))
         for name in ("calls", "calls_in", "calls_out", "calls_answered", "calls_missed",
-                     "meetings", "messages_in", "messages_out", "leads_created",
+                     "calls_abandoned", "meetings", "messages_in", "messages_out", "leads_created",
                      "deals_created", "leads_processed", "won", "lost")
     ]  # fmt: skip
     kpis += [
         Kpi("talk_time_seconds", get("talk_time_ms", 0) / 1000),
+        # the call centre's average handle time (talk time per answered call)
         _ratio("talk_time_avg_seconds", get("talk_time_ms", 0) / 1000, get("calls_answered", 0)),
+        _ratio("abandonment_rate", get("calls_abandoned", 0), get("calls_in", 0)),
         Kpi("revenue", get("revenue", 0) / MONEY),
         _ratio("average_check", get("revenue", 0) / MONEY,
                get("won", 0) - get("unconvertible_amounts", 0)),

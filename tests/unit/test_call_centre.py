@@ -1,0 +1,91 @@
+"""Call-centre KPIs (issue 17 item 9) on a small call-centre history: abandonment rate,
+average handle time, service level; the stream against hand-computed values and the
+batch oracle."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from metrics.views.kpi_view import present
+from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import TOTAL_GROUP, WINDOWS
+from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
+from tests.helpers import make_event
+from tests.kpi_memory import MemoryStore
+from tests.oracle.call_centre import abandoned_calls
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+M = timedelta(minutes=1)
+CONFIG = TenantConfig.model_validate(
+    {"sla": {"policies": [{"channel": "phone", "first_response": "20s", "basis": "calendar"}]}}
+)
+TENANTS = TenantDirectory(TenantsFile(tenants={"acme": CONFIG}))
+
+
+def call(event_id: str, caller: str, at: datetime, **fields: Any) -> CrmEvent:
+    values: dict[str, Any] = {"client_id": caller, "occurred_at": at, "duration_s": None}
+    return make_event(event_id, "call", **{**values, **fields})
+
+
+def history() -> list[CrmEvent]:
+    return [
+        # A: missed, then answered when calling again 10 s later (answered within 20 s)
+        call("a1", "A", NOW - 60 * M, answered=False),
+        call("a2", "A", NOW - 60 * M + timedelta(seconds=10), duration_s=120.0),
+        # B: missed, called back 5 minutes later (an outbound reply, a breach of 20 s)
+        call("b1", "B", NOW - 50 * M, answered=False),
+        call("b2", "B", NOW - 45 * M, direction="out", duration_s=60.0),
+        # C: missed twice, nobody called back: two abandoned calls
+        call("c1", "C", NOW - 40 * M, answered=False),
+        call("c2", "C", NOW - 30 * M, answered=False),
+        # D: answered at once (no wait, nothing abandoned)
+        call("d1", "D", NOW - 20 * M, duration_s=300.0),
+        # E: missed; the only reply came before it, so it is abandoned
+        call("e0", "E", NOW - 15 * M, direction="out", answered=False),
+        call("e1", "E", NOW - 10 * M, answered=False),
+        # F: missed, answered by an automated callback only: abandoned
+        call("f1", "F", NOW - 5 * M, answered=False),
+        make_event("f2", "message", client_id="F", direction="out", automated=True,
+                   occurred_at=NOW - 4 * M, conversation_id=None),
+    ]  # fmt: skip
+
+
+def kpis(store: MemoryStore, window: str = "today") -> dict[str, tuple[float | None, ...]]:
+    group = store.components("acme", window, None, NOW)[TOTAL_GROUP]
+    return {
+        kpi.name: (kpi.value, kpi.numerator, kpi.denominator)
+        for kpi in present(group, CONFIG, window, NOW)
+    }
+
+
+@pytest.mark.parametrize("arrival", ["in order", "reversed"])
+def test_abandonment_handle_time_and_service_level(arrival: str) -> None:
+    events = history()
+    store = MemoryStore(TENANTS)
+    for event in events if arrival == "in order" else reversed(events):
+        store.apply_batch([event])  # one by one: a reply arriving later takes it back
+    shown = kpis(store)
+    # inbound calls: a1 a2 b1 c1 c2 d1 e1 f1 = 8; abandoned c1, c2, e1, f1 = 4
+    assert shown["calls_abandoned"][0] == 4
+    assert shown["abandonment_rate"] == (0.5, 4, 8)
+    # AHT: talk time of answered calls (a2 120 s, b2 60 s, d1 300 s) / 3 answered
+    assert shown["talk_time_avg_seconds"] == (160.0, 480.0, 3)
+    # first responses judged against 20 s: A (10 s, met), B (300 s, breached) → 1/2
+    assert shown["service_level"] == (0.5, 1, 2)
+
+
+def test_the_oracle_agrees_on_abandoned_calls_in_every_window() -> None:
+    events = history()
+    store = MemoryStore(TENANTS)
+    store.apply_batch(events)
+    for window in WINDOWS:
+        stream = store.components("acme", window, None, NOW)[TOTAL_GROUP]
+        assert stream.get("calls_abandoned", 0) == abandoned_calls(
+            events, CONFIG, "acme", window, NOW
+        ), window
+    # a callback that finally comes takes C's two calls out of the abandoned
+    store.apply_batch([call("c3", "C", NOW - 1 * M, direction="out")])
+    assert store.components("acme", "today", None, NOW)[TOTAL_GROUP]["calls_abandoned"] == 2
