@@ -167,6 +167,7 @@ def build_runtime(
             token=token,
             tenants=tenants,
             body_timeout_s=settings.body_read_timeout_s,
+            lateness_s=settings.lateness_days * _DAY_S,
         )
         routes += ingest.routes()
         routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
@@ -273,7 +274,9 @@ def build_kpi_consumer(
     applier = KpiApplier(sink, tenants, keys, cache_bytes=settings.entity_cache_bytes)
     group = settings.consumer_group
     guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
-    return _store_stage(KpiStage, settings, group, sink, applier, dead_letters, metrics, guard)
+    return _store_stage(
+        KpiStage, settings, group, sink, applier, dead_letters, metrics, guard, late_marks=sink
+    )
 
 
 def build_sla_consumer(
@@ -314,6 +317,7 @@ def _store_stage(
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
     guard: StoreGuard,
+    **extra: Any,
 ) -> S:
     if settings.kafka_bootstrap is None:
         raise ValueError(f"the {stage.stage_name} consumer needs kafka_bootstrap set")
@@ -330,4 +334,5 @@ def _store_stage(
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
         guard=guard,
+        **extra,
     )

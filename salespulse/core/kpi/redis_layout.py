@@ -69,6 +69,12 @@ builds no key name itself.
   - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
   - writer and reader: `streams/redis_sink.py`, through the script (checked before any
     write).
+- `{p}late:{tenant}:{day}`: SET of the ids of too-late events the KPI stage dead-lettered,
+  by the UTC day the event happened, so a redelivered or resent one is counted once in
+  `salespulse_worker_events_too_late_total`.
+  - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
+  - writer and reader: `streams/redis_sink.py` (`mark_late`, SADD outside the script:
+    it only counts, it writes no KPI).
 - `{p}offsets:{group}`: HASH, a consumer group's watermarks: the last offset applied per
   partition.
   - value: field `{topic}:{partition}` (`streams/store_guard.py` `tp_name`) → offset
@@ -175,6 +181,9 @@ class KpiKeys:
 
     def seen(self, tenant: str, day: str) -> str:
         return f"{self.prefix}seen:{tenant}:{day}"
+
+    def late(self, tenant: str, day: str) -> str:
+        return f"{self.prefix}late:{tenant}:{day}"
 
     def offsets(self, group: str) -> str:
         return f"{self.prefix}offsets:{group}"
