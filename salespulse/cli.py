@@ -21,7 +21,7 @@ from salespulse.core.logs import configure_logging
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantsFileError
 from salespulse.core.tuning import tune_gc
-from salespulse.dev.datasets import CONVERTERS
+from salespulse.dev.datasets import CONVERTERS, DEFAULT_TENANTS, Conversion
 
 logger = logging.getLogger("salespulse")
 
@@ -226,8 +226,9 @@ def _rebuild(settings: Settings) -> int:
 
 def _dataset(name: str, directory: Path, tenant: str | None, output: Path | None) -> int:
     convert = CONVERTERS[name]
+    conversion = Conversion()
     try:
-        events = convert(directory, tenant) if tenant else convert(directory)
+        events = convert(directory, tenant or DEFAULT_TENANTS[name], conversion)
         encoder = msgspec.json.Encoder()
         with output.open("wb") if output else contextlib.nullcontext(sys.stdout.buffer) as out:
             count = 0
@@ -238,6 +239,8 @@ def _dataset(name: str, directory: Path, tenant: str | None, output: Path | None
         print(f"salespulse dataset: {exc.filename}: not found", file=sys.stderr)
         return 2
     print(f"salespulse dataset: {count:,} events", file=sys.stderr)
+    for line in conversion.render():
+        print(f"salespulse dataset: {line}", file=sys.stderr)
     return 0
 
 
