@@ -88,8 +88,9 @@ builds no key name itself.
 - `{p}waiting:{tenant}`: ZSET of the open waits (clients waiting for a reply).
   - value: member `codecs.WaitingMember`, a JSON array `[conversation ref, kind, channel,
     manager, team, pipeline]` of ids only (`""`: none) → score the µs the wait opened.
-  - TTL: none; a member leaves when answered, or after `SALESPULSE_WAIT_MAX_AGE_DAYS`
-    (`streams/sla_store.py` `expire_waits`).
+  - TTL: none; a member leaves when answered, or after its maximum wait (its SLA
+    policy's `max_wait`, else `SALESPULSE_WAIT_MAX_AGE_DAYS`; `streams/sla_store.py`
+    `expire_waits`); a wait already past it is never added (`streams/sla_fold.py`).
   - writer: `streams/sla_store.py` (members made by `streams/sla_fold.py`), through the
     script.
   - readers: `metrics/read/waiting.py` (the API's list, the SLA collector, the wall).
