@@ -105,14 +105,20 @@ class IngestHandler:
         except InvalidEventError as exc:
             return await self._reject(body, exc)
         try:
-            await self._publisher.publish_events(events)
+            offsets = await self._publisher.publish_events(events, patient=backfill)
         except BrokerUnavailableError:
             self._metrics.broker_unavailable.inc()
             return broker_unavailable()
         self._metrics.events_accepted.inc(len(events))
-        return json_response(
-            202, {"accepted": len(events), "event_ids": [e.event_id for e in events]}
-        )
+        answer: dict[str, object] = {
+            "accepted": len(events),
+            "event_ids": [e.event_id for e in events],
+        }
+        if backfill and offsets:
+            # Where the records landed: `salespulse replay --wait` waits until the worker
+            # has applied up to them (GET /v1/applied). Absent: spooled, not yet placed.
+            answer["offsets"] = offsets
+        return json_response(202, answer)
 
     def _scope(self, request: web.Request) -> str | None:
         """Which tenants the sender may write (ANY_TENANT, one tenant); None: unauthorized."""

@@ -33,6 +33,7 @@ from metrics.collectors.kpi import KpiCollector
 from metrics.exposition import metrics_routes
 from metrics.read.kpi_reader import KpiReader
 from metrics.wall.routes import build_wall
+from salespulse.app.applied import AppliedOffsets
 from salespulse.app.faust_app import create_app
 from salespulse.app.health import Readiness
 from salespulse.core.access import TokenTable, refuse_open_doors
@@ -205,6 +206,19 @@ def build_runtime(
             sync_redis.close()
 
         closers.append(close_sync_redis)
+    if roles & {Role.WORKER, Role.EXPORTER}:
+        # How far the stages have applied: `salespulse replay --wait` waits on it.
+        applied_redis = aioredis.Redis.from_url(redis_url)
+        closers.append(applied_redis.aclose)
+        applied = AppliedOffsets(
+            bootstrap,
+            settings.events_topic,
+            applied_redis,
+            keys,
+            {"kpi": settings.consumer_group, "sla": settings.sla_consumer_group},
+        )
+        closers.append(applied.close)
+        routes += applied.routes()
     # Refused here, before anything listens: an open door beyond loopback (access.py).
     refuse_open_doors(
         settings,
