@@ -108,7 +108,8 @@ class PipelineMetrics:
         )
         self.events_too_late = Counter(
             "salespulse_worker_events_too_late",
-            "Events received later than the lateness limit after they happened; dead-lettered.",
+            "Events received later than the lateness limit after they happened; dead-lettered, "
+            "counted once per event id however often they arrive.",
             registry=registry,
         )
         self.batches_applied = Counter(

@@ -126,3 +126,5 @@ async def test_replay_with_wait_returns_with_the_kpis_complete_and_nothing_spool
     assert "applied by the worker:" in done.stdout
     assert f"applied {len(events):,} records of {len(events):,}" in done.stderr
     assert "salespulse_ingest_spooled_records_total 0.0" in metrics
+    # a record both acknowledged late and spooled came back as a duplicate
+    assert "salespulse_worker_duplicates_dropped_total 0.0" in metrics
