@@ -118,7 +118,9 @@ async def replay(
         bar = _Progress(progress, total, started)
         watcher: asyncio.Task[None] | None = None
         if wait:
-            bar.baseline = _applied_floor(await _read_applied(session))
+            at_start = await _read_applied(session)
+            # Unknown for now (503): the bar then counts applied offsets from 0.
+            bar.baseline = _applied_floor(at_start) if at_start is not None else {}
             watcher = asyncio.create_task(_watch_applied(session, bar))
 
         async def send(kind: str, payload: Any) -> None:
@@ -147,7 +149,8 @@ async def replay(
                 if summary.unplaced:
                     # Spooled (the broker was down): they land behind the end read now,
                     # once the spool drains; wait at least for that end.
-                    for name, end in (await _read_applied(session))["end"].items():
+                    ends = await _read_applied(session)
+                    for name, end in (ends or {"end": {}})["end"].items():
                         bar.target[name] = max(bar.target.get(name, 0), end)
                 async with asyncio.timeout(wait_timeout_s):
                     while not bar.reached():
@@ -211,16 +214,18 @@ class _Progress:
 async def _watch_applied(session: aiohttp.ClientSession, bar: _Progress) -> None:
     while True:
         try:
-            bar.latest = _applied_floor(await _read_applied(session))
+            body = await _read_applied(session)
         except (AppliedUnknownError, aiohttp.ClientError):
-            pass  # a busy or restarting worker: asked again at the next tick
-        else:
+            body = None  # a busy or restarting worker: asked again at the next tick
+        if body is not None:
+            bar.latest = _applied_floor(body)
             bar.draw()
             bar.updated.set()
         await asyncio.sleep(APPLIED_POLL_S)
 
 
-async def _read_applied(session: aiohttp.ClientSession) -> dict[str, Any]:
+async def _read_applied(session: aiohttp.ClientSession) -> dict[str, Any] | None:
+    """The answer of GET /v1/applied; None while it cannot tell (503: broker or Redis)."""
     async with session.get("/v1/applied") as response:
         if response.status == 404:
             raise AppliedUnknownError(
@@ -228,7 +233,7 @@ async def _read_applied(session: aiohttp.ClientSession) -> dict[str, Any]:
                 "at a process with the worker or exporter role, or pass --no-wait"
             )
         if response.status != 200:
-            raise AppliedUnknownError(f"/v1/applied answered {response.status}")
+            return None
         body: dict[str, Any] = await response.json()
     return body
 

@@ -128,3 +128,32 @@ async def test_replay_with_wait_returns_with_the_kpis_complete_and_nothing_spool
     assert "salespulse_ingest_spooled_records_total 0.0" in metrics
     # a record both acknowledged late and spooled came back as a duplicate
     assert "salespulse_worker_duplicates_dropped_total 0.0" in metrics
+
+
+async def test_replay_wait_against_an_ingest_only_process_says_where_to_point_it(
+    settings: Settings, tmp_path
+):
+    history = tmp_path / "one.jsonl"
+    history.write_bytes(msgspec.json.encode(next(iter(maven_crm(MAVEN)))) + b"\n")
+    base = f"http://127.0.0.1:{settings.http_port}"
+    with salespulse_process("ingest", settings, tmp_path / "ingest.log"):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "salespulse.cli",
+                "replay",
+                str(history),
+                "--wait",
+                "--url",
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert "does not serve /v1/applied" in done.stderr
+    assert "--no-wait" in done.stderr
