@@ -21,7 +21,7 @@ from salespulse.core.logs import configure_logging
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantsFileError
 from salespulse.core.tuning import tune_gc
-from salespulse.dev.datasets import CONVERTERS
+from salespulse.dev.datasets import CONVERTERS, DEFAULT_TENANTS, Conversion
 
 logger = logging.getLogger("salespulse")
 
@@ -48,6 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("file", type=Path, help="canonical events or recorded webhooks, one a line")
     replay.add_argument("--url", default="http://127.0.0.1:8080", help="the ingest's base URL")
+    replay.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="return once the worker has applied everything sent, read from the URL's "
+        "/v1/applied (default: on when stdout is a terminal)",
+    )
+    replay.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up waiting for the worker after this long (exit 1)",
+    )
     dataset = commands.add_parser(
         "dataset", help="convert a public CRM data set into canonical events (JSON lines)"
     )
@@ -122,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "replay":
             token = settings.ingest_token_value()
-            return _replay(args.file, args.url, token)
+            wait = sys.stdout.isatty() if args.wait is None else bool(args.wait)
+            return _replay(args.file, args.url, token, wait, args.wait_timeout)
         if args.command == "rebuild":
             return _rebuild(settings)
         if args.command == "dataset":
@@ -181,16 +196,25 @@ def _settings_problems(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _replay(path: Path, url: str, token: str | None) -> int:
-    from salespulse.dev.replay import IngestUnauthorizedError, replay
+def _replay(path: Path, url: str, token: str | None, wait: bool, wait_timeout_s: float) -> int:
+    from salespulse.dev.replay import AppliedUnknownError, IngestUnauthorizedError, replay
 
     if not path.is_file():
         print(f"salespulse replay: no such file: {path}", file=sys.stderr)
         return 2
     try:
-        summary = asyncio.run(replay(path, url, token=token))
-    except IngestUnauthorizedError as exc:
+        summary = asyncio.run(
+            replay(path, url, token=token, wait=wait, wait_timeout_s=wait_timeout_s)
+        )
+    except (IngestUnauthorizedError, AppliedUnknownError) as exc:
         print(f"salespulse replay: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(
+            f"salespulse replay: sent, but the worker had not applied it all after "
+            f"{wait_timeout_s:g}s (is `salespulse worker` running?)",
+            file=sys.stderr,
+        )
         return 1
     except aiohttp.ClientError as exc:
         print(f"salespulse replay: cannot reach the ingest at {url}: {exc}", file=sys.stderr)
@@ -226,8 +250,9 @@ def _rebuild(settings: Settings) -> int:
 
 def _dataset(name: str, directory: Path, tenant: str | None, output: Path | None) -> int:
     convert = CONVERTERS[name]
+    conversion = Conversion()
     try:
-        events = convert(directory, tenant) if tenant else convert(directory)
+        events = convert(directory, tenant or DEFAULT_TENANTS[name], conversion)
         encoder = msgspec.json.Encoder()
         with output.open("wb") if output else contextlib.nullcontext(sys.stdout.buffer) as out:
             count = 0
@@ -238,6 +263,8 @@ def _dataset(name: str, directory: Path, tenant: str | None, output: Path | None
         print(f"salespulse dataset: {exc.filename}: not found", file=sys.stderr)
         return 2
     print(f"salespulse dataset: {count:,} events", file=sys.stderr)
+    for line in conversion.render():
+        print(f"salespulse dataset: {line}", file=sys.stderr)
     return 0
 
 

@@ -68,7 +68,7 @@ class Pipeline:
         return float(
             counted
             + metric_value(self.metrics, "salespulse_worker_duplicates_dropped_total")
-            + metric_value(self.metrics, "salespulse_worker_events_too_late_total")
+            + metric_value(self.metrics, "salespulse_dead_letters_total", reason="too_late")
         )
 
 

@@ -69,6 +69,12 @@ builds no key name itself.
   - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
   - writer and reader: `streams/redis_sink.py`, through the script (checked before any
     write).
+- `{p}late:{tenant}:{day}`: SET of the ids of too-late events the KPI stage dead-lettered,
+  by the UTC day the event happened, so a redelivered or resent one is counted once in
+  `salespulse_worker_events_too_late_total`.
+  - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
+  - writer and reader: `streams/redis_sink.py` (`mark_late`, SADD outside the script:
+    it only counts, it writes no KPI).
 - `{p}offsets:{group}`: HASH, a consumer group's watermarks: the last offset applied per
   partition.
   - value: field `{topic}:{partition}` (`streams/store_guard.py` `tp_name`) → offset
@@ -82,8 +88,9 @@ builds no key name itself.
 - `{p}waiting:{tenant}`: ZSET of the open waits (clients waiting for a reply).
   - value: member `codecs.WaitingMember`, a JSON array `[conversation ref, kind, channel,
     manager, team, pipeline]` of ids only (`""`: none) → score the µs the wait opened.
-  - TTL: none; a member leaves when answered, or after `SALESPULSE_WAIT_MAX_AGE_DAYS`
-    (`streams/sla_store.py` `expire_waits`).
+  - TTL: none; a member leaves when answered, or after its maximum wait (its SLA
+    policy's `max_wait`, else `SALESPULSE_WAIT_MAX_AGE_DAYS`; `streams/sla_store.py`
+    `expire_waits`); a wait already past it is never added (`streams/sla_fold.py`).
   - writer: `streams/sla_store.py` (members made by `streams/sla_fold.py`), through the
     script.
   - readers: `metrics/read/waiting.py` (the API's list, the SLA collector, the wall).
@@ -175,6 +182,9 @@ class KpiKeys:
 
     def seen(self, tenant: str, day: str) -> str:
         return f"{self.prefix}seen:{tenant}:{day}"
+
+    def late(self, tenant: str, day: str) -> str:
+        return f"{self.prefix}late:{tenant}:{day}"
 
     def offsets(self, group: str) -> str:
         return f"{self.prefix}offsets:{group}"
