@@ -2,9 +2,9 @@
 
 Why a sketch: the fold writes every KPI as integer sums into time buckets, and a window
 is read by summing its buckets, so a percentile must come from something that sums.
-The stored durations themselves would make a bucket grow with every deal; the duration
-histograms (``DURATION_BUCKETS_S``, ``RESPONSE_BUCKETS_S``) sum but only locate a value
-within its bucket (a p90 of 156 s read for an exact 138 s). DDSketch (Masson, Rim, Lee,
+The stored durations themselves would make a bucket grow with every deal; histogram
+buckets (``RESPONSE_BUCKETS_S``, kept for Prometheus and Grafana) sum but only locate a
+value within its bucket (a p90 of 156 s read for an exact 138 s). DDSketch (Masson, Rim, Lee,
 "DDSketch: a fast and fully-mergeable quantile sketch with relative-error guarantees",
 VLDB 2019) counts values in logarithmic bins: bin ``i`` holds ``(g^(i-1), g^i]`` with
 ``g = (1 + a) / (1 - a)`` (gamma), and any value of a bin is within the relative error ``a`` of
