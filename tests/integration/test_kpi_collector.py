@@ -191,9 +191,10 @@ async def test_series_count_is_pinned_for_a_tenants_file(settings, tenants, read
     for sample in series:
         assert not set(sample.labels) & {"event_id", "client", "client_id", "entity_id", "deal"}
     # A change here changes what dashboards and Prometheus storage see: update on purpose.
-    # 341 KPI series + response counts and SLA breaches (3 x 7 windows, zero with no
-    # conversations) + the tenant's business_hours_open.
-    assert len(series) == 341 + 3 * 7 + 1
+    # 348 KPI series (341 + time_in_stage_median_seconds in 7 windows, issue 17 item 10)
+    # + response counts and SLA breaches (3 x 7 windows, zero with no conversations)
+    # + the tenant's business_hours_open.
+    assert len(series) == 348 + 3 * 7 + 1
 
 
 def test_registration_does_not_touch_redis(tenants):
