@@ -149,7 +149,7 @@ class KpiCollector(Collector):
                     continue
                 if dimension == "manager" and not config.labels.per_manager:
                     continue
-                groups = group_components(sums, dimension)
+                groups = group_components(sums, dimension, percentiles=False)
                 del groups[TOTAL_GROUP]
                 if dimension == "manager":
                     groups = _cap(groups, config.labels.max_values)

@@ -246,12 +246,14 @@ def _route(component: str) -> _Route:
     return route
 
 
-def group_components(sums: RawSums, by: str | None) -> Groups:
+def group_components(sums: RawSums, by: str | None, *, percentiles: bool = True) -> Groups:
     """Fold stored sums into groups; derive call marginals and percentiles (sketch bins
     summed per group, metrics/read/quantiles.py). Pure.
 
     Two loops, not one with a list of targets per sum: a scrape runs this a dozen times
-    over ~1,000 sums each."""
+    over ~1,000 sums each. ``percentiles=False`` skips the sketch bins, for a caller that
+    shows no percentile (the collector's team and manager series): the bins are most of
+    the stored fields of a busy office's long windows."""
     total: dict[str, int] = {}
     groups: Groups = {TOTAL_GROUP: total}
     sketches: dict[tuple[str, str], dict[int, int]] = {}
@@ -260,6 +262,8 @@ def group_components(sums: RawSums, by: str | None) -> Groups:
         for (component, _), amount in sums.items():
             names, sketch, key = routes.get(component) or _route(component)
             if names is None:
+                if not percentiles:
+                    continue
                 bins = sketches.setdefault((TOTAL_GROUP, sketch), {})
                 bins[key] = bins.get(key, 0) + amount
                 continue
@@ -269,6 +273,8 @@ def group_components(sums: RawSums, by: str | None) -> Groups:
         index = DIMENSIONS.index(by)
         for (component, dims), amount in sums.items():
             names, sketch, key = routes.get(component) or _route(component)
+            if names is None and not percentiles:
+                continue
             group_name = dims[index]
             group = groups.get(group_name)
             if group is None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metrics.read.kpi_reader import group_components
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import PERCENTILES, TOTAL_GROUP
+from salespulse.core.kpi.codecs import decode_field
 from tests.helpers import make_event
 from tests.histories import NOW, TENANT, TENANTS
 from tests.kpi_memory import MemoryStore
@@ -77,3 +80,18 @@ def test_response_percentiles_are_within_one_percent_of_the_exact_ones(
             for group, components in store.components(TENANT, "all", by, NOW).items()
         }
         assert not differences(shown, exact(truth)), (by, differences(shown, exact(truth)))
+
+
+def test_groups_without_percentiles_skip_the_bins_and_keep_every_sum() -> None:
+    store = MemoryStore(TENANTS)
+    store.apply_batch([e for n in range(5) for e in conversation(n, 1000 * (n + 1), "m-1")])
+    sums: dict[tuple[str, tuple[str, ...]], int] = {}
+    for fields in store.buckets.values():
+        for field, amount in fields.items():
+            component, *dims = decode_field(field)
+            sums[(component, tuple(dims))] = sums.get((component, tuple(dims)), 0) + amount
+    full = group_components(sums, "manager")
+    lean = group_components(sums, "manager", percentiles=False)
+    assert full["m-1"]["resp_p50_ms:first"] == pytest.approx(3000, rel=0.01)
+    assert {g: {c: v for c, v in group.items() if "_p50_" not in c and "_p90_" not in c}
+            for g, group in full.items()} == lean  # fmt: skip
