@@ -11,9 +11,10 @@ from bisect import bisect_left
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import pairwise
 
-from salespulse.core.kpi.catalogue import DURATION_BUCKETS_S, NO_VALUE, UNASSIGNED
+from salespulse.core.kpi.catalogue import NO_VALUE, UNASSIGNED
 from salespulse.core.kpi.codecs import WonDeal
 from salespulse.core.kpi.redis_layout import MONEY_SCALE, SEP
+from salespulse.core.kpi.sketch import bin_key
 from salespulse.core.tenants import Pipeline, TenantConfig
 from streams.entity_state import CODE, DealState, LeadState
 
@@ -25,7 +26,6 @@ Contribution = tuple[int, str, Dims, int]
 Parts = dict[tuple[int, str], int]
 
 _UNIT = Decimal(1)
-_BOUNDS_US = [bound * 1_000_000 for bound in DURATION_BUCKETS_S]
 
 
 def money_units(amount: Decimal, currency: str | None, config: TenantConfig) -> int | None:
@@ -44,11 +44,6 @@ def us_to_ms(us: int) -> int:
     if remainder > 500 or (remainder == 500 and quotient % 2):
         quotient += 1
     return quotient
-
-
-def duration_bucket(duration_us: int) -> int:
-    """Index of the first inclusive upper bound ≥ the duration; len(bounds) for +Inf."""
-    return bisect_left(_BOUNDS_US, duration_us)
 
 
 def dims_of(
@@ -259,7 +254,7 @@ def _won(out: Parts, state: DealState, config: TenantConfig, since: int) -> int 
         duration = since - state.created
         _add(out, since, "cycle_sum_ms", us_to_ms(duration))
         _add(out, since, "cycle_count", 1)
-        _add(out, since, f"cycle_hist:{duration_bucket(duration)}", 1)
+        _add(out, since, f"cycle_qb:{bin_key(duration)}", 1)
     return units
 
 
@@ -324,11 +319,11 @@ def _stays(out: Parts, entries: list[tuple[int, str]]) -> None:
             continue
         left = times[later]
         stay = left - us
-        stay_sum, stay_count, stay_hist = _stay_names(key)
+        stay_sum, stay_count, stay_bins = _stay_names(key)
         for part, amount in (
             ((left, stay_sum), us_to_ms(stay)),
             ((left, stay_count), 1),
-            ((left, stay_hist[bisect_left(_BOUNDS_US, stay)]), 1),
+            ((left, f"{stay_bins}{bin_key(stay)}"), 1),
         ):
             out[part] = out.get(part, 0) + amount
 
@@ -343,14 +338,14 @@ class _StageKeys(dict[str, tuple[str, str]]):
         return pipeline, stage
 
 
-class _StayNames(dict[str, tuple[str, str, tuple[str, ...]]]):
-    """Stage key → its time-in-stage component names: sum, count, one per histogram bucket."""
+class _StayNames(dict[str, tuple[str, str, str]]):
+    """Stage key → its time-in-stage component names: sum, count, and the head of its
+    DDSketch bins (salespulse/core/kpi/sketch.py; the bin key follows)."""
 
-    def __missing__(self, key: str) -> tuple[str, str, tuple[str, ...]]:
+    def __missing__(self, key: str) -> tuple[str, str, str]:
         pipeline, stage = _split_stage(key)
         base = f"{pipeline}:{stage}"
-        hist = tuple(f"stay_hist:{base}:{i}" for i in range(len(_BOUNDS_US) + 1))
-        names = f"stay_sum_ms:{base}", f"stay_count:{base}", hist
+        names = f"stay_sum_ms:{base}", f"stay_count:{base}", f"stay_qb:{base}:"
         if len(self) < _NAMES_LIMIT:
             self[key] = names
         return names

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from metrics.collectors.sla import SlaFamilies
 from metrics.read.kpi_reader import Groups, KpiReader, group_components
 from metrics.read.kpi_value import Kpi
+from metrics.read.quantiles import is_percentile
 from metrics.views.kpi_view import present, present_group
 from metrics.views.response_view import KINDS
 from salespulse.core.kpi.catalogue import TOTAL_GROUP, WINDOWS
@@ -50,7 +51,8 @@ TOTAL_KPIS: dict[str, tuple[str, ...]] = {
         "messages_in", "messages_out", "leads_created", "deals_created", "leads_processed",
         "won", "lost", "talk_time_seconds", "talk_time_avg_seconds", "revenue",
         "average_check", "margin", "win_rate", "sales_cycle_avg_seconds",
-        "sales_cycle_p90_seconds", "rating_avg", "lead_to_customer", "invoiced", "paid",
+        "sales_cycle_median_seconds", "sales_cycle_p90_seconds", "rating_avg",
+        "lead_to_customer", "invoiced", "paid",
         "receivables", "repeat_sales", "repeat_sales_revenue", "repeat_sales_share",
         "purchase_frequency", "clv_avg", "sla_breaches", "sla_compliance",
         "calls_abandoned", "abandonment_rate", "service_level",
@@ -64,7 +66,8 @@ TOTAL_KPIS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("end_to_end_cohort", "end_to_end_flow", "cold_to_warm"), ("pipeline",)),
     **dict.fromkeys((
         "stage_entries", "open_deals", "ready_to_close", "stuck_deals",
-        "time_in_stage_avg_seconds", "time_in_stage_p90_seconds",
+        "time_in_stage_avg_seconds", "time_in_stage_median_seconds",
+        "time_in_stage_p90_seconds",
     ), _STAGE),
     "lost_by_reason": ("reason",),
     "abc_clients": ("class",),
@@ -147,7 +150,7 @@ class KpiCollector(Collector):
                     continue
                 if dimension == "manager" and not config.labels.per_manager:
                     continue
-                groups = group_components(sums, dimension)
+                groups = group_components(sums, dimension, percentiles=False)
                 del groups[TOTAL_GROUP]
                 if dimension == "manager":
                     groups = _cap(groups, config.labels.max_values)
@@ -174,7 +177,7 @@ def _cap(groups: Groups, limit: int) -> Groups:
     pooled: dict[str, int] = {}
     for _, group in [*ranked[limit - 1 :], *[item for item in groups.items() if item[0] == OTHER]]:
         for component, amount in group.items():
-            if not component.endswith("_p90_s"):  # a percentile does not add up
+            if not is_percentile(component):  # a percentile does not add up
                 pooled[component] = pooled.get(component, 0) + amount
     kept[OTHER] = pooled
     return kept

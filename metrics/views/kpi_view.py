@@ -12,7 +12,7 @@ from decimal import Decimal
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from metrics.read.kpi_value import Kpi, ratio
+from metrics.read.kpi_value import Kpi, ratio, seconds
 from metrics.views.response_view import response_kpis
 from salespulse.core.kpi.buckets import US_PER_HOUR, US_PER_MINUTE, from_us, to_us
 from salespulse.core.kpi.redis_layout import MONEY_SCALE
@@ -95,8 +95,8 @@ def present(
         Kpi("margin", get("margin", 0) / MONEY),
         _ratio("win_rate", get("won", 0), get("won", 0) + get("lost", 0)),
         _ratio("sales_cycle_avg_seconds", get("cycle_sum_ms", 0) / 1000, get("cycle_count", 0)),
-        Kpi("sales_cycle_p90_seconds", float(group["cycle_p90_s"]) if "cycle_p90_s" in group
-            else None),
+        seconds("sales_cycle_median_seconds", group.get("cycle_p50_ms")),
+        seconds("sales_cycle_p90_seconds", group.get("cycle_p90_ms")),
         _ratio("rating_avg", get("rating_sum", 0), get("rating_count", 0)),
         _ratio("lead_to_customer", get("lead_customers", 0), get("leads_created", 0)),
         Kpi("invoiced", get("invoiced", 0) / MONEY),
@@ -206,7 +206,7 @@ def _parameterised(group: dict[str, int]) -> list[Kpi]:
                     (("pipeline", pipeline), ("stage", stage)),
                 )
             )
-        elif head in ("stay_sum_ms", "stay_count", "stay_p90_s"):
+        elif head in ("stay_sum_ms", "stay_count", "stay_p50_ms", "stay_p90_ms"):
             pipeline, _, stage = rest.partition(":")
             stays.setdefault((pipeline, stage), {})[head] = amount
         elif head == "lost_by_reason":
@@ -221,8 +221,9 @@ def _parameterised(group: dict[str, int]) -> list[Kpi]:
                 labels,
             )
         )
-        if "stay_p90_s" in parts:
-            kpis.append(Kpi("time_in_stage_p90_seconds", float(parts["stay_p90_s"]), labels))
+        for shown, part in (("median", "stay_p50_ms"), ("p90", "stay_p90_ms")):
+            if part in parts:
+                kpis.append(seconds(f"time_in_stage_{shown}_seconds", parts[part], labels))
     return kpis
 
 

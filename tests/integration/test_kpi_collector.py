@@ -191,10 +191,11 @@ async def test_series_count_is_pinned_for_a_tenants_file(settings, tenants, read
     for sample in series:
         assert not set(sample.labels) & {"event_id", "client", "client_id", "entity_id", "deal"}
     # A change here changes what dashboards and Prometheus storage see: update on purpose.
-    # 355 KPI series (341, + calls_abandoned and abandonment_rate x 7 windows; service_level
-    # has no value with no first response judged) + response counts and SLA breaches (3 x 7
+    # 362 KPI series (341, + calls_abandoned and abandonment_rate x 7 windows, issue 17
+    # item 9; + time_in_stage_median_seconds x 7 windows, item 10; service_level has no
+    # value with no first response judged) + response counts and SLA breaches (3 x 7
     # windows, zero with no conversations) + the tenant's business_hours_open.
-    assert len(series) == 355 + 3 * 7 + 1
+    assert len(series) == 362 + 3 * 7 + 1
 
 
 def test_registration_does_not_touch_redis(tenants):

@@ -22,8 +22,8 @@ from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import (
     DEFAULT_LATENESS_S,
     DIMENSIONS,
-    DURATION_BUCKETS_S,
     NO_VALUE,
+    PERCENTILES,
     UNASSIGNED,
     WINDOWS,
 )
@@ -173,26 +173,10 @@ def _ms(duration: timedelta) -> int:
     return round(Fraction(duration // timedelta(microseconds=1), 1000))
 
 
-def _p90_s(durations: Sequence[timedelta]) -> int:
-    """Upper bound of the first histogram bucket whose cumulative count reaches ⌈0.9 n⌉."""
-    counts = [0] * (len(DURATION_BUCKETS_S) + 1)  # the last one is +Inf
-    for duration in durations:
-        index = next(
-            (
-                i
-                for i, bound in enumerate(DURATION_BUCKETS_S)
-                if duration <= timedelta(seconds=bound)
-            ),
-            len(DURATION_BUCKETS_S),
-        )
-        counts[index] += 1
-    needed = -(-9 * len(durations) // 10)  # ⌈0.9 n⌉ in integers
-    cumulative = 0
-    for index, count in enumerate(counts):
-        cumulative += count
-        if cumulative >= needed:
-            return DURATION_BUCKETS_S[min(index, len(DURATION_BUCKETS_S) - 1)]
-    raise AssertionError("unreachable: the +Inf bucket holds the rest")
+def _percentile(durations: Sequence[timedelta], percent: int) -> timedelta:
+    """Nearest rank, exact: the ⌈percent × n / 100⌉-th smallest duration (at least the first)."""
+    ordered = sorted(durations)
+    return ordered[max(1, -(-percent * len(ordered) // 100)) - 1]
 
 
 # --- dimensions ----------------------------------------------------------------------------
@@ -395,7 +379,9 @@ class _Result:
             values = self.values[group]
             values[f"{family}_sum_ms{suffix}"] += sum(_ms(d) for d in durations)
             values[f"{family}_count{suffix}"] += len(durations)
-            values[f"{family}_p90_s{suffix}"] = _p90_s(durations)
+            for percent in PERCENTILES:
+                exact = _percentile(durations, percent)
+                values[f"{family}_p{percent}_ms{suffix}"] = _ms(exact)
         for (group, component), items in self.distinct.items():
             self.values[group][component] = len(items)
         result: Components = {TOTAL: {}}

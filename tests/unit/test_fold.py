@@ -17,6 +17,7 @@ from streams.fold import event_components
 from tests.helpers import T0, make_event
 from tests.kpi_memory import MemoryStore
 from tests.oracle.batch import TOTAL, compute_components
+from tests.oracle.compare import assert_matches_oracle
 
 CONFIG = TenantConfig.model_validate({
     "timezone": "Europe/Moscow",
@@ -182,7 +183,9 @@ def both(events: list[CrmEvent], window: str = "all") -> dict[str, int]:
     store = MemoryStore(TENANTS, with_sla=False)
     store.apply_batch(events)
     stream = store.components("acme", window, None, T0)[TOTAL_GROUP]
-    assert stream == compute_components(events, CONFIG, "acme", window, None, T0)[TOTAL]
+    oracle = compute_components(events, CONFIG, "acme", window, None, T0)[TOTAL]
+    # percentiles within the sketch's 1 %, every other component equal
+    assert_matches_oracle({TOTAL: stream}, {TOTAL: oracle}, window)
     return stream
 
 

@@ -18,6 +18,7 @@ from metrics.read.waiting import Wait, classify
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.codecs import decode_field
 from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.kpi.sketch import bin_key
 from salespulse.core.sla_policy import SlaConfig, SlaPolicy, SlaTarget, parse_duration
 from salespulse.core.tenants import TenantDirectory, TenantsFile, TenantsFileError, load_tenants
 from streams.conversation_clock import ConversationState
@@ -147,6 +148,7 @@ def test_a_chat_answered_after_the_weekend_breaches_in_business_seconds() -> Non
         ("resp_bms:first:chat", *dims): 30 * 60 * 1000,
         (f"resp_hist:first:chat:c{response_bucket(calendar_s)}", *dims): 1,
         (f"resp_hist:first:chat:b{response_bucket(1800)}", *dims): 1,
+        (f"resp_qb:first:{bin_key(int(calendar_s * 1000))}", *dims): 1,
         ("sla_breach:first:chat", *dims): 1,
     }
 

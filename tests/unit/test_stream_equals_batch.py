@@ -17,13 +17,14 @@ from salespulse.core.kpi.catalogue import DIMENSIONS, WINDOWS
 from tests.histories import CONFIG, NOW, TENANT, TENANTS, histories
 from tests.kpi_memory import MemoryStore
 from tests.oracle.batch import compute_components
+from tests.oracle.compare import assert_matches_oracle
 
 
 def assert_equal_to_oracle(store: MemoryStore, history: list[CrmEvent]) -> None:
     for window, by in itertools.product(WINDOWS, (None, *DIMENSIONS)):
         stream = store.components(TENANT, window, by, NOW)
         batch = compute_components(history, CONFIG, TENANT, window, by, NOW)
-        assert stream == batch, (window, by)
+        assert_matches_oracle(stream, batch, (window, by))
 
 
 @settings(deadline=None)
