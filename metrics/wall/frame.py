@@ -260,6 +260,10 @@ def _leaderboard(
     rows = []
     for manager in names:
         group = groups.get(manager, {})
+        if manager not in members and not any(group.get(k) for k in ("revenue", "won", "calls")):
+            # Not a team member and nothing to rank: e.g. the office's ad spend, which is
+            # nobody's ("unassigned"), would be a permanent empty row.
+            continue
         rows.append(
             {
                 "manager": manager,

@@ -102,6 +102,16 @@ def test_the_leaderboard_takes_crm_names_under_the_tenants_file_override():
     ), "a renamed manager is news for the wall"
 
 
+def test_an_empty_row_that_is_nobodys_is_not_on_the_leaderboard():
+    # The office's ad spend has no manager: its "unassigned" group ranks nothing.
+    today = {**TODAY, ("marketing_cost:website", dims("unassigned", "")): 900 * MONEY_SCALE}
+    frame = payload(build_frame(WallKey("acme", None), CONFIG, NOON, today, MONTH))
+    assert [r["manager"] for r in frame["leaders"]] == ["17", "5", "42"]
+    calls = {**today, ("calls:out:answered", dims("unassigned", "")): 2}
+    frame = payload(build_frame(WallKey("acme", None), CONFIG, NOON, calls, MONTH))
+    assert "unassigned" in [r["manager"] for r in frame["leaders"]], "unassigned calls show"
+
+
 def test_the_signature_ignores_the_clock_but_not_a_new_call():
     key = WallKey("acme", "north")
     early = build_frame(key, CONFIG, NOON, TODAY, MONTH)
