@@ -25,8 +25,9 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
-run: $(VENV)/.installed-run  ## run SalesPulse with its own broker, Redis and demo traffic
-	$(BIN)/salespulse run --demo
+DEMO_LOCALE ?= en
+run: $(VENV)/.installed-run  ## run SalesPulse with its own broker, Redis and demo traffic (DEMO_LOCALE=uk|ru|en)
+	$(BIN)/salespulse run --demo --demo-locale $(DEMO_LOCALE)
 
 test: $(VENV)/.installed-dev  ## install what is missing, then lint, typecheck and test
 	scripts/ensure-system-deps.sh
