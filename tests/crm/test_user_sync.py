@@ -4,6 +4,7 @@ documented user lists do: pages, rate-limit answers, refused tokens; names land 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from handlers.enrichment.crm_rest.http import RetryPolicy
-from handlers.enrichment.users import StaffStore, UserSync, UserSyncOptions
+from handlers.enrichment.users import StaffStore, UserSync, UserSyncOptions, UserSyncService
 from metrics.read.staff import StaffReader
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
@@ -296,3 +297,27 @@ async def test_the_tenants_file_wins_over_the_crm_when_names_are_read(
     tenants = TenantDirectory(TenantsFile.model_validate({"tenants": {"t": config}}))
     reader = StaffReader(redis.Redis.from_url(redis_url), keys, tenants)
     assert reader.names("t") == {"7": "Олена Коваленко", "9": "Петро", "11": "Ivan"}
+
+
+async def test_the_worker_service_syncs_every_tenant_at_its_start(
+    env: None, redis_client: aioredis.Redis, keys: KpiKeys
+) -> None:
+    fake = FakePipedrive([{"id": 5, "name": "Богдан Мельник", "active_flag": True}])
+    base = await fake.serve()
+    pipedrive = {"username": "u", "password": {"env": "PD_PASSWORD"},
+                 "api_token": {"env": "PD_TOKEN"}, "api_base": base}  # fmt: skip
+    tenants = TenantDirectory(
+        TenantsFile.model_validate({"tenants": {"kyiv": {"crm": {"pipedrive": pipedrive}}}})
+    )
+    service = UserSyncService(tenants, redis_client, keys, FAST)
+    await service.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await redis_client.hexists(keys.staff("kyiv"), "5"):
+            assert asyncio.get_running_loop().time() < deadline, "no sync within 30 s"
+            await asyncio.sleep(0.05)
+    finally:
+        await service.stop()
+        await fake.close()
+    assert await stored_names(redis_client, keys.staff("kyiv")) == {"5": "Богдан Мельник"}
+    assert len(fake.calls_to("users")) == 1  # then it waits for the interval (an hour)
