@@ -56,9 +56,10 @@ class UserSyncOptions:
     pipedrive_rate_per_s: float = 5.0
 
 
-def display_name(*parts: object) -> str | None:
-    """The non-empty parts joined by a space, trimmed and bounded; None if nothing is left."""
-    words = [str(part).strip() for part in parts if isinstance(part, str | int) and str(part)]
+def user_name(*parts: object) -> str | None:
+    """The non-empty text parts joined by a space, trimmed and bounded; None if nothing is
+    left (a missing field is null or absent in these APIs, never a name)."""
+    words = [" ".join(part.split()) for part in parts if isinstance(part, str)]
     name = " ".join(word for word in words if word)
     return name[:MAX_NAME_CHARS] if name else None
 
@@ -72,7 +73,7 @@ def bitrix24_names(rows: list[Any], names: Names) -> None:
     """user.get rows: {"ID": "1", "NAME": "Олена", "LAST_NAME": "Коваленко", ...}."""
     for row in rows:
         if isinstance(row, dict):
-            _add(names, row.get("ID"), display_name(row.get("NAME"), row.get("LAST_NAME")))
+            _add(names, row.get("ID"), user_name(row.get("NAME"), row.get("LAST_NAME")))
 
 
 def amocrm_names(body: Any, names: Names) -> bool:
@@ -83,7 +84,7 @@ def amocrm_names(body: Any, names: Names) -> bool:
     users = embedded.get("users") if isinstance(embedded, dict) else None
     for user in users if isinstance(users, list) else []:
         if isinstance(user, dict):
-            _add(names, user.get("id"), display_name(user.get("name")))
+            _add(names, user.get("id"), user_name(user.get("name")))
     links = body.get("_links")
     return isinstance(links, dict) and isinstance(links.get("next"), dict)
 
@@ -95,7 +96,7 @@ def hubspot_names(body: Any, names: Names) -> str | None:
     results = body.get("results")
     for owner in results if isinstance(results, list) else []:
         if isinstance(owner, dict):
-            name = display_name(owner.get("firstName"), owner.get("lastName"))
+            name = user_name(owner.get("firstName"), owner.get("lastName"))
             _add(names, owner.get("id"), name)
     paging = body.get("paging")
     following = paging.get("next") if isinstance(paging, dict) else None
@@ -110,7 +111,7 @@ def pipedrive_names(body: Any, names: Names) -> int | None:
     data = body.get("data")
     for user in data if isinstance(data, list) else []:
         if isinstance(user, dict):
-            _add(names, user.get("id"), display_name(user.get("name")))
+            _add(names, user.get("id"), user_name(user.get("name")))
     extra = body.get("additional_data")
     pagination = extra.get("pagination") if isinstance(extra, dict) else None
     if isinstance(pagination, dict) and pagination.get("more_items_in_collection") is True:
