@@ -13,6 +13,10 @@ retried REST clients as the enrichment:
 - Pipedrive ``GET /v1/users``: everyone at once (``additional_data.pagination`` if given).
 
 A CRM that fails (after its retries) is logged and leaves its names as they were.
+
+The sync paces itself with its own limiters at the enrichment's rates: a few calls an hour
+per portal (one per 50 to 250 users) beside the enrichment's stream of them, and a
+rate-limit answer caused by the two together is retried like any other.
 """
 
 from __future__ import annotations
