@@ -15,6 +15,7 @@ import msgspec
 from pydantic import ValidationError
 
 from handlers.spool import SpoolBusyError
+from salespulse.app.demo_offices import LOCALES, MAX_SPEED, DemoOptions
 from salespulse.core.access import UnsafeExposureError
 from salespulse.core.errors import EmbeddedServiceError
 from salespulse.core.logs import configure_logging
@@ -42,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument(
             "--demo", action="store_true", help="also post realistic demo traffic to the ingest"
+        )
+        command.add_argument(
+            "--demo-locale",
+            choices=LOCALES,
+            default="en",
+            help="the demo office: en (USD), uk (a Ukrainian office in UAH), ru (RUB)",
+        )
+        command.add_argument(
+            "--demo-speed",
+            type=_demo_speed,
+            default=1.0,
+            help="the demo office's activity rate as a multiple of a real office's (1 to 100)",
         )
     replay = commands.add_parser(
         "replay", help="send a JSON-lines history through the running pipeline"
@@ -102,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--rate", type=_positive_float, default=50.0, help="events per second")
     soak.add_argument("--sample-every", type=_positive_float, default=20.0, help="seconds")
     return parser
+
+
+def _demo_speed(text: str) -> float:
+    value = _positive_float(text)
+    if not 1 <= value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_SPEED:g}, not {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -172,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         roles = None if args.command == "run" else [args.command]
         status = 0
         with contextlib.suppress(KeyboardInterrupt):
-            status = serve(settings, roles, demo=args.demo)
+            demo = DemoOptions(args.demo_locale, args.demo_speed) if args.demo else None
+            status = serve(settings, roles, demo=demo)
     except TenantsFileError as exc:
         print(f"salespulse: invalid tenants file:\n{exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from importlib import resources
 import redis
 
 from metrics.read.quantiles import percentile_components, sketch_bin
+from metrics.read.staff import StaffReader
 from metrics.read.waiting import WaitingReader
 from metrics.read.won_deals import WonDeals, WonRecord, client_components, prepare_won, won_record
 from salespulse.core.kpi.buckets import namer_for, to_us, window_buckets
@@ -78,6 +79,10 @@ class KpiReader:
     def waiting_reader(self) -> WaitingReader:
         """The live waiting list, read from the same Redis."""
         return WaitingReader(self._client, self._keys, self._tenants)
+
+    def staff_reader(self) -> StaffReader:
+        """Staff names (manager id → name), read from the same Redis."""
+        return StaffReader(self._client, self._keys, self._tenants)
 
     def tenants(self) -> list[str]:
         members = self._client.smembers(self._keys.tenants)

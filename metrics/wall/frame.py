@@ -19,6 +19,7 @@ from metrics.read.kpi_reader import RawSums, group_components
 from metrics.views.kpi_view import MONEY
 from salespulse.core.business_hours import BusinessCalendar
 from salespulse.core.kpi.catalogue import DIMENSIONS, RESPONSE_BUCKETS_S, TOTAL_GROUP
+from salespulse.core.staff import display_name, staff_names
 from salespulse.core.tenants import Target, TenantConfig
 
 _TEAM = DIMENSIONS.index("team")
@@ -160,8 +161,13 @@ def build_frame(
     month: RawSums,
     *,
     waiting: Sequence[Mapping[str, object]] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> Frame:
-    """The frame of one key from today's and this month's stored sums (whole tenant)."""
+    """The frame of one key from today's and this month's stored sums (whole tenant).
+    ``names``: manager id → display name (metrics/read/staff.py); None: the tenants
+    file's own (no CRM names)."""
+    if names is None:
+        names = staff_names(config, {})
     hours = config.calendar_for(key.team)
     today_sums = only_team(today, key.team)
     replies = first_response(today_sums, config.sla.basis or config.default_basis)
@@ -191,8 +197,8 @@ def build_frame(
     }
     progress = day_progress(now, config, hours)
     plan = _plan(config, key.team, now, hours, progress, month_total)
-    leaders = _leaderboard(today_sums, config, key.team)
-    waits = _waits(waiting, config, now) if waiting is not None else None
+    leaders = _leaderboard(today_sums, config, key.team, names)
+    waits = _waits(waiting, config, now, names) if waiting is not None else None
     stable = {
         "kpis": kpis,
         "plan": plan["stable"],
@@ -241,7 +247,9 @@ def _plan(
     return {"shown": shown, "stable": stable}
 
 
-def _leaderboard(sums: RawSums, config: TenantConfig, team: str | None) -> list[dict[str, object]]:
+def _leaderboard(
+    sums: RawSums, config: TenantConfig, team: str | None, staff: Mapping[str, str]
+) -> list[dict[str, object]]:
     groups = group_components(sums, "manager")
     members = (
         config.teams[team].managers
@@ -252,10 +260,14 @@ def _leaderboard(sums: RawSums, config: TenantConfig, team: str | None) -> list[
     rows = []
     for manager in names:
         group = groups.get(manager, {})
+        if manager not in members and not any(group.get(k) for k in ("revenue", "won", "calls")):
+            # Not a team member and nothing to rank: e.g. the office's ad spend, which is
+            # nobody's ("unassigned"), would be a permanent empty row.
+            continue
         rows.append(
             {
                 "manager": manager,
-                "name": config.wall.names.get(manager, manager),
+                "name": display_name(staff, manager),
                 "revenue": group.get("revenue", 0) / MONEY,
                 "won": group.get("won", 0),
                 "calls": group.get("calls", 0),
@@ -270,7 +282,10 @@ def _num(value: object) -> float:
 
 
 def _waits(
-    entries: Sequence[Mapping[str, object]], config: TenantConfig, now: datetime
+    entries: Sequence[Mapping[str, object]],
+    config: TenantConfig,
+    now: datetime,
+    staff: Mapping[str, str],
 ) -> tuple[dict[str, object], dict[str, object]]:
     """What the page needs of each wait, oldest first; never the client or conversation id.
 
@@ -306,7 +321,7 @@ def _waits(
             "channel": entry.get("channel"),
             "kind": entry.get("kind"),
             "manager": manager,
-            "name": config.wall.names.get(str(manager), manager) if manager else None,
+            "name": display_name(staff, str(manager)) if manager else None,
             "basis": basis,
             "age_seconds": round(age, 1),
             "target_seconds": entry.get("target_seconds"),

@@ -28,6 +28,7 @@ class _Sums:
     read_at: float
     today: RawSums
     month: RawSums
+    names: dict[str, str]  # manager id → display name, re-read with the sums
 
 
 class WallSource:
@@ -43,6 +44,7 @@ class WallSource:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reader = reader
+        self._staff = reader.staff_reader()
         self._client = client
         self._tenants = tenants
         self._offsets_keys = offsets_keys
@@ -59,7 +61,13 @@ class WallSource:
         if self._waiting is not None:
             waits = await asyncio.to_thread(self._waits, self._waiting, key, now)
         return build_frame(
-            key, self._tenants.get(key.tenant), now, sums.today, sums.month, waiting=waits
+            key,
+            self._tenants.get(key.tenant),
+            now,
+            sums.today,
+            sums.month,
+            waiting=waits,
+            names=sums.names,
         )
 
     @staticmethod
@@ -81,7 +89,9 @@ class WallSource:
                 return held
             started = self._clock()
             today, month = await asyncio.to_thread(self._read, tenant, self._reader.now())
-            held = self._sums[tenant] = _Sums(watermark, started, today, month)
+            # A sync changes names without any batch: they refresh at least every refresh_s.
+            names = await asyncio.to_thread(self._staff.names, tenant)
+            held = self._sums[tenant] = _Sums(watermark, started, today, month, names)
             return held
 
     def _watermark(self) -> bytes:

@@ -22,6 +22,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from handlers.enrichment.stage import build_enrichment_service
+from handlers.enrichment.users import build_user_sync
 from handlers.http_ingest import IngestHandler
 from handlers.publisher import KafkaPublisher
 from handlers.spool import DiskSpool
@@ -184,6 +185,8 @@ def build_runtime(
         services.append(
             build_enrichment_service(settings, tenants, async_redis, publisher, pipeline_metrics)
         )
+        # Manager names from the CRMs, for the exporters' wall, API and info metric.
+        services.append(build_user_sync(settings, tenants, async_redis))
     if Role.EXPORTER in roles:
         sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         reader = KpiReader(sync_redis, keys, tenants)

@@ -46,6 +46,8 @@ tenants:
     teams: {north: {managers: [m-1, m-2]}}
     targets: {managers: {m-1: {revenue: "1000", deals_won: 4}}}
     labels: {max_values: 3}
+    managers: {m-1: "Олена Коваленко-Шевчук"}
+    wall: {names: {m-1: "Olena (wall)", m-3: "Petro (wall)", m-4: "Ivan (wall)"}}
 """
 
 
@@ -194,8 +196,45 @@ async def test_series_count_is_pinned_for_a_tenants_file(settings, tenants, read
     # 362 KPI series (341, + calls_abandoned and abandonment_rate x 7 windows, issue 17
     # item 9; + time_in_stage_median_seconds x 7 windows, item 10; service_level has no
     # value with no first response judged) + response counts and SLA breaches (3 x 7
-    # windows, zero with no conversations) + the tenant's business_hours_open.
-    assert len(series) == 362 + 3 * 7 + 1
+    # windows, zero with no conversations) + the tenant's business_hours_open +
+    # salespulse_manager_info of the 3 manager label values (two managers and "other").
+    assert len(series) == 362 + 3 * 7 + 1 + 3
+
+
+async def test_manager_info_names_every_manager_label_from_file_crm_and_wall(
+    settings, tenants, reader, redis_client
+):
+    await apply(office(NOW), settings, tenants, redis_client)
+    keys = KpiKeys(settings.redis_key_prefix)
+    # As the user sync leaves it: the tenants file's managers: wins over the CRM, the CRM
+    # over wall.names.
+    await redis_client.hset(keys.staff("msk"), mapping={"m-1": "Olena K.", "m-3": "Петро Бондар"})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(reader, tenants))
+    info = {
+        sample.labels["manager"]: sample
+        for family in registry.collect()
+        if family.name == "salespulse_manager_info"
+        for sample in family.samples
+    }
+    managers = {
+        sample.labels["manager"]
+        for family in registry.collect()
+        if family.name.endswith("_by_manager")
+        for sample in family.samples
+    }
+    assert set(info) == managers, "every series of a _by_manager family finds its name"
+    assert info["m-1"].labels == {
+        "tenant": "msk",
+        "manager": "m-1",
+        "name": "Олена Коваленко-Шевчук",
+        "team": "north",
+    }
+    assert info["m-3"].labels["name"] == "Петро Бондар"
+    assert info["m-3"].labels["team"] == ""
+    assert info["other"].labels["name"] == "other"
+    assert info["other"].labels["team"] == ""
+    assert all(sample.value == 1 for sample in info.values())
 
 
 def test_registration_does_not_touch_redis(tenants):
@@ -219,6 +258,12 @@ async def test_the_kpi_api_answers_json_with_ratio_parts(settings, tenants, read
         assert body["total"]["calls"] == 6
         assert body["total"]["win_rate"] == {"value": 1.0, "numerator": 1, "denominator": 1}
         assert body["groups"]["m-1"]["revenue"] == pytest.approx(99.99)
+        # Staff names beside the ids: the tenants file's, else wall.names', else the id.
+        assert body["groups"]["m-1"]["name"] == "Олена Коваленко-Шевчук"
+        assert body["groups"]["m-4"]["name"] == "Ivan (wall)"
+        assert body["groups"]["m-5"]["name"] == "m-5"
+        by_team = await client.get("/v1/kpis", params={"tenant": "msk", "by": "team"})
+        assert all("name" not in group for group in (await by_team.json())["groups"].values())
         cohort = body["total"]["conversion_cohort"]
         assert cohort == [
             {

@@ -123,6 +123,16 @@ builds no key name itself.
   - value: JSON `EntityState` (`handlers/crm/common.py`).
   - TTL: `SALESPULSE_CRM_STATE_RETENTION_DAYS` from the last write.
   - writer and reader: `handlers/enrichment/crm_state.py`.
+- `{p}staff:{tenant}`: HASH, the tenant's CRM users: who a manager id is (staff names
+  only, never a client's).
+  - value: field manager id (the CRM user id the events carry) → display name (UTF-8).
+    Replaced whole by each sync, so a user deleted in the CRM goes too; the tenants
+    file's `managers:` wins over it (`salespulse/core/staff.py`). Not derived from
+    `crm.events`: a rebuild leaves it alone.
+  - TTL: none (a CRM that stops answering leaves the last names known).
+  - writer: `handlers/enrichment/users.py` (every `SALESPULSE_USER_SYNC_INTERVAL_S`).
+  - readers: `metrics/read/staff.py` (the KPI collector's `salespulse_manager_info`,
+    `GET /v1/kpis?by=manager`, the wall).
 
 Retention and its floors: docs/kpi-semantics.md, "Retention".
 """
@@ -195,6 +205,9 @@ class KpiKeys:
     @property
     def last_received(self) -> str:
         return f"{self.prefix}lastseen"
+
+    def staff(self, tenant: str) -> str:
+        return f"{self.prefix}staff:{tenant}"
 
     @property
     def store_epoch(self) -> str:
