@@ -188,7 +188,9 @@ def build_runtime(
         registry.register(KpiCollector(reader, tenants))
         read_tokens = TokenTable.of("read", tenants, settings.read_token_value())
         access = ReadAccess(read_tokens)
-        routes += kpi_routes(reader, tenants, access)
+        routes += kpi_routes(
+            reader, tenants, access, retention_days=settings.day_bucket_retention_days
+        )
         routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants, access)
         # The wall re-reads KPI sums when either worker stage (KPI, SLA) has applied a batch.
         offsets = (keys.offsets(settings.consumer_group), keys.offsets(settings.sla_consumer_group))

@@ -38,6 +38,7 @@ def test_the_table_names_every_key_the_code_builds() -> None:
         keys.seen("{tenant}", "{day}"),
         keys.offsets("{group}"),
         keys.waiting("{tenant}"),
+        keys.day_snapshot("{tenant}", "{day}"),
         keys.last_received,
         keys.store_reset,
         keys.store_epoch,
