@@ -43,6 +43,7 @@ from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantDirectory
 from salespulse.core.topics import TopicSpec, ensure_topics
 from streams.applier import KpiApplier
+from streams.daily_snapshot import DailySnapshot
 from streams.kpi_stage import KpiStage
 from streams.redis_sink import RedisKpiSink
 from streams.sla_stage import SlaStage
@@ -272,7 +273,16 @@ def build_kpi_consumer(
         day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
         entity_ttl_s=round(settings.entity_retention_days * _DAY_S),
     )
-    applier = KpiApplier(sink, tenants, keys, cache_bytes=settings.entity_cache_bytes)
+    snapshot = DailySnapshot(
+        redis_client, keys, tenants, ttl_s=settings.day_bucket_retention_days * _DAY_S
+    )
+    applier = KpiApplier(
+        sink,
+        tenants,
+        keys,
+        cache_bytes=settings.entity_cache_bytes,
+        before_commit=snapshot.before_commit,
+    )
     group = settings.consumer_group
     guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
     return _store_stage(KpiStage, settings, group, sink, applier, dead_letters, metrics, guard)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -92,10 +92,11 @@ class Period:
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
-    # A zone where midnight is skipped (a DST jump at 00:00) gets the first instant after
-    # it from zoneinfo's fold handling; day buckets are named by date, so bucket reads do
-    # not depend on this instant.
-    return datetime(day.year, day.month, day.day, tzinfo=zone)
+    # In UTC: two aware datetimes of one zone subtract as wall times (29 March in Berlin
+    # would last 24 hours, not 23). A midnight in a DST gap resolves with fold=0 to the
+    # offset before the gap, the instant the day starts; day buckets are named by date,
+    # so bucket reads do not depend on this instant.
+    return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
 
 
 def _month_span(year: int, month: int, count: int = 1) -> Period:
