@@ -65,9 +65,19 @@ def as_json(kpis: list[Kpi]) -> dict[str, object]:
     return out
 
 
+# Labelled KPIs whose entries exist only when there is something to show (a stage with
+# deals, a reason with losses, a source with costs): an empty list when there is none.
+LISTS: Final = (
+    "stage_entries", "open_deals", "ready_to_close", "stuck_deals", "lost_by_reason",
+    "time_in_stage_avg_seconds", "time_in_stage_p90_seconds", "conversion_flow",
+    "conversion_cohort", "bottleneck", "end_to_end_cohort", "end_to_end_flow", "cold_to_warm",
+    "marketing_cost", "new_clients", "cac", "romi",
+)  # fmt: skip
+
+
 def stable(total: dict[str, object], groups: dict[str, dict[str, object]]) -> None:
     """Every key of the total and of any group in every group (and the total)."""
-    shapes: dict[str, object] = {}
+    shapes: dict[str, object] = {name: [] for name in LISTS}
     for group in (total, *groups.values()):
         for name, value in group.items():
             if name not in shapes or shapes[name] is None:
