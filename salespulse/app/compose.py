@@ -27,6 +27,7 @@ from handlers.publisher import KafkaPublisher
 from handlers.spool import DiskSpool
 from handlers.webhooks import build_webhooks
 from metrics.api.kpis import kpi_routes
+from metrics.api.openapi import openapi_routes
 from metrics.api.read_access import ReadAccess
 from metrics.api.waiting import waiting_routes
 from metrics.collectors.kpi import KpiCollector
@@ -192,6 +193,7 @@ def build_runtime(
         routes += kpi_routes(
             reader, tenants, access, retention_days=settings.day_bucket_retention_days
         )
+        routes += openapi_routes()
         routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants, access)
         # The wall re-reads KPI sums when either worker stage (KPI, SLA) has applied a batch.
         offsets = (keys.offsets(settings.consumer_group), keys.offsets(settings.sla_consumer_group))

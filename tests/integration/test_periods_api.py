@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from metrics.api.kpis import kpi_routes
+from metrics.api.openapi import openapi_routes
 from metrics.api.read_access import ReadAccess
 from metrics.read.kpi_reader import KpiReader
 from salespulse.core.access import TokenTable
@@ -32,6 +34,7 @@ from streams.applier import KpiApplier
 from streams.daily_snapshot import DailySnapshot
 from streams.redis_sink import RedisKpiSink
 from tests.helpers import make_event
+from tests.openapi_check import OpenApiMismatch, check_answer
 from tests.oracle.periods import period_components
 
 pytestmark = pytest.mark.integration
@@ -141,6 +144,7 @@ async def client(
     reader = KpiReader(redis.Redis.from_url(redis_url), keys, tenants, clock=NOW.timestamp)
     app = web.Application()
     app.add_routes(kpi_routes(reader, tenants, ReadAccess(TokenTable(None, [])), retention_days=60))
+    app.add_routes(openapi_routes())
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -368,3 +372,18 @@ async def test_a_missing_series_parameter_is_named(client: Client) -> None:
         status, body = await get(client, "/v1/kpis/series", **params)
         assert status == 400
         assert {"field": missing, "problem": "required"} in body["problems"]
+
+
+async def test_the_openapi_document_is_served_and_describes_these_answers(client: Client) -> None:
+    response = await client.get("/v1/openapi.json")
+    assert response.status == 200
+    spec = await response.json()
+    assert spec["openapi"] == "3.1.0"
+    assert set(spec["paths"]) >= {"/v1/kpis", "/v1/kpis/series", "/v1/waiting"}
+    # The answers above validated as they were read (tests/openapi_check.py); this one
+    # must too, with compare and by, the richest shape.
+    _, body = await get(client, period="last_month", by="manager", compare="last_year")
+    assert check_answer("/v1/kpis", 200, msgspec.json.encode(body))
+    body["total"]["calls"] = "many"
+    with pytest.raises(OpenApiMismatch, match="calls"):
+        check_answer("/v1/kpis", 200, msgspec.json.encode(body))
