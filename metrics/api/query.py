@@ -24,17 +24,16 @@ Problems = list[dict[str, str]]
 
 
 def unknown_and_repeated(query: Mapping[str, str], allowed: tuple[str, ...]) -> Problems:
-    """Parameters the endpoint does not take, and parameters given twice."""
+    """Parameters the endpoint does not take, and parameters given twice (a query string
+    is a multi-mapping: `getall` tells a repeated name, which plain lookups hide)."""
     problems: Problems = []
-    seen: set[str] = set()
-    for name in query:  # a MultiDict yields a repeated name once per value
+    getall = getattr(query, "getall", None)
+    for name in dict.fromkeys(query):
         if name not in allowed:
-            problems.append(
-                {"field": name, "problem": f"unknown parameter; known: {', '.join(allowed)}"}
-            )
-        elif name in seen:
+            known = ", ".join(allowed)
+            problems.append({"field": name, "problem": f"unknown parameter; known: {known}"})
+        elif getall is not None and len(getall(name)) > 1:
             problems.append({"field": name, "problem": "given more than once"})
-        seen.add(name)
     return problems
 
 

@@ -387,3 +387,12 @@ async def test_the_openapi_document_is_served_and_describes_these_answers(client
     body["total"]["calls"] = "many"
     with pytest.raises(OpenApiMismatch, match="calls"):
         check_answer("/v1/kpis", 200, msgspec.json.encode(body))
+
+
+async def test_a_repeated_parameter_is_a_400_naming_it(client: Client) -> None:
+    for query in ("tenant=kyiv&period=2026-10&period=2026-09", "tenant=kyiv&tenant=kyiv"):
+        response = await client.get(f"/v1/kpis?{query}")
+        body = await response.json()
+        assert response.status == 400
+        assert {p["field"] for p in body["problems"]} & {"period", "tenant"}
+        assert any(p["problem"] == "given more than once" for p in body["problems"])
