@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 
 from salespulse.core.settings import Settings
 from salespulse.dev.datasets import maven_crm
@@ -79,7 +80,7 @@ async def get(session: aiohttp.ClientSession, url: str, **params: str) -> tuple[
 
 
 async def test_every_month_of_a_replayed_history_equals_the_rows(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
     expected = by_month()
     events = list(maven_crm(MAVEN))
@@ -130,6 +131,15 @@ async def test_every_month_of_a_replayed_history_equals_the_rows(
             assert q2["total"]["won"] == sum(expected[m]["won"] for m in months)
             before = ("2017-01", "2017-02", "2017-03")
             assert q2["change"]["total"]["won"]["other"] == sum(expected[m]["won"] for m in before)
+            # The composed worker took the day's snapshot (how yesterday ended) on its
+            # first batch for the tenant: streams/daily_snapshot.py is wired in.
+            snapshots = [
+                key
+                async for key in redis_client.scan_iter(
+                    match=f"{settings.redis_key_prefix}daysnap:maven:*"
+                )
+            ]
+            assert snapshots  # one, or two if local midnight passed meanwhile
             # Days of 2017 are past the day-bucket retention: a clear 422, not zeros.
             status, body = await get(
                 session, f"{base}/v1/kpis", **{"from": "2017-03-01", "to": "2017-03-15"}

@@ -87,9 +87,6 @@ class Period:
         """The instant it ends (exclusive): local midnight after its last day."""
         return _midnight(self.last + timedelta(days=1), zone)
 
-    def label(self) -> str:
-        return f"{self.first.isoformat()}/{self.last.isoformat()}"
-
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
     # In UTC: two aware datetimes of one zone subtract as wall times (29 March in Berlin
