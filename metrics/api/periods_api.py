@@ -25,6 +25,7 @@ from salespulse.core.kpi.periods import (
     compared,
     named,
     prorated,
+    step_count,
     steps,
     to_date,
 )
@@ -237,13 +238,13 @@ def render_series(
         )
     period = between(query["from"], query["to"])
     step = query["step"]
-    cuts = steps(period, step)
-    if len(cuts) > MAX_POINTS:
+    count = step_count(period, step)
+    if count > MAX_POINTS:
         raise PeriodError(
             "step",
-            f"{len(cuts)} points; at most {MAX_POINTS} per series: "
-            "a longer step or a shorter range",
+            f"{count} points; at most {MAX_POINTS} per series: a longer step or a shorter range",
         )
+    cuts = steps(period, step)
     by = query.get("by") or None
     shared = reader.tenant_state(tenant, now)
     points = []

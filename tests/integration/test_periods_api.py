@@ -331,6 +331,8 @@ BAD = [
     ({"period": "2026-10", "to_date": "true"}, "to_date"),
     ({"period": "2026-10", "compare": "previous", "to_date": "true"}, "to_date"),
     ({"period": "2026-10", "format": "xlsx"}, "format"),
+    ({"period": "0001-01", "compare": "previous"}, "period"),
+    ({"from": "2026-01-01", "to": "9999-12-31"}, "to"),
 ]
 
 
@@ -354,6 +356,7 @@ BAD_SERIES = [
     ({"window": "today"}, "window"),
     ({"format": "pdf"}, "format"),
     ({"from": "2025-01-01", "to": "2026-11-05"}, "step"),  # 674 daily points
+    ({"from": "1970-01-01", "to": "9998-12-31"}, "step"),  # counted, not built
 ]
 
 

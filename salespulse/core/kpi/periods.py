@@ -38,6 +38,10 @@ RELATIVE: Final = (
 COMPARISONS: Final = ("previous", "last_year")
 STEPS: Final = ("day", "week", "month")
 
+# Years a period may name: KPIs are stored from the epoch on, and a margin both sides
+# keeps every comparison and step inside what `date` can hold (year 1 to 9999).
+MIN_YEAR: Final = 1970
+MAX_YEAR: Final = 9998
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 _QUARTER = re.compile(r"(\d{4})-Q([1-4])")
 _WEEK = re.compile(r"(\d{4})-W(\d{2})")
@@ -143,15 +147,24 @@ def parse_day(field: str, text: str) -> date:
     if not _DAY.fullmatch(text):
         raise PeriodError(field, "a day as YYYY-MM-DD")
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise PeriodError(field, "a day as YYYY-MM-DD (no such date)") from None
+    _check_year(field, day.year)
+    return day
+
+
+def _check_year(field: str, year: int) -> None:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise PeriodError(field, f"a year from {MIN_YEAR} to {MAX_YEAR}")
 
 
 def named(text: str, today: date) -> Period:
     """`period=`: a relative name or a calendar name."""
     if text in RELATIVE:
         return relative(text, today)
+    if len(text) >= 4 and text[:4].isdigit():
+        _check_year("period", int(text[:4]))
     if match := _MONTH.fullmatch(text):
         year, month = int(match[1]), int(match[2])
         if 1 <= month <= 12 and year >= 1:
@@ -249,6 +262,20 @@ def bucket_plan(period: Period, today: date, retention_days: int) -> BucketPlan:
             status=422,
         )
     return BucketPlan("mo", months)
+
+
+def step_count(period: Period, step: str) -> int:
+    """How many points `steps` makes, without making them (a limit is checked first)."""
+    if step == "day":
+        return period.days
+    if step == "week":
+        monday = period.first - timedelta(days=period.first.weekday())
+        return (period.last - monday).days // 7 + 1
+    if step == "month":
+        return (
+            (period.last.year - period.first.year) * 12 + period.last.month - period.first.month + 1
+        )
+    raise PeriodError("step", f"one of {', '.join(STEPS)}")
 
 
 def steps(period: Period, step: str) -> list[Period]:
