@@ -1,5 +1,6 @@
 """``GET /v1/kpis`` (a window or a period) and ``GET /v1/kpis/series``: the KPI catalogue
-as JSON or CSV (docs/api.md; the OpenAPI description at ``GET /v1/openapi.json``).
+as JSON or CSV (README "Periods, comparisons, series, CSV"; docs/kpi-semantics.md
+"Periods"; the OpenAPI description at ``GET /v1/openapi.json``).
 
 Values in base units (seconds, ratios 0 to 1, money in the tenant currency); ratios carry
 their numerator and denominator; counts are integers. Ids only: no names, phones or

@@ -1,4 +1,5 @@
-"""`GET /v1/kpis` over a period, with comparisons; `GET /v1/kpis/series` (docs/api.md).
+"""`GET /v1/kpis` over a period, with comparisons; `GET /v1/kpis/series`
+(docs/kpi-semantics.md, "Periods").
 
 A period is a run of whole local days (salespulse/core/kpi/periods.py), read from its day
 buckets (or month buckets past the day retention): the same exact sums as the windows.
