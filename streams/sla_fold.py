@@ -16,6 +16,9 @@ pipeline) and the contact's channel:
     sla_breach:{kind}:{channel}             1 when later than its policy's target
     sla_met:{kind}:{channel}                1 when on time (a policy applies)
 
+A missed inbound call that no reply followed contributes ``calls_abandoned`` 1 at its
+instant, under (assigned manager, team, pipeline); a later reply takes it back.
+
 An open wait is a member of the tenant's waiting index, scored by when it opened, so
 that its age and SLA state are computed at read time, exact at any instant.
 """
@@ -40,6 +43,7 @@ from streams.conversation_clock import (
     ClosedWait,
     ConversationState,
     OpenWait,
+    abandoned_calls,
     join_conversation,
     role_of,
     waits,
@@ -154,6 +158,9 @@ def derive_conversation(
     for wait in found.closed:
         for key, amount in closed_contributions(wait, config).items():
             contributions[key] = contributions.get(key, 0) + amount
+    for us, _, _, manager, team, pipeline in abandoned_calls(state):
+        key = us, "calls_abandoned", dims_of(config, manager, team, pipeline, None)
+        contributions[key] = contributions.get(key, 0) + 1
     waiting = waiting_member(ref, found.open) if found.open is not None else None
     return ConversationDerived(contributions, waiting)
 
@@ -184,7 +191,11 @@ def fold_conversations(
         if entry is None:
             stored = states.get(key)
             fresh = (
-                ConversationState(marks=dict(stored[1].marks)) if stored else ConversationState()
+                ConversationState(
+                    marks=dict(stored[1].marks), missed_calls=list(stored[1].missed_calls)
+                )
+                if stored
+                else ConversationState()
             )
             entry = touched[key] = (event.tenant, ref, fresh, received)
         elif received is not None and (entry[3] is None or received > entry[3]):

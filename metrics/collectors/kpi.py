@@ -53,6 +53,7 @@ TOTAL_KPIS: dict[str, tuple[str, ...]] = {
         "sales_cycle_p90_seconds", "rating_avg", "lead_to_customer", "invoiced", "paid",
         "receivables", "repeat_sales", "repeat_sales_revenue", "repeat_sales_share",
         "purchase_frequency", "clv_avg", "sla_breaches", "sla_compliance",
+        "calls_abandoned", "abandonment_rate", "service_level",
     ), ()),
     **{name: () for kind in KINDS for name in (
         f"{kind}_responses", f"{kind}_response_avg_seconds",

@@ -11,24 +11,22 @@ from typing import Final
 
 from metrics.read.kpi_value import Kpi
 
-# KPIs that count things: JSON integers (their ratios' parts too, where both are counts).
+# KPIs that count things: JSON integers.
 COUNTS: Final = frozenset(
     {
-        "calls", "calls_in", "calls_out", "calls_answered", "calls_missed", "meetings",
-        "messages_in", "messages_out", "leads_created", "deals_created", "leads_processed",
-        "won", "lost", "stage_entries", "open_deals", "ready_to_close", "stuck_deals",
-        "lost_by_reason", "repeat_sales", "new_clients", "abc_clients", "first_responses",
-        "next_responses", "sla_breaches", "waiting", "win_rate", "lead_to_customer",
-        "repeat_sales_share", "purchase_frequency", "conversion_flow", "conversion_cohort",
-        "end_to_end_cohort", "end_to_end_flow", "cold_to_warm", "sla_compliance",
+        "calls", "calls_in", "calls_out", "calls_answered", "calls_missed", "calls_abandoned",
+        "meetings", "messages_in", "messages_out", "leads_created", "deals_created",
+        "leads_processed", "won", "lost", "stage_entries", "open_deals", "ready_to_close",
+        "stuck_deals", "lost_by_reason", "repeat_sales", "new_clients", "abc_clients",
+        "first_responses", "next_responses", "sla_breaches", "waiting",
     }
 )  # fmt: skip
-# Of COUNTS, the ratios: only their numerator and denominator are counts.
-_RATIOS: Final = frozenset(
+# Ratios of two counts: their numerator and denominator are integers.
+COUNT_RATIOS: Final = frozenset(
     {
         "win_rate", "lead_to_customer", "repeat_sales_share", "purchase_frequency",
         "conversion_flow", "conversion_cohort", "end_to_end_cohort", "end_to_end_flow",
-        "cold_to_warm", "sla_compliance",
+        "cold_to_warm", "sla_compliance", "abandonment_rate", "service_level",
     }
 )  # fmt: skip
 
@@ -39,10 +37,9 @@ def _int(value: float | None) -> float | int | None:
 
 def kpi_json(kpi: Kpi) -> dict[str, object]:
     out: dict[str, object] = dict(kpi.labels)
-    counted = kpi.name in COUNTS
-    ratio_parts = kpi.name in _RATIOS
-    out["value"] = _int(kpi.value) if counted and not ratio_parts else kpi.value
+    out["value"] = _int(kpi.value) if kpi.name in COUNTS else kpi.value
     if kpi.denominator is not None:
+        counted = kpi.name in COUNT_RATIOS
         out["numerator"] = _int(kpi.numerator) if counted else kpi.numerator
         out["denominator"] = _int(kpi.denominator) if counted else kpi.denominator
     return out
@@ -53,9 +50,7 @@ def as_json(kpis: list[Kpi]) -> dict[str, object]:
     out: dict[str, object] = {}
     for kpi in kpis:
         if not kpi.labels and kpi.denominator is None:
-            out[kpi.name] = (
-                _int(kpi.value) if kpi.name in COUNTS and kpi.name not in _RATIOS else kpi.value
-            )
+            out[kpi.name] = _int(kpi.value) if kpi.name in COUNTS else kpi.value
         elif not kpi.labels:
             out[kpi.name] = kpi_json(kpi)
         else:

@@ -84,12 +84,14 @@ def present(
     kpis: list[Kpi] = [
         Kpi(name, float(get(name, 0)))
         for name in ("calls", "calls_in", "calls_out", "calls_answered", "calls_missed",
-                     "meetings", "messages_in", "messages_out", "leads_created",
+                     "calls_abandoned", "meetings", "messages_in", "messages_out", "leads_created",
                      "deals_created", "leads_processed", "won", "lost")
     ]  # fmt: skip
     kpis += [
         Kpi("talk_time_seconds", get("talk_time_ms", 0) / 1000),
+        # the call centre's average handle time (talk time per answered call)
         _ratio("talk_time_avg_seconds", get("talk_time_ms", 0) / 1000, get("calls_answered", 0)),
+        _ratio("abandonment_rate", get("calls_abandoned", 0), get("calls_in", 0)),
         Kpi("revenue", get("revenue", 0) / MONEY),
         _ratio("average_check", get("revenue", 0) / MONEY,
                get("won", 0) - get("unconvertible_amounts", 0)),
@@ -161,10 +163,12 @@ def _funnel(group: dict[str, int], config: TenantConfig) -> list[Kpi]:
                     labels,
                 )
             )
+            # Of the entries into A, those whose next move reached B or later: never
+            # above 1, even for deals already mid-funnel when the CRM was connected.
             kpis.append(
                 _ratio(
                     "conversion_flow",
-                    group.get(f"stage_entries:{pipeline_id}:{stage_b}", 0),
+                    group.get(f"flow_num:{pipeline_id}:{stage_a}", 0),
                     group.get(f"stage_entries:{pipeline_id}:{stage_a}", 0),
                     labels,
                 )
@@ -178,11 +182,10 @@ def _funnel(group: dict[str, int], config: TenantConfig) -> list[Kpi]:
             )
         labels_p = (("pipeline", pipeline_id),)
         first = chain[0] if chain else pipeline.stages[0].id
-        won_entries = sum(group.get(f"stage_entries:{pipeline_id}:{w}", 0) for w in wons)
         kpis += [
             _ratio("end_to_end_cohort", group.get(f"e2e_num:{pipeline_id}", 0),
                    group.get(f"e2e_den:{pipeline_id}", 0), labels_p),
-            _ratio("end_to_end_flow", won_entries,
+            _ratio("end_to_end_flow", group.get(f"flow_e2e_num:{pipeline_id}", 0),
                    group.get(f"stage_entries:{pipeline_id}:{first}", 0), labels_p),
             _ratio("cold_to_warm", group.get(f"warm_num:{pipeline_id}", 0),
                    group.get(f"warm_den:{pipeline_id}", 0), labels_p),

@@ -44,6 +44,7 @@ def response_kpis(group: Mapping[str, int]) -> list[Kpi]:
     business_ms = dict.fromkeys(KINDS, 0)
     hists: dict[str, dict[int, int]] = {kind: {} for kind in KINDS}
     breaches = met = 0
+    first_met = first_breaches = 0  # service level: first responses only
     for component, amount in group.items():
         head, _, rest = component.partition(":")
         if head not in _HEADS:
@@ -64,8 +65,10 @@ def response_kpis(group: Mapping[str, int]) -> list[Kpi]:
                 hists[kind][index] = hists[kind].get(index, 0) + amount
         elif head == "sla_breach":
             breaches += amount
+            first_breaches += amount if kind == "first" else 0
         else:
             met += amount
+            first_met += amount if kind == "first" else 0
     kpis: list[Kpi] = []
     for kind in KINDS:
         n = count[kind]
@@ -79,5 +82,7 @@ def response_kpis(group: Mapping[str, int]) -> list[Kpi]:
     kpis += [
         Kpi("sla_breaches", float(breaches)),
         ratio("sla_compliance", met, met + breaches),
+        # the call centre's "80/20": first responses within their target, of those judged
+        ratio("service_level", first_met, first_met + first_breaches),
     ]
     return kpis

@@ -28,7 +28,7 @@ from salespulse.core.tenants import TenantDirectory
 from streams.applier import KpiApplier
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
-from tests import office_day
+from tests import call_centre, office_day
 from tests.helpers import make_event
 
 pytestmark = pytest.mark.integration
@@ -191,9 +191,10 @@ async def test_series_count_is_pinned_for_a_tenants_file(settings, tenants, read
     for sample in series:
         assert not set(sample.labels) & {"event_id", "client", "client_id", "entity_id", "deal"}
     # A change here changes what dashboards and Prometheus storage see: update on purpose.
-    # 341 KPI series + response counts and SLA breaches (3 x 7 windows, zero with no
-    # conversations) + the tenant's business_hours_open.
-    assert len(series) == 341 + 3 * 7 + 1
+    # 355 KPI series (341, + calls_abandoned and abandonment_rate x 7 windows; service_level
+    # has no value with no first response judged) + response counts and SLA breaches (3 x 7
+    # windows, zero with no conversations) + the tenant's business_hours_open.
+    assert len(series) == 355 + 3 * 7 + 1
 
 
 def test_registration_does_not_touch_redis(tenants):
@@ -275,3 +276,35 @@ async def test_describe_names_every_family_that_collect_yields(
     registry.register(collector)
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         Gauge("salespulse_win_rate_by_team", "a clash", registry=registry)
+
+
+async def test_call_centre_kpis_reach_metrics_and_the_api(
+    settings, redis_url, redis_client, tmp_path
+):
+    """Issue 17 item 9 on the real Redis, both stages: tests/call_centre.py's history."""
+    path = tmp_path / "tenants.yaml"
+    path.write_text(call_centre.TENANTS_YAML)
+    tenants = Settings(tenants_file=path).tenant_directory()
+    events = call_centre.history()
+    await apply(events, settings, tenants, redis_client)
+    keys = KpiKeys(settings.redis_key_prefix)
+    sla = SlaApplier(SlaStore(redis_client, keys, group="g", day_ttl_s=3600), tenants, keys)
+    await sla.commit(await sla.prepare(events), {"t:0": len(events)})
+    now = call_centre.NOW
+    reader = KpiReader(redis.Redis.from_url(redis_url), keys, tenants, clock=now.timestamp)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(reader, tenants))
+    today = {"tenant": "acme", "window": "today"}
+    # 4 of 8 inbound calls abandoned; AHT 480 s / 3; first responses 1 of 2 within 20 s
+    assert registry.get_sample_value("salespulse_calls_abandoned", today) == 4
+    assert registry.get_sample_value("salespulse_abandonment_rate", today) == 0.5
+    assert registry.get_sample_value("salespulse_talk_time_avg_seconds", today) == 160
+    assert registry.get_sample_value("salespulse_service_level", today) == 0.5
+    app = web.Application()
+    app.add_routes(kpi_routes(reader, tenants, ReadAccess(TokenTable(None, []))))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/v1/kpis", params={"tenant": "acme", "window": "today"})
+        assert response.status == 200
+        total = (await response.json())["total"]
+    assert total["abandonment_rate"] == {"value": 0.5, "numerator": 4, "denominator": 8}
+    assert total["service_level"] == {"value": 0.5, "numerator": 1, "denominator": 2}

@@ -44,7 +44,7 @@ def period_components(
     """{group: {component: int}} over the local days [first, last], snapshot KPIs left out."""
     zone = config.zone
     span = _Span(_local_midnight(first, zone), _local_midnight(last + timedelta(days=1), zone))
-    counted = counted_events(events, tenant, lateness_s)
+    counted = counted_events(events, tenant, lateness_s, config)
     deals = _deals(counted, config)
     out = _Result(by)
     _event_additive(counted, config, span, out)
