@@ -8,13 +8,14 @@ the answers. The test suite validates every /v1 JSON answer it receives against 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from aiohttp import web
 
 from metrics.api.periods_api import MAX_POINTS
 from metrics.api.query import FORMATS
 from metrics.api.waiting import MAX_LIMIT
+from metrics.read.waiting import WaitState
 from metrics.views.kpi_json import COUNTS, LISTS
 from metrics.views.kpi_view import present
 from salespulse.core.kpi.catalogue import DIMENSIONS, WINDOWS
@@ -61,6 +62,24 @@ def plain_kpis() -> tuple[list[str], list[str]]:
             if kpi.name not in target:
                 target.append(kpi.name)
     return numbers, ratios
+
+
+# GET /v1/waiting's entries (metrics/read/waiting.py Wait.as_json): every field always there.
+_WAIT: Final = {
+    "conversation": {"type": "string"},
+    "kind": {"type": "string"},
+    "channel": {"type": "string"},
+    "manager": {"type": ["string", "null"]},
+    "team": {"type": "string"},
+    "pipeline": {"type": ["string", "null"]},
+    "opened_at": {"type": "string", "format": "date-time"},
+    "age_seconds": {"type": "number"},
+    "business_age_seconds": {"type": "number"},
+    "basis": {"type": "string"},
+    "target_seconds": _NUMBER_OR_NULL,
+    "warning_seconds": _NUMBER_OR_NULL,
+    "state": {"enum": list(get_args(WaitState))},
+}
 
 
 def schemas() -> dict[str, Schema]:
@@ -236,6 +255,13 @@ def schemas() -> dict[str, Schema]:
             "required": ["tenant", "kpi", "step", "from", "to", "by", "at", "currency", "points"],
             "additionalProperties": False,
         },
+        "Wait": {
+            "type": "object",
+            "description": "One client waiting for a reply (ids only), timed now.",
+            "properties": _WAIT,
+            "required": list(_WAIT),
+            "additionalProperties": False,
+        },
         "WaitingAnswer": {
             "type": "object",
             "properties": {
@@ -252,7 +278,7 @@ def schemas() -> dict[str, Schema]:
                     "required": ["waiting", "warning", "breached", "oldest_age_seconds"],
                     "additionalProperties": False,
                 },
-                "waiting": {"type": "array", "items": {"type": "object"}},
+                "waiting": {"type": "array", "items": _ref("Wait")},
             },
             "required": ["tenant", "now", "summary", "waiting"],
             "additionalProperties": False,
