@@ -15,7 +15,7 @@ the old one are refolded from Redis before they are written.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from salespulse.core.errors import KpiStoreError
@@ -59,8 +59,11 @@ class KpiApplier:
         keys: KpiKeys,
         *,
         cache_bytes: int = CACHE_BYTES,
+        before_commit: Callable[[Sequence[CrmEvent]], Awaitable[None]] | None = None,
     ) -> None:
         self._sink = sink
+        # streams/daily_snapshot.py: sees the store as the batches before this one left it
+        self._before_commit = before_commit
         self._tenants = tenants
         self._keys = keys
         self._cache: OrderedDict[str, tuple[int, DealState | LeadState]] = OrderedDict()
@@ -95,6 +98,8 @@ class KpiApplier:
         return prepared
 
     async def commit(self, prepared: Prepared, offsets: dict[str, int]) -> BatchFold:
+        if self._before_commit is not None:
+            await self._before_commit(prepared.events)
         fold, refs = prepared.fold, prepared.refs
         states: States | None = None
         if prepared.generation != self._generation:

@@ -19,6 +19,9 @@ import redis.asyncio as aioredis
 from salespulse.app.embedded import LocalProcess, free_port, start_broker, start_redis
 from salespulse.core.settings import Settings
 
+# Autouse: every /v1 JSON answer a test receives is checked against the OpenAPI document.
+from tests.openapi_check import validate_v1_answers  # noqa: F401
+
 # Property tests run by profile: "dev" (the default) keeps the inner loop quick, "ci" (CI
 # sets CI=true) runs at least as many examples as any property was ever given. Properties
 # state no example count of their own, so the profile decides; HYPOTHESIS_PROFILE picks

@@ -90,6 +90,26 @@ class MemoryStore:
             else:
                 self.won[(tenant, deal)] = record
 
+    def bucket_components(
+        self, tenant: str, granularity: str, names: list[str], by: str | None
+    ) -> Groups:
+        """What KpiReader.bucket_snapshot reads for a period: sums and client KPIs over any
+        buckets, no snapshot KPIs."""
+        sums: dict[tuple[str, tuple[str, ...]], int] = {}
+        for name in names:
+            for field, amount in self.buckets.get((tenant, granularity, name), {}).items():
+                parts = decode_field(field)
+                key = (parts[0], tuple(parts[1:]))
+                sums[key] = sums.get(key, 0) + amount
+        groups = group_components(sums, by)
+        records = [
+            won_record(deal, raw) for (owner, deal), raw in self.won.items() if owner == tenant
+        ]
+        won = prepare_won(records, BucketNamer(self.tenants.zone_for(tenant)))
+        client_components(groups, won, by, "period", granularity, names)
+        drop_zeros(groups)
+        return groups
+
     def components(self, tenant: str, window: str, by: str | None, now: datetime) -> Groups:
         zone = self.tenants.zone_for(tenant)
         granularity, names = window_buckets(window, now, zone)

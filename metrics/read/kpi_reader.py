@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
 
@@ -95,6 +95,11 @@ class KpiReader:
         a one-bucket window, or sums beyond what the script holds exactly, in Python.
         """
         granularity, buckets = window_buckets(window, now, self._tenants.zone_for(tenant))
+        return self.raw_buckets(tenant, granularity, buckets)
+
+    def raw_buckets(self, tenant: str, granularity: str, buckets: list[str]) -> RawSums:
+        """Sum of every stored field over any set of buckets of one granularity (a window,
+        or a period's days or months: salespulse/core/kpi/periods.py)."""
         bucket_keys = [self._keys.bucket(tenant, granularity, bucket) for bucket in buckets]
         if len(bucket_keys) > 1:
             summed = self._sum_script(keys=bucket_keys)
@@ -160,6 +165,64 @@ class KpiReader:
         groups[TOTAL_GROUP].update(shared.live)
         drop_zeros(groups)
         return Snapshot(groups, revenue_by_source, now)
+
+    def bucket_snapshot(
+        self,
+        tenant: str,
+        granularity: str,
+        buckets: list[str],
+        by: str | None,
+        shared: TenantState,
+        now: datetime,
+    ) -> Snapshot:
+        """A period's components: stored sums and client KPIs over its buckets.
+
+        Snapshot KPIs (open, ready, stuck deals) are not added: a period answers them at
+        its end (metrics/api/periods_api.py), not now."""
+        sums = self.raw_buckets(tenant, granularity, buckets)
+        revenue_by_source: dict[str, int] = {}
+        for (component, dims), amount in sums.items():
+            if component == "revenue":
+                revenue_by_source[dims[3]] = revenue_by_source.get(dims[3], 0) + amount
+        groups = group_components(sums, by)
+        client_components(groups, shared.won, by, "period", granularity, buckets)
+        drop_zeros(groups)
+        return Snapshot(groups, revenue_by_source, now)
+
+    def day_snapshot(
+        self, tenant: str, day: date, newest: date, *, reach_days: int = 62
+    ) -> tuple[date | None, dict[str, int]]:
+        """The snapshot KPIs at the end of ``day``: (the day whose snapshot answers, its
+        counts), or (None, {}) when none was taken.
+
+        A day's snapshot is taken when the worker first applies a batch of the tenant on
+        a later day (streams/daily_snapshot.py). A day with no batch after it until the
+        next one has no snapshot of its own, but nothing changed the counts meanwhile:
+        the first snapshot after it (up to ``newest``) holds its end state."""
+        days: list[date] = []
+        current = day
+        while current <= newest and len(days) < reach_days:
+            days.append(current)
+            current += timedelta(days=1)
+        pipe = self._client.pipeline(transaction=False)
+        for candidate in days:
+            pipe.hgetall(self._keys.day_snapshot(tenant, candidate.isoformat()))
+        for candidate, reply in zip(days, pipe.execute(), strict=True):
+            if reply:
+                return candidate, {
+                    (k.decode() if isinstance(k, bytes) else str(k)): int(v)
+                    for k, v in reply.items()
+                }
+        return None, {}
+
+    def live_counts(self, tenant: str, now: datetime) -> dict[str, int]:
+        """The snapshot KPIs now: open, ready and stuck deals per stage, waiting clients."""
+        counts: dict[str, int] = {}
+        self._live(counts, tenant, self._tenants.get(tenant), now)
+        waiting = int(self._client.zcard(self._keys.waiting(tenant)))
+        if waiting:
+            counts["waiting"] = waiting
+        return counts
 
     def tenant_state(self, tenant: str, now: datetime) -> TenantState:
         """What does not depend on the window: won-deal records and live counts."""

@@ -75,8 +75,11 @@ def present(
     *,
     revenue_by_source: dict[str, int] | None = None,
     target: tuple[str, str] | None = None,
+    span: tuple[datetime, datetime] | None = None,
 ) -> list[Kpi]:
-    """Every KPI of one group. ``target``: ("managers"|"teams", name) for plan attainment."""
+    """Every KPI of one group. ``target``: ("managers"|"teams", name) for plan attainment;
+    ``span``: the [start, end) of a period (salespulse/core/kpi/periods.py) for the
+    window "period", which spreads configured costs over it."""
     get = group.get
     kpis: list[Kpi] = [
         Kpi(name, float(get(name, 0)))
@@ -105,7 +108,7 @@ def present(
     if window == "all":
         kpis.append(Kpi("receivables", (get("invoiced", 0) - get("paid", 0)) / MONEY))
     kpis += _funnel(group, config)
-    kpis += _clients_and_marketing(group, config, window, now, revenue_by_source or {})
+    kpis += _clients_and_marketing(group, config, window, now, revenue_by_source or {}, span)
     kpis += _parameterised(group)
     kpis += response_kpis(group)
     if target is not None and window == "month":
@@ -233,6 +236,7 @@ def _clients_and_marketing(
     window: str,
     now: datetime,
     revenue_by_source: dict[str, int],
+    period_span: tuple[datetime, datetime] | None = None,
 ) -> list[Kpi]:
     get = group.get
     kpis = [
@@ -247,7 +251,7 @@ def _clients_and_marketing(
             labels = (("class", label),)
             kpis.append(Kpi("abc_clients", float(get(f"abc_count:{label}", 0)), labels))
             kpis.append(Kpi("abc_revenue", get(f"abc_revenue:{label}", 0) / MONEY, labels))
-    span = window_range(window, now, config.zone)
+    span = period_span or window_range(window, now, config.zone)
     sources = set(config.marketing_costs)
     sources |= {
         name.split(":", 1)[1]

@@ -28,6 +28,7 @@ from handlers.publisher import KafkaPublisher
 from handlers.spool import DiskSpool
 from handlers.webhooks import build_webhooks
 from metrics.api.kpis import kpi_routes
+from metrics.api.openapi import openapi_routes
 from metrics.api.read_access import ReadAccess
 from metrics.api.waiting import waiting_routes
 from metrics.collectors.kpi import KpiCollector
@@ -45,6 +46,7 @@ from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantDirectory
 from salespulse.core.topics import TopicSpec, ensure_topics
 from streams.applier import KpiApplier
+from streams.daily_snapshot import DailySnapshot
 from streams.kpi_stage import KpiStage
 from streams.redis_sink import RedisKpiSink
 from streams.sla_stage import SlaStage
@@ -193,7 +195,10 @@ def build_runtime(
         registry.register(KpiCollector(reader, tenants))
         read_tokens = TokenTable.of("read", tenants, settings.read_token_value())
         access = ReadAccess(read_tokens)
-        routes += kpi_routes(reader, tenants, access)
+        routes += kpi_routes(
+            reader, tenants, access, retention_days=settings.day_bucket_retention_days
+        )
+        routes += openapi_routes()
         routes += waiting_routes(reader.waiting_reader(), tenants, reader.tenants, access)
         # The wall re-reads KPI sums when either worker stage (KPI, SLA) has applied a batch.
         offsets = (keys.offsets(settings.consumer_group), keys.offsets(settings.sla_consumer_group))
@@ -288,7 +293,16 @@ def build_kpi_consumer(
         day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
         entity_ttl_s=round(settings.entity_retention_days * _DAY_S),
     )
-    applier = KpiApplier(sink, tenants, keys, cache_bytes=settings.entity_cache_bytes)
+    snapshot = DailySnapshot(
+        redis_client, keys, tenants, ttl_s=settings.day_bucket_retention_days * _DAY_S
+    )
+    applier = KpiApplier(
+        sink,
+        tenants,
+        keys,
+        cache_bytes=settings.entity_cache_bytes,
+        before_commit=snapshot.before_commit,
+    )
     group = settings.consumer_group
     guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
     return _store_stage(

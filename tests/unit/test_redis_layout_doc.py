@@ -39,6 +39,7 @@ def test_the_table_names_every_key_the_code_builds() -> None:
         keys.late("{tenant}", "{day}"),
         keys.offsets("{group}"),
         keys.waiting("{tenant}"),
+        keys.day_snapshot("{tenant}", "{day}"),
         keys.last_received,
         keys.store_reset,
         keys.store_epoch,

@@ -107,6 +107,17 @@ builds no key name itself.
 
 ## Beside the KPI store
 
+- `{p}daysnap:{tenant}:{day}`: HASH, the snapshot KPIs at the end of one local day
+  (`day` `YYYY-MM-DD`), what a past period answers for open, ready and stuck deals and
+  waiting clients (docs/kpi-semantics.md, "Periods").
+  - value: field `open:{pipeline}:{stage}`, `ready:…`, `stuck:…` or `waiting` → count
+    (decimal integer); taken when the KPI worker first applies a batch of the tenant on
+    a later day, so it holds the state the day ended with (plus that batch).
+  - TTL: `SALESPULSE_DAY_BUCKET_RETENTION_DAYS`, like the day buckets.
+  - writer: `streams/daily_snapshot.py` (once per tenant and day, HSET then EXPIRE; a
+    second writer writes the same counts).
+  - reader: `metrics/read/kpi_reader.py` (`day_snapshot`, for `GET /v1/kpis` periods).
+
 - `{p}store_epoch`: STRING, a random id (hex) of this Redis's store, created once by the
   first worker: a wipe removes or changes it. Not a store family, so a rebuild keeps it.
   - TTL: none.
@@ -198,6 +209,9 @@ class KpiKeys:
 
     def offsets(self, group: str) -> str:
         return f"{self.prefix}offsets:{group}"
+
+    def day_snapshot(self, tenant: str, day: str) -> str:
+        return f"{self.prefix}daysnap:{tenant}:{day}"
 
     def waiting(self, tenant: str) -> str:
         return f"{self.prefix}waiting:{tenant}"
