@@ -5,7 +5,7 @@ space and put the symbol after the amount; en puts it before; a symbol made of l
 (`UAH`) is kept apart from the digits by a no-break space (CLDR currencySpacing).
 """
 
-# Cyrillic "с" (seconds) in the expectations is the real letter, not a Latin look-alike.
+# The Cyrillic letter es (seconds) in the expectations is meant, not a Latin look-alike.
 # ruff: noqa: RUF001
 
 from __future__ import annotations
