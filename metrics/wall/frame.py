@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from metrics.read.kpi_reader import RawSums, group_components
+from metrics.read.kpi_reader import RawSums, RecentWin, group_components
 from metrics.views.kpi_view import MONEY
+from metrics.wall.present import present
 from salespulse.core.business_hours import BusinessCalendar
 from salespulse.core.kpi.catalogue import DIMENSIONS, RESPONSE_BUCKETS_S, TOTAL_GROUP
 from salespulse.core.tenants import Target, TenantConfig
@@ -35,6 +36,8 @@ class WallKey:
 
     tenant: str
     team: str | None
+    # The language its strings are formatted in: a key per locale shown.
+    locale: str = "en"
 
     @property
     def name(self) -> str:
@@ -160,8 +163,10 @@ def build_frame(
     month: RawSums,
     *,
     waiting: Sequence[Mapping[str, object]] | None = None,
+    wins: Sequence[RecentWin] = (),
 ) -> Frame:
-    """The frame of one key from today's and this month's stored sums (whole tenant)."""
+    """The frame of one key from today's and this month's stored sums (whole tenant),
+    with every number also formatted in the key's locale (``text``, metrics/wall/present.py)."""
     hours = config.calendar_for(key.team)
     today_sums = only_team(today, key.team)
     replies = first_response(today_sums, config.sla.basis or config.default_basis)
@@ -191,25 +196,30 @@ def build_frame(
     }
     progress = day_progress(now, config, hours)
     plan = _plan(config, key.team, now, hours, progress, month_total)
-    leaders = _leaderboard(today_sums, config, key.team)
+    month_groups = group_components(only_team(month, key.team), "manager")
+    leaders = _leaderboard(today_sums, month_groups, config, key.team)
     waits = _waits(waiting, config, now) if waiting is not None else None
+    won_rows = _wins(wins, config, key.team)
     stable = {
         "kpis": kpis,
         "plan": plan["stable"],
         "leaders": leaders,
         "waiting": None if waits is None else waits[1],
+        "wins": won_rows,
     }
     payload: dict[str, object] = {
         "key": key.name,
         "team": key.team,
+        "team_name": config.team_name(key.team) if key.team else None,
         "at": now.isoformat(),
         "day_progress": round(progress, 4),
         "kpis": kpis,
         "plan": plan["shown"],
         "leaders": leaders,
         "waiting": None if waits is None else waits[0],
+        "wins": won_rows,
     }
-    return Frame(payload, msgspec.json.encode(stable))
+    return Frame(present(payload, key.locale, config.currency), msgspec.json.encode(stable))
 
 
 def _plan(
@@ -241,7 +251,13 @@ def _plan(
     return {"shown": shown, "stable": stable}
 
 
-def _leaderboard(sums: RawSums, config: TenantConfig, team: str | None) -> list[dict[str, object]]:
+def _leaderboard(
+    sums: RawSums, month: Mapping[str, Mapping[str, int]], config: TenantConfig, team: str | None
+) -> list[dict[str, object]]:
+    """Today's rows per manager, each with the month so far against the monthly target.
+
+    ``progress`` is what /v1/kpis?window=month&by=manager calls plan_attainment: of the
+    revenue target when there is one, else of the deals-won target."""
     groups = group_components(sums, "manager")
     members = (
         config.teams[team].managers
@@ -252,6 +268,13 @@ def _leaderboard(sums: RawSums, config: TenantConfig, team: str | None) -> list[
     rows = []
     for manager in names:
         group = groups.get(manager, {})
+        so_far = month.get(manager, {})
+        target = config.targets.managers.get(manager)
+        progress, of = None, None
+        if target is not None and target.revenue:
+            progress, of = so_far.get("revenue", 0) / MONEY / float(target.revenue), "revenue"
+        elif target is not None and target.deals_won:
+            progress, of = so_far.get("won", 0) / target.deals_won, "deals_won"
         rows.append(
             {
                 "manager": manager,
@@ -259,10 +282,40 @@ def _leaderboard(sums: RawSums, config: TenantConfig, team: str | None) -> list[
                 "revenue": group.get("revenue", 0) / MONEY,
                 "won": group.get("won", 0),
                 "calls": group.get("calls", 0),
+                "month_revenue": so_far.get("revenue", 0) / MONEY,
+                "month_won": so_far.get("won", 0),
+                "progress": None if progress is None else round(progress, 4),
+                "progress_of": of,
             }
         )
     rows.sort(key=lambda r: (-_num(r["revenue"]), -_num(r["won"]), -_num(r["calls"]), r["manager"]))
     return rows[:MAX_LEADERS]
+
+
+# Wins older than this are no news for a banner (a screen that reconnects says nothing).
+RECENT_WINS_S = 600
+MAX_WINS = 5
+
+
+def _wins(
+    wins: Sequence[RecentWin], config: TenantConfig, team: str | None
+) -> list[dict[str, object]]:
+    """The newest won deals of the key: manager, name and amount; never the client."""
+    rows: list[dict[str, object]] = []
+    for win in wins:
+        if team is not None and win.team != team:
+            continue
+        rows.append(
+            {
+                # An opaque id lets the page celebrate each deal once, without its id.
+                "id": hashlib.sha256(win.deal.encode()).hexdigest()[:12],
+                "manager": win.manager or None,
+                "name": config.wall.names.get(win.manager, win.manager) if win.manager else None,
+                "amount": None if win.units is None else win.units / MONEY,
+                "won_us": win.won_us,
+            }
+        )
+    return rows[:MAX_WINS]
 
 
 def _num(value: object) -> float:

@@ -12,13 +12,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis
 
-from metrics.read.kpi_reader import KpiReader, RawSums
+from metrics.read.kpi_reader import KpiReader, RawSums, RecentWin
 from metrics.read.waiting import WaitingReader
-from metrics.wall.frame import Frame, WallKey, build_frame
+from metrics.wall.frame import RECENT_WINS_S, Frame, WallKey, build_frame
 from salespulse.core.tenants import TenantDirectory
 
 
@@ -28,6 +28,7 @@ class _Sums:
     read_at: float
     today: RawSums
     month: RawSums
+    wins: list[RecentWin]
 
 
 class WallSource:
@@ -59,7 +60,13 @@ class WallSource:
         if self._waiting is not None:
             waits = await asyncio.to_thread(self._waits, self._waiting, key, now)
         return build_frame(
-            key, self._tenants.get(key.tenant), now, sums.today, sums.month, waiting=waits
+            key,
+            self._tenants.get(key.tenant),
+            now,
+            sums.today,
+            sums.month,
+            waiting=waits,
+            wins=sums.wins,
         )
 
     @staticmethod
@@ -80,8 +87,8 @@ class WallSource:
             if held is not None and fresh and held.watermark == watermark:
                 return held
             started = self._clock()
-            today, month = await asyncio.to_thread(self._read, tenant, self._reader.now())
-            held = self._sums[tenant] = _Sums(watermark, started, today, month)
+            today, month, wins = await asyncio.to_thread(self._read, tenant, self._reader.now())
+            held = self._sums[tenant] = _Sums(watermark, started, today, month, wins)
             return held
 
     def _watermark(self) -> bytes:
@@ -90,8 +97,10 @@ class WallSource:
             pipe.hgetall(key)
         return repr([sorted(offsets.items()) for offsets in pipe.execute()]).encode()
 
-    def _read(self, tenant: str, now: datetime) -> tuple[RawSums, RawSums]:
-        return self._reader.raw(tenant, "today", now), self._reader.raw(tenant, "month", now)
+    def _read(self, tenant: str, now: datetime) -> tuple[RawSums, RawSums, list[RecentWin]]:
+        # Won deals change only with a batch, as the sums do: read with them.
+        wins = self._reader.recent_wins(tenant, now - timedelta(seconds=RECENT_WINS_S))
+        return self._reader.raw(tenant, "today", now), self._reader.raw(tenant, "month", now), wins
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's cached sums when no wall shows it any more."""

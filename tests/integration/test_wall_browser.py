@@ -111,7 +111,7 @@ async def test_a_waiting_client_turns_the_row_amber_then_flashing_red_and_a_repl
             await post(session, wall.base, chat("warm-up", "in"))
             await post(session, wall.base, chat("warm-up", "out"))
             replies = page.locator("[data-tile=first_response] .sub").first
-            await expect(replies).to_have_text("median of 1 replies", timeout=30_000)
+            await expect(replies).to_have_text("median of 1 reply", timeout=30_000)
 
             await post(session, wall.base, chat("conv-waiting", "in"))
             row = page.locator("#wait-rows li.row")

@@ -1,0 +1,87 @@
+"""A frame's numbers as the wall shows them, in the key's locale and the tenant's currency. Pure.
+
+The page never formats a number itself (a TV's browser locale is not the office's): each
+part of the frame gets a ``text`` beside its raw numbers. Money comes in both forms,
+``{"full", "short"}``: the page shows the full amount and switches to the compact CLDR
+form only when the full one does not fit its cell even at the smallest text size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from metrics.wall.formatting import Formatter
+
+
+@cache
+def formatter(locale: str, currency: str) -> Formatter:
+    return Formatter(locale, currency)
+
+
+def present(payload: dict[str, object], locale: str, currency: str) -> dict[str, object]:
+    """The payload with ``text`` added to its KPIs, plan, leaders and wins."""
+    f = formatter(locale, currency)
+    kpis: Mapping[str, Any] = _mapping(payload["kpis"])
+    plan: Mapping[str, Any] = _mapping(payload["plan"])
+    conversion, replies = _mapping(kpis["conversion"]), _mapping(kpis["first_response"])
+    text: dict[str, object] = {
+        "revenue": f.money_both(kpis["revenue"]),
+        "average_check": f.money_both(kpis["average_check"]),
+        "conversion": f.percent(conversion["value"]),
+        "conversion_won": f.number(conversion["numerator"]),
+        "conversion_closed": f.number(conversion["denominator"]),
+        "first_response": f.duration(replies["median_seconds"]),
+        "replies": f.number(replies["count"]),
+    }
+    for name in ("won", "lost", "calls", "calls_answered", "messages", "meetings"):
+        text[name] = f.number(kpis[name])
+    text["deals_created"] = f.number(kpis["deals_created"])
+    plan_text: dict[str, object] = {}
+    for name, fmt in (("revenue", f.money_both), ("won", _count(f))):
+        for part in ("month", "month_plan", "today_plan"):
+            value = plan.get(f"{name}_{part}")
+            if value is not None:
+                plan_text[f"{name}_{part}"] = fmt(value)
+        pace = plan.get(f"{name}_today_pace")
+        actual = kpis["revenue" if name == "revenue" else "won"]
+        if pace:
+            plan_text[f"{name}_vs_pace"] = f.signed_percent(actual / pace - 1)
+    waiting = payload.get("waiting")
+    if isinstance(waiting, Mapping):
+        text["waiting_count"] = f.number(waiting.get("count"))
+    leaders = [
+        {
+            **row,
+            "text": {
+                "revenue": f.money_both(row["revenue"]),
+                "won": f.number(row["won"]),
+                "calls": f.number(row["calls"]),
+                "progress": f.percent(row["progress"]) if row["progress"] is not None else "",
+            },
+        }
+        for row in _rows(payload["leaders"])
+    ]
+    wins = [{**row, "text": f.money_both(row["amount"])} for row in _rows(payload["wins"])]
+    return {
+        **payload,
+        "text": text,
+        "plan": {**plan, "text": plan_text},
+        "leaders": leaders,
+        "wins": wins,
+    }
+
+
+def _count(f: Formatter) -> Any:
+    return lambda value: f.number(value)
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    assert isinstance(value, Mapping)  # narrowing: build_frame made it a dict
+    return value
+
+
+def _rows(value: object) -> list[Mapping[str, Any]]:
+    assert isinstance(value, list)  # narrowing: build_frame made it a list of dicts
+    return [_mapping(row) for row in value]
