@@ -36,11 +36,30 @@ export function fitText(node, text) {
   shrink(node, 0.4);
 }
 
-export function refit() {
-  for (const node of document.querySelectorAll("[data-fit]")) {
+// Fits again every fitted text under root (a resize, or rows just attached: a detached
+// node has no size to measure).
+export function refit(root = document) {
+  for (const node of root.querySelectorAll("[data-fit]")) {
     if (node.dataset.fit === "money") fitMoney(node, JSON.parse(node.dataset.money));
+    else if (node.dataset.fit === "name") fitName(node, node.textContent);
     else shrink(node, 0.4);
   }
+}
+
+// A person's name: on one line if it fits at 60 % of the size (rows stay one line high,
+// so that a screen's rows fit its panel), else on two lines, smaller only if need be.
+export function fitName(node, text) {
+  node.dataset.fit = "name";
+  node.textContent = text;
+  node.classList.remove("wrapped");
+  if (shrink(node, 0.6)) return;
+  node.classList.add("wrapped");
+  shrink(node, 0.4);
+}
+
+export function setName(node, text) {
+  if (node.textContent === text && node.dataset.fit === "name" && !overflows(node)) return;
+  fitName(node, text);
 }
 
 export function setMoney(node, money) {
@@ -63,3 +82,13 @@ export function setTemplate(node, template, params) {
   shrink(node, 0.4);
 }
 
+
+// The names of a list in one size (the smallest any of them needed): a column of names
+// in mixed sizes reads as mixed importance.
+export function evenNames(list) {
+  const names = [...list.querySelectorAll('[data-fit="name"]')];
+  const sizes = names.map((node) => parseFloat(getComputedStyle(node).fontSize));
+  const smallest = Math.min(...sizes);
+  if (!names.length || names.some((node) => node.classList.contains("wrapped"))) return;
+  for (const node of names) node.style.fontSize = `${smallest}px`;
+}

@@ -8,7 +8,7 @@
 // amount that still does not fit switches to its compact form, names wrap to two lines.
 import { Connection } from "./connection.js";
 import { Celebration } from "./celebrate.js";
-import { refit, setMoney, setTemplate, setText, shrink } from "./fit.js";
+import { evenNames, refit, setMoney, setName, setTemplate, setText, shrink } from "./fit.js";
 import { words } from "./i18n.js";
 
 const config = JSON.parse(document.getElementById("wall-config").textContent);
@@ -258,7 +258,7 @@ function renderWaiting() {
       li.append(el("span", "channel"), el("span", "who"), el("span", "kind"), el("span", "age"));
     }
     setText(li.children[0], wait.channel || "—");
-    setText(li.children[1], wait.name || w.t("waiting.unassigned"));
+    setName(li.children[1], wait.name || w.t("waiting.unassigned"));
     setText(li.children[2], w.t(wait.kind === "next" ? "waiting.kind.next" : "waiting.kind.first"));
     li.children[3].textContent = fmtAge(wait.age);
     if (li.dataset.state !== wait.state) li.dataset.state = wait.state;
@@ -267,7 +267,10 @@ function renderWaiting() {
   const hidden = frame.waiting.count - shown.length;
   if (hidden > 0) order.push(el("li", "more", w.tn("waiting.more", hidden)));
   const same = order.length === list.children.length && order.every((li, i) => list.children[i] === li);
-  if (!same) list.replaceChildren(...order); // only when rows come or go: alarms keep their beat
+  if (!same) {
+    list.replaceChildren(...order); // only when rows come or go: alarms keep their beat
+    refit(list);
+  }
 }
 
 // --- leaderboard ----------------------------------------------------------------------
@@ -306,7 +309,7 @@ function renderLeaders(view, frame) {
     }
     const [rank, name, moveNode, revenue, won, calls, plan] = li.children;
     rank.textContent = String(i + 1);
-    setText(name, r.name);
+    setName(name, r.name);
     const move = moved.get(r.manager);
     const shownMove = move && move.until > t
       ? `${move.delta > 0 ? "▲" : "▼"}${Math.abs(move.delta)}` : "";
@@ -325,7 +328,10 @@ function renderLeaders(view, frame) {
     }
     return li;
   });
+  const attached = order.every((li, i) => list.children[i] === li) && order.length === list.children.length;
   list.replaceChildren(...order);
+  if (!attached) refit(list);
+  evenNames(list);
   // FLIP: each row starts where it was and slides to its new place.
   for (const li of order) {
     const old = tops.get(li.dataset.manager);
