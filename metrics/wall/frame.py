@@ -19,7 +19,12 @@ from metrics.read.kpi_reader import RawSums, RecentWin, group_components
 from metrics.views.kpi_view import MONEY
 from metrics.wall.present import present
 from salespulse.core.business_hours import BusinessCalendar
-from salespulse.core.kpi.catalogue import DIMENSIONS, RESPONSE_BUCKETS_S, TOTAL_GROUP
+from salespulse.core.kpi.catalogue import (
+    DIMENSIONS,
+    RESPONSE_BUCKETS_S,
+    TOTAL_GROUP,
+    UNASSIGNED,
+)
 from salespulse.core.tenants import Target, TenantConfig
 
 _TEAM = DIMENSIONS.index("team")
@@ -265,7 +270,7 @@ def _leaderboard(
         else ([m for t in config.teams.values() for m in t.managers] if team is None else [])
     )
     names = set(members) | {name for name in groups if name != TOTAL_GROUP}
-    rows = []
+    rows: list[dict[str, object]] = []
     for manager in names:
         group = groups.get(manager, {})
         so_far = month.get(manager, {})
@@ -278,7 +283,8 @@ def _leaderboard(
         rows.append(
             {
                 "manager": manager,
-                "name": config.wall.names.get(manager, manager),
+                # None: no manager (the page says so in its language)
+                "name": None if manager == UNASSIGNED else config.wall.names.get(manager, manager),
                 "revenue": group.get("revenue", 0) / MONEY,
                 "won": group.get("won", 0),
                 "calls": group.get("calls", 0),
@@ -310,7 +316,11 @@ def _wins(
                 # An opaque id lets the page celebrate each deal once, without its id.
                 "id": hashlib.sha256(win.deal.encode()).hexdigest()[:12],
                 "manager": win.manager or None,
-                "name": config.wall.names.get(win.manager, win.manager) if win.manager else None,
+                "name": (
+                    config.wall.names.get(win.manager, win.manager)
+                    if win.manager and win.manager != UNASSIGNED
+                    else None
+                ),
                 "amount": None if win.units is None else win.units / MONEY,
                 "won_us": win.won_us,
             }

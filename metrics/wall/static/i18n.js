@@ -17,6 +17,7 @@ export function words(config) {
       const found = entry(key);
       return typeof found === "string" ? found : found[form(n)] ?? found.other;
     },
+    has(key) { return key in entries; },
     t(key, params = {}) { return fill(this.template(key), params); },
     tn(key, n, params = {}) { return fill(this.template(key, n), { n, ...params }); },
   };

@@ -257,7 +257,8 @@ function renderWaiting() {
       li.dataset.id = wait.id;
       li.append(el("span", "channel"), el("span", "who"), el("span", "kind"), el("span", "age"));
     }
-    setText(li.children[0], wait.channel || "—");
+    const channel = `channel.${wait.channel}`;
+    setText(li.children[0], w.has(channel) ? w.t(channel) : wait.channel || "—");
     setName(li.children[1], wait.name || w.t("waiting.unassigned"));
     setText(li.children[2], w.t(wait.kind === "next" ? "waiting.kind.next" : "waiting.kind.first"));
     li.children[3].textContent = fmtAge(wait.age);
@@ -309,7 +310,7 @@ function renderLeaders(view, frame) {
     }
     const [rank, name, moveNode, revenue, won, calls, plan] = li.children;
     rank.textContent = String(i + 1);
-    setName(name, r.name);
+    setName(name, r.name ?? w.t("waiting.unassigned"));
     const move = moved.get(r.manager);
     const shownMove = move && move.until > t
       ? `${move.delta > 0 ? "▲" : "▼"}${Math.abs(move.delta)}` : "";
