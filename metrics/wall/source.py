@@ -29,6 +29,7 @@ class _Sums:
     today: RawSums
     month: RawSums
     wins: list[RecentWin]
+    won_today: int
 
 
 class WallSource:
@@ -87,8 +88,8 @@ class WallSource:
             if held is not None and fresh and held.watermark == watermark:
                 return held
             started = self._clock()
-            today, month, wins = await asyncio.to_thread(self._read, tenant, self._reader.now())
-            held = self._sums[tenant] = _Sums(watermark, started, today, month, wins)
+            read = await asyncio.to_thread(self._read, tenant, self._reader.now(), held)
+            held = self._sums[tenant] = _Sums(watermark, started, *read)
             return held
 
     def _watermark(self) -> bytes:
@@ -97,10 +98,21 @@ class WallSource:
             pipe.hgetall(key)
         return repr([sorted(offsets.items()) for offsets in pipe.execute()]).encode()
 
-    def _read(self, tenant: str, now: datetime) -> tuple[RawSums, RawSums, list[RecentWin]]:
-        # Won deals change only with a batch, as the sums do: read with them.
+    def _read(
+        self, tenant: str, now: datetime, held: _Sums | None
+    ) -> tuple[RawSums, RawSums, list[RecentWin], int]:
+        """Today's and the month's sums, and the recent wins when today's won count moved.
+
+        The won-deal index holds every won deal of the tenant: it is read again only when
+        today's count of won deals changed, not for each batch of calls and messages.
+        """
+        today = self._reader.raw(tenant, "today", now)
+        month = self._reader.raw(tenant, "month", now)
+        won_today = sum(amount for (component, _), amount in today.items() if component == "won")
+        if held is not None and held.won_today == won_today:
+            return today, month, held.wins, won_today
         wins = self._reader.recent_wins(tenant, now - timedelta(seconds=RECENT_WINS_S))
-        return self._reader.raw(tenant, "today", now), self._reader.raw(tenant, "month", now), wins
+        return today, month, wins, won_today
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's cached sums when no wall shows it any more."""
