@@ -39,15 +39,15 @@ def present(payload: dict[str, object], locale: str, currency: str) -> dict[str,
         text[name] = f.number(kpis[name])
     text["deals_created"] = f.number(kpis["deals_created"])
     plan_text: dict[str, object] = {}
-    for name, fmt in (("revenue", f.money_both), ("won", _count(f))):
-        for part in ("month", "month_plan", "today_plan"):
-            value = plan.get(f"{name}_{part}")
-            if value is not None:
-                plan_text[f"{name}_{part}"] = fmt(value)
+    for part in ("month", "month_plan", "today_plan"):
+        if plan.get(f"revenue_{part}") is not None:
+            plan_text[f"revenue_{part}"] = f.money_both(plan[f"revenue_{part}"])
+        if plan.get(f"won_{part}") is not None:
+            plan_text[f"won_{part}"] = f.number(plan[f"won_{part}"])
+    for name in ("revenue", "won"):
         pace = plan.get(f"{name}_today_pace")
-        actual = kpis["revenue" if name == "revenue" else "won"]
         if pace:
-            plan_text[f"{name}_vs_pace"] = f.signed_percent(actual / pace - 1)
+            plan_text[f"{name}_vs_pace"] = f.signed_percent(kpis[name] / pace - 1)
     waiting = payload.get("waiting")
     if isinstance(waiting, Mapping):
         text["waiting_count"] = f.number(waiting.get("count"))
@@ -71,10 +71,6 @@ def present(payload: dict[str, object], locale: str, currency: str) -> dict[str,
         "leaders": leaders,
         "wins": wins,
     }
-
-
-def _count(f: Formatter) -> Any:
-    return lambda value: f.number(value)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

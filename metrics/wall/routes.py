@@ -32,6 +32,7 @@ _ASSETS = {
     "i18n.js": "text/javascript",
     "fit.js": "text/javascript",
     "celebrate.js": "text/javascript",
+    "tiles.js": "text/javascript",
 }
 # The page reconnects on its own with back-off; this is EventSource's fallback only.
 RETRY_MS = 1000
