@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
 
 from babel import Locale
+from babel.dates import format_skeleton
 from babel.numbers import (
     NumberPattern,
     format_compact_currency,
@@ -131,3 +133,7 @@ class Formatter:
             if amount or index == 0
         ]
         return " ".join(shown)
+
+    def day(self, value: date) -> str:
+        """A day of the month as the locale names it: `4 грудня`, `4 декабря`, `December 4`."""
+        return format_skeleton("MMMMd", value, locale=_locale(self.locale))

@@ -224,7 +224,8 @@ def build_frame(
         "waiting": None if waits is None else waits[0],
         "wins": won_rows,
     }
-    return Frame(present(payload, key.locale, config.currency), msgspec.json.encode(stable))
+    shown = present(payload, key.locale, config.currency, today=now.astimezone(config.zone).date())
+    return Frame(shown, msgspec.json.encode(stable))
 
 
 def _plan(

@@ -9,6 +9,7 @@ form only when the full one does not fit its cell even at the smallest text size
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from functools import cache
 from typing import Any
 
@@ -20,8 +21,11 @@ def formatter(locale: str, currency: str) -> Formatter:
     return Formatter(locale, currency)
 
 
-def present(payload: dict[str, object], locale: str, currency: str) -> dict[str, object]:
-    """The payload with ``text`` added to its KPIs, plan, leaders and wins."""
+def present(
+    payload: dict[str, object], locale: str, currency: str, *, today: date
+) -> dict[str, object]:
+    """The payload with ``text`` added to its KPIs, plan, leaders and wins, and the
+    tenant's today (``today``, in its zone) as the locale writes a date."""
     f = formatter(locale, currency)
     kpis: Mapping[str, Any] = _mapping(payload["kpis"])
     plan: Mapping[str, Any] = _mapping(payload["plan"])
@@ -34,6 +38,7 @@ def present(payload: dict[str, object], locale: str, currency: str) -> dict[str,
         "conversion_closed": f.number(conversion["denominator"]),
         "first_response": f.duration(replies["median_seconds"]),
         "replies": f.number(replies["count"]),
+        "today": f.day(today),
     }
     for name in ("won", "lost", "calls", "calls_answered", "messages", "meetings"):
         text[name] = f.number(kpis[name])

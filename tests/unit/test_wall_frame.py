@@ -229,3 +229,6 @@ def test_every_number_comes_formatted_in_the_keys_locale(locale, currency, reven
     assert frame["text"]["revenue"]["full"] == revenue
     assert frame["plan"]["text"]["revenue_month"]["full"] == month
     assert frame["leaders"][0]["text"]["revenue"]["full"] == revenue
+    assert frame["text"]["today"] == {"uk": "20 листопада", "ru": "20 ноября"}.get(
+        locale, "November 20"
+    )

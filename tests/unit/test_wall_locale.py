@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import string
+from datetime import date
 
 import pytest
 from babel import Locale
@@ -153,3 +154,10 @@ def test_durations_with_short_unit_names(locale, expected):
     formats = Formatter(locale, "USD")
     shown = [formats.duration(s) for s in (45, 303, 7500, 300)]
     assert [re.sub(r"\s", " ", text) for text in shown] == expected
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"), [("uk", "4 грудня"), ("ru", "4 декабря"), ("en", "December 4")]
+)
+def test_a_day_as_the_locale_names_it(locale, expected):
+    assert Formatter(locale, "USD").day(date(2026, 12, 4)) == expected

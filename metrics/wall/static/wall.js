@@ -98,6 +98,7 @@ function render() {
   const view = currentView();
   const frame = frames.get(view.key);
   if (!frame) return;
+  setText($("day"), frame.text.today);
   for (const node of $("tiles").children) TILES[node.dataset.tile](frame, tileWriter(node, w));
   renderLeaders(view, frame);
   renderWaiting();
