@@ -143,6 +143,11 @@ def load_text(tmp_path: Path, text: str) -> TenantDirectory:
             "tenants.acme.wall.screens.s.tiles.0",
         ),
         ("{token_sha256: " + "a" * 64 + ", rotate: [ghost]}", "no screen 'ghost'"),
+        ("{token_sha256: " + "a" * 64 + ", locale: de}", "tenants.acme.wall.screens.s.locale"),
+        (
+            "{token_sha256: " + "a" * 64 + ", celebration_sound: loud}",
+            "tenants.acme.wall.screens.s.celebration_sound",
+        ),
     ],
 )
 def test_a_bad_screen_fails_the_start_naming_the_key(tmp_path, screen, problem):
@@ -195,3 +200,15 @@ def test_the_locale_is_the_urls_else_the_screens_else_the_tenants(
     assert grant.views[0].key.locale == locale
     assert grant.views[0].title == title
     assert grant.celebration_sound is opened_by.startswith("russian")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "problem"),
+    [
+        ("{locale: de}", "tenants.acme.locale"),
+        ("{teams: {north: {name: ''}}}", "tenants.acme.teams.north.name"),
+    ],
+)
+def test_a_bad_locale_or_team_name_fails_the_start_naming_the_key(tmp_path, tenant, problem):
+    with pytest.raises(TenantsFileError, match=problem):
+        load_text(tmp_path, f"tenants:\n  acme: {tenant}\n")
