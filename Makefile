@@ -25,8 +25,9 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
-run: $(VENV)/.installed-run  ## run SalesPulse with its own broker, Redis and demo traffic
-	$(BIN)/salespulse run --demo
+DEMO_LOCALE ?= en
+run: $(VENV)/.installed-run  ## run SalesPulse with its own broker, Redis and demo traffic (DEMO_LOCALE=uk|ru|en)
+	$(BIN)/salespulse run --demo --demo-locale $(DEMO_LOCALE)
 
 test: $(VENV)/.installed-dev  ## install what is missing, then lint, typecheck and test
 	scripts/ensure-system-deps.sh
@@ -60,8 +61,10 @@ bench: $(VENV)/.installed-dev  ## throughput and latency table, SalesPulse vs na
 soak: $(VENV)/.installed-dev  ## ten minutes at a steady rate: memory per process and Redis, slopes
 	$(BIN)/salespulse soak --minutes 10
 
-dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.json from salespulse/dev/dashboards
-	$(BIN)/python -m salespulse.dev.dashboards deploy/grafana/dashboards
+# The money panels' unit: the tenants' currency (make dashboards CURRENCY=UAH shows ₴).
+CURRENCY ?= USD
+dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.json (CURRENCY=UAH: money in ₴)
+	$(BIN)/python -m salespulse.dev.dashboards --currency $(CURRENCY) deploy/grafana/dashboards
 
 redis-layout-doc: $(VENV)/.installed-run  ## regenerate docs/redis-layout.md from salespulse/core/kpi/redis_layout.py
 	$(BIN)/python -m salespulse.dev.redis_layout_doc docs/redis-layout.md

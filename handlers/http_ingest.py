@@ -8,13 +8,15 @@ raw payload goes to the dead-letter topic. The one 5xx is 503 when the broker is
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from handlers.validation import parse_events
 from salespulse.core.access import ANY_TENANT, TokenTable, bearer_token, check_scope
 from salespulse.core.errors import BrokerUnavailableError, InvalidEventError
+from salespulse.core.events import CrmEvent
 from salespulse.core.json_responses import (
     BodyTimeoutError,
     body_timeout,
@@ -38,7 +40,12 @@ _STATUS_BY_REASON = {
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "tenant_forbidden": 403,
+    "too_late": 422,
 }
+HOW_TO_BACKFILL = (
+    f"history is sent as a backfill: the {BACKFILL_HEADER}: true header (each event then "
+    "keeps its own received_at), or `salespulse replay FILE`"
+)
 
 
 class IngestHandler:
@@ -53,13 +60,17 @@ class IngestHandler:
         token: str | None = None,
         tenants: TenantDirectory | None = None,
         body_timeout_s: float = 30.0,
+        lateness_s: float | None = None,
     ) -> None:
-        """``token``: the operator's (any tenant); ``tenants``: their own ``tokens.ingest``."""
+        """``token``: the operator's (any tenant); ``tenants``: their own ``tokens.ingest``;
+        ``lateness_s``: the worker's lateness limit (SALESPULSE_LATENESS_DAYS), refused
+        here with 422 rather than accepted and then dropped by the worker."""
         self._publisher = publisher
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
         self._tokens = TokenTable.of("ingest", tenants or TenantDirectory(TenantsFile()), token)
         self._body_timeout_s = body_timeout_s
+        self._lateness = timedelta(seconds=lateness_s) if lateness_s is not None else None
 
     @property
     def authenticates(self) -> bool:
@@ -89,17 +100,25 @@ class IngestHandler:
             self._check_envelope(request, too_large=too_large)
             events = parse_events(body, None if backfill else received_at)
             check_scope((event.tenant for event in events), scope)
+            if not backfill:
+                self._check_lateness(events, received_at)
         except InvalidEventError as exc:
             return await self._reject(body, exc)
         try:
-            await self._publisher.publish_events(events)
+            offsets = await self._publisher.publish_events(events, patient=backfill)
         except BrokerUnavailableError:
             self._metrics.broker_unavailable.inc()
             return broker_unavailable()
         self._metrics.events_accepted.inc(len(events))
-        return json_response(
-            202, {"accepted": len(events), "event_ids": [e.event_id for e in events]}
-        )
+        answer: dict[str, object] = {
+            "accepted": len(events),
+            "event_ids": [e.event_id for e in events],
+        }
+        if backfill and offsets:
+            # Where the records landed: `salespulse replay --wait` waits until the worker
+            # has applied up to them (GET /v1/applied). Absent: spooled, not yet placed.
+            answer["offsets"] = offsets
+        return json_response(202, answer)
 
     def _scope(self, request: web.Request) -> str | None:
         """Which tenants the sender may write (ANY_TENANT, one tenant); None: unauthorized."""
@@ -123,6 +142,29 @@ class IngestHandler:
                 ],
             )
 
+    def _check_lateness(self, events: Sequence[CrmEvent], received_at: datetime) -> None:
+        """The worker dead-letters an event received later than the lateness limit after
+        it happened (streams/store_stage.py): the sender is told now, while it can still
+        resend it as a backfill. All or nothing, as for any other problem."""
+        if self._lateness is None:
+            return
+        limit = self._lateness
+        days = limit / timedelta(days=1)
+        problems: list[dict[str, object]] = []
+        for index, event in enumerate(events):
+            if received_at - event.occurred_at > limit:
+                problem: dict[str, object] = {
+                    "field": "occurred_at",
+                    "problem": f"happened more than {days:g} days ago "
+                    f"(SALESPULSE_LATENESS_DAYS): too late to count as a live event; "
+                    + HOW_TO_BACKFILL,
+                }
+                if len(events) > 1:
+                    problem["index"] = index
+                problems.append(problem)
+        if problems:
+            raise InvalidEventError("too_late", problems)
+
     async def _reject(self, body: bytes, error: InvalidEventError) -> web.Response:
         self._metrics.payloads_rejected.labels(reason=error.reason).inc()
         try:
@@ -135,7 +177,12 @@ class IngestHandler:
             return broker_unavailable()
         self._metrics.dead_letters.labels(reason=error.reason).inc()
         logger.info("rejected ingest payload: %s (%d bytes)", error.reason, len(body))
-        return json_response(
-            _STATUS_BY_REASON[error.reason],
-            {"error": error.reason, "problems": error.problems, "dead_lettered": True},
-        )
+        answer: dict[str, object] = {
+            "error": error.reason,
+            "problems": error.problems,
+            "dead_lettered": True,
+        }
+        if error.reason == "too_late" and self._lateness is not None:
+            answer["lateness_limit_days"] = self._lateness / timedelta(days=1)
+            answer["how_to_backfill"] = HOW_TO_BACKFILL
+        return json_response(_STATUS_BY_REASON[error.reason], answer)

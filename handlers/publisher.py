@@ -76,9 +76,16 @@ class KafkaPublisher:
         if spool.pending:
             self._wake_drainer()
 
-    async def publish_events(self, events: Sequence[CrmEvent]) -> None:
+    async def publish_events(
+        self, events: Sequence[CrmEvent], *, patient: bool = False
+    ) -> dict[str, int]:
+        """``patient`` (a backfill): wait the full produce timeout for the broker, not
+        SALESPULSE_SPOOL_AFTER_S. A replay's batches then wait for their acknowledgements
+        (that throttles the sender to what the broker takes) instead of going to the
+        spool whenever a busy broker is slower than the spool's second, after which every
+        later batch queued behind the spool too (742,500 of 1,000,000 records once)."""
         records = [(event.partition_key, encode_event(event), None) for event in events]
-        await self._send_all(self._events_topic, records)
+        return await self._send_all(self._events_topic, records, patient=patient)
 
     async def publish_dead_letter(
         self,
@@ -127,19 +134,26 @@ class KafkaPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def _send_all(self, topic: str, records: Sequence[Record]) -> None:
+    async def _send_all(
+        self, topic: str, records: Sequence[Record], *, patient: bool = False
+    ) -> dict[str, int]:
+        """Per ``topic:partition`` the offset after the last record sent (empty: spooled)."""
         if self._spool is not None and (self._spool.pending or not self._topics_exist()):
             # Behind what waits already: one deal's events keep their order.
             await self._to_spool(topic, records)
-            return
+            return {}
         try:
-            await self._send_to_broker(topic, records, self._send_timeout_s)
+            wait_s = self._timeout_s if patient else self._send_timeout_s
+            return await self._send_to_broker(topic, records, wait_s)
         except BrokerUnavailableError:
             if self._spool is None:
                 raise
             await self._to_spool(topic, records)
+            return {}
 
-    async def _send_to_broker(self, topic: str, records: Sequence[Record], wait_s: float) -> None:
+    async def _send_to_broker(
+        self, topic: str, records: Sequence[Record], wait_s: float
+    ) -> dict[str, int]:
         try:
             async with asyncio.timeout(wait_s):
                 producer = await self._ensure_producer()
@@ -147,7 +161,7 @@ class KafkaPublisher:
                     await producer.send(topic, value=value, key=key, headers=headers)
                     for key, value, headers in records
                 ]
-                await asyncio.gather(*pending)
+                sent = await asyncio.gather(*pending)
         except (KafkaError, TimeoutError, OSError) as exc:
             logger.warning(
                 "broker did not acknowledge %d record(s) on %s: %r", len(records), topic, exc
@@ -159,6 +173,11 @@ class KafkaPublisher:
                 # spool the sender gets its answer first (amoCRM waits 2 s at most).
                 self._resetting = asyncio.get_running_loop().create_task(self._reset())
             raise BrokerUnavailableError(f"broker did not acknowledge: {exc!r}") from exc
+        ends: dict[str, int] = {}
+        for meta in sent:
+            name = f"{meta.topic}:{meta.partition}"
+            ends[name] = max(ends.get(name, 0), meta.offset + 1)
+        return ends
 
     async def _to_spool(self, topic: str, records: Sequence[Record]) -> None:
         assert self._spool is not None

@@ -15,13 +15,14 @@ import msgspec
 from pydantic import ValidationError
 
 from handlers.spool import SpoolBusyError
+from salespulse.app.demo_offices import LOCALES, MAX_SPEED, DemoOptions
 from salespulse.core.access import UnsafeExposureError
 from salespulse.core.errors import EmbeddedServiceError
 from salespulse.core.logs import configure_logging
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantsFileError
 from salespulse.core.tuning import tune_gc
-from salespulse.dev.datasets import CONVERTERS
+from salespulse.dev.datasets import CONVERTERS, DEFAULT_TENANTS, Conversion
 
 logger = logging.getLogger("salespulse")
 
@@ -43,11 +44,37 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--demo", action="store_true", help="also post realistic demo traffic to the ingest"
         )
+        command.add_argument(
+            "--demo-locale",
+            choices=LOCALES,
+            default="en",
+            help="the demo office: en (USD), uk (a Ukrainian office in UAH), ru (RUB)",
+        )
+        command.add_argument(
+            "--demo-speed",
+            type=_demo_speed,
+            default=1.0,
+            help="the demo office's activity rate as a multiple of a real office's (1 to 100)",
+        )
     replay = commands.add_parser(
         "replay", help="send a JSON-lines history through the running pipeline"
     )
     replay.add_argument("file", type=Path, help="canonical events or recorded webhooks, one a line")
     replay.add_argument("--url", default="http://127.0.0.1:8080", help="the ingest's base URL")
+    replay.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="return once the worker has applied everything sent, read from the URL's "
+        "/v1/applied (default: on when stdout is a terminal)",
+    )
+    replay.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up waiting for the worker after this long (exit 1)",
+    )
     dataset = commands.add_parser(
         "dataset", help="convert a public CRM data set into canonical events (JSON lines)"
     )
@@ -90,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _demo_speed(text: str) -> float:
+    value = _positive_float(text)
+    if not 1 <= value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_SPEED:g}, not {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -122,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "replay":
             token = settings.ingest_token_value()
-            return _replay(args.file, args.url, token)
+            wait = sys.stdout.isatty() if args.wait is None else bool(args.wait)
+            return _replay(args.file, args.url, token, wait, args.wait_timeout)
         if args.command == "rebuild":
             return _rebuild(settings)
         if args.command == "dataset":
@@ -157,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         roles = None if args.command == "run" else [args.command]
         status = 0
         with contextlib.suppress(KeyboardInterrupt):
-            status = serve(settings, roles, demo=args.demo)
+            demo = DemoOptions(args.demo_locale, args.demo_speed) if args.demo else None
+            status = serve(settings, roles, demo=demo)
     except TenantsFileError as exc:
         print(f"salespulse: invalid tenants file:\n{exc}", file=sys.stderr)
         return 2
@@ -181,16 +217,25 @@ def _settings_problems(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _replay(path: Path, url: str, token: str | None) -> int:
-    from salespulse.dev.replay import IngestUnauthorizedError, replay
+def _replay(path: Path, url: str, token: str | None, wait: bool, wait_timeout_s: float) -> int:
+    from salespulse.dev.replay import AppliedUnknownError, IngestUnauthorizedError, replay
 
     if not path.is_file():
         print(f"salespulse replay: no such file: {path}", file=sys.stderr)
         return 2
     try:
-        summary = asyncio.run(replay(path, url, token=token))
-    except IngestUnauthorizedError as exc:
+        summary = asyncio.run(
+            replay(path, url, token=token, wait=wait, wait_timeout_s=wait_timeout_s)
+        )
+    except (IngestUnauthorizedError, AppliedUnknownError) as exc:
         print(f"salespulse replay: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(
+            f"salespulse replay: sent, but the worker had not applied it all after "
+            f"{wait_timeout_s:g}s (is `salespulse worker` running?)",
+            file=sys.stderr,
+        )
         return 1
     except aiohttp.ClientError as exc:
         print(f"salespulse replay: cannot reach the ingest at {url}: {exc}", file=sys.stderr)
@@ -226,8 +271,9 @@ def _rebuild(settings: Settings) -> int:
 
 def _dataset(name: str, directory: Path, tenant: str | None, output: Path | None) -> int:
     convert = CONVERTERS[name]
+    conversion = Conversion()
     try:
-        events = convert(directory, tenant) if tenant else convert(directory)
+        events = convert(directory, tenant or DEFAULT_TENANTS[name], conversion)
         encoder = msgspec.json.Encoder()
         with output.open("wb") if output else contextlib.nullcontext(sys.stdout.buffer) as out:
             count = 0
@@ -238,6 +284,8 @@ def _dataset(name: str, directory: Path, tenant: str | None, output: Path | None
         print(f"salespulse dataset: {exc.filename}: not found", file=sys.stderr)
         return 2
     print(f"salespulse dataset: {count:,} events", file=sys.stderr)
+    for line in conversion.render():
+        print(f"salespulse dataset: {line}", file=sys.stderr)
     return 0
 
 

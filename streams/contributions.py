@@ -35,15 +35,15 @@ def event_components(event: CrmEvent, config: TenantConfig) -> Sequence[tuple[st
         if direction is None or event.automated:
             return ()
         return _MESSAGES[direction]
-    if kind in _SINGLE:
-        return _SINGLE[kind]
-    if kind == "deal_stage_changed":
-        if event.pipeline and event.stage_to:
-            return ((f"stage_entries:{event.pipeline}:{event.stage_to}", 1),)
-    elif kind == "rating":
-        if event.rating is not None:
-            return (("rating_sum", event.rating), ("rating_count", 1))
-    elif kind in ("invoice", "payment", "marketing_cost") and event.amount is not None:
+    if kind == "meeting":
+        return _MEETING
+    if kind == "lead_created" and event.entity_id is None:
+        # A lead without an id has no state to be counted from: counted per event, so a
+        # repeat past the dedupe retention counts again (docs/kpi-semantics.md).
+        return _LEAD_CREATED
+    if kind == "rating" and event.rating is not None:
+        return (("rating_sum", event.rating), ("rating_count", 1))
+    if kind in ("invoice", "payment", "marketing_cost") and event.amount is not None:
         units = money_units(event.amount, event.currency, config)
         if units is not None:
             name = {"invoice": "invoiced", "payment": "paid"}.get(kind)
@@ -55,11 +55,10 @@ def event_components(event: CrmEvent, config: TenantConfig) -> Sequence[tuple[st
 _MISSED = {d: ((f"calls:{d}:missed", 1),) for d in ("in", "out")}
 _ANSWERED = {d: ((f"calls:{d}:answered", 1),) for d in ("in", "out")}
 _MESSAGES = {d: ((f"messages_{d}", 1),) for d in ("in", "out")}
-_SINGLE: dict[str, tuple[tuple[str, int], ...]] = {
-    "meeting": (("meetings", 1),),
-    "lead_created": (("leads_created", 1),),
-    "deal_created": (("deals_created", 1),),
-}
+_MEETING = (("meetings", 1),)
+_LEAD_CREATED = (("leads_created", 1),)
+# deals_created, stage_entries and the leads_created of a lead with an id come from the
+# entity's state (streams/entities.py): counted once however often an event is delivered.
 
 
 class Derived(NamedTuple):
@@ -79,8 +78,6 @@ def derive(state: DealState | LeadState, config: TenantConfig) -> Derived:
     if isinstance(state, DealState):
         dims, parts, membership, won = deal_facts(state, config)
         return Derived(parts, dims, membership, won)
-    if not state.stage_first:
-        return _NOTHING  # a lead that never left its first stage: a third of all events
     facts = lead_facts(state, config)
     return _NOTHING if facts is None else Derived(facts[1], facts[0])
 

@@ -44,6 +44,7 @@ later part is one that looked redundant before.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Final, Literal
@@ -67,6 +68,9 @@ Mark = tuple[int, int, str | None, str | None, str | None, str | None]
 
 class ConversationState(msgspec.Struct, kw_only=True, array_like=True):
     marks: dict[str, Mark] = msgspec.field(default_factory=dict)
+    # event ids of the missed inbound calls among the marks, sorted: abandonment needs to
+    # tell them from other contacts (last, so states stored before it decode)
+    missed_calls: list[str] = msgspec.field(default_factory=list)
 
 
 # How a state is stored ({p}ent:{tenant}:conv:{ref}, salespulse/core/kpi/redis_layout.py).
@@ -159,6 +163,23 @@ def join_conversation(state: ConversationState, event: CrmEvent, us: int | None 
     # Repeats carry identical content; taking the minimum keeps the join order-free anyway.
     if held is None or _order(mark) < _order(held):
         state.marks[event.event_id] = mark
+    if role == INBOUND and event.type == "call":
+        _add_missed(state.missed_calls, event.event_id)
+
+
+def _add_missed(missed: list[str], event_id: str) -> None:
+    at = bisect_left(missed, event_id)
+    if at == len(missed) or missed[at] != event_id:
+        missed.insert(at, event_id)
+
+
+def abandoned_calls(state: ConversationState) -> list[Mark]:
+    """The missed inbound calls no reply followed (at the same instant or later): the
+    client gave up, or is still waiting (docs/kpi-semantics.md, "Call centre")."""
+    replies = [mark[0] for mark in state.marks.values() if mark[1] == REPLY]
+    last_reply = max(replies, default=None)
+    marks = [state.marks[event_id] for event_id in state.missed_calls]
+    return [mark for mark in marks if last_reply is None or last_reply < mark[0]]
 
 
 def _order(mark: Mark) -> tuple[int, int, str, str, str, str]:
@@ -168,11 +189,13 @@ def _order(mark: Mark) -> tuple[int, int, str, str, str, str]:
 
 def merge(left: ConversationState, right: ConversationState) -> ConversationState:
     """The join of two states (e.g. two partitions' partial states of one conversation)."""
-    merged = ConversationState(marks=dict(left.marks))
+    merged = ConversationState(marks=dict(left.marks), missed_calls=list(left.missed_calls))
     for event_id, mark in right.marks.items():
         held = merged.marks.get(event_id)
         if held is None or _order(mark) < _order(held):
             merged.marks[event_id] = mark
+    for event_id in right.missed_calls:
+        _add_missed(merged.missed_calls, event_id)
     return merged
 
 

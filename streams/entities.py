@@ -11,9 +11,10 @@ from bisect import bisect_left
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import pairwise
 
-from salespulse.core.kpi.catalogue import DURATION_BUCKETS_S, NO_VALUE, UNASSIGNED
+from salespulse.core.kpi.catalogue import NO_VALUE, UNASSIGNED
 from salespulse.core.kpi.codecs import WonDeal
 from salespulse.core.kpi.redis_layout import MONEY_SCALE, SEP
+from salespulse.core.kpi.sketch import bin_key
 from salespulse.core.tenants import Pipeline, TenantConfig
 from streams.entity_state import CODE, DealState, LeadState
 
@@ -25,7 +26,6 @@ Contribution = tuple[int, str, Dims, int]
 Parts = dict[tuple[int, str], int]
 
 _UNIT = Decimal(1)
-_BOUNDS_US = [bound * 1_000_000 for bound in DURATION_BUCKETS_S]
 
 
 def money_units(amount: Decimal, currency: str | None, config: TenantConfig) -> int | None:
@@ -44,11 +44,6 @@ def us_to_ms(us: int) -> int:
     if remainder > 500 or (remainder == 500 and quotient % 2):
         quotient += 1
     return quotient
-
-
-def duration_bucket(duration_us: int) -> int:
-    """Index of the first inclusive upper bound ≥ the duration; len(bounds) for +Inf."""
-    return bisect_left(_BOUNDS_US, duration_us)
 
 
 def dims_of(
@@ -104,6 +99,9 @@ class _Ranks:
         self.warm = next((s.id for s in pipeline.stages if s.warm), None)
         self.warm_rank = self.rank.get(self.warm) if self.warm is not None else None
         self.warm_num = f"warm_num:{name}"
+        # flow: stage a → (rank of the next ranked stage, its numerator's name)
+        self.flow = {a: (self.rank[b], f"flow_num:{name}:{a}") for a, b in pairwise(chain)}
+        self.flow_e2e_num = f"flow_e2e_num:{name}"
 
 
 class _RanksByName(dict[str, "_Ranks | None"]):
@@ -182,14 +180,51 @@ def deal_facts(
                 _add(out, since, f"lost_by_reason:{reason[2]}", 1)
         elif kind == "open":
             membership = current[2], current[3], since
+    if state.created is not None:
+        _add(out, state.created, "deals_created", 1)
     if state.entries:
         entries = [(us, key) for key, us in state.entries.items()]
         _funnel(out, state, config, dims, entries)
         if len(entries) > 1:
             _stays(out, sorted(entries))
+        _every_entry(out, state, config)
     else:
         _funnel(out, state, config, dims, [])
     return dims, out, membership, won
+
+
+def _every_entry(out: Parts, state: DealState, config: TenantConfig) -> None:
+    """stage_entries (every distinct entry), and the flow: of the entries into a step's
+    stage A, those whose next entry (the deal's earliest later one) ranks at or after the
+    step's B; end to end, of the entries into the first stage, those followed by the
+    entry into a won stage of the pipeline. Both counted at A's entry: never above 1."""
+    every = [(us, key) for key, us in state.entries.items()]
+    for key, later in state.again.items():
+        every += [(us, key) for us in later]
+    every.sort()
+    times = [us for us, _ in every]
+    ranks_by_name = _ranks_of(config)
+    for index, (us, key) in enumerate(every):
+        pipeline, stage = _split_stage(key)
+        _add(out, us, _entry_name(key), 1)
+        ranks = ranks_by_name[pipeline]
+        if ranks is None:
+            continue
+        step = ranks.flow.get(stage)
+        nxt = bisect_left(times, us + 1, index)
+        if step is not None:
+            for after_us, after_key in every[nxt:]:
+                if after_us != times[nxt]:
+                    break
+                after_pipeline, after_stage = _split_stage(after_key)
+                if after_pipeline == pipeline and ranks.rank.get(after_stage, -1) >= step[0]:
+                    _add(out, us, step[1], 1)
+                    break
+        if stage == ranks.first and any(
+            key_after[0] == pipeline and key_after[1] in ranks.wons
+            for key_after in (_split_stage(after_key) for _, after_key in every[nxt:])
+        ):
+            _add(out, us, ranks.flow_e2e_num, 1)
 
 
 def _add(out: Parts, us: int, component: str, amount: int) -> None:
@@ -219,7 +254,7 @@ def _won(out: Parts, state: DealState, config: TenantConfig, since: int) -> int 
         duration = since - state.created
         _add(out, since, "cycle_sum_ms", us_to_ms(duration))
         _add(out, since, "cycle_count", 1)
-        _add(out, since, f"cycle_hist:{duration_bucket(duration)}", 1)
+        _add(out, since, f"cycle_qb:{bin_key(duration)}", 1)
     return units
 
 
@@ -284,11 +319,11 @@ def _stays(out: Parts, entries: list[tuple[int, str]]) -> None:
             continue
         left = times[later]
         stay = left - us
-        stay_sum, stay_count, stay_hist = _stay_names(key)
+        stay_sum, stay_count, stay_bins = _stay_names(key)
         for part, amount in (
             ((left, stay_sum), us_to_ms(stay)),
             ((left, stay_count), 1),
-            ((left, stay_hist[bisect_left(_BOUNDS_US, stay)]), 1),
+            ((left, f"{stay_bins}{bin_key(stay)}"), 1),
         ):
             out[part] = out.get(part, 0) + amount
 
@@ -303,33 +338,50 @@ class _StageKeys(dict[str, tuple[str, str]]):
         return pipeline, stage
 
 
-class _StayNames(dict[str, tuple[str, str, tuple[str, ...]]]):
-    """Stage key → its time-in-stage component names: sum, count, one per histogram bucket."""
+class _StayNames(dict[str, tuple[str, str, str]]):
+    """Stage key → its time-in-stage component names: sum, count, and the head of its
+    DDSketch bins (salespulse/core/kpi/sketch.py; the bin key follows)."""
 
-    def __missing__(self, key: str) -> tuple[str, str, tuple[str, ...]]:
+    def __missing__(self, key: str) -> tuple[str, str, str]:
         pipeline, stage = _split_stage(key)
         base = f"{pipeline}:{stage}"
-        hist = tuple(f"stay_hist:{base}:{i}" for i in range(len(_BOUNDS_US) + 1))
-        names = f"stay_sum_ms:{base}", f"stay_count:{base}", hist
+        names = f"stay_sum_ms:{base}", f"stay_count:{base}", f"stay_qb:{base}:"
         if len(self) < _NAMES_LIMIT:
             self[key] = names
         return names
 
 
+class _EntryNames(dict[str, str]):
+    """Stage key → its stage_entries component name."""
+
+    def __missing__(self, key: str) -> str:
+        pipeline, stage = _split_stage(key)
+        name = f"stage_entries:{pipeline}:{stage}"
+        if len(self) < _NAMES_LIMIT:
+            self[key] = name
+        return name
+
+
 _NAMES_LIMIT = 10_000
 _split_stage = _StageKeys().__getitem__
 _stay_names = _StayNames().__getitem__
+_entry_name = _EntryNames().__getitem__
 
 
 def lead_facts(state: LeadState, config: TenantConfig) -> tuple[Dims, Parts] | None:
     """The lead's dimensions and contributions; None when it contributes nothing."""
     if state.first is None:
         return None
+    parts: Parts = {}
+    if state.created is not None:
+        parts[(state.created, "leads_created")] = 1
     first_stage = state.first[2]
     left = [us for stage, us in state.stage_first.items() if stage != first_stage]
-    if not left:
+    if left:
+        _add(parts, min(left), "leads_processed", 1)
+    if not parts:
         return None
-    return _latest_dims(state.latest, config), {(min(left), "leads_processed"): 1}
+    return _latest_dims(state.latest, config), parts
 
 
 def open_membership(state: DealState, config: TenantConfig) -> OpenMembership | None:

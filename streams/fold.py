@@ -248,9 +248,9 @@ def fold_batch(
             entry = touched[key] = (*entry[:3], received)
         state = entry[2]
         if isinstance(state, DealState):
-            join_deal(state, event, us)
+            join_deal(state, event, us, batch.config)
         else:
-            join_lead(state, event, us)
+            join_lead(state, event, us, batch.config)
     derived = derived or {}
     fold.events = sum(len(ids) for ids in seen.values()) - len(skip_ids)
     for key, (tenant, entity_id, new, received) in touched.items():
@@ -332,9 +332,13 @@ def _copy(state: DealState | LeadState) -> DealState | LeadState:
             entries=dict(state.entries),
             current=state.current,
             latest=dict(state.latest),
+            again={key: list(later) for key, later in state.again.items()},
         )
     return LeadState(
-        first=state.first, stage_first=dict(state.stage_first), latest=dict(state.latest)
+        first=state.first,
+        stage_first=dict(state.stage_first),
+        latest=dict(state.latest),
+        created=state.created,
     )
 
 

@@ -18,8 +18,9 @@ already the store of those; it survives restarts and rebalances with no changelo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from functools import cache
 from importlib import resources
 
@@ -28,6 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from salespulse.core.errors import KpiStoreError, TotalOverflowError
+from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.codecs import frame_state, split_state, stage_member
 from salespulse.core.kpi.redis_layout import KpiKeys
 from streams.entity_state import DealState
@@ -204,6 +206,24 @@ class RedisKpiSink:
 
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
         return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
+
+    async def mark_late(self, events: Sequence[CrmEvent]) -> int:
+        """Add too-late events to the tenant-day late sets; how many were not there yet."""
+        by_key: dict[str, set[str]] = {}
+        for event in events:
+            day = event.occurred_at.astimezone(UTC).date().isoformat()
+            by_key.setdefault(self._keys.late(event.tenant, day), set()).add(event.event_id)
+        if not by_key:
+            return 0
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for key, ids in by_key.items():
+                pipe.sadd(key, *sorted(ids))
+                pipe.expire(key, self._dedupe_ttl_s)
+            replies = await pipe.execute()
+        except RedisError as exc:
+            raise KpiStoreError(f"cannot mark too-late events: {exc}") from exc
+        return sum(int(added) for added in replies[::2])
 
     def _entity_ttl(self, fold: BatchFold, key: str) -> int:
         """An open deal (in a stage, or none yet) is kept; a closed one and a lead expire."""

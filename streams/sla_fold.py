@@ -13,11 +13,17 @@ pipeline) and the contact's channel:
     resp_ms:{kind}:{channel}                calendar milliseconds waited
     resp_bms:{kind}:{channel}               business milliseconds waited
     resp_hist:{kind}:{channel}:{c|b}{i}     1 in histogram bucket i (calendar | business)
+    resp_qb:{kind}:{key}                    1 in DDSketch bin key of the calendar ms
     sla_breach:{kind}:{channel}             1 when later than its policy's target
     sla_met:{kind}:{channel}                1 when on time (a policy applies)
 
+A missed inbound call that no reply followed contributes ``calls_abandoned`` 1 at its
+instant, under (assigned manager, team, pipeline); a later reply takes it back.
+
 An open wait is a member of the tenant's waiting index, scored by when it opened, so
-that its age and SLA state are computed at read time, exact at any instant.
+that its age and SLA state are computed at read time, exact at any instant. A wait older
+than its maximum (``max_wait_s``) when the batch is folded never enters the index: a
+replayed history or a very late contact is not a client waiting now (docs/sla.md).
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ from salespulse.core.kpi.buckets import to_us
 from salespulse.core.kpi.catalogue import NO_VALUE, RESPONSE_BUCKETS_S
 from salespulse.core.kpi.codecs import WaitingMember, conversation_ref, encode_waiting_member
 from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.kpi.sketch import bin_key
 from salespulse.core.tenants import TenantConfig, TenantDirectory
 from streams.conversation_clock import (
     CONVERSATION_STATE,
     ClosedWait,
     ConversationState,
     OpenWait,
+    abandoned_calls,
     join_conversation,
     role_of,
     waits,
@@ -75,6 +83,8 @@ class SlaFold:
     # tenant → newest received_at among the batch's events (ms)
     last_received: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    # open waits kept off the waiting index: older than their maximum when folded
+    waits_expired: int = 0
     duplicates: int = 0  # a join needs no dedupe; kept for the consumer's counters
     received_at: list[float] = field(default_factory=list)
 
@@ -118,6 +128,9 @@ def closed_contributions(wait: ClosedWait, config: TenantConfig) -> Contribution
     business_bucket = response_bucket(open_ms / 1000)
     produced[(at, f"resp_hist:{tag}:c{calendar_bucket}", dims)] = 1
     produced[(at, f"resp_hist:{tag}:b{business_bucket}", dims)] = 1
+    # The API's median and p90 (within 1 %, metrics/read/quantiles.py); the histograms
+    # above stay for Prometheus. Over every channel, as the API shows them: fewer fields.
+    produced[(at, f"resp_qb:{wait.kind}:{bin_key(calendar_ms)}", dims)] = 1
     target = config.sla_target(wait.channel, wait.pipeline, wait.kind)
     if target is not None:
         measured_ms = open_ms if target.basis == "business" else calendar_ms
@@ -140,10 +153,32 @@ def waiting_member(ref: str, wait: OpenWait) -> tuple[str, int]:
     return encode_waiting_member(member), to_us(wait.opened_at)
 
 
+def max_wait_s(
+    config: TenantConfig, channel: str | None, pipeline: str | None, default_s: float
+) -> float:
+    """How long a wait stays on the live list: its SLA policy's `max_wait`, else the
+    tenant's `sla.max_wait`, else ``default_s`` (SALESPULSE_WAIT_MAX_AGE_DAYS)."""
+    own = config.sla.max_wait_for(channel, pipeline)
+    return own if own is not None else default_s
+
+
+def expired(opened_us: int, now_us: int, max_wait: float) -> bool:
+    return opened_us < now_us - round(max_wait * 1_000_000)
+
+
+@dataclass(frozen=True)
+class WaitLimit:
+    """When the batch is folded and the deployment's default maximum wait (seconds)."""
+
+    now_us: int
+    default_max_wait_s: float
+
+
 @dataclass(frozen=True)
 class ConversationDerived:
     contributions: Contributions
     waiting: tuple[str, int] | None
+    open: OpenWait | None = None
 
 
 def derive_conversation(
@@ -154,8 +189,11 @@ def derive_conversation(
     for wait in found.closed:
         for key, amount in closed_contributions(wait, config).items():
             contributions[key] = contributions.get(key, 0) + amount
+    for us, _, _, manager, team, pipeline in abandoned_calls(state):
+        key = us, "calls_abandoned", dims_of(config, manager, team, pipeline, None)
+        contributions[key] = contributions.get(key, 0) + 1
     waiting = waiting_member(ref, found.open) if found.open is not None else None
-    return ConversationDerived(contributions, waiting)
+    return ConversationDerived(contributions, waiting, found.open)
 
 
 def fold_conversations(
@@ -163,8 +201,10 @@ def fold_conversations(
     tenants: TenantDirectory,
     keys: KpiKeys,
     states: ConversationStates,
+    limit: WaitLimit | None = None,
 ) -> SlaFold:
-    """Fold a batch; ``states`` holds the stored state of every conversation it touches."""
+    """Fold a batch; ``states`` holds the stored state of every conversation it touches.
+    With a ``limit``, a wait already past its maximum is not added to the index."""
     folder = BucketFolder(tenants, keys)
     fold = SlaFold()
     # entity key → (tenant, ref, state being joined, newest receipt µs)
@@ -184,7 +224,11 @@ def fold_conversations(
         if entry is None:
             stored = states.get(key)
             fresh = (
-                ConversationState(marks=dict(stored[1].marks)) if stored else ConversationState()
+                ConversationState(
+                    marks=dict(stored[1].marks), missed_calls=list(stored[1].missed_calls)
+                )
+                if stored
+                else ConversationState()
             )
             entry = touched[key] = (event.tenant, ref, fresh, received)
         elif received is not None and (entry[3] is None or received > entry[3]):
@@ -207,14 +251,30 @@ def fold_conversations(
         for (us, component, dims), amount in delta.items():
             folder.add(tenant, us, component, dims, amount, received)
         if before_waiting != after.waiting:
-            fold.waiting_moves.append(
-                (
-                    tenant,
-                    before_waiting[0] if before_waiting else None,
-                    after.waiting[0] if after.waiting else None,
-                    after.waiting[1] if after.waiting else 0,
+            added = after.waiting
+            if added is not None and _too_old(after.open, added[1], config, limit):
+                fold.waits_expired += 1
+                added = None
+            if before_waiting is not None or added is not None:
+                fold.waiting_moves.append(
+                    (
+                        tenant,
+                        before_waiting[0] if before_waiting else None,
+                        added[0] if added else None,
+                        added[1] if added else 0,
+                    )
                 )
-            )
     folder.expand()
     fold.increments = folder.fold.increments
     return fold
+
+
+def _too_old(
+    wait: OpenWait | None, opened_us: int, config: TenantConfig, limit: WaitLimit | None
+) -> bool:
+    if limit is None or wait is None:
+        return False
+    # the channel and pipeline as the member keeps them, as the waiting list reads them
+    channel = wait.channel or NO_VALUE
+    longest = max_wait_s(config, channel, wait.pipeline or None, limit.default_max_wait_s)
+    return expired(opened_us, limit.now_us, longest)

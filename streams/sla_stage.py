@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 
+from salespulse.core.events import CrmEvent
 from streams.sla_store import PreparedSla
-from streams.store_stage import AppliedBatch, StoreStage
+from streams.store_stage import AppliedBatch, DeadLetter, StoreStage
 
 
 class SlaStage(StoreStage[PreparedSla]):
     stage_name = "sla"
 
-    def too_late(self, record: ConsumerRecord) -> None:
-        """Skipped: the KPI stage dead-letters (and counts) it, once."""
-        return None
+    async def too_late(self, late: list[tuple[ConsumerRecord, CrmEvent]]) -> list[DeadLetter]:
+        """Skipped: the KPI stage dead-letters (and counts) them, once."""
+        return []
 
     def count_applied(self, folds: list[AppliedBatch], applied_at: float) -> None:
         for fold in folds:

@@ -12,7 +12,7 @@ is refolded on fresh states.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -22,7 +22,9 @@ from redis.exceptions import RedisError
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.codecs import (
+    WaitingMember,
     conversation_ref,
+    decode_waiting_member,
     encode_received_ms,
     frame_state,
     split_state,
@@ -39,7 +41,15 @@ from streams.redis_sink import (
     read_watermarks,
     refused_overflow,
 )
-from streams.sla_fold import ConversationStates, SlaFold, decode_conversation, fold_conversations
+from streams.sla_fold import (
+    ConversationStates,
+    SlaFold,
+    WaitLimit,
+    decode_conversation,
+    expired,
+    fold_conversations,
+    max_wait_s,
+)
 
 _packer = msgspec.msgpack.Encoder()
 MAX_REFOLDS = 8
@@ -124,19 +134,34 @@ class SlaStore:
         }
         return ScriptCall(slots.names, _packer.encode(batch))
 
-    async def expire_waits(self, tenants: Iterable[str], opened_before_us: int) -> int:
-        """Drop the tenants' waits opened before the instant; returns how many left.
+    async def expire_waits(
+        self, cutoffs: dict[str, int], expired: Callable[[str, WaitingMember, int], bool]
+    ) -> int:
+        """Drop each tenant's waits opened before its cutoff (µs; the shortest maximum of
+        its policies) that ``expired(tenant, member, opened µs)`` says are past their own
+        maximum; returns how many left.
 
         Outside the batch script: a wait is only ever removed, so a concurrent batch
         cannot be contradicted (it re-adds a wait only if a late contact reopens it, and
         then with its opening instant, which the next expiry sees again)."""
-        names = sorted(tenants)
+        names = sorted(cutoffs)
         if not names:
             return 0
         try:
             pipe = self._client.pipeline(transaction=False)
             for tenant in names:
-                pipe.zremrangebyscore(self._keys.waiting(tenant), "-inf", f"({opened_before_us}")
+                pipe.zrangebyscore(
+                    self._keys.waiting(tenant), "-inf", f"({cutoffs[tenant]}", withscores=True
+                )
+            found = await pipe.execute()
+            for tenant, candidates in zip(names, found, strict=True):
+                leaving = [
+                    raw
+                    for raw, score in candidates
+                    if expired(tenant, decode_waiting_member(raw), int(score))
+                ]
+                if leaving:
+                    pipe.zrem(self._keys.waiting(tenant), *leaving)
             return sum(int(removed) for removed in await pipe.execute())
         except RedisError as exc:
             raise KpiStoreError(f"cannot expire waits: {exc}") from exc
@@ -150,6 +175,7 @@ class PreparedSla:
     events: Sequence[CrmEvent]
     keys: list[str]
     fold: SlaFold
+    limit: WaitLimit | None
 
 
 class SlaApplier:
@@ -179,24 +205,53 @@ class SlaApplier:
         }
         keys = sorted(refs)
         states = await self._store.load(keys)
-        return PreparedSla(
-            events, keys, fold_conversations(events, self._tenants, self._keys, states)
-        )
+        limit = self._limit()
+        fold = fold_conversations(events, self._tenants, self._keys, states, limit)
+        return PreparedSla(events, keys, fold, limit)
 
     async def commit(self, prepared: PreparedSla, offsets: dict[str, int]) -> SlaFold:
         fold = prepared.fold
         for _ in range(MAX_REFOLDS):
             if not await self._store.apply(fold, offsets):
-                await self._expire_waits(prepared.events)
+                await self._expire_waits(prepared.events, fold.waits_expired)
                 return fold
             states = await self._store.load(prepared.keys)
-            fold = fold_conversations(prepared.events, self._tenants, self._keys, states)
+            fold = fold_conversations(
+                prepared.events, self._tenants, self._keys, states, prepared.limit
+            )
         raise KpiStoreError("SLA batch kept meeting concurrent changes; refusing to loop")
 
-    async def _expire_waits(self, events: Sequence[CrmEvent]) -> None:
+    def _limit(self) -> WaitLimit | None:
         if self._wait_max_age_s is None:
+            return None
+        return WaitLimit(round(time.time() * 1_000_000), self._wait_max_age_s)
+
+    async def _expire_waits(self, events: Sequence[CrmEvent], kept_off: int) -> None:
+        """Waits past their maximum leave the list; with those the fold kept off it, they
+        are counted as expired."""
+        limit = self._limit()
+        if limit is None:
             return
-        cutoff_us = int((time.time() - self._wait_max_age_s) * 1_000_000)
-        expired = await self._store.expire_waits({e.tenant for e in events}, cutoff_us)
-        if expired and self._on_waits_expired is not None:
-            self._on_waits_expired(expired)
+        cutoffs: dict[str, int] = {}
+        for tenant in {e.tenant for e in events}:
+            sla = self._tenants.get(tenant).sla
+            shortest = min(
+                m
+                for m in (
+                    limit.default_max_wait_s,
+                    sla.max_wait,
+                    *(p.max_wait for p in sla.policies),
+                )
+                if m is not None
+            )
+            cutoffs[tenant] = limit.now_us - round(shortest * 1_000_000)
+
+        def past_maximum(tenant: str, member: WaitingMember, opened_us: int) -> bool:
+            config = self._tenants.get(tenant)
+            pipeline = member.pipeline or None
+            longest = max_wait_s(config, member.channel, pipeline, limit.default_max_wait_s)
+            return expired(opened_us, limit.now_us, longest)
+
+        left = await self._store.expire_waits(cutoffs, past_maximum)
+        if left + kept_off and self._on_waits_expired is not None:
+            self._on_waits_expired(left + kept_off)

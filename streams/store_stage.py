@@ -130,8 +130,9 @@ class StoreStage(BatchStage[Ready[P]]):
     # --- what the KPI and SLA stages differ in ---------------------------------------
 
     @abstractmethod
-    def too_late(self, record: ConsumerRecord) -> DeadLetter | None:
-        """An event received past the lateness window: its dead letter, or None (skip)."""
+    async def too_late(self, late: list[tuple[ConsumerRecord, CrmEvent]]) -> list[DeadLetter]:
+        """A batch's events received past the lateness window: their dead letters (none:
+        skipped)."""
 
     @abstractmethod
     def count_applied(self, folds: list[AppliedBatch], applied_at: float) -> None:
@@ -207,6 +208,7 @@ class StoreStage(BatchStage[Ready[P]]):
         dead: list[DeadLetter] = []
         offsets: dict[str, int] = {}
         commits: Commits = {}
+        late: list[tuple[ConsumerRecord, CrmEvent]] = []
         for tp, records in batch.items():
             watermark = self.watermarks.get(tp, -1)
             for record in records:
@@ -221,14 +223,14 @@ class StoreStage(BatchStage[Ready[P]]):
                     dead.append((record, "undecodable_record", str(exc)))
                     continue
                 if self._too_late(event):
-                    late = self.too_late(record)
-                    if late is not None:
-                        dead.append(late)
+                    late.append((record, event))
                     continue
                 items.append((record, event))
             last = records[-1].offset
             offsets[tp_name(tp)] = last
             commits[tp] = last + 1
+        if late:
+            dead += await self.too_late(late)
         if dead:
             await self._dead_letter_all(dead)
         events = [event for _, event in items]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 from hypothesis import strategies as st
 
 from salespulse.core.events import CrmEvent
@@ -55,6 +56,8 @@ def deal_history(draw: st.DrawFn, number: int) -> list[CrmEvent]:
     start = _instant(draw)
     events = []
     if draw(st.booleans()):
+        # Some CRMs send the creation with its first stage (creation + entry into it).
+        entered = draw(st.sampled_from([None, None, "new", "qualified"]))
         events.append(
             make_event(
                 f"{deal}-created",
@@ -65,12 +68,15 @@ def deal_history(draw: st.DrawFn, number: int) -> list[CrmEvent]:
                 client_id=client,
                 occurred_at=start,
                 lead_id=draw(st.sampled_from(["l1", "l2", None])),
+                stage_to=entered,
+                pipeline="sales",
             )
         )
     path = draw(st.lists(st.sampled_from(STAGES), min_size=1, max_size=5))
     when = start
     for step, stage in enumerate(path):
-        when += timedelta(minutes=draw(st.integers(0, 3000)))
+        # 0: a stage at the same instant as the creation or the step before (ties)
+        when += timedelta(minutes=draw(st.sampled_from([0, draw(st.integers(0, 3000))])))
         fields: dict[str, object] = {
             "entity_id": deal,
             "stage_to": stage,
@@ -125,7 +131,10 @@ def activity(draw: st.DrawFn, number: int) -> CrmEvent:
         fields.update(direction=draw(st.sampled_from(["in", "out"])), automated=draw(st.booleans()))
     elif kind in ("lead_created", "lead_stage_changed"):
         fields.update(
-            entity_id=f"lead-{draw(st.integers(0, 5))}",
+            # a lead_created without an id is counted per event (no state to join)
+            entity_id=draw(st.sampled_from([f"lead-{n}" for n in range(6)] + [None]))
+            if kind == "lead_created"
+            else f"lead-{draw(st.integers(0, 5))}",
             source_channel=draw(st.sampled_from(SOURCES)),
         )
         if kind == "lead_stage_changed":
@@ -142,16 +151,26 @@ def activity(draw: st.DrawFn, number: int) -> CrmEvent:
 
 
 @st.composite
-def histories(draw: st.DrawFn, max_deals: int = 6, max_activity: int = 25) -> list[CrmEvent]:
+def histories(
+    draw: st.DrawFn, max_deals: int = 6, max_activity: int = 25, date_only: bool = False
+) -> list[CrmEvent]:
+    """``date_only``: every instant cut to its UTC midnight, as CRMs that keep dates only
+    give them (many events of a deal then share an instant: the causal rank orders them)."""
     deals = draw(st.integers(0, max_deals))
     events = [e for n in range(deals) for e in draw(deal_history(n))]
     events += [draw(activity(n)) for n in range(draw(st.integers(0, max_activity)))]
-    return [make_event(e.event_id, e.type, **_fields(e), tenant=TENANT) for e in events]
+    built = [make_event(e.event_id, e.type, **_fields(e), tenant=TENANT) for e in events]
+    if date_only:
+        built = [
+            msgspec.structs.replace(
+                e, occurred_at=e.occurred_at.replace(hour=0, minute=0, second=0, microsecond=0)
+            )
+            for e in built
+        ]
+    return built
 
 
 def _fields(event: CrmEvent) -> dict[str, object]:
-    import msgspec
-
     values = msgspec.structs.asdict(event)
     for name in ("event_id", "type", "tenant", "schema"):
         values.pop(name)

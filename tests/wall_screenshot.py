@@ -4,14 +4,9 @@ Starts ``salespulse run --demo`` (its own broker and Redis), posts a morning of 
 office's events (so the wall is not empty at 9 a.m.), opens the demo wall in Debian's
 headless Chromium at 1920×1080 and saves what it shows.
 
-``--locale uk|ru|en`` renders the demo office as a Ukrainian (UAH), Russian (RUB) or
-English-speaking (USD) office: the demo tenant with that locale and currency (the demo's
-USD amounts converted at a fixed rate), and its managers' full names in the wall's
-``wall.names``.
+``--locale uk|ru|en`` renders the demo's Ukrainian (UAH), Russian (RUB) or English (USD)
+office (``salespulse run --demo --demo-locale …``), its wall in that office's language.
 """
-
-# Cyrillic names are meant as written, not Latin look-alikes.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 
@@ -26,76 +21,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-import yaml
 from playwright.async_api import expect
 
 from salespulse.app.demo import TENANT, WALL_TOKEN, DemoOffice
+from salespulse.app.demo_offices import LOCALES, DemoLocale
 from salespulse.app.embedded import free_port
-from salespulse.app.launcher import DEMO_TENANTS
 from tests.browser import chromium
 
 BACKFILL_EVENTS = 400
 
-# locale → (currency, value of 1 USD in it, managers' full names, team names, title)
-OFFICES: dict[str, tuple[str, str, list[str], list[str], str]] = {
-    "uk": (
-        "UAH",
-        "41.5",
-        ["Олена Коваленко", "Андрій Шевченко", "Ірина Бондаренко", "Тарас Мельник",
-         "Оксана Ткаченко", "Дмитро Кравченко", "Наталія Олійник", "Богдан Савченко",
-         "Марія Руденко", "Василь Лисенко", "Юлія Мороз", "Олександр Гончаренко"],
-        ["Київ · вхідні", "Київ · активні продажі"],
-        "Київський офіс",
-    ),
-    "ru": (
-        "RUB",
-        "92.5",
-        ["Елена Смирнова", "Алексей Кузнецов", "Ирина Попова", "Дмитрий Соколов",
-         "Ольга Лебедева", "Сергей Новиков", "Наталья Морозова", "Андрей Волков",
-         "Мария Павлова", "Игорь Семёнов", "Юлия Голубева", "Александр Виноградов"],
-        ["Москва · входящие", "Москва · активные продажи"],
-        "Московский офис",
-    ),
-    "en": (
-        "USD",
-        "1",
-        ["Anna Fischer", "Boris Novak", "Chen Wei", "Dana Brooks", "Emil Lindqvist",
-         "Farah Haddad", "Grace O'Neill", "Hugo Marchetti", "Ines Duarte", "Jonas Berg",
-         "Kate Morgan", "Liam Walsh"],
-        ["Inbound", "Outbound"],
-        "Demo office",
-    ),
-}  # fmt: skip
 
-
-def tenants_for(locale: str) -> str:
-    """The demo tenants file with the demo office speaking ``locale`` in its currency."""
-    raw = yaml.safe_load(DEMO_TENANTS.read_text(encoding="utf-8"))
-    demo = raw["tenants"][TENANT]
-    currency, rate, names, team_names, title = OFFICES[locale]
-    demo.update(locale=locale, currency=currency)
-    if currency != "USD":
-        demo["currency_rates"] = {"USD": rate}
-    for kind in ("managers", "teams"):
-        for target in demo.get("targets", {}).get(kind, {}).values():
-            if "revenue" in target:
-                target["revenue"] = str(round(float(target["revenue"]) * float(rate)))
-    managers = [m for team in demo.get("teams", {}).values() for m in team["managers"]]
-    demo.setdefault("wall", {})["names"] = dict(zip(managers, names, strict=False))
-    for team, name in zip(demo.get("teams", {}).values(), team_names, strict=False):
-        team["name"] = name
-    for screen in demo["wall"].get("screens", {}).values():
-        if "title" in screen:
-            screen["title"] = title
-    return yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
-
-
-async def backfill(session: aiohttp.ClientSession, base: str) -> None:
+async def backfill(session: aiohttp.ClientSession, base: str, locale: DemoLocale) -> None:
     """The demo office's last few hours, oldest first, in batches (its replies included)."""
     now = datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = max(midnight + timedelta(seconds=1), now - timedelta(hours=6))
-    office = DemoOffice(seed=2026)
+    office = DemoOffice(seed=2026, locale=locale)
     step = (now - start) / BACKFILL_EVENTS
     events = [e for i in range(BACKFILL_EVENTS) for e in office.next_events(start + step * i)]
     for first in range(0, len(events), 200):
@@ -121,20 +62,16 @@ async def wait_healthy(
     raise RuntimeError("salespulse did not become healthy in 60 s")
 
 
-async def render(out: Path, locale: str | None = None) -> None:
+async def render(out: Path, locale: DemoLocale = "en") -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
     env["SALESPULSE_HTTP_PORT"] = str(port)
     with tempfile.TemporaryDirectory(prefix="wall-shot-") as workdir:
         env["SALESPULSE_DATA_DIR"] = workdir
-        if locale is not None:
-            tenants = Path(workdir) / "tenants.yaml"
-            tenants.write_text(tenants_for(locale), encoding="utf-8")
-            env["SALESPULSE_TENANTS_FILE"] = str(tenants)
         # A plain Popen: the tool owns this one process for its whole life, and stops it.
         process = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "salespulse.cli", "run", "--demo"],
+            [sys.executable, "-m", "salespulse.cli", "run", "--demo", "--demo-locale", locale],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -142,7 +79,7 @@ async def render(out: Path, locale: str | None = None) -> None:
         try:
             async with aiohttp.ClientSession() as session:
                 await wait_healthy(session, base, process)
-                await backfill(session, base)
+                await backfill(session, base, locale)
             async with chromium() as browser:
                 page = await browser.new_page(viewport={"width": 1920, "height": 1080})
                 await page.goto(f"{base}/wall?tenant={TENANT}&token={WALL_TOKEN}")
@@ -166,12 +103,13 @@ async def render(out: Path, locale: str | None = None) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    locale = None
+    locale: DemoLocale = "en"
     if args[:1] == ["--locale"]:
-        locale, args = args[1], args[2:]
-        if locale not in OFFICES:
-            raise SystemExit(f"--locale: one of {', '.join(OFFICES)}")
-    out = Path(args[0] if args else f"docs/wall{'-' + locale if locale else ''}.png")
+        chosen = [known for known in LOCALES if args[1:2] == [known]]
+        if not chosen:
+            raise SystemExit(f"--locale: one of {', '.join(LOCALES)}")
+        locale, args = chosen[0], args[2:]
+    out = Path(args[0] if args else f"docs/wall-{locale}.png")
     asyncio.run(render(out, locale))
     print(f"wrote {out}")  # noqa: T201 - the make target's one line of output
 

@@ -1,7 +1,8 @@
 """``GET /v1/kpis?tenant=…&window=…&by=…``: the KPI catalogue as JSON.
 
 Values in base units (seconds, ratios 0 to 1, money in the tenant currency); ratios carry
-their numerator and denominator. Ids only: no names, phones or message texts exist here.
+their numerator and denominator. Ids, and beside a manager's id (``by=manager``) the
+staff member's display name; no client's name, phone or message text exists here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from metrics.read.kpi_reader import KpiReader
 from metrics.read.kpi_value import Kpi
 from metrics.views.kpi_view import present
 from salespulse.core.kpi.catalogue import DIMENSIONS, TOTAL_GROUP, WINDOWS
+from salespulse.core.staff import display_name
 from salespulse.core.tenants import TenantDirectory
 
 
@@ -84,6 +86,10 @@ def _render(
         for name, group in sorted(snapshot.groups.items())
         if name != TOTAL_GROUP
     }
+    if by == "manager":  # staff names only: the other dimensions are ids of teams, sources…
+        names = reader.staff_reader().names(tenant)
+        for manager, group in groups.items():
+            group["name"] = display_name(names, manager)
     return {
         "tenant": tenant,
         "window": window,

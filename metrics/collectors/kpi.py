@@ -7,6 +7,11 @@ and a reopened deal leaves the won count). Families:
     salespulse_<kpi>_by_team{tenant, window, team}     today / week / month
     salespulse_<kpi>_by_manager{..., manager}          today / month, if per_manager
 
+    salespulse_manager_info{tenant, manager, name, team} 1
+                                                       who a manager label is: join with
+        `* on(tenant, manager) group_left(name) salespulse_manager_info` (Prometheus'
+        convention for labels that are no identity: a renamed manager stays one series)
+
 Manager labels are capped per tenant (tenants file ``labels.max_values``): the most
 active managers keep their own series, the rest are pooled as ``manager="other"``.
 No entity ids or client data are ever labels.
@@ -24,9 +29,11 @@ from redis.exceptions import RedisError
 from metrics.collectors.sla import SlaFamilies
 from metrics.read.kpi_reader import Groups, KpiReader, group_components
 from metrics.read.kpi_value import Kpi
+from metrics.read.quantiles import is_percentile
 from metrics.views.kpi_view import present, present_group
 from metrics.views.response_view import KINDS
 from salespulse.core.kpi.catalogue import TOTAL_GROUP, WINDOWS
+from salespulse.core.staff import display_name
 from salespulse.core.tenants import TenantDirectory
 
 logger = logging.getLogger(__name__)
@@ -50,9 +57,11 @@ TOTAL_KPIS: dict[str, tuple[str, ...]] = {
         "messages_in", "messages_out", "leads_created", "deals_created", "leads_processed",
         "won", "lost", "talk_time_seconds", "talk_time_avg_seconds", "revenue",
         "average_check", "margin", "win_rate", "sales_cycle_avg_seconds",
-        "sales_cycle_p90_seconds", "rating_avg", "lead_to_customer", "invoiced", "paid",
+        "sales_cycle_median_seconds", "sales_cycle_p90_seconds", "rating_avg",
+        "lead_to_customer", "invoiced", "paid",
         "receivables", "repeat_sales", "repeat_sales_revenue", "repeat_sales_share",
         "purchase_frequency", "clv_avg", "sla_breaches", "sla_compliance",
+        "calls_abandoned", "abandonment_rate", "service_level",
     ), ()),
     **{name: () for kind in KINDS for name in (
         f"{kind}_responses", f"{kind}_response_avg_seconds",
@@ -63,7 +72,8 @@ TOTAL_KPIS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("end_to_end_cohort", "end_to_end_flow", "cold_to_warm"), ("pipeline",)),
     **dict.fromkeys((
         "stage_entries", "open_deals", "ready_to_close", "stuck_deals",
-        "time_in_stage_avg_seconds", "time_in_stage_p90_seconds",
+        "time_in_stage_avg_seconds", "time_in_stage_median_seconds",
+        "time_in_stage_p90_seconds",
     ), _STAGE),
     "lost_by_reason": ("reason",),
     "abc_clients": ("class",),
@@ -78,6 +88,12 @@ GROUP_KPIS: dict[str, tuple[str, ...]] = {
     **_PLAN,
 }  # fmt: skip
 _STORE_UP = ("salespulse_kpi_store_up", "1 if Redis answered this scrape.")
+_INFO = (
+    "salespulse_manager_info",
+    "1 per manager label of the _by_manager families: its display name (staff only) and "
+    "team; join with group_left(name).",
+)
+_INFO_LABELS = ["tenant", "manager", "name", "team"]
 
 
 class KpiCollector(Collector):
@@ -87,6 +103,7 @@ class KpiCollector(Collector):
         self._reader = reader
         self._tenants = tenants
         self._waiting = reader.waiting_reader()
+        self._staff = reader.staff_reader()
 
     def describe(self) -> Iterator[Metric]:
         """Every family collect() can yield, empty: registration never touches Redis."""
@@ -100,16 +117,19 @@ class KpiCollector(Collector):
             for kpi, labels in kpis.items():
                 name = f"salespulse_{kpi}{suffix}"
                 yield GaugeMetricFamily(name, _HELP.format(name=kpi), labels=[*names, *labels])
+        yield GaugeMetricFamily(*_INFO, labels=_INFO_LABELS)
         yield from SlaFamilies().families()
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(*_STORE_UP)
         families: Families = {}
+        info = GaugeMetricFamily(*_INFO, labels=_INFO_LABELS)
         sla = SlaFamilies()
         try:
             stored = self._reader.tenants()
             for tenant in stored:
-                self._collect_tenant(tenant, families, sla)
+                managers = self._collect_tenant(tenant, families, sla)
+                self._add_info(info, tenant, managers)
             now = self._reader.now()
             for tenant in sorted(set(stored) | set(self._tenants.names())):
                 sla.add_config(tenant, self._tenants.get(tenant), now)
@@ -123,10 +143,24 @@ class KpiCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from (family for family, _ in families.values())
+        yield info
         yield from sla.families()
 
-    def _collect_tenant(self, tenant: str, families: Families, sla: SlaFamilies) -> None:
-        """Each window's buckets, the won deals and the live sets are read once."""
+    def _add_info(self, info: GaugeMetricFamily, tenant: str, managers: set[str]) -> None:
+        """One series per manager label value (the pooled `other` too, so that a join
+        keeps every series); the name is the id when no source knows one."""
+        if not managers:
+            return
+        config = self._tenants.get(tenant)
+        names = self._staff.names(tenant)
+        for manager in sorted(managers):
+            team = config.team_of(manager) or ""
+            info.add_metric([tenant, manager, display_name(names, manager), team], 1)
+
+    def _collect_tenant(self, tenant: str, families: Families, sla: SlaFamilies) -> set[str]:
+        """Each window's buckets, the won deals and the live sets are read once. Returns
+        the manager label values it wrote."""
+        managers: set[str] = set()
         config = self._tenants.get(tenant)
         now = self._reader.now()
         shared = self._reader.tenant_state(tenant, now)
@@ -146,7 +180,7 @@ class KpiCollector(Collector):
                     continue
                 if dimension == "manager" and not config.labels.per_manager:
                     continue
-                groups = group_components(sums, dimension)
+                groups = group_components(sums, dimension, percentiles=False)
                 del groups[TOTAL_GROUP]
                 if dimension == "manager":
                     groups = _cap(groups, config.labels.max_values)
@@ -155,6 +189,9 @@ class KpiCollector(Collector):
                     kpis = present_group(group, config, window, now, target=(kind, name))
                     labels = {"tenant": tenant, "window": window, dimension: name}
                     _add(families, f"_by_{dimension}", kpis, labels)
+                    if dimension == "manager" and any(kpi.value is not None for kpi in kpis):
+                        managers.add(name)
+        return managers
 
 
 def _cap(groups: Groups, limit: int) -> Groups:
@@ -173,7 +210,7 @@ def _cap(groups: Groups, limit: int) -> Groups:
     pooled: dict[str, int] = {}
     for _, group in [*ranked[limit - 1 :], *[item for item in groups.items() if item[0] == OTHER]]:
         for component, amount in group.items():
-            if not component.endswith("_p90_s"):  # a percentile does not add up
+            if not is_percentile(component):  # a percentile does not add up
                 pooled[component] = pooled.get(component, 0) + amount
     kept[OTHER] = pooled
     return kept

@@ -6,7 +6,6 @@ Ratios, averages and percentiles are derived from it by metrics/views/kpi_view.p
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +15,12 @@ from importlib import resources
 
 import redis
 
+from metrics.read.quantiles import percentile_components, sketch_bin
+from metrics.read.staff import StaffReader
 from metrics.read.waiting import WaitingReader
 from metrics.read.won_deals import WonDeals, WonRecord, client_components, prepare_won, won_record
 from salespulse.core.kpi.buckets import namer_for, to_us, window_buckets
-from salespulse.core.kpi.catalogue import DIMENSIONS, DURATION_BUCKETS_S, TOTAL_GROUP
+from salespulse.core.kpi.catalogue import DIMENSIONS, TOTAL_GROUP
 from salespulse.core.kpi.codecs import decode_field, split_stage_member
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantConfig, TenantDirectory
@@ -89,6 +90,10 @@ class KpiReader:
     def waiting_reader(self) -> WaitingReader:
         """The live waiting list, read from the same Redis."""
         return WaitingReader(self._client, self._keys, self._tenants)
+
+    def staff_reader(self) -> StaffReader:
+        """Staff names (manager id → name), read from the same Redis."""
+        return StaffReader(self._client, self._keys, self._tenants)
 
     def tenants(self) -> list[str]:
         members = self._client.smembers(self._keys.tenants)
@@ -248,9 +253,9 @@ def drop_zeros(groups: Groups) -> None:
             del groups[name]
 
 
-# component → (the names it adds to, or None for a histogram bucket; the histogram's
-# head; the bucket): components repeat across windows, groups and scrapes, so each is
-# parsed once (the scrape of a 200-manager office folds ~50,000 stored sums).
+# component → (the names it adds to, or None for a sketch bin; the sketch; the bin key):
+# components repeat across windows, groups and scrapes, so each is parsed once (the
+# scrape of a 200-manager office folds ~50,000 stored sums).
 _Route = tuple[tuple[str, ...] | None, str, int]
 _ROUTES: dict[str, _Route] = {}
 
@@ -258,12 +263,12 @@ _ROUTES: dict[str, _Route] = {}
 def _route(component: str) -> _Route:
     route = _ROUTES.get(component)
     if route is None:
+        binned = None if component.startswith("calls:") else sketch_bin(component)
         if component.startswith("calls:"):
             _, direction, outcome = component.split(":")
             route = ("calls", *_DIRECTION_OUTCOME[(direction, outcome)]), "", 0
-        elif component.startswith(("cycle_hist:", "stay_hist:")):
-            head, _, bucket = component.rpartition(":")
-            route = None, head, int(bucket)
+        elif binned is not None:
+            route = None, binned[0], binned[1]
         else:
             route = (component,), "", 0
         if len(_ROUTES) < 100_000:  # names come from events: keep a flood out
@@ -271,59 +276,47 @@ def _route(component: str) -> _Route:
     return route
 
 
-def group_components(sums: RawSums, by: str | None) -> Groups:
-    """Fold stored sums into groups; derive call marginals and p90s. Pure.
+def group_components(sums: RawSums, by: str | None, *, percentiles: bool = True) -> Groups:
+    """Fold stored sums into groups; derive call marginals and percentiles (sketch bins
+    summed per group, metrics/read/quantiles.py). Pure.
 
     Two loops, not one with a list of targets per sum: a scrape runs this a dozen times
-    over ~1,000 sums each."""
+    over ~1,000 sums each. ``percentiles=False`` skips the sketch bins, for a caller that
+    shows no percentile (the collector's team and manager series): the bins are most of
+    the stored fields of a busy office's long windows."""
     total: dict[str, int] = {}
     groups: Groups = {TOTAL_GROUP: total}
-    hists: dict[tuple[str, str], dict[int, int]] = {}
+    sketches: dict[tuple[str, str], dict[int, int]] = {}
     routes = _ROUTES
     if by is None:
         for (component, _), amount in sums.items():
-            names, head, bucket = routes.get(component) or _route(component)
+            names, sketch, key = routes.get(component) or _route(component)
             if names is None:
-                hist = hists.setdefault((TOTAL_GROUP, head), {})
-                hist[bucket] = hist.get(bucket, 0) + amount
+                if not percentiles:
+                    continue
+                bins = sketches.setdefault((TOTAL_GROUP, sketch), {})
+                bins[key] = bins.get(key, 0) + amount
                 continue
             for name in names:
                 total[name] = total.get(name, 0) + amount
     else:
         index = DIMENSIONS.index(by)
         for (component, dims), amount in sums.items():
-            names, head, bucket = routes.get(component) or _route(component)
+            names, sketch, key = routes.get(component) or _route(component)
+            if names is None and not percentiles:
+                continue
             group_name = dims[index]
             group = groups.get(group_name)
             if group is None:
                 group = groups[group_name] = {}
             if names is None:
-                for key in ((TOTAL_GROUP, head), (group_name, head)):
-                    hist = hists.setdefault(key, {})
-                    hist[bucket] = hist.get(bucket, 0) + amount
+                for target in ((TOTAL_GROUP, sketch), (group_name, sketch)):
+                    bins = sketches.setdefault(target, {})
+                    bins[key] = bins.get(key, 0) + amount
                 continue
             for name in names:
                 total[name] = total.get(name, 0) + amount
                 group[name] = group.get(name, 0) + amount
-    for (group_name, head), hist in hists.items():
-        p90 = p90_seconds(hist)
-        if p90 is not None:
-            target = (
-                "cycle_p90_s" if head == "cycle_hist" else "stay_p90_s" + head[len("stay_hist") :]
-            )
-            groups[group_name][target] = p90
+    for (group_name, sketch), bins in sketches.items():
+        groups[group_name].update(percentile_components(sketch, bins))
     return groups
-
-
-def p90_seconds(hist: dict[int, int]) -> int | None:
-    """Upper bound of the first bucket whose cumulative count reaches ⌈0.9 n⌉."""
-    n = sum(count for count in hist.values() if count > 0)
-    if n == 0:
-        return None
-    need = math.ceil(0.9 * n)
-    running = 0
-    for index in sorted(hist):
-        running += max(hist[index], 0)
-        if running >= need:
-            return DURATION_BUCKETS_S[min(index, len(DURATION_BUCKETS_S) - 1)]
-    return DURATION_BUCKETS_S[-1]

@@ -29,3 +29,9 @@ class Kpi(NamedTuple):
 def ratio(name: str, num: float, den: float, labels: tuple[tuple[str, str], ...] = ()) -> Kpi:
     """A ratio KPI: None when the denominator is 0; numerator and denominator kept."""
     return Kpi(name, num / den if den else None, labels, num, den)
+
+
+def seconds(name: str, ms: int | None, labels: tuple[tuple[str, str], ...] = ()) -> Kpi:
+    """A percentile component (whole ms, metrics/read/quantiles.py) in seconds; None when
+    the group counted no duration (then the group has no such component)."""
+    return Kpi(name, ms / 1000 if ms is not None else None, labels)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from metrics.read.kpi_value import Kpi, ratio
+from metrics.read.kpi_value import Kpi, ratio, seconds
 from metrics.views.response_view import response_kpis
 from salespulse.core.kpi.buckets import US_PER_HOUR, US_PER_MINUTE, from_us, to_us
 from salespulse.core.kpi.redis_layout import MONEY_SCALE
@@ -81,20 +81,22 @@ def present(
     kpis: list[Kpi] = [
         Kpi(name, float(get(name, 0)))
         for name in ("calls", "calls_in", "calls_out", "calls_answered", "calls_missed",
-                     "meetings", "messages_in", "messages_out", "leads_created",
+                     "calls_abandoned", "meetings", "messages_in", "messages_out", "leads_created",
                      "deals_created", "leads_processed", "won", "lost")
     ]  # fmt: skip
     kpis += [
         Kpi("talk_time_seconds", get("talk_time_ms", 0) / 1000),
+        # the call centre's average handle time (talk time per answered call)
         _ratio("talk_time_avg_seconds", get("talk_time_ms", 0) / 1000, get("calls_answered", 0)),
+        _ratio("abandonment_rate", get("calls_abandoned", 0), get("calls_in", 0)),
         Kpi("revenue", get("revenue", 0) / MONEY),
         _ratio("average_check", get("revenue", 0) / MONEY,
                get("won", 0) - get("unconvertible_amounts", 0)),
         Kpi("margin", get("margin", 0) / MONEY),
         _ratio("win_rate", get("won", 0), get("won", 0) + get("lost", 0)),
         _ratio("sales_cycle_avg_seconds", get("cycle_sum_ms", 0) / 1000, get("cycle_count", 0)),
-        Kpi("sales_cycle_p90_seconds", float(group["cycle_p90_s"]) if "cycle_p90_s" in group
-            else None),
+        seconds("sales_cycle_median_seconds", group.get("cycle_p50_ms")),
+        seconds("sales_cycle_p90_seconds", group.get("cycle_p90_ms")),
         _ratio("rating_avg", get("rating_sum", 0), get("rating_count", 0)),
         _ratio("lead_to_customer", get("lead_customers", 0), get("leads_created", 0)),
         Kpi("invoiced", get("invoiced", 0) / MONEY),
@@ -158,10 +160,12 @@ def _funnel(group: dict[str, int], config: TenantConfig) -> list[Kpi]:
                     labels,
                 )
             )
+            # Of the entries into A, those whose next move reached B or later: never
+            # above 1, even for deals already mid-funnel when the CRM was connected.
             kpis.append(
                 _ratio(
                     "conversion_flow",
-                    group.get(f"stage_entries:{pipeline_id}:{stage_b}", 0),
+                    group.get(f"flow_num:{pipeline_id}:{stage_a}", 0),
                     group.get(f"stage_entries:{pipeline_id}:{stage_a}", 0),
                     labels,
                 )
@@ -175,11 +179,10 @@ def _funnel(group: dict[str, int], config: TenantConfig) -> list[Kpi]:
             )
         labels_p = (("pipeline", pipeline_id),)
         first = chain[0] if chain else pipeline.stages[0].id
-        won_entries = sum(group.get(f"stage_entries:{pipeline_id}:{w}", 0) for w in wons)
         kpis += [
             _ratio("end_to_end_cohort", group.get(f"e2e_num:{pipeline_id}", 0),
                    group.get(f"e2e_den:{pipeline_id}", 0), labels_p),
-            _ratio("end_to_end_flow", won_entries,
+            _ratio("end_to_end_flow", group.get(f"flow_e2e_num:{pipeline_id}", 0),
                    group.get(f"stage_entries:{pipeline_id}:{first}", 0), labels_p),
             _ratio("cold_to_warm", group.get(f"warm_num:{pipeline_id}", 0),
                    group.get(f"warm_den:{pipeline_id}", 0), labels_p),
@@ -203,7 +206,7 @@ def _parameterised(group: dict[str, int]) -> list[Kpi]:
                     (("pipeline", pipeline), ("stage", stage)),
                 )
             )
-        elif head in ("stay_sum_ms", "stay_count", "stay_p90_s"):
+        elif head in ("stay_sum_ms", "stay_count", "stay_p50_ms", "stay_p90_ms"):
             pipeline, _, stage = rest.partition(":")
             stays.setdefault((pipeline, stage), {})[head] = amount
         elif head == "lost_by_reason":
@@ -218,8 +221,9 @@ def _parameterised(group: dict[str, int]) -> list[Kpi]:
                 labels,
             )
         )
-        if "stay_p90_s" in parts:
-            kpis.append(Kpi("time_in_stage_p90_seconds", float(parts["stay_p90_s"]), labels))
+        for shown, part in (("median", "stay_p50_ms"), ("p90", "stay_p90_ms")):
+            if part in parts:
+                kpis.append(seconds(f"time_in_stage_{shown}_seconds", parts[part], labels))
     return kpis
 
 

@@ -25,6 +25,7 @@ from salespulse.core.kpi.catalogue import (
     TOTAL_GROUP,
     UNASSIGNED,
 )
+from salespulse.core.staff import display_name, staff_names
 from salespulse.core.tenants import Target, TenantConfig
 
 _TEAM = DIMENSIONS.index("team")
@@ -169,9 +170,14 @@ def build_frame(
     *,
     waiting: Sequence[Mapping[str, object]] | None = None,
     wins: Sequence[RecentWin] = (),
+    names: Mapping[str, str] | None = None,
 ) -> Frame:
     """The frame of one key from today's and this month's stored sums (whole tenant),
-    with every number also formatted in the key's locale (``text``, metrics/wall/present.py)."""
+    with every number also formatted in the key's locale (``text``, metrics/wall/present.py).
+    ``names``: manager id → display name (metrics/read/staff.py); None: the tenants
+    file's own (no CRM names)."""
+    if names is None:
+        names = staff_names(config, {})
     hours = config.calendar_for(key.team)
     today_sums = only_team(today, key.team)
     replies = first_response(today_sums, config.sla.basis or config.default_basis)
@@ -202,9 +208,9 @@ def build_frame(
     progress = day_progress(now, config, hours)
     plan = _plan(config, key.team, now, hours, progress, month_total)
     month_groups = group_components(only_team(month, key.team), "manager")
-    leaders = _leaderboard(today_sums, month_groups, config, key.team)
-    waits = _waits(waiting, config, now) if waiting is not None else None
-    won_rows = _wins(wins, config, key.team)
+    leaders = _leaderboard(today_sums, month_groups, config, key.team, names)
+    waits = _waits(waiting, config, now, names) if waiting is not None else None
+    won_rows = _wins(wins, key.team, names)
     stable = {
         "kpis": kpis,
         "plan": plan["stable"],
@@ -258,7 +264,11 @@ def _plan(
 
 
 def _leaderboard(
-    sums: RawSums, month: Mapping[str, Mapping[str, int]], config: TenantConfig, team: str | None
+    sums: RawSums,
+    month: Mapping[str, Mapping[str, int]],
+    config: TenantConfig,
+    team: str | None,
+    staff: Mapping[str, str],
 ) -> list[dict[str, object]]:
     """Today's rows per manager, each with the month so far against the monthly target.
 
@@ -274,6 +284,10 @@ def _leaderboard(
     rows: list[dict[str, object]] = []
     for manager in names:
         group = groups.get(manager, {})
+        if manager not in members and not any(group.get(k) for k in ("revenue", "won", "calls")):
+            # Not a team member and nothing to rank: e.g. the office's ad spend, which is
+            # nobody's ("unassigned"), would be a permanent empty row.
+            continue
         so_far = month.get(manager, {})
         target = config.targets.managers.get(manager)
         progress, of = None, None
@@ -285,7 +299,7 @@ def _leaderboard(
             {
                 "manager": manager,
                 # None: no manager (the page says so in its language)
-                "name": None if manager == UNASSIGNED else config.wall.names.get(manager, manager),
+                "name": None if manager == UNASSIGNED else display_name(staff, manager),
                 "revenue": group.get("revenue", 0) / MONEY,
                 "won": group.get("won", 0),
                 "calls": group.get("calls", 0),
@@ -305,7 +319,7 @@ MAX_WINS = 5
 
 
 def _wins(
-    wins: Sequence[RecentWin], config: TenantConfig, team: str | None
+    wins: Sequence[RecentWin], team: str | None, staff: Mapping[str, str]
 ) -> list[dict[str, object]]:
     """The newest won deals of the key: manager, name and amount; never the client."""
     rows: list[dict[str, object]] = []
@@ -318,7 +332,7 @@ def _wins(
                 "id": hashlib.sha256(win.deal.encode()).hexdigest()[:12],
                 "manager": win.manager or None,
                 "name": (
-                    config.wall.names.get(win.manager, win.manager)
+                    display_name(staff, win.manager)
                     if win.manager and win.manager != UNASSIGNED
                     else None
                 ),
@@ -334,7 +348,10 @@ def _num(value: object) -> float:
 
 
 def _waits(
-    entries: Sequence[Mapping[str, object]], config: TenantConfig, now: datetime
+    entries: Sequence[Mapping[str, object]],
+    config: TenantConfig,
+    now: datetime,
+    staff: Mapping[str, str],
 ) -> tuple[dict[str, object], dict[str, object]]:
     """What the page needs of each wait, oldest first; never the client or conversation id.
 
@@ -370,7 +387,7 @@ def _waits(
             "channel": entry.get("channel"),
             "kind": entry.get("kind"),
             "manager": manager,
-            "name": config.wall.names.get(str(manager), manager) if manager else None,
+            "name": display_name(staff, str(manager)) if manager else None,
             "basis": basis,
             "age_seconds": round(age, 1),
             "target_seconds": entry.get("target_seconds"),

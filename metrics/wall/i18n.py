@@ -56,7 +56,7 @@ class Catalogue:
         if isinstance(entry, str):
             raise TypeError(f"{self.locale}:{key} is not counted: use text()")
         form = BabelLocale.parse(self.locale).plural_form(n)
-        return entry.get(form, entry["other"]).format(n=params.pop("shown", n), **params)
+        return entry.get(form, entry["other"]).format(n=n, **params)
 
     def plural_table(self) -> list[str]:
         rule = BabelLocale.parse(self.locale).plural_form

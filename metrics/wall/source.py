@@ -30,6 +30,7 @@ class _Sums:
     month: RawSums
     wins: list[RecentWin]
     won_today: int
+    names: dict[str, str]  # manager id → display name, re-read with the sums
 
 
 class WallSource:
@@ -45,6 +46,7 @@ class WallSource:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reader = reader
+        self._staff = reader.staff_reader()
         self._client = client
         self._tenants = tenants
         self._offsets_keys = offsets_keys
@@ -68,6 +70,7 @@ class WallSource:
             sums.month,
             waiting=waits,
             wins=sums.wins,
+            names=sums.names,
         )
 
     @staticmethod
@@ -88,8 +91,14 @@ class WallSource:
             if held is not None and fresh and held.watermark == watermark:
                 return held
             started = self._clock()
-            read = await asyncio.to_thread(self._read, tenant, self._reader.now(), held)
-            held = self._sums[tenant] = _Sums(watermark, started, *read)
+            today, month, wins, won_today = await asyncio.to_thread(
+                self._read, tenant, self._reader.now(), held
+            )
+            # A sync changes names without any batch: they refresh at least every refresh_s.
+            names = await asyncio.to_thread(self._staff.names, tenant)
+            held = self._sums[tenant] = _Sums(
+                watermark, started, today, month, wins, won_today, names
+            )
             return held
 
     def _watermark(self) -> bytes:

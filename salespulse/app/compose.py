@@ -22,6 +22,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from handlers.enrichment.stage import build_enrichment_service
+from handlers.enrichment.users import build_user_sync
 from handlers.http_ingest import IngestHandler
 from handlers.publisher import KafkaPublisher
 from handlers.spool import DiskSpool
@@ -33,6 +34,7 @@ from metrics.collectors.kpi import KpiCollector
 from metrics.exposition import metrics_routes
 from metrics.read.kpi_reader import KpiReader
 from metrics.wall.routes import build_wall
+from salespulse.app.applied import AppliedOffsets
 from salespulse.app.faust_app import create_app
 from salespulse.app.health import Readiness
 from salespulse.core.access import TokenTable, refuse_open_doors
@@ -167,6 +169,7 @@ def build_runtime(
             token=token,
             tenants=tenants,
             body_timeout_s=settings.body_read_timeout_s,
+            lateness_s=settings.lateness_days * _DAY_S,
         )
         routes += ingest.routes()
         routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
@@ -182,6 +185,8 @@ def build_runtime(
         services.append(
             build_enrichment_service(settings, tenants, async_redis, publisher, pipeline_metrics)
         )
+        # Manager names from the CRMs, for the exporters' wall, API and info metric.
+        services.append(build_user_sync(settings, tenants, async_redis))
     if Role.EXPORTER in roles:
         sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         reader = KpiReader(sync_redis, keys, tenants)
@@ -204,6 +209,19 @@ def build_runtime(
             sync_redis.close()
 
         closers.append(close_sync_redis)
+    if roles & {Role.WORKER, Role.EXPORTER}:
+        # How far the stages have applied: `salespulse replay --wait` waits on it.
+        applied_redis = aioredis.Redis.from_url(redis_url)
+        closers.append(applied_redis.aclose)
+        applied = AppliedOffsets(
+            bootstrap,
+            settings.events_topic,
+            applied_redis,
+            keys,
+            {"kpi": settings.consumer_group, "sla": settings.sla_consumer_group},
+        )
+        closers.append(applied.close)
+        routes += applied.routes()
     # Refused here, before anything listens: an open door beyond loopback (access.py).
     refuse_open_doors(
         settings,
@@ -273,7 +291,9 @@ def build_kpi_consumer(
     applier = KpiApplier(sink, tenants, keys, cache_bytes=settings.entity_cache_bytes)
     group = settings.consumer_group
     guard = StoreGuard(redis_client, keys, group=group, stage="kpi", metrics=metrics)
-    return _store_stage(KpiStage, settings, group, sink, applier, dead_letters, metrics, guard)
+    return _store_stage(
+        KpiStage, settings, group, sink, applier, dead_letters, metrics, guard, late_marks=sink
+    )
 
 
 def build_sla_consumer(
@@ -314,6 +334,7 @@ def _store_stage(
     dead_letters: EventPublisher,
     metrics: PipelineMetrics,
     guard: StoreGuard,
+    **extra: Any,
 ) -> S:
     if settings.kafka_bootstrap is None:
         raise ValueError(f"the {stage.stage_name} consumer needs kafka_bootstrap set")
@@ -330,4 +351,5 @@ def _store_stage(
         timeout_ms=settings.batch_timeout_ms,
         session_timeout_s=settings.kafka_session_timeout_s,
         guard=guard,
+        **extra,
     )

@@ -1,16 +1,18 @@
-"""Demo traffic: a small sales office posting canonical events to the real ingest over HTTP.
+"""Demo traffic: a sales office posting canonical events to the real ingest over HTTP.
 
-Six managers of a telesales office work one pipeline: leads arrive, deals move stage by
-stage, most are lost on the way and some are won (about 15 an hour); calls and chat
-messages flow in both directions. Clients who write or whose call was missed get an
-answer after a while, mostly within the demo's SLA (tenants file), sometimes late, so the
-waiting list and the SLA alerts live. Ids are synthetic; there is no personal data in it.
+Ten telesales managers (salespulse/app/demo_offices.py: a Ukrainian office in UAH, a
+Russian one in RUB or an English-speaking one in USD) work one pipeline: leads arrive from
+the website, referrals and cold calls, deals move stage by stage, most are lost on the way
+and a few a day per manager are won; calls and chat messages flow in both directions.
+Clients who write or whose call was missed get an answer after a while, mostly within the
+demo's SLA (tenants file), sometimes late, so the waiting list and the SLA alerts live.
+Ids are synthetic; there is no client data in it.
 
-The office's history is posted first (``DemoOffice.month_so_far``): the day's deal flow
-since midnight and the wins of the month's earlier days. A wall opened at 3 p.m. on the
-20th then shows a day's and a month's revenue on pace with the plan, not an office that
-opened when the command started. The demo tenant's monthly targets (demo_tenants.yaml) are
-this rate of wins around the clock, so "vs pace" hovers around zero, as in a real office.
+Events come as a Poisson process at each manager's daily rates, spread over 24 hours
+(``speed`` multiplies the rates: a busier office for a presentation or a test). The
+office's history is posted first (``DemoOffice.month_so_far``): the wins of the month's
+earlier days and today's whole activity since the office's midnight, so a wall opened at
+3 p.m. on the 20th shows a day's and a month's figures on pace with the plan.
 """
 
 from __future__ import annotations
@@ -21,117 +23,175 @@ import logging
 import math
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from mode import Service
 
+from salespulse.app.demo_offices import (
+    CALLS_PER_DAY,
+    LEAD_SOURCES,
+    MANAGERS,
+    MAX_SPEED,
+    MESSAGES_IN_PER_DAY,
+    MESSAGES_OUT_PER_DAY,
+    OFFICES,
+    TEAMS,
+    TENANT,
+    WINS_PER_DAY,
+    DemoLocale,
+)
+
+__all__ = ["PIPELINE", "TENANT", "WALL_TOKEN", "DemoOffice", "DemoTraffic"]
+
 logger = logging.getLogger(__name__)
 
-TENANT = "demo"
 # Opens the demo tenant's `office` wall screen (demo_tenants.yaml keeps its SHA-256).
 WALL_TOKEN = "demo-wall"  # noqa: S105 - public on purpose, like the demo itself
 PIPELINE = "sales"
 STAGES = ("new", "qualified", "proposal", "negotiation")
-MANAGERS = tuple(f"m-{n}" for n in range(101, 107))
 CHANNELS = ("chat", "messenger", "email")
 # Median reply delay (s) and its spread: most replies come within the SLA, some do not.
 REPLY_MEDIAN_S = {"message": 45.0, "call": 90.0}
 REPLY_SPREAD = 0.9
 MAX_REPLY_S = 900.0
 TICK_S = 0.4  # DemoTraffic posts one tick's events this often
-# Per tick: a new deal, or a step of an open deal (next stage, or lost); else a call or a
-# message. About 15 wins of ~$500 an hour (a step finding no open deal opens one).
-NEW_DEAL_P = 0.004
-ADVANCE_P = 0.017
-CALL_P = 0.54  # of the ticks left: calls, the rest chat messages
 LOST_P = 0.25  # each step of a deal
-WON_USD = (100, 900)  # uniform, whole dollars
-# The website's ad spend, posted as a `marketing_cost` event at the start of each day
-# (event-fed costs: cost of acquisition and ROMI need no dates in the tenants file).
-AD_SPEND_PER_DAY_USD = 1000
+WIN_P = (1 - LOST_P) ** len(STAGES)  # a new deal's chance to be won (four steps to pass)
+# A deal's expected steps (each taken with the chance that it was not lost before). Steps
+# come half again as often as the deals need, so the open pool stays small instead of
+# wandering; a step with no open deal is idle, so every deal ends and wins are WIN_P of
+# the new deals, as planned.
+STEPS_PER_DEAL = sum((1 - LOST_P) ** n for n in range(len(STAGES)))
+STEP_SURPLUS = 1.5
+DAY_S = 86_400.0
 BACKFILL_CHUNK = 500
+_TEAM_OF = {manager: team for team, members in TEAMS.items() for manager in members}
 
 
 @dataclass
 class _Deal:
     deal_id: str
     manager: str
+    source: str
     stage_index: int = 0
+
+
+def _activity_rates() -> list[tuple[str, str, float]]:
+    """(kind, manager, events a day) of everything the office does unprompted."""
+    rates = []
+    for manager in MANAGERS:
+        new_deals = WINS_PER_DAY[manager] / WIN_P
+        rates += [
+            ("call", manager, float(CALLS_PER_DAY[manager])),
+            ("message_out", manager, float(MESSAGES_OUT_PER_DAY)),
+            ("message_in", manager, float(MESSAGES_IN_PER_DAY)),
+            ("new_deal", manager, new_deals),
+            ("advance", manager, new_deals * STEPS_PER_DEAL * STEP_SURPLUS),
+        ]
+    return rates
 
 
 class DemoOffice:
     """Generates the next few events of a plausible office; pure apart from the RNG."""
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(
+        self, seed: int | None = None, *, locale: DemoLocale = "en", speed: float = 1.0
+    ) -> None:
+        if not 0 < speed <= MAX_SPEED:
+            raise ValueError(f"speed: between 0 and {MAX_SPEED:g}, not {speed}")
+        self.office = OFFICES[locale]
+        self.zone = ZoneInfo(self.office.timezone)
         self._rng = random.Random(seed)
-        self._deals: list[_Deal] = []
+        self._rates = _activity_rates()
+        self._weights = [rate for _, _, rate in self._rates]
+        # Events a second, office-wide: the history is the office's real pace, the live
+        # traffic that times ``speed``.
+        self._per_s = sum(self._weights) / DAY_S
+        self._live_per_s = self._per_s * speed
+        self._deals: dict[str, list[_Deal]] = {manager: [] for manager in MANAGERS}
         # (due, sequence, reply to send): answers to clients who are waiting
         self._replies: list[tuple[datetime, int, dict[str, Any]]] = []
         self._sequence = 0
-        self._spend_posted_for: date | None = None  # the last day whose ad spend was posted
+        self._spend_posted_for: date | None = None  # the last local day whose spend was posted
 
     def next_events(self, now: datetime) -> list[dict[str, Any]]:
-        if self._spend_posted_for != now.date():
+        """One tick's events: the day's ad spend when a day starts, replies due, and with
+        the office's rate per tick one new piece of activity."""
+        if self._spend_posted_for != now.astimezone(self.zone).date():
             return [self._ad_spend(now)]
+        due = self._due_replies(now)
+        if self._rng.random() < self._live_per_s * TICK_S:
+            due += self._activity(now)
+        return due
+
+    def month_so_far(self, now: datetime) -> list[dict[str, Any]]:
+        """The office's history this month, oldest first: each earlier day's ad spend and
+        wins (what the month's figures need), then today's whole activity."""
+        midnight = self._midnight(now)
+        history: list[dict[str, Any]] = []
+        for day in range(1, midnight.day):
+            start = self._midnight(midnight.replace(day=day, hour=12))
+            history.append(self._ad_spend(start))
+            flow = self._between(start, self._midnight(start + timedelta(hours=36)), deals=True)
+            history += [event for event in flow if event.get("stage_kind") == "won"]
+        return [*history, self._ad_spend(midnight), *self.day_so_far(now)]
+
+    def day_so_far(self, now: datetime) -> list[dict[str, Any]]:
+        """Everything since the office's midnight, oldest first, at the live rate."""
+        return self._between(self._midnight(now), now, deals=False)
+
+    def _midnight(self, at: datetime) -> datetime:
+        local = at.astimezone(self.zone)
+        return datetime.combine(local.date(), datetime.min.time(), self.zone)
+
+    def _between(self, start: datetime, end: datetime, *, deals: bool) -> list[dict[str, Any]]:
+        """A Poisson process of the office's activity (only the deal flow if ``deals``)."""
+        events: list[dict[str, Any]] = []
+        for at in self._arrivals(start, end):
+            events += self._due_replies(at)
+            events += self._activity(at, deals_only=deals)
+        return events
+
+    def _arrivals(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        at = start
+        while True:
+            at += timedelta(seconds=self._rng.expovariate(self._per_s))
+            if at >= end:
+                return
+            yield at
+
+    def _due_replies(self, now: datetime) -> list[dict[str, Any]]:
         due: list[dict[str, Any]] = []
         while self._replies and self._replies[0][0] <= now:
             reply = heapq.heappop(self._replies)[2]
             reply.update(self._base(reply.pop("type"), now, reply.pop("manager_id")))
             due.append(reply)
-        if due:
-            return due
-        roll = self._rng.random()
-        if roll < NEW_DEAL_P + ADVANCE_P:
-            return self.deal_flow(now, new=roll < NEW_DEAL_P)
-        if self._rng.random() < CALL_P:
-            return [self._call(now)]
-        return [self._message(now)]
+        return due
 
-    def deal_flow(self, now: datetime, *, new: bool | None = None) -> list[dict[str, Any]]:
-        """A new deal or a step of an open one (new=None: drawn at the demo's ratio)."""
-        if new is None:
-            new = self._rng.random() < NEW_DEAL_P / (NEW_DEAL_P + ADVANCE_P)
-        if new or not self._deals:
-            return self._new_deal(now)
-        return self._advance(now)
+    def _activity(self, now: datetime, *, deals_only: bool = False) -> list[dict[str, Any]]:
+        kind, manager, _ = self._rng.choices(self._rates, weights=self._weights)[0]
+        if kind == "new_deal":
+            return self._new_deal(now, manager)
+        if kind == "advance":
+            return self._advance(now, manager)
+        if deals_only:
+            return []
+        if kind == "call":
+            return [self._call(now, manager)]
+        return [self._message(now, manager, writes=kind == "message_in")]
 
-    def month_so_far(self, now: datetime) -> list[dict[str, Any]]:
-        """The office's history this month, oldest first (the demo tenant's zone is UTC):
-        only the wins of the days before today (~400 a day, what the month's figures
-        need), then today's whole deal flow (``day_so_far``)."""
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        history: list[dict[str, Any]] = []
-        for day in range(1, midnight.day):
-            start = midnight.replace(day=day)
-            history.append(self._ad_spend(start))
-            flow = self._deal_flow_between(start, start + timedelta(days=1))
-            history += [event for event in flow if event.get("stage_kind") == "won"]
-        return [*history, self._ad_spend(midnight), *self.day_so_far(now)]
-
-    def day_so_far(self, now: datetime) -> list[dict[str, Any]]:
-        """The deal flow since midnight, oldest first, at the live rate. Calls and messages
-        are left out: a day of them is ~150,000 events, and they have no plan to be on
-        pace with."""
-        return self._deal_flow_between(now.replace(hour=0, minute=0, second=0, microsecond=0), now)
-
-    def _deal_flow_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        step = timedelta(seconds=TICK_S / (NEW_DEAL_P + ADVANCE_P))
-        events: list[dict[str, Any]] = []
-        at = start + step
-        while at < end:
-            events += self.deal_flow(at)
-            at += step
-        return events
-
-    def _ad_spend(self, day_start: datetime) -> dict[str, Any]:
-        self._spend_posted_for = day_start.date()
-        event = self._base("marketing_cost", day_start, self._rng.choice(MANAGERS))
+    def _ad_spend(self, now: datetime) -> dict[str, Any]:
+        self._spend_posted_for = now.astimezone(self.zone).date()
+        event = self._base("marketing_cost", now, MANAGERS[0])
         del event["manager_id"], event["team"]  # the office's spend, nobody's in particular
-        event.update(amount=str(AD_SPEND_PER_DAY_USD), currency="USD", source_channel="website")
+        spend = self.office.ad_spend_per_day()
+        event.update(amount=str(spend), currency=self.office.currency, source_channel="website")
         return event
 
     def _base(self, kind: str, now: datetime, manager: str) -> dict[str, Any]:
@@ -142,37 +202,36 @@ class DemoOffice:
             "type": kind,
             "occurred_at": now.isoformat(),
             "manager_id": manager,
-            "team": "team-a" if manager < "m-104" else "team-b",
+            "team": _TEAM_OF[manager],
         }
 
-    def _call(self, now: datetime) -> dict[str, Any]:
+    def _call(self, now: datetime, manager: str) -> dict[str, Any]:
         answered = self._rng.random() < 0.8
-        manager = self._rng.choice(MANAGERS)
         event = self._base("call", now, manager)
-        client = f"c-{self._rng.randrange(500)}"
+        client = f"c-{self._rng.randrange(5000)}"
+        # Telesales: most calls go out.
+        direction = "out" if self._rng.random() < 0.75 else "in"
         event.update(
             channel="phone",
-            direction=self._rng.choice(("in", "out")),
+            direction=direction,
             answered=answered,
             duration_s=round(self._rng.uniform(20, 600), 1) if answered else 0,
             client_id=client,
         )
-        if event["direction"] == "in" and not answered:  # a missed call: call back later
+        if direction == "in" and not answered:  # a missed call: call back later
             callback = {"channel": "phone", "direction": "out", "answered": True}
             callback.update(duration_s=round(self._rng.uniform(20, 300), 1), client_id=client)
             self._answer_later(now, "call", manager, callback)
         return event
 
-    def _message(self, now: datetime) -> dict[str, Any]:
-        manager = self._rng.choice(MANAGERS)
+    def _message(self, now: datetime, manager: str, *, writes: bool) -> dict[str, Any]:
         event = self._base("message", now, manager)
-        client = self._rng.randrange(500)
+        client = self._rng.randrange(5000)
         conversation = {
             "channel": self._rng.choice(CHANNELS),
             "client_id": f"c-{client}",
             "conversation_id": f"conv-{client}",
         }
-        writes = self._rng.random() < 0.25  # else a manager's follow-up
         event.update(conversation, direction="in" if writes else "out")
         if writes:
             self._answer_later(now, "message", manager, {**conversation, "direction": "out"})
@@ -185,37 +244,51 @@ class DemoOffice:
         reply = {**fields, "type": kind, "manager_id": manager}
         heapq.heappush(self._replies, (now + timedelta(seconds=delay), self._sequence, reply))
 
-    def _new_deal(self, now: datetime) -> list[dict[str, Any]]:
-        deal = _Deal(f"d-{self._rng.getrandbits(40):x}", self._rng.choice(MANAGERS))
-        self._deals.append(deal)
-        lead = self._base("lead_created", now, deal.manager)
-        lead.update(entity_id=f"l-{deal.deal_id}", source_channel="website")
-        created = self._base("deal_created", now, deal.manager)
-        created.update(entity_id=deal.deal_id, pipeline=PIPELINE)
+    def _new_deal(self, now: datetime, manager: str) -> list[dict[str, Any]]:
+        sources = [source for source, _ in LEAD_SOURCES]
+        source = self._rng.choices(sources, weights=[share for _, share in LEAD_SOURCES])[0]
+        deal = _Deal(f"d-{self._rng.getrandbits(40):x}", manager, source)
+        self._deals[manager].append(deal)
+        lead = self._base("lead_created", now, manager)
+        lead.update(entity_id=f"l-{deal.deal_id}", source_channel=source)
+        created = self._base("deal_created", now, manager)
+        created.update(entity_id=deal.deal_id, pipeline=PIPELINE, source_channel=source)
         entered = self._stage_event(now, deal, None, STAGES[0], "open")
         return [lead, created, entered]
 
-    def _advance(self, now: datetime) -> list[dict[str, Any]]:
-        deal = self._rng.choice(self._deals)
+    def _advance(self, now: datetime, manager: str) -> list[dict[str, Any]]:
+        deals = self._deals[manager]
+        if not deals:
+            return []
+        deal = self._rng.choice(deals)
         current = STAGES[deal.stage_index]
         if self._rng.random() < LOST_P:
-            self._deals.remove(deal)
+            deals.remove(deal)
             lost = self._stage_event(now, deal, current, "lost", "lost")
             lost["lost_reason"] = self._rng.choice(("price", "competitor", "no_budget"))
             return [lost]
         if deal.stage_index + 1 < len(STAGES):
             deal.stage_index += 1
             return [self._stage_event(now, deal, current, STAGES[deal.stage_index], "open")]
-        self._deals.remove(deal)
+        deals.remove(deal)
         won = self._stage_event(now, deal, current, "won", "won")
-        won.update(amount=str(Decimal(self._rng.randint(*WON_USD))), currency="USD")
+        office = self.office
+        steps = (office.check_high - office.check_low) // office.step
+        amount = office.check_low + office.step * self._rng.randint(0, steps)
+        won.update(amount=str(Decimal(amount)), currency=office.currency)
         return [won]
 
     def _stage_event(
         self, now: datetime, deal: _Deal, stage_from: str | None, stage_to: str, kind: str
     ) -> dict[str, Any]:
         event = self._base("deal_stage_changed", now, deal.manager)
-        event.update(entity_id=deal.deal_id, pipeline=PIPELINE, stage_to=stage_to, stage_kind=kind)
+        event.update(
+            entity_id=deal.deal_id,
+            pipeline=PIPELINE,
+            stage_to=stage_to,
+            stage_kind=kind,
+            source_channel=deal.source,
+        )
         if stage_from:
             event["stage_from"] = stage_from
         return event
@@ -230,13 +303,15 @@ class DemoTraffic(Service):
         *,
         interval_s: float = TICK_S,
         token: str | None = None,
+        locale: DemoLocale = "en",
+        speed: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._url = ingest_url
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._interval_s = interval_s
-        self._office = DemoOffice()
+        self._office = DemoOffice(locale=locale, speed=speed)
 
     async def on_started(self) -> None:
         self.add_future(self._post_forever())
@@ -246,12 +321,14 @@ class DemoTraffic(Service):
             await self._wait_for_ingest(session)
             await self._post_history(session)
             while not self.should_stop:
-                await self._post(session, self._office.next_events(datetime.now(UTC)), "post")
+                await self._post(
+                    session, self._office.next_events(datetime.now(self._office.zone)), "post"
+                )
                 await asyncio.sleep(self._interval_s)
 
     async def _post_history(self, session: aiohttp.ClientSession) -> None:
         # Up to a month of deal flow to simulate (~140,000 steps): not on the event loop.
-        events = await asyncio.to_thread(self._office.month_so_far, datetime.now(UTC))
+        events = await asyncio.to_thread(self._office.month_so_far, datetime.now(self._office.zone))
         for first in range(0, len(events), BACKFILL_CHUNK):
             await self._post(session, events[first : first + BACKFILL_CHUNK], "history post")
         logger.info("demo: posted the office's history this month (%d events)", len(events))

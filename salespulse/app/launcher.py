@@ -12,6 +12,7 @@ from pathlib import Path
 from handlers.spool import DiskSpool
 from salespulse.app.compose import Role, build_runtime
 from salespulse.app.demo import WALL_TOKEN, DemoTraffic
+from salespulse.app.demo_offices import DEMO_TENANTS, DemoOptions, write_demo_tenants
 from salespulse.app.embedded import free_port, start_broker, start_redis
 from salespulse.app.faust_app import create_worker
 from salespulse.core.logs import configure_logging
@@ -20,11 +21,14 @@ from salespulse.core.tuning import tune_gc
 
 logger = logging.getLogger(__name__)
 
-DEMO_TENANTS = Path(__file__).with_name("demo_tenants.yaml")
+__all__ = ["DEMO_TENANTS", "serve"]
 
 
-def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False) -> int:
-    """Run until SIGINT/SIGTERM. ``roles=None`` means all three roles."""
+def serve(
+    settings: Settings, roles: Iterable[str] | None, *, demo: DemoOptions | None = None
+) -> int:
+    """Run until SIGINT/SIGTERM. ``roles=None`` means all three roles; ``demo``: also post
+    the demo office's traffic (and, without a tenants file, use the demo's)."""
     configure_logging(settings.log_level)
     chosen = [Role(r) for r in roles] if roles is not None else list(Role)
     with contextlib.ExitStack() as stack:
@@ -48,8 +52,9 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
                 updates["http_port"] = free_port()
             if "data_dir" not in settings.model_fields_set:  # SALESPULSE_DATA_DIR wins
                 updates["data_dir"] = workdir / "data"
-        if demo and settings.tenants_file is None:
-            updates["tenants_file"] = DEMO_TENANTS
+        if demo is not None and settings.tenants_file is None:
+            demo_dir = Path(tempfile.mkdtemp(prefix="salespulse-demo-"))
+            updates["tenants_file"] = write_demo_tenants(demo.locale, demo_dir)
         settings = settings.model_copy(update=updates)
         (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
         spool = None
@@ -60,26 +65,30 @@ def serve(settings: Settings, roles: Iterable[str] | None, *, demo: bool = False
         runtime = build_runtime(settings, chosen, spool=spool)
         base = f"http://{settings.http_host}:{settings.http_port}"
         services = list(runtime.services)
-        if demo:
+        if demo is not None:
             token = settings.ingest_token_value()
-            services.append(DemoTraffic(f"{base}/v1/events", token=token))
+            services.append(
+                DemoTraffic(f"{base}/v1/events", token=token, locale=demo.locale, speed=demo.speed)
+            )
 
         lines = ["", "SalesPulse is running."]
         lines += [f"  embedded   {item}" for item in embedded]
         if Role.INGEST in chosen:
             lines.append(f"  ingest     POST {base}/v1/events")
         if Role.EXPORTER in chosen:
-            tenant = "demo" if demo else "<tenant>"
+            tenant = "demo" if demo is not None else "<tenant>"
             lines.append(
                 f"  kpis       GET  {base}/v1/kpis?tenant={tenant}&window=today&by=manager"
             )
             lines.append(f"  waiting    GET  {base}/v1/waiting?tenant={tenant}")
-            token = WALL_TOKEN if demo else "<screen token>"
+            token = WALL_TOKEN if demo is not None else "<screen token>"
             lines.append(f"  wall       GET  {base}/wall?tenant={tenant}&token={token}")
         lines.append(f"  metrics    GET  {base}/metrics")
         lines.append(f"  health     GET  {base}/healthz")
-        if demo:
-            lines.append("  demo       posting demo traffic for tenant 'demo'")
+        if demo is not None:
+            lines.append(
+                f"  demo       posting the {demo.locale} demo office's traffic for tenant 'demo'"
+            )
         lines += ["Ctrl-C stops everything.", ""]
 
         async def announce() -> None:

@@ -144,6 +144,9 @@ def semantic_problems(event: CrmEvent, now: datetime | None = None) -> list[tupl
         for name in REQUIRED_BY_TYPE.get(event.type, ())
         if getattr(event, name) is None
     ]
+    if event.type == "deal_created" and event.stage_to is not None and event.pipeline is None:
+        # a creation with a stage is also the entry into it, which needs the pipeline
+        problems.append(("pipeline", "required with stage_to for type 'deal_created'"))
     for name in ("amount", "cost"):
         value: Decimal | None = getattr(event, name)
         if value is not None and not (value.is_finite() and 0 <= value <= MAX_AMOUNT):

@@ -22,12 +22,14 @@ _BAD_BODY_REASONS: Final = (
     "body_too_large",
     "unsupported_media_type",
     "tenant_forbidden",  # a tenant's ingest token sent another tenant's events (403)
+    "too_late",  # POST /v1/events of history without the backfill header (422)
 )
 # "unauthorized" (POST /v1/events without an ingest token it asks for) is answered 401
 # and not dead-lettered: an unknown sender's bytes are not ours to keep. Nor is a body
 # that did not arrive within SALESPULSE_BODY_READ_TIMEOUT_S ("body_read_timeout", 408).
 REJECT_REASONS: Final = ("unauthorized", "body_read_timeout", *_BAD_BODY_REASONS)
-DEAD_LETTER_REASONS: Final = (*_BAD_BODY_REASONS, "undecodable_record", "too_late", "poison")
+# "too_late" is also the worker's: a CRM webhook's event that arrives too late.
+DEAD_LETTER_REASONS: Final = (*_BAD_BODY_REASONS, "undecodable_record", "poison")
 # Event-to-KPI latency: from the ingest's received_at to the Redis write, seconds.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 # The CRM webhooks (handlers/webhooks.py) and their REST enrichment (handlers/enrichment/stage.py).
@@ -106,7 +108,8 @@ class PipelineMetrics:
         )
         self.events_too_late = Counter(
             "salespulse_worker_events_too_late",
-            "Events received later than the lateness limit after they happened; dead-lettered.",
+            "Events received later than the lateness limit after they happened; dead-lettered, "
+            "counted once per event id however often they arrive.",
             registry=registry,
         )
         self.batches_applied = Counter(

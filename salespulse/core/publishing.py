@@ -14,7 +14,14 @@ from salespulse.core.events import CrmEvent
 
 
 class EventPublisher(Protocol):
-    async def publish_events(self, events: Sequence[CrmEvent]) -> None: ...
+    async def publish_events(
+        self, events: Sequence[CrmEvent], *, patient: bool = False
+    ) -> dict[str, int]:
+        """``patient``: a sender that can wait and retry (a backfill), so the broker gets
+        the full produce timeout before anything goes to a disk spool. Returns, per
+        ``topic:partition``, the offset after the last record the broker took (empty when
+        the records were spooled)."""
+        ...
 
     async def publish_dead_letter(
         self,

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     # A deal or lead first seen through an update counts as created if younger than this
     # (Bitrix24 never retries a lost "add"); keep it below the worker's lateness limit.
     enrichment_backfill_days: int = Field(default=30, ge=0)
+    # The CRMs' user lists (manager id → name) are fetched at the worker's start and then
+    # this often (handlers/enrichment/users.py); an hour keeps a new hire's id on the
+    # wall for at most that long, for a handful of paced calls per portal.
+    user_sync_interval_s: float = Field(default=3600.0, ge=10)
+    # amoCRM allows 7 requests/s per account; Pipedrive about 10/s per token.
+    amocrm_rate_per_s: float = Field(default=5.0, gt=0)
+    pipedrive_rate_per_s: float = Field(default=5.0, gt=0)
 
     log_level: str = "INFO"
 

@@ -7,11 +7,17 @@
         - {channel: chat, first_response: 5m, next_response: 15m}
         - {channel: phone, pipeline: vip, first_response: 90s, basis: calendar, warning: 60s}
         - {first_response: 1h}    # any other channel
+      max_wait: 7d                # default: SALESPULSE_WAIT_MAX_AGE_DAYS; a policy may set its own
 
 A wait gets the most specific policy that matches it: channel and pipeline both named
 beats channel only, which beats pipeline only, which beats neither; among equals, the
 first in the file. A wait no policy matches has no SLA: it is still listed and timed,
 but it is never "at risk" or "breached".
+
+A wait still unanswered ``max_wait`` after it opened (the policy's, else the block's,
+else SALESPULSE_WAIT_MAX_AGE_DAYS) leaves the live waiting list as expired, and a wait
+that is already that old when its contact arrives (a backfill, a late event) never
+enters it (docs/sla.md, "Limits").
 
 Durations are seconds (a number) or text such as ``90s``, ``5m``, ``2h``, ``1d``, ``1h30m``.
 """
@@ -46,7 +52,7 @@ def parse_duration(value: object) -> float:
     else:
         raise ValueError(f"{value!r} is not a duration")  # noqa: TRY004
     if not 0 < seconds <= _MAX_SECONDS:
-        raise ValueError(f"{value!r}: a response target must be more than 0 and at most 30 days")
+        raise ValueError(f"{value!r}: a duration here must be more than 0 and at most 30 days")
     return seconds
 
 
@@ -66,6 +72,8 @@ class SlaPolicy(BaseModel):
     basis: Basis | None = None
     # Default: warning_ratio × target (of each kind).
     warning: Duration | None = None
+    # Default: the `sla.max_wait`, else SALESPULSE_WAIT_MAX_AGE_DAYS.
+    max_wait: Duration | None = None
 
     @model_validator(mode="after")
     def _warning_before_target(self) -> SlaPolicy:
@@ -96,11 +104,18 @@ class SlaConfig(BaseModel):
     # None: business when the tenant has business_hours, else calendar.
     basis: Basis | None = None
     policies: list[SlaPolicy] = Field(default_factory=list)
+    # None: SALESPULSE_WAIT_MAX_AGE_DAYS.
+    max_wait: Duration | None = None
 
-    def target_for(
-        self, channel: str | None, pipeline: str | None, kind: WaitKind, default_basis: Basis
-    ) -> SlaTarget | None:
-        """The target of a wait on this channel and pipeline, or None (no policy)."""
+    def max_wait_for(self, channel: str | None, pipeline: str | None) -> float | None:
+        """How long a wait on this channel and pipeline stays on the live list, seconds;
+        None: the deployment's SALESPULSE_WAIT_MAX_AGE_DAYS."""
+        best = self._policy_for(channel, pipeline)
+        if best is not None and best.max_wait is not None:
+            return best.max_wait
+        return self.max_wait
+
+    def _policy_for(self, channel: str | None, pipeline: str | None) -> SlaPolicy | None:
         best: SlaPolicy | None = None
         for policy in self.policies:
             if policy.channel is not None and policy.channel != channel:
@@ -109,6 +124,13 @@ class SlaConfig(BaseModel):
                 continue
             if best is None or policy.specificity > best.specificity:
                 best = policy
+        return best
+
+    def target_for(
+        self, channel: str | None, pipeline: str | None, kind: WaitKind, default_basis: Basis
+    ) -> SlaTarget | None:
+        """The target of a wait on this channel and pipeline, or None (no policy)."""
+        best = self._policy_for(channel, pipeline)
         if best is None:
             return None
         target = best.first_response

@@ -19,9 +19,14 @@ from handlers.crm.bitrix24_records import (
 )
 from handlers.crm.common import EnrichmentRequest, EntityState, Naming, epoch_ms
 from handlers.crm.forms import parse_form
+from metrics.views.kpi_view import present
 from salespulse.core.errors import InvalidEventError
 from salespulse.core.events import StageKind
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
 from tests.crm.support import B24_MEMBER, B24_TOKEN, payload, payload_json
+from tests.kpi_memory import MemoryStore
+from tests.oracle.batch import TOTAL, compute_components
 
 RECEIVED = datetime(2026, 3, 12, 13, 41, tzinfo=UTC)
 MSK = ZoneInfo("Europe/Moscow")
@@ -426,3 +431,46 @@ def test_meetings_count_when_done_and_telephony_activities_are_skipped() -> None
     logged = {**base, "TYPE_ID": "2", "PROVIDER_ID": "CRM_TODO", "COMPLETED": "Y", "DIRECTION": "2"}
     [call] = activity_events(act, logged, naive_zone=MSK)
     assert (call.type, call.direction, call.answered) == ("call", "out", True)
+
+
+def test_deals_already_mid_funnel_on_the_first_day_keep_conversion_at_most_one() -> None:
+    """Issue 17 item 6: two updates of deals found in C1:PREPARATION (created long before
+    the CRM was connected) and one add in C1:NEW gave new → preparation 2/1."""
+    since = RECEIVED - timedelta(days=1)
+    moved = "2026-03-12T15:00:00+03:00"
+    events = []
+    for deal_id, event, stage, created in (
+        ("1", "ONCRMDEALUPDATE", "C1:PREPARATION", "2025-11-02T10:00:00+03:00"),
+        ("2", "ONCRMDEALUPDATE", "C1:PREPARATION", "2025-12-02T10:00:00+03:00"),
+        ("3", "ONCRMDEALADD", "C1:NEW", moved),
+    ):
+        found, _ = deal_events(
+            request(event, entity_id=deal_id),
+            deal(ID=deal_id, STAGE_ID=stage, DATE_CREATE=created, MOVED_TIME=moved),
+            kinds=KINDS,
+            state=None,
+            naming=NAMING,
+            naive_zone=MSK,
+            backfill_since=since,
+        )
+        events += found
+    assert [e.type for e in events] == [
+        "deal_stage_changed", "deal_stage_changed", "deal_created", "deal_stage_changed",
+    ]  # fmt: skip
+    stages = [{"id": "C1:NEW"}, {"id": "C1:PREPARATION"}, {"id": "won", "kind": "won"}]
+    config = TenantConfig.model_validate({"pipelines": {"sales": {"stages": stages}}})
+    store = MemoryStore(TenantDirectory(TenantsFile(tenants={"acme": config})), with_sla=False)
+    store.apply_batch(events)
+    now = RECEIVED
+    for window in ("today", "all"):
+        group = store.components("acme", window, None, now)[TOTAL_GROUP]
+        assert group == compute_components(events, config, "acme", window, None, now)[TOTAL]
+        shown = {
+            kpi.name: (kpi.numerator, kpi.denominator)
+            for kpi in present(group, config, window, now)
+            if dict(kpi.labels).get("from_stage") == "C1:NEW"
+        }
+        # flow: of the one entry into NEW, none moved on yet; cohort: the same deal.
+        assert shown["conversion_flow"] == (0, 1)
+        assert shown["conversion_cohort"] == (0, 1)
+        assert group["stage_entries:sales:C1:PREPARATION"] == 2

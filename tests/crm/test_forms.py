@@ -28,7 +28,7 @@ def test_indexed_groups_become_lists_and_cyrillic_is_decoded() -> None:
 def test_amocrm_items_custom_fields_and_tags() -> None:
     form = parse_form(payload("amocrm_leads_status.form"))
     [lead] = items(get(form, "leads", "status"))
-    assert lead["name"] == "Заявка с сайта"  # noqa: RUF001 - Cyrillic on purpose
+    assert lead["name"] == "Заявка с сайта"
     assert text(lead, "custom_fields", 0, "values", 0, "value") == "Сайт"
     assert text(lead, "tags", 0, "name") == "Сайт"
     assert text(form, "account", "_links", "self") == "https://acme.amocrm.ru"

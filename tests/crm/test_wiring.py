@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from handlers.enrichment.stage import CrmEnrichmentService
+from handlers.enrichment.users import UserSyncService
 from salespulse.app.compose import Role, build_runtime, topic_specs
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantsFileError
@@ -39,9 +40,10 @@ def test_the_ingest_serves_the_webhooks_and_the_worker_enriches(wired: Settings)
         "/v1/webhooks/hubspot/{tenant}",
         "/v1/webhooks/pipedrive/{tenant}",
     } <= paths
-    assert not any(isinstance(s, CrmEnrichmentService) for s in ingest.services)
+    assert not any(isinstance(s, CrmEnrichmentService | UserSyncService) for s in ingest.services)
     worker = build_runtime(wired, [Role.WORKER])
     assert any(isinstance(s, CrmEnrichmentService) for s in worker.services)
+    assert any(isinstance(s, UserSyncService) for s in worker.services)  # manager names
 
 
 def test_a_missing_crm_secret_stops_the_ingest_from_starting(

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from salespulse.app.embedded import LocalProcess, free_port
@@ -36,6 +37,15 @@ from tests.prometheus_harness import Prometheus, Sample, finite, running_prometh
 pytestmark = pytest.mark.integration
 
 LIVE_ROUNDS = 6
+# The office's managers by name (tenants file `managers:`), the last one left to the id.
+STAFF = {
+    manager: name
+    for manager, name in zip(
+        office_day.MANAGERS[:-1],
+        ("Олена Коваленко", "Петро Бондаренко", "Анастасія Шевченко-Литвиненко", "Ivan Melnyk"),
+        strict=False,
+    )
+}
 # What Grafana puts for its interval macros; any value the data covers would do.
 MACROS = {"__rate_interval": "2m", "__interval": "1m", "__range": "5m"}
 # Values of the single-value variables; each must be among the variable's own values.
@@ -71,7 +81,9 @@ def scraped(
     workdir = tmp_path_factory.mktemp("dashboards")
     now = datetime.now(UTC)
     tenants = workdir / "tenants.yaml"
-    tenants.write_text(office_day.tenants_file(now))
+    office_file = yaml.safe_load(office_day.tenants_file(now))
+    office_file["tenants"][office_day.TENANT]["managers"] = STAFF  # as the office spells them
+    tenants.write_text(yaml.safe_dump(office_file, allow_unicode=True))
     settings = Settings(
         kafka_bootstrap=f"127.0.0.1:{broker.port}",
         redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
@@ -232,6 +244,26 @@ def test_every_panel_query_returns_data_from_prometheus(scraped: Scraped) -> Non
     assert not failures, f"{len(failures)} of {checked} queries gave no number:\n" + "\n".join(
         failures
     )
+
+
+def test_the_managers_board_join_gives_every_manager_series_its_name(scraped: Scraped) -> None:
+    board = dict(boards())["managers.json"]
+    calls = next(expr for title, expr in targets(board) if title == "Calls")
+    values = {"tenant": office_day.TENANT, "manager": ".*", "window": "today"}
+    query = substitute(calls, values)
+    joined = scraped.prometheus.query(query, scraped.at)
+    plain = scraped.prometheus.query(
+        f'salespulse_calls_by_manager{{tenant="{office_day.TENANT}", window="today"}}', scraped.at
+    )
+    assert plain, "the office made calls today"
+    # The join keeps every series (each manager label has its info) and its value.
+    assert {s.labels["manager"]: s.value for s in joined} == {
+        s.labels["manager"]: s.value for s in plain
+    }
+    names = {s.labels["manager"]: s.labels["name"] for s in joined}
+    expected = {manager: STAFF.get(manager, manager) for manager in names}
+    assert names == expected
+    assert set(STAFF.values()) & set(names.values()), "configured names reach Grafana"
 
 
 def test_the_live_office_shows_on_the_wall_screen(scraped: Scraped) -> None:

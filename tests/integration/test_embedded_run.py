@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from salespulse.app.demo_offices import OFFICES, DemoLocale
 from salespulse.app.embedded import free_port
+
+DEMO = [sys.executable, "-m", "salespulse.cli", "run", "--demo"]
 
 pytestmark = pytest.mark.integration
 
@@ -42,9 +46,13 @@ def alive(pid: int) -> bool:
 
 
 # With an ingest token the demo's own traffic must carry it (and the log must not).
-@pytest.mark.parametrize("token", [None, "demo-ingest-token-5f2c9a1e"], ids=["open", "token"])
+@pytest.mark.parametrize(
+    ("token", "locale"),
+    [(None, "en"), ("demo-ingest-token-5f2c9a1e", "uk")],
+    ids=["open", "token"],
+)
 def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(
-    tmp_path: Path, token: str | None
+    tmp_path: Path, token: str | None, locale: DemoLocale
 ) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
@@ -57,7 +65,9 @@ def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "salespulse.cli", "run", "--demo"],
+            # A real office's pace is an event a minute or so; 60 times that keeps the
+            # live traffic measurable within the waits below on a loaded machine.
+            [*DEMO, "--demo-locale", locale, "--demo-speed", "60"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -92,6 +102,15 @@ def test_run_demo_starts_everything_shows_live_kpis_and_stops_clean(
         while demo_events_counted() <= first:
             assert time.monotonic() < changing_by, "KPIs stopped changing while the demo runs"
             time.sleep(0.5)
+        # The office's people by name, in its language, every row a manager.
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/v1/kpis?tenant=demo&window=month&by=manager"
+        ) as response:
+            kpis = json.loads(response.read())
+        assert kpis["currency"] == OFFICES[locale].currency
+        # The office's ad spend is nobody's: its group is "unassigned".
+        names = {group["name"] for group in kpis["groups"].values()} - {"unassigned"}
+        assert names == set(OFFICES[locale].names), "everyone won this month, named"
         if token:
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/v1/events", data=b"[]", method="POST"

@@ -28,7 +28,7 @@ from salespulse.core.tenants import TenantDirectory
 from streams.applier import KpiApplier
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
-from tests import office_day
+from tests import call_centre, office_day
 from tests.helpers import make_event
 
 pytestmark = pytest.mark.integration
@@ -46,6 +46,8 @@ tenants:
     teams: {north: {managers: [m-1, m-2]}}
     targets: {managers: {m-1: {revenue: "1000", deals_won: 4}}}
     labels: {max_values: 3}
+    managers: {m-1: "Олена Коваленко-Шевчук"}
+    wall: {names: {m-1: "Olena (wall)", m-3: "Petro (wall)", m-4: "Ivan (wall)"}}
 """
 
 
@@ -191,9 +193,48 @@ async def test_series_count_is_pinned_for_a_tenants_file(settings, tenants, read
     for sample in series:
         assert not set(sample.labels) & {"event_id", "client", "client_id", "entity_id", "deal"}
     # A change here changes what dashboards and Prometheus storage see: update on purpose.
-    # 341 KPI series + response counts and SLA breaches (3 x 7 windows, zero with no
-    # conversations) + the tenant's business_hours_open.
-    assert len(series) == 341 + 3 * 7 + 1
+    # 362 KPI series (341, + calls_abandoned and abandonment_rate x 7 windows, issue 17
+    # item 9; + time_in_stage_median_seconds x 7 windows, item 10; service_level has no
+    # value with no first response judged) + response counts and SLA breaches (3 x 7
+    # windows, zero with no conversations) + the tenant's business_hours_open +
+    # salespulse_manager_info of the 3 manager label values (two managers and "other").
+    assert len(series) == 362 + 3 * 7 + 1 + 3
+
+
+async def test_manager_info_names_every_manager_label_from_file_crm_and_wall(
+    settings, tenants, reader, redis_client
+):
+    await apply(office(NOW), settings, tenants, redis_client)
+    keys = KpiKeys(settings.redis_key_prefix)
+    # As the user sync leaves it: the tenants file's managers: wins over the CRM, the CRM
+    # over wall.names.
+    await redis_client.hset(keys.staff("msk"), mapping={"m-1": "Olena K.", "m-3": "Петро Бондар"})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(reader, tenants))
+    info = {
+        sample.labels["manager"]: sample
+        for family in registry.collect()
+        if family.name == "salespulse_manager_info"
+        for sample in family.samples
+    }
+    managers = {
+        sample.labels["manager"]
+        for family in registry.collect()
+        if family.name.endswith("_by_manager")
+        for sample in family.samples
+    }
+    assert set(info) == managers, "every series of a _by_manager family finds its name"
+    assert info["m-1"].labels == {
+        "tenant": "msk",
+        "manager": "m-1",
+        "name": "Олена Коваленко-Шевчук",
+        "team": "north",
+    }
+    assert info["m-3"].labels["name"] == "Петро Бондар"
+    assert info["m-3"].labels["team"] == ""
+    assert info["other"].labels["name"] == "other"
+    assert info["other"].labels["team"] == ""
+    assert all(sample.value == 1 for sample in info.values())
 
 
 def test_registration_does_not_touch_redis(tenants):
@@ -217,6 +258,12 @@ async def test_the_kpi_api_answers_json_with_ratio_parts(settings, tenants, read
         assert body["total"]["calls"] == 6
         assert body["total"]["win_rate"] == {"value": 1.0, "numerator": 1, "denominator": 1}
         assert body["groups"]["m-1"]["revenue"] == pytest.approx(99.99)
+        # Staff names beside the ids: the tenants file's, else wall.names', else the id.
+        assert body["groups"]["m-1"]["name"] == "Олена Коваленко-Шевчук"
+        assert body["groups"]["m-4"]["name"] == "Ivan (wall)"
+        assert body["groups"]["m-5"]["name"] == "m-5"
+        by_team = await client.get("/v1/kpis", params={"tenant": "msk", "by": "team"})
+        assert all("name" not in group for group in (await by_team.json())["groups"].values())
         cohort = body["total"]["conversion_cohort"]
         assert cohort == [
             {
@@ -275,3 +322,35 @@ async def test_describe_names_every_family_that_collect_yields(
     registry.register(collector)
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         Gauge("salespulse_win_rate_by_team", "a clash", registry=registry)
+
+
+async def test_call_centre_kpis_reach_metrics_and_the_api(
+    settings, redis_url, redis_client, tmp_path
+):
+    """Issue 17 item 9 on the real Redis, both stages: tests/call_centre.py's history."""
+    path = tmp_path / "tenants.yaml"
+    path.write_text(call_centre.TENANTS_YAML)
+    tenants = Settings(tenants_file=path).tenant_directory()
+    events = call_centre.history()
+    await apply(events, settings, tenants, redis_client)
+    keys = KpiKeys(settings.redis_key_prefix)
+    sla = SlaApplier(SlaStore(redis_client, keys, group="g", day_ttl_s=3600), tenants, keys)
+    await sla.commit(await sla.prepare(events), {"t:0": len(events)})
+    now = call_centre.NOW
+    reader = KpiReader(redis.Redis.from_url(redis_url), keys, tenants, clock=now.timestamp)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(reader, tenants))
+    today = {"tenant": "acme", "window": "today"}
+    # 4 of 8 inbound calls abandoned; AHT 480 s / 3; first responses 1 of 2 within 20 s
+    assert registry.get_sample_value("salespulse_calls_abandoned", today) == 4
+    assert registry.get_sample_value("salespulse_abandonment_rate", today) == 0.5
+    assert registry.get_sample_value("salespulse_talk_time_avg_seconds", today) == 160
+    assert registry.get_sample_value("salespulse_service_level", today) == 0.5
+    app = web.Application()
+    app.add_routes(kpi_routes(reader, tenants, ReadAccess(TokenTable(None, []))))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/v1/kpis", params={"tenant": "acme", "window": "today"})
+        assert response.status == 200
+        total = (await response.json())["total"]
+    assert total["abandonment_rate"] == {"value": 0.5, "numerator": 4, "denominator": 8}
+    assert total["service_level"] == {"value": 0.5, "numerator": 1, "denominator": 2}

@@ -241,3 +241,46 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_rest_counted(
     assert sorted(record.value for record in dead) == [b"", b"\x00not json"]
     assert {dict(record.headers)["reason"] for record in dead} == {b"undecodable_record"}
     assert metric_value(metrics, "salespulse_dead_letters_total", reason="undecodable_record") == 2
+
+
+async def test_a_replay_after_the_dedupe_retention_counts_no_creation_or_entry_twice(
+    consumers, settings, redis_client, redis_url, bootstrap
+):
+    """Issue 17 item 1: the event-id sets expire (SALESPULSE_DEDUPE_RETENTION_DAYS);
+    the same history replayed after that must not create deals or enter stages again."""
+    factory, metrics = consumers
+    events = history(300)
+    await produce(bootstrap, settings.events_topic, events)
+    first = factory()
+    await first.start()
+
+    async def applied(n: int) -> bool:
+        return metric_value(metrics, "salespulse_worker_events_applied_total") == n
+
+    await eventually(lambda: applied(300), 30, "the history applied")
+    await first.stop()
+    once = stored(redis_url, settings)
+    entity_counts = {
+        name: value
+        for name, value in once.items()
+        if name in ("deals_created", "leads_created") or name.startswith("stage_entries:")
+    }
+    assert entity_counts["deals_created"]
+    assert entity_counts["leads_created"]
+    assert sum(1 for name in entity_counts if name.startswith("stage_entries:")) == 4
+    # What the retention does, at once: every seen set gone.
+    seen = [key async for key in redis_client.scan_iter(f"{settings.redis_key_prefix}seen:*")]
+    assert seen
+    await redis_client.delete(*seen)
+    # The replay: the same events as new records, read by a worker with no cached state.
+    await produce(bootstrap, settings.events_topic, events)
+    second = factory()
+    await second.start()
+    await eventually(lambda: applied(600), 30, "the replay applied, not deduped")
+    twice = stored(redis_url, settings)
+    assert {name: twice[name] for name in entity_counts} == entity_counts
+    for name in ("won", "lost", "revenue", "cohort_den:sales:new", "flow_num:sales:new"):
+        assert twice.get(name) == once.get(name), name
+    # Calls and messages have no entity: counted per event, they do count again (the
+    # documented limit, docs/kpi-semantics.md "Counted events").
+    assert twice["calls"] == 2 * once["calls"]

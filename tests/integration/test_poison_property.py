@@ -129,7 +129,7 @@ class Worker:
         return float(
             metric_value(metrics, "salespulse_worker_events_applied_total")
             + metric_value(metrics, "salespulse_worker_duplicates_dropped_total")
-            + metric_value(metrics, "salespulse_worker_events_too_late_total")
+            + metric_value(metrics, "salespulse_dead_letters_total", reason="too_late")
             + metric_value(metrics, "salespulse_dead_letters_total", reason="poison")
         )
 

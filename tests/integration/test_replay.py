@@ -79,3 +79,81 @@ async def test_replaying_a_real_history_twice_changes_nothing(
     assert total["deals_created"] == len({e["entity_id"] for e in events})
     lost = sum(1 for e in events if e.get("stage_kind") == "lost")
     assert total["win_rate"]["denominator"] == won + lost
+
+
+async def test_replay_with_wait_returns_with_the_kpis_complete_and_nothing_spooled(
+    settings: Settings, tmp_path
+):
+    events = list(itertools.islice(maven_crm(MAVEN), 3000))
+    history = tmp_path / "maven.jsonl"
+    history.write_bytes(b"".join(msgspec.json.encode(e) + b"\n" for e in events))
+    won = sum(1 for e in events if e.get("stage_kind") == "won")
+    deals = len({e["entity_id"] for e in events})
+    base = f"http://127.0.0.1:{settings.http_port}"
+    # A spool that takes over after 10 ms: a live sender's batches would go to disk
+    # whenever the broker is a little slow; a backfill waits for its acknowledgements.
+    with salespulse_process(
+        "run", settings, tmp_path / "run.log", tenants_file=DEMO_TENANTS, spool_after_s=0.01
+    ):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "salespulse.cli",
+                "replay",
+                str(history),
+                "--wait",
+                "--url",
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+        async with aiohttp.ClientSession() as session:
+            body = await kpis(session, base)  # at once: no polling
+            async with session.get(f"{base}/v1/applied") as response:
+                applied = await response.json()
+            async with session.get(f"{base}/metrics") as response:
+                metrics = await response.text()
+    total = body["total"]
+    assert isinstance(total, dict)
+    assert (total["won"], total["deals_created"]) == (won, deals)
+    assert applied["complete"] is True, applied
+    assert "applied by the worker:" in done.stdout
+    assert f"applied {len(events):,} records of {len(events):,}" in done.stderr
+    assert "salespulse_ingest_spooled_records_total 0.0" in metrics
+    # a record both acknowledged late and spooled came back as a duplicate
+    assert "salespulse_worker_duplicates_dropped_total 0.0" in metrics
+
+
+async def test_replay_wait_against_an_ingest_only_process_says_where_to_point_it(
+    settings: Settings, tmp_path
+):
+    history = tmp_path / "one.jsonl"
+    history.write_bytes(msgspec.json.encode(next(iter(maven_crm(MAVEN)))) + b"\n")
+    base = f"http://127.0.0.1:{settings.http_port}"
+    with salespulse_process("ingest", settings, tmp_path / "ingest.log"):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "salespulse.cli",
+                "replay",
+                str(history),
+                "--wait",
+                "--url",
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert "does not serve /v1/applied" in done.stderr
+    assert "--no-wait" in done.stderr

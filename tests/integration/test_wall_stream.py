@@ -10,6 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from salespulse.core.kpi.redis_layout import KpiKeys
 from tests.integration.wall_app import NORTH_TOKEN, TENANT, call, event, post, running_wall
 
 pytestmark = pytest.mark.integration
@@ -123,3 +124,24 @@ async def test_the_stream_pushes_changes_coalesced_and_never_a_client_id(setting
                 elapsed = time.monotonic() - started
                 assert frames <= 4 * elapsed + 1, (frames, elapsed)
                 assert b"secret" not in stream.raw
+
+
+async def test_names_synced_from_the_crm_reach_the_wall_without_any_event(
+    settings, tmp_path, redis_client
+):
+    with running_wall(settings, tmp_path) as wall:
+        async with aiohttp.ClientSession() as session:
+            stream_url = wall.url().replace("/wall?", "/wall/stream?")
+            async with session.get(stream_url) as response:
+                stream = Stream(response)
+                first = await stream.next_frame(10)
+                assert [row["name"] for row in first["leaders"]] == ["Anna", "Boris", "5"]
+                # As the worker's user sync writes them: the CRM's names win over the
+                # wall's own `names`, and name the manager the file does not.
+                key = KpiKeys(settings.redis_key_prefix).staff(TENANT)
+                await redis_client.hset(key, mapping={"5": "Богдан Мельник", "17": "Анна К."})
+                frame = first
+                deadline = time.monotonic() + 30  # names are re-read at least every 5 s
+                expected = ["Анна К.", "Boris", "Богдан Мельник"]
+                while [row["name"] for row in frame["leaders"]] != expected:
+                    frame = await stream.next_frame(deadline - time.monotonic())

@@ -22,8 +22,8 @@ from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import (
     DEFAULT_LATENESS_S,
     DIMENSIONS,
-    DURATION_BUCKETS_S,
     NO_VALUE,
+    PERCENTILES,
     UNASSIGNED,
     WINDOWS,
 )
@@ -108,15 +108,35 @@ class _Span:
 # --- counted events, money, durations ------------------------------------------------------
 
 
-def _order(event: CrmEvent) -> tuple[datetime, str]:
-    """The spec's ordering key for "latest" and "first"."""
-    return event.occurred_at, event.event_id
+# The spec's causal ranks ("Ordering key"): what happens first at one instant.
+_RANKS = {"lead_created": 0, "lead_stage_changed": 1, "deal_created": 2}
+
+
+def _rank(event: CrmEvent, config: TenantConfig | None) -> int:
+    if event.type in _RANKS:
+        return _RANKS[event.type]
+    if event.type != "deal_stage_changed":
+        return 5
+    kind = event.stage_kind
+    if kind is None and config is not None and event.pipeline in config.pipelines:
+        for stage in config.pipelines[event.pipeline].stages:
+            if stage.id == event.stage_to:
+                kind = stage.kind
+    return 4 if kind in ("won", "lost") else 3
+
+
+def _order(event: CrmEvent, config: TenantConfig | None = None) -> tuple[datetime, int, str]:
+    """The spec's ordering key for "latest" and "first": instant, causal rank, id."""
+    return event.occurred_at, _rank(event, config), event.event_id
 
 
 def counted_events(
-    events: Sequence[CrmEvent], tenant: str, lateness_s: int = DEFAULT_LATENESS_S
+    events: Sequence[CrmEvent],
+    tenant: str,
+    lateness_s: int = DEFAULT_LATENESS_S,
+    config: TenantConfig | None = None,
 ) -> list[CrmEvent]:
-    """The tenant's counted events, sorted by the ordering key.
+    """The tenant's counted events, sorted by the ordering key (stage kinds from config).
 
     A repeated (tenant, event_id) counts once, the first occurrence in `events` winning;
     then an event whose received_at - occurred_at exceeds the lateness counts nowhere.
@@ -131,7 +151,7 @@ def counted_events(
         if event.received_at is not None and event.received_at - event.occurred_at > lateness:
             continue
         counted.append(event)
-    return sorted(counted, key=_order)
+    return sorted(counted, key=lambda event: _order(event, config))
 
 
 def _money(amount: Decimal, currency: str | None, config: TenantConfig) -> int | None:
@@ -153,26 +173,10 @@ def _ms(duration: timedelta) -> int:
     return round(Fraction(duration // timedelta(microseconds=1), 1000))
 
 
-def _p90_s(durations: Sequence[timedelta]) -> int:
-    """Upper bound of the first histogram bucket whose cumulative count reaches ⌈0.9 n⌉."""
-    counts = [0] * (len(DURATION_BUCKETS_S) + 1)  # the last one is +Inf
-    for duration in durations:
-        index = next(
-            (
-                i
-                for i, bound in enumerate(DURATION_BUCKETS_S)
-                if duration <= timedelta(seconds=bound)
-            ),
-            len(DURATION_BUCKETS_S),
-        )
-        counts[index] += 1
-    needed = -(-9 * len(durations) // 10)  # ⌈0.9 n⌉ in integers
-    cumulative = 0
-    for index, count in enumerate(counts):
-        cumulative += count
-        if cumulative >= needed:
-            return DURATION_BUCKETS_S[min(index, len(DURATION_BUCKETS_S) - 1)]
-    raise AssertionError("unreachable: the +Inf bucket holds the rest")
+def _percentile(durations: Sequence[timedelta], percent: int) -> timedelta:
+    """Nearest rank, exact: the ⌈percent × n / 100⌉-th smallest duration (at least the first)."""
+    ordered = sorted(durations)
+    return ordered[max(1, -(-percent * len(ordered) // 100)) - 1]
 
 
 # --- dimensions ----------------------------------------------------------------------------
@@ -271,6 +275,7 @@ class _Deal:
     entity_id: str
     created_at: datetime | None
     entries: dict[tuple[str, str], datetime]  # (pipeline, stage) → first entry
+    every_entry: list[tuple[datetime, str, str]]  # distinct (instant, pipeline, stage), sorted
     current: CrmEvent | None  # the latest stage event
     kind: str | None  # the current kind
     amount: Decimal | None
@@ -301,11 +306,11 @@ def _deals(counted: Sequence[CrmEvent], config: TenantConfig) -> list[_Deal]:
             by_entity[event.entity_id].append(event)
     deals = []
     for entity_id, events in sorted(by_entity.items()):
-        stage_events = [
-            e
-            for e in events
-            if e.type == "deal_stage_changed" and e.pipeline is not None and e.stage_to is not None
-        ]
+        # A deal_created with a pipeline and stage_to enters that stage too.
+        stage_events = [e for e in events if e.pipeline is not None and e.stage_to is not None]
+        every_entry = sorted(
+            {(e.occurred_at, e.pipeline or "", e.stage_to or "") for e in stage_events}
+        )
         entries: dict[tuple[str, str], datetime] = {}
         for event in stage_events:  # sorted, so the first seen is the first entry
             assert event.pipeline is not None
@@ -326,6 +331,7 @@ def _deals(counted: Sequence[CrmEvent], config: TenantConfig) -> list[_Deal]:
                 entity_id=entity_id,
                 created_at=min(created) if created else None,
                 entries=entries,
+                every_entry=every_entry,
                 current=current,
                 kind=kind,
                 amount=_latest(events, lambda e: e.amount),
@@ -373,7 +379,9 @@ class _Result:
             values = self.values[group]
             values[f"{family}_sum_ms{suffix}"] += sum(_ms(d) for d in durations)
             values[f"{family}_count{suffix}"] += len(durations)
-            values[f"{family}_p90_s{suffix}"] = _p90_s(durations)
+            for percent in PERCENTILES:
+                exact = _percentile(durations, percent)
+                values[f"{family}_p{percent}_ms{suffix}"] = _ms(exact)
         for (group, component), items in self.distinct.items():
             self.values[group][component] = len(items)
         result: Components = {TOTAL: {}}
@@ -410,12 +418,8 @@ def _event_additive(
         elif kind == "message":
             if not event.automated and event.direction is not None:
                 out.add(dims, f"messages_{event.direction}")
-        elif kind == "lead_created":
-            out.add(dims, "leads_created")
-        elif kind == "deal_created":
-            out.add(dims, "deals_created")
-        elif kind == "deal_stage_changed":
-            out.add(dims, f"stage_entries:{event.pipeline}:{event.stage_to}")
+        elif kind == "lead_created" and event.entity_id is None:
+            out.add(dims, "leads_created")  # a lead with an id is counted from its events
         elif kind == "rating":
             if event.rating is not None:
                 out.add(dims, "rating_sum", event.rating)
@@ -467,6 +471,27 @@ def _funnel(deals: Sequence[_Deal], config: TenantConfig, span: _Span, out: _Res
     """Cohort steps, end to end, cold → warm, time in stage."""
     stages = {name: _stages(pipeline) for name, pipeline in config.pipelines.items()}
     for deal in deals:
+        if deal.created_at is not None and deal.created_at in span:
+            out.add(deal.dims, "deals_created")
+        for instant, name, stage in deal.every_entry:
+            if instant not in span:
+                continue
+            out.add(deal.dims, f"stage_entries:{name}:{stage}")
+            pipe_or_none = stages.get(name)
+            if pipe_or_none is None:
+                continue
+            after = [(t, p, s) for t, p, s in deal.every_entry if t > instant]
+            following = [(p, s) for t, p, s in after if t == after[0][0]] if after else []
+            for a, b in pipe_or_none.steps:
+                if a == stage and any(
+                    p == name and pipe_or_none.rank.get(s, -1) >= pipe_or_none.rank[b]
+                    for p, s in following
+                ):
+                    out.add(deal.dims, f"flow_num:{name}:{a}")
+            if stage == pipe_or_none.first and any(
+                p == name and s in pipe_or_none.won for _, p, s in after
+            ):
+                out.add(deal.dims, f"flow_e2e_num:{name}")
         for name, pipe in stages.items():
             for a, b in pipe.steps:
                 entered = deal.entries.get((name, a))
@@ -506,6 +531,9 @@ def _leads_processed(
         if event.type in ("lead_created", "lead_stage_changed") and event.entity_id is not None:
             by_lead[event.entity_id].append(event)
     for events in by_lead.values():
+        created = [e.occurred_at for e in events if e.type == "lead_created"]
+        if created and min(created) in span:
+            out.add(_entity_dims(events, config), "leads_created")
         first = events[0]
         first_stage = LEAD_FIRST_STAGE if first.type == "lead_created" else first.stage_to
         left = next(
@@ -601,7 +629,7 @@ def compute_components(
     if by is not None and by not in DIMENSIONS:
         raise ValueError(f"unknown dimension {by!r}; expected one of {DIMENSIONS}")
     span = _Span(*window_bounds(window, now, config.zone))
-    counted = counted_events(events, tenant, lateness_s)
+    counted = counted_events(events, tenant, lateness_s, config)
     deals = _deals(counted, config)
     out = _Result(by)
     _event_additive(counted, config, span, out)

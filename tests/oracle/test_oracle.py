@@ -168,12 +168,14 @@ def test_stage_entries_and_flow_by_pipeline():
         "stage_entries:sales:qualified": 1,
     }
     assert only(result["partners"], "stage_entries") == {"stage_entries:partners:intake": 1}
-    # conversion_flow[new→qualified] = entries(qualified) / entries(new) = 1/3;
-    # end_to_end_flow = entries of won stages / entries of the first stage = 0/3.
+    # conversion_flow[new→qualified] = of the entries into new (s1, s3, s4), those whose
+    # next entry is qualified or later (s1 → s2) = 1/3; end_to_end_flow = of the entries
+    # into the first stage, those followed by a won stage = 0/3.
     total = result[TOTAL]
-    assert Fraction(total["stage_entries:sales:qualified"], total["stage_entries:sales:new"]) == (
+    assert Fraction(total["flow_num:sales:new"], total["stage_entries:sales:new"]) == (
         Fraction(1, 3)
     )
+    assert "flow_e2e_num:sales" not in total
     assert "stage_entries:sales:won" not in total
     assert only(kpis(events, window="all")[TOTAL], "stage_entries:sales:new") == {
         "stage_entries:sales:new": 4
@@ -263,7 +265,7 @@ def test_cold_to_warm():
     }
 
 
-def test_time_in_stage_and_p90():
+def test_time_in_stage_and_percentiles():
     events = [
         stage("s1a", "S1", "new", T - 10 * H),
         stage("s1b", "S1", "qualified", T - 9 * H),
@@ -282,30 +284,30 @@ def test_time_in_stage_and_p90():
     #   new: next later entry qualified → 1 h = 3600 s; qualified: proposal → 7 h = 25200 s;
     #   proposal: won → 2 h = 7200 s; won: nothing later.
     # S2 new: 45 s. S3 new: 90.0005 s = 90000.5 ms → half-even 90000 ms.
-    # new: sum 3600000 + 45000 + 90000 = 3735000 ms, n 3, ⌈2.7⌉ = 3 → buckets 60 (45 s),
-    #   300 (90.0005 s), 3600 (3600 s, inclusive) → p90 3600.
-    # qualified: 25200 s → bucket 28800 (8 h). proposal: 7200 s → bucket 7200 (inclusive).
-    # archive old: 400 days = 34,560,000 s > 365 days → +Inf → reports 365 d = 31536000.
+    # new: sum 3600000 + 45000 + 90000 = 3735000 ms, n 3, nearest ranks: median ⌈1.5⌉ = 2nd
+    #   = 90.0005 s → 90000 ms (half-even), p90 ⌈2.7⌉ = 3rd = 3600000 ms.
+    # qualified: 25200 s; proposal: 7200 s; archive old: 400 days = 34,560,000 s (no cap).
     assert only(everything, "stay") == {
         "stay_sum_ms:sales:new": 3735000, "stay_count:sales:new": 3,
-        "stay_p90_s:sales:new": 3600,
+        "stay_p50_ms:sales:new": 90000, "stay_p90_ms:sales:new": 3600000,
         "stay_sum_ms:sales:qualified": 25200000, "stay_count:sales:qualified": 1,
-        "stay_p90_s:sales:qualified": 28800,
+        "stay_p50_ms:sales:qualified": 25200000, "stay_p90_ms:sales:qualified": 25200000,
         "stay_sum_ms:sales:proposal": 7200000, "stay_count:sales:proposal": 1,
-        "stay_p90_s:sales:proposal": 7200,
+        "stay_p50_ms:sales:proposal": 7200000, "stay_p90_ms:sales:proposal": 7200000,
         "stay_sum_ms:archive:old": 34_560_000_000, "stay_count:archive:old": 1,
-        "stay_p90_s:archive:old": 31_536_000,
+        "stay_p50_ms:archive:old": 34_560_000_000, "stay_p90_ms:archive:old": 34_560_000_000,
     }  # fmt: skip
     today = kpis(events, window="today")[TOTAL]
     # A stay counts in the window of its end: S2's new ended T-20h+45s and archive's T-1d,
-    # both before today. new: 3600000 + 90000 = 3690000, n 2, ⌈1.8⌉ = 2 → 3600.
+    # both before today. new: 3600000 + 90000 = 3690000, n 2: median the 1st (90000 ms,
+    # the lower middle, not an average), p90 ⌈1.8⌉ = 2nd (3600000 ms).
     assert only(today, "stay") == {
         "stay_sum_ms:sales:new": 3690000, "stay_count:sales:new": 2,
-        "stay_p90_s:sales:new": 3600,
+        "stay_p50_ms:sales:new": 90000, "stay_p90_ms:sales:new": 3600000,
         "stay_sum_ms:sales:qualified": 25200000, "stay_count:sales:qualified": 1,
-        "stay_p90_s:sales:qualified": 28800,
+        "stay_p50_ms:sales:qualified": 25200000, "stay_p90_ms:sales:qualified": 25200000,
         "stay_sum_ms:sales:proposal": 7200000, "stay_count:sales:proposal": 1,
-        "stay_p90_s:sales:proposal": 7200,
+        "stay_p50_ms:sales:proposal": 7200000, "stay_p90_ms:sales:proposal": 7200000,
     }  # fmt: skip
 
 
@@ -403,7 +405,7 @@ def test_margin():
     }
 
 
-def test_sales_cycle_avg_and_p90_per_group():
+def test_sales_cycle_avg_and_percentiles_per_group():
     events = []
     for i in range(9):  # m-1: nine 30 s cycles
         events += [
@@ -416,40 +418,43 @@ def test_sales_cycle_avg_and_p90_per_group():
         won("q10w", "Q10", T - 1 * D, manager_id="m-2"),  # never created: no cycle
     ]
     result = kpis(events, window="all", by="manager")
-    # total: n 10, sum 9 * 30000 + 864000000 = 864270000 ms; ⌈0.9 * 10⌉ = 9 and bucket 60
-    # already holds 9 → p90 60 (not the maximum).
+    # total: n 10, sum 9 * 30000 + 864000000 = 864270000 ms; nearest ranks: median the 5th,
+    # p90 the ⌈0.9 * 10⌉ = 9th: both 30 s (p90 is not the maximum).
     assert only(result[TOTAL], "cycle", "won") == {
         "won": 11,
         "cycle_sum_ms": 864270000,
         "cycle_count": 10,
-        "cycle_p90_s": 60,
+        "cycle_p50_ms": 30000,
+        "cycle_p90_ms": 30000,
     }
-    # per group, from the group's own durations: m-1 ⌈8.1⌉ = 9 → 60; m-2 one of 864000 s,
-    # which is exactly the 10-day bound (inclusive).
+    # per group, from the group's own durations: m-1 nine of 30 s; m-2 one of 10 days.
     assert only(result["m-1"], "cycle") == {
         "cycle_sum_ms": 270000,
         "cycle_count": 9,
-        "cycle_p90_s": 60,
+        "cycle_p50_ms": 30000,
+        "cycle_p90_ms": 30000,
     }
     assert only(result["m-2"], "cycle") == {
         "cycle_sum_ms": 864000000,
         "cycle_count": 1,
-        "cycle_p90_s": 864000,
+        "cycle_p50_ms": 864000000,
+        "cycle_p90_ms": 864000000,
     }
 
 
-def test_sales_cycle_uses_the_earliest_creation_and_inf_reports_last_bound():
+def test_sales_cycle_uses_the_earliest_creation_however_long_ago():
     events = [
         created("x1", "X", T - 401 * D),
         created("x2", "X", T - 2 * D),  # a later deal_created does not move created_at
         won("x3", "X", T - 1 * D),
     ]
     total = kpis(events, window="all")[TOTAL]
-    # 400 days = 34,560,000 s = 34,560,000,000 ms; above 365 d → +Inf → 31536000.
+    # 400 days = 34,560,000 s = 34,560,000,000 ms: exact, no histogram bound caps it.
     assert only(total, "cycle") == {
         "cycle_sum_ms": 34_560_000_000,
         "cycle_count": 1,
-        "cycle_p90_s": 31_536_000,
+        "cycle_p50_ms": 34_560_000_000,
+        "cycle_p90_ms": 34_560_000_000,
     }
 
 
@@ -651,7 +656,9 @@ def test_leads_processed():
     # L3: leaves new at T-28h → yesterday. L4: leaves new at T-40m (counted once), unassigned.
     today = kpis(events, window="today", by="manager")
     assert today[TOTAL]["leads_processed"] == 2
-    assert today["m-2"] == {"leads_processed": 1}
+    # L1 is counted created under its own dimensions too (a lead's, like a deal's: from its
+    # latest event carrying each field), so m-2's, though m-1 created it.
+    assert today["m-2"] == {"leads_created": 1, "leads_processed": 1}
     assert today["unassigned"]["leads_processed"] == 1
     everything = kpis(events, window="all", by="manager")
     assert everything[TOTAL]["leads_processed"] == 3

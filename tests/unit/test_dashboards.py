@@ -186,3 +186,36 @@ def test_provisioning_points_grafana_at_prometheus_and_the_dashboard_files() -> 
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
     assert provider["allowUiUpdates"] is False, "generated files: UI edits would be lost"
+
+
+def _panels_by_title(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {panel["title"]: panel for panel in board["panels"]}
+
+
+def test_money_panels_carry_the_currency_the_boards_are_made_for(tmp_path: Path) -> None:
+    assert main([str(tmp_path), "--currency", "UAH"]) == 0
+    overview = _panels_by_title(json.loads((tmp_path / "sales-overview.json").read_text()))
+    managers = _panels_by_title(json.loads((tmp_path / "managers.json").read_text()))
+    for panel in (overview["Revenue today"], overview["Average check today"],
+                  managers["Revenue"], managers["Average check"]):  # fmt: skip
+        assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUAH"  # Grafana shows ₴
+    assert managers["Calls"]["fieldConfig"]["defaults"]["unit"] == "short"
+    # A currency Grafana has no unit for is written as a suffix; a non-code is refused.
+    kzt = json.loads(rendered("KZT")["managers.json"])
+    assert _panels_by_title(kzt)["Revenue"]["fieldConfig"]["defaults"]["unit"] == "suffix: KZT"
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--currency", "hryvnia"])
+
+
+def test_the_managers_board_shows_names_joined_from_the_info_metric() -> None:
+    board = _panels_by_title(committed()["managers.json"])
+    table = board["Revenue"]
+    expr = table["targets"][0]["expr"]
+    join = 'on(tenant, manager) group_left(name) salespulse_manager_info{tenant="$tenant"}'
+    assert join in expr
+    shown = table["transformations"][0]["options"]["include"]["names"]
+    assert "name" in shown
+    assert "manager" not in shown  # the name, not the CRM's user id
+    for title in ("Win rate", "Calls by manager"):
+        assert board[title]["targets"][0]["legendFormat"] == "{{name}}"
+        assert "group_left(name)" in board[title]["targets"][0]["expr"]

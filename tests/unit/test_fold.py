@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 import pytest
 
-from salespulse.core.events import CrmEvent
+from salespulse.core.events import CrmEvent, semantic_problems
 from salespulse.core.kpi.catalogue import TOTAL_GROUP
 from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
 from streams.entities import deal_contributions, money_units
@@ -15,6 +16,8 @@ from streams.entity_state import DealState, join_deal
 from streams.fold import event_components
 from tests.helpers import T0, make_event
 from tests.kpi_memory import MemoryStore
+from tests.oracle.batch import TOTAL, compute_components
+from tests.oracle.compare import assert_matches_oracle
 
 CONFIG = TenantConfig.model_validate({
     "timezone": "Europe/Moscow",
@@ -118,7 +121,7 @@ def test_the_latest_stage_decides_the_outcome_whatever_the_arrival_order() -> No
 
 def test_a_deal_in_an_unconfigured_pipeline_still_counts_outcomes() -> None:
     out = contributions(stage("x", "closed", 0, pipeline="other", stage_kind="won"))
-    assert out == {"won": 1}
+    assert out == {"won": 1, "stage_entries:other:closed": 1}
 
 
 def test_memory_store_sees_reopened_deals_leave_the_won_count() -> None:
@@ -166,3 +169,75 @@ def test_today_follows_the_tenant_zone() -> None:
         ]
         == {}
     )
+
+
+DAY = datetime(2026, 11, 19, tzinfo=UTC)  # a date-only CRM gives every event this instant
+
+
+def day_stage(event_id: str, stage_to: str, **fields: object) -> CrmEvent:
+    return stage(event_id, stage_to, int((DAY - T0) / timedelta(minutes=1)), **fields)
+
+
+def both(events: list[CrmEvent], window: str = "all") -> dict[str, int]:
+    """The stream's components, checked equal to the oracle's."""
+    store = MemoryStore(TENANTS, with_sla=False)
+    store.apply_batch(events)
+    stream = store.components("acme", window, None, T0)[TOTAL_GROUP]
+    oracle = compute_components(events, CONFIG, "acme", window, None, T0)[TOTAL]
+    # percentiles within the sketch's 1 %, every other component equal
+    assert_matches_oracle({TOTAL: stream}, {TOTAL: oracle}, window)
+    return stream
+
+
+def test_a_creation_and_stages_at_one_instant_follow_their_causal_order_not_their_ids() -> None:
+    """Issue 17 item 4: the ids here sort against the causal order."""
+    events = [
+        # created in `new`, moved to `qualified` the same day: open in qualified
+        make_event("z-created", "deal_created", entity_id="d1", stage_to="new", occurred_at=DAY),
+        day_stage("a-qualified", "qualified", entity_id="d1"),
+        # an open stage and the win on one day: won
+        day_stage("b-won", "won", entity_id="d2", amount=Decimal(10)),
+        day_stage("c-proposal", "proposal", entity_id="d2"),
+        # a lead created and qualified on one day: it left its first stage, `new`
+        make_event("z-lead", "lead_created", entity_id="l1", occurred_at=DAY),
+        make_event(
+            "a-lead", "lead_stage_changed", entity_id="l1", stage_to="qualified", occurred_at=DAY
+        ),
+    ]
+    out = both(events)
+    assert out["open:sales:qualified"] == 1
+    assert "open:sales:new" not in out
+    assert "open:sales:proposal" not in out
+    assert out["won"] == 1
+    assert out["leads_processed"] == 1
+    assert out["cohort_den:sales:new"] == out["cohort_num:sales:new"] == 1
+
+
+def test_deal_created_with_a_stage_is_the_creation_and_the_entry_into_it() -> None:
+    """Issue 17 item 5, as every CRM adapter sends it: the entry it carries and the
+    adapter's own stage event at the same instant are one entry."""
+    created = make_event("c", "deal_created", entity_id="d", stage_to="new", occurred_at=DAY)
+    out = both([created])
+    assert out["deals_created"] == 1
+    assert out["stage_entries:sales:new"] == 1
+    assert out["open:sales:new"] == 1
+    assert out["cohort_den:sales:new"] == 1
+    also = day_stage("s", "new", entity_id="d")
+    assert both([created, also]) == out
+    nameless = msgspec.structs.replace(created, pipeline=None)
+    assert semantic_problems(nameless) == [
+        ("pipeline", "required with stage_to for type 'deal_created'")
+    ]
+
+
+def test_a_stage_entered_again_is_one_more_entry_and_a_repeat_none() -> None:
+    events = [
+        stage("s1", "new", 0, entity_id="d"),
+        stage("s2", "qualified", 10, entity_id="d"),
+        stage("s3", "new", 20, entity_id="d"),
+    ]
+    out = both(events)
+    assert out["stage_entries:sales:new"] == 2
+    # flow new → qualified: of the two entries into new, s1's next move reached qualified
+    assert out["flow_num:sales:new"] == 1
+    assert both([*events, *events]) == out

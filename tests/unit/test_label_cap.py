@@ -6,7 +6,7 @@ from metrics.collectors.kpi import OTHER, _cap
 
 
 def test_the_most_active_keep_their_labels_and_the_rest_pool_into_other() -> None:
-    groups = {f"m{n}": {"won": n, "calls": 10, "revenue_p90_s": 5} for n in range(1, 6)}
+    groups = {f"m{n}": {"won": n, "calls": 10, "cycle_p90_ms": 5} for n in range(1, 6)}
     capped = _cap(groups, 3)
     assert set(capped) == {"m5", "m4", OTHER}
     assert capped[OTHER] == {"won": 1 + 2 + 3, "calls": 30}, "a percentile does not add up"

@@ -74,7 +74,7 @@ def test_pipeline_series_exist_from_the_start_and_their_count_is_pinned() -> Non
     assert {s.labels["reason"] for s in rejected} == set(REJECT_REASONS)
     assert {s.labels["reason"] for s in dead} == set(DEAD_LETTER_REASONS)
     # 11 plain counters and gauges (incl. the SLA stage's, its expired waits and the spool's)
-    # + 8 reject reasons
+    # + 9 reject reasons (too_late: history posted without the backfill header)
     # + 9 dead-letter reasons (tenant_forbidden: a tenant's ingest token, another tenant;
     # poison: an event a worker stage cannot take)
     # + histogram (14+1 buckets, _sum, _count): a change here changes dashboards and alerts.
@@ -83,7 +83,7 @@ def test_pipeline_series_exist_from_the_start_and_their_count_is_pinned() -> Non
     # + 2 enriched CRMs x (queued, 3 outcomes, 3 REST outcomes) + 7 enrichment dead letters.
     # The consumer-lag gauge has no series until a consumer has fetched.
     # Recovery: the store-reset gauge + offset resets of the 2 stages (kpi, sla).
-    assert len(samples) == 11 + 8 + 9 + 15 + 2 + 4 * 11 + 2 * 7 + 7 + 3
+    assert len(samples) == 11 + 9 + 9 + 15 + 2 + 4 * 11 + 2 * 7 + 7 + 3
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:

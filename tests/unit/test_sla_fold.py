@@ -18,12 +18,14 @@ from metrics.read.waiting import Wait, classify
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.codecs import decode_field
 from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.kpi.sketch import bin_key
 from salespulse.core.sla_policy import SlaConfig, SlaPolicy, SlaTarget, parse_duration
 from salespulse.core.tenants import TenantDirectory, TenantsFile, TenantsFileError, load_tenants
 from streams.conversation_clock import ConversationState
 from streams.sla_fold import (
     ConversationStates,
     SlaFold,
+    WaitLimit,
     business_ms,
     decode_conversation,
     fold_conversations,
@@ -146,6 +148,7 @@ def test_a_chat_answered_after_the_weekend_breaches_in_business_seconds() -> Non
         ("resp_bms:first:chat", *dims): 30 * 60 * 1000,
         (f"resp_hist:first:chat:c{response_bucket(calendar_s)}", *dims): 1,
         (f"resp_hist:first:chat:b{response_bucket(1800)}", *dims): 1,
+        (f"resp_qb:first:{bin_key(int(calendar_s * 1000))}", *dims): 1,
         ("sla_breach:first:chat", *dims): 1,
     }
 
@@ -169,6 +172,36 @@ def test_repeats_write_nothing() -> None:
     assert again.entity_writes == {}
     assert again.increments == {}
     assert again.waiting_moves == []
+
+
+def test_a_wait_past_its_maximum_when_folded_never_enters_the_list() -> None:
+    office = {**BERLIN_OFFICE, "sla": {"max_wait": "2d", "policies": [
+        {"channel": "chat", "first_response": "5m", "max_wait": "1h"},
+        {"first_response": "1h"},
+    ]}}  # fmt: skip
+    directory = tenants(**office)
+    now_us = int((FRIDAY + timedelta(minutes=90)).timestamp() * 1_000_000)
+    limit = WaitLimit(now_us, default_max_wait_s=7 * 86_400)
+    chat = ev("in-chat", "message", FRIDAY, direction="in", conversation_id="c1")
+    mail = ev("in-mail", "message", FRIDAY, direction="in", conversation_id="c2", channel="email")
+    fold = fold_conversations([chat, mail], directory, KEYS, {}, limit)
+    # chat: 90 min old, its policy allows 1 h; email: the tenant's 2 days.
+    assert [member for _, _, member, _ in fold.waiting_moves if member] == [
+        m for _, _, m, _ in fold_conversations([mail], directory, KEYS, {}).waiting_moves
+    ]
+    assert fold.waits_expired == 1
+    assert fold_conversations([chat], directory, KEYS, {}).waits_expired == 0  # no limit
+
+
+def test_max_wait_is_the_policys_then_the_tenants_then_none() -> None:
+    sla = SlaConfig.model_validate(
+        {"max_wait": "3d", "policies": [{"channel": "chat", "first_response": 60, "max_wait": 600}]}
+    )
+    assert sla.max_wait_for("chat", None) == 600
+    assert sla.max_wait_for("phone", None) == 3 * 86_400
+    assert SlaConfig().max_wait_for("chat", None) is None
+    with pytest.raises(ValueError, match="at most 30 days"):
+        SlaConfig.model_validate({"max_wait": "40d"})
 
 
 def conversation_events(rng: random.Random, count: int) -> list[CrmEvent]:

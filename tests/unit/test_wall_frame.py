@@ -11,6 +11,7 @@ import pytest
 from metrics.read.kpi_reader import RawSums, RecentWin
 from metrics.wall.frame import Frame, WallKey, build_frame, day_progress, first_response
 from salespulse.core.kpi.redis_layout import MONEY_SCALE
+from salespulse.core.staff import staff_names
 from salespulse.core.tenants import TenantConfig
 
 CONFIG = TenantConfig.model_validate(
@@ -82,6 +83,33 @@ def test_the_leaderboard_lists_every_member_even_idle_ones_best_first_with_names
         ("5", "5", 70.0, 1, 0),
         ("42", "42", 0.0, 0, 4),
     ]
+
+
+def test_the_leaderboard_takes_crm_names_under_the_tenants_file_override():
+    config = CONFIG.model_copy(update={"managers": {"42": "Олександра Костянтинопольська"}})
+    crm = {"17": "Анна Шевченко", "42": "Oleksandra K.", "5": "Богдан Мельник"}
+    names = staff_names(config, crm)
+    frame = payload(build_frame(WallKey("acme", None), config, NOON, TODAY, MONTH, names=names))
+    assert [(r["manager"], r["name"]) for r in frame["leaders"]] == [
+        ("17", "Анна Шевченко"),  # the CRM's name wins over wall.names
+        ("5", "Богдан Мельник"),
+        ("42", "Олександра Костянтинопольська"),  # the tenants file wins over the CRM
+    ]
+    renamed = build_frame(WallKey("acme", None), config, NOON, TODAY, MONTH, names={})
+    assert (
+        renamed.signature
+        != build_frame(WallKey("acme", None), config, NOON, TODAY, MONTH, names=names).signature
+    ), "a renamed manager is news for the wall"
+
+
+def test_an_empty_row_that_is_nobodys_is_not_on_the_leaderboard():
+    # The office's ad spend has no manager: its "unassigned" group ranks nothing.
+    today = {**TODAY, ("marketing_cost:website", dims("unassigned", "")): 900 * MONEY_SCALE}
+    frame = payload(build_frame(WallKey("acme", None), CONFIG, NOON, today, MONTH))
+    assert [r["manager"] for r in frame["leaders"]] == ["17", "5", "42"]
+    calls = {**today, ("calls:out:answered", dims("unassigned", "")): 2}
+    frame = payload(build_frame(WallKey("acme", None), CONFIG, NOON, calls, MONTH))
+    assert "unassigned" in [r["manager"] for r in frame["leaders"]], "unassigned calls show"
 
 
 def test_the_signature_ignores_the_clock_but_not_a_new_call():

@@ -5,9 +5,6 @@ space and put the symbol after the amount; en puts it before; a symbol made of l
 (`UAH`) is kept apart from the digits by a no-break space (CLDR currencySpacing).
 """
 
-# The Cyrillic letter es (seconds) in the expectations is meant, not a Latin look-alike.
-# ruff: noqa: RUF001
-
 from __future__ import annotations
 
 import re

@@ -69,6 +69,12 @@ builds no key name itself.
   - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
   - writer and reader: `streams/redis_sink.py`, through the script (checked before any
     write).
+- `{p}late:{tenant}:{day}`: SET of the ids of too-late events the KPI stage dead-lettered,
+  by the UTC day the event happened, so a redelivered or resent one is counted once in
+  `salespulse_worker_events_too_late_total`.
+  - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
+  - writer and reader: `streams/redis_sink.py` (`mark_late`, SADD outside the script:
+    it only counts, it writes no KPI).
 - `{p}offsets:{group}`: HASH, a consumer group's watermarks: the last offset applied per
   partition.
   - value: field `{topic}:{partition}` (`streams/store_guard.py` `tp_name`) → offset
@@ -82,8 +88,9 @@ builds no key name itself.
 - `{p}waiting:{tenant}`: ZSET of the open waits (clients waiting for a reply).
   - value: member `codecs.WaitingMember`, a JSON array `[conversation ref, kind, channel,
     manager, team, pipeline]` of ids only (`""`: none) → score the µs the wait opened.
-  - TTL: none; a member leaves when answered, or after `SALESPULSE_WAIT_MAX_AGE_DAYS`
-    (`streams/sla_store.py` `expire_waits`).
+  - TTL: none; a member leaves when answered, or after its maximum wait (its SLA
+    policy's `max_wait`, else `SALESPULSE_WAIT_MAX_AGE_DAYS`; `streams/sla_store.py`
+    `expire_waits`); a wait already past it is never added (`streams/sla_fold.py`).
   - writer: `streams/sla_store.py` (members made by `streams/sla_fold.py`), through the
     script.
   - readers: `metrics/read/waiting.py` (the API's list, the SLA collector, the wall).
@@ -116,6 +123,16 @@ builds no key name itself.
   - value: JSON `EntityState` (`handlers/crm/common.py`).
   - TTL: `SALESPULSE_CRM_STATE_RETENTION_DAYS` from the last write.
   - writer and reader: `handlers/enrichment/crm_state.py`.
+- `{p}staff:{tenant}`: HASH, the tenant's CRM users: who a manager id is (staff names
+  only, never a client's).
+  - value: field manager id (the CRM user id the events carry) → display name (UTF-8).
+    Replaced whole by each sync, so a user deleted in the CRM goes too; the tenants
+    file's `managers:` wins over it (`salespulse/core/staff.py`). Not derived from
+    `crm.events`: a rebuild leaves it alone.
+  - TTL: none (a CRM that stops answering leaves the last names known).
+  - writer: `handlers/enrichment/users.py` (every `SALESPULSE_USER_SYNC_INTERVAL_S`).
+  - readers: `metrics/read/staff.py` (the KPI collector's `salespulse_manager_info`,
+    `GET /v1/kpis?by=manager`, the wall).
 
 Retention and its floors: docs/kpi-semantics.md, "Retention".
 """
@@ -176,6 +193,9 @@ class KpiKeys:
     def seen(self, tenant: str, day: str) -> str:
         return f"{self.prefix}seen:{tenant}:{day}"
 
+    def late(self, tenant: str, day: str) -> str:
+        return f"{self.prefix}late:{tenant}:{day}"
+
     def offsets(self, group: str) -> str:
         return f"{self.prefix}offsets:{group}"
 
@@ -185,6 +205,9 @@ class KpiKeys:
     @property
     def last_received(self) -> str:
         return f"{self.prefix}lastseen"
+
+    def staff(self, tenant: str) -> str:
+        return f"{self.prefix}staff:{tenant}"
 
     @property
     def store_epoch(self) -> str:

@@ -18,6 +18,7 @@ variable or a file to read, and is only revealed where it is used.
               - {id: won, kind: won}
               - {id: lost, kind: lost}
         teams: {north: {name: "Север", managers: ["17", "42"]}}   # name: as the wall shows it
+        managers: {"17": Олена Коваленко}      # display names, over the CRM's (staff only)
         targets: {managers: {"17": {revenue: "1000000", deals_won: 20}}}
         marketing_costs: {website: {"2026-11": "50000"}}
         business_hours: {weekly: {mon: ["09:00-18:00"], tue: ["09:00-18:00"]}, country: RU}

@@ -102,6 +102,11 @@ class TenantConfig(FrozenModel):
     pipelines: dict[str, Pipeline] = Field(default_factory=dict)
     teams: dict[str, Team] = Field(default_factory=dict)
     targets: Targets = Field(default_factory=Targets)
+    # Manager id → display name (staff only): wins over the names synced from the CRM
+    # (handlers/enrichment/users.py), which win over the wall's own `wall.names`.
+    managers: dict[str, Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=dict
+    )
     # Wall monitors (GET /wall): named screens with their tokens and layout.
     wall: Wall = Field(default_factory=Wall)
     # Who may read this tenant's KPIs and write its events, besides the operator's tokens.

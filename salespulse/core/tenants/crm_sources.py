@@ -46,6 +46,10 @@ class AmoCrmSource(CrmSource):
     account_id: int
     # The account's one currency (webhooks carry none); default: the tenant's currency.
     currency: CurrencyCode | None = None
+    # For the user sync (manager names): a long-lived token of an integration with access
+    # to users, and the account's API base (https://<subdomain>.amocrm.ru).
+    access_token: Secret | None = None
+    api_base: str | None = None
 
 
 class HubSpotSource(CrmSource):
@@ -64,6 +68,9 @@ class PipedriveSource(CrmSource):
     password: Secret
     # When set, every webhook must carry this company_id.
     company_id: int | None = None
+    # For the user sync (manager names): an API token (sent as the x-api-token header).
+    api_token: Secret | None = None
+    api_base: str = "https://api.pipedrive.com"
 
 
 class CrmSources(FrozenModel):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from salespulse.dev.dashboards.render import write
+from salespulse.dev.dashboards.sales import DEFAULT_CURRENCY, money_unit
 
 DEFAULT_DIRECTORY = Path("deploy/grafana/dashboards")
 
@@ -17,8 +18,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m salespulse.dev.dashboards", description="Write the Grafana dashboards."
     )
     parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIRECTORY)
+    parser.add_argument(
+        "--currency",
+        default=DEFAULT_CURRENCY,
+        help="ISO 4217 code of the money panels' unit: the tenants' currency (default USD)",
+    )
     args = parser.parse_args(argv)
-    changed = write(args.directory)
+    try:
+        money_unit(args.currency)
+    except ValueError as exc:
+        parser.error(str(exc))
+    changed = write(args.directory, args.currency)
     for path in changed:
         sys.stderr.write(f"wrote {path}\n")
     sys.stderr.write(f"{len(changed)} dashboard(s) changed in {args.directory}\n")

@@ -8,6 +8,7 @@ per team and manager with a configured monthly target, window ``month`` only.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from salespulse.dev.dashboards.board import custom_variable, dashboard, query_variable
@@ -26,7 +27,30 @@ from salespulse.dev.dashboards.panels import (
 )
 
 TENANT: Final = query_variable("tenant", "Tenant", "label_values(salespulse_calls, tenant)")
-MONEY: Final = "short"  # amounts are in the tenant's currency, which is no label
+# Money is in the tenant's currency, which is no label: the boards are generated for one
+# (`make dashboards CURRENCY=UAH`). Grafana's own currency units where it has one
+# (`currencyUAH` shows ₴), else the code as a suffix.
+DEFAULT_CURRENCY: Final = "USD"
+_GRAFANA_CURRENCIES: Final = frozenset({
+    "USD", "EUR", "GBP", "JPY", "RUB", "UAH", "PLN", "CHF", "CZK", "SEK", "NOK", "DKK",
+    "TRY", "INR", "KRW", "BRL", "ZAR", "ILS", "BGN",
+})  # fmt: skip
+
+
+def money_unit(currency: str) -> str:
+    """Grafana's unit for amounts in ``currency`` (an ISO 4217 code)."""
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ValueError(f"currency: an ISO 4217 code such as UAH, not {currency!r}")
+    return f"currency{currency}" if currency in _GRAFANA_CURRENCIES else f"suffix: {currency}"
+
+
+def named(expr: str) -> str:
+    """The manager's display name joined on as a `name` label (salespulse_manager_info,
+    one series per manager label of the tenant; staff names only)."""
+    info = selector("salespulse_manager_info", tenant="$tenant")
+    return f"{expr} * on(tenant, manager) group_left(name) {info}"
+
+
 STEP: Final = "{{from_stage}} → {{to_stage}}"
 
 
@@ -41,8 +65,9 @@ def _planned(kpi: str, target: str, plan: str) -> str:
     return f"sum({actual} and on (team) {teams}) / sum({teams})"
 
 
-def overview() -> Json:
+def overview(currency: str = DEFAULT_CURRENCY) -> Json:
     """Today at a glance, for a TV in kiosk mode: big numbers first, trends below."""
+    money = money_unit(currency)
     team = query_variable(
         "team",
         "Team",
@@ -51,10 +76,10 @@ def overview() -> Json:
     )
     today = "today"
     panels = [
-        stat("Revenue today", [Query(_kpi("revenue", today))], unit=MONEY, decimals=0,
+        stat("Revenue today", [Query(_kpi("revenue", today))], unit=money, decimals=0,
              size=(5, 6)),
         stat("Won deals today", [Query(_kpi("won", today))], size=(4, 6)),
-        stat("Average check today", [Query(_kpi("average_check", today))], unit=MONEY,
+        stat("Average check today", [Query(_kpi("average_check", today))], unit=money,
              decimals=0, size=(5, 6)),
         stat("Win rate today", [Query(_kpi("win_rate", today))], unit="percentunit",
              steps=((None, "red"), (0.2, "orange"), (0.35, "green")), size=(4, 6),
@@ -84,7 +109,7 @@ def overview() -> Json:
                 Query(f"sum({_team_plan('plan_pace')})", "pace"),
                 Query(f"sum({_team_plan('plan_target')})", "target"),
             ],
-            unit=MONEY,
+            unit=money,
             description="teams of the Team selection; plan: the tenants file's monthly targets",
         ),
         bars(
@@ -95,7 +120,7 @@ def overview() -> Json:
         timeseries(
             "Revenue today",
             [Query(_kpi("revenue", today), "revenue")],
-            unit=MONEY,
+            unit=money,
         ),
         timeseries(
             "Activity today",
@@ -178,7 +203,8 @@ def funnel() -> Json:
     )
 
 
-def managers() -> Json:
+def managers(currency: str = DEFAULT_CURRENCY) -> Json:
+    money = money_unit(currency)
     manager = query_variable(
         "manager",
         "Manager",
@@ -194,34 +220,35 @@ def managers() -> Json:
     window = custom_variable("window", "Window", ["today", "month"], "today")
 
     def by_manager(name: str, window: str = "$window", **labels: str) -> str:
-        return _kpi(f"{name}_by_manager", window, manager="~$manager", **labels)
+        """A per-manager KPI with the manager's name (legend `{{name}}`)."""
+        return named(_kpi(f"{name}_by_manager", window, manager="~$manager", **labels))
 
     def by_team(name: str) -> str:
         return _kpi(f"{name}_by_team", "$window", team="~$team")
 
     def top(title: str, name: str, unit: str = "short") -> Panel:
         query = Query(f"topk(10, {by_manager(name)})", kind="table")
-        return table(title, query, columns={"manager": "Manager", "Value": title},
+        return table(title, query, columns={"name": "Manager", "Value": title},
                      sort_by="Value", unit=unit, size=(8, 11))  # fmt: skip
 
     month = "month"
     panels = [
-        top("Revenue", "revenue", MONEY),
+        top("Revenue", "revenue", money),
         top("Won deals", "won"),
         top("Calls", "calls"),
         bars("Revenue vs pace (month)",
              [Query(by_manager("plan_attainment_vs_pace", month, target="revenue"),
-                    "{{manager}}")],
+                    "{{name}}")],
              unit="percentunit", maximum=1.5, steps=GOOD_AT_ONE, size=(12, 10),
              description="≥ 100 %: ahead of the linear pace to the monthly target"),
         bars("Revenue: month plan",
-             [Query(by_manager("plan_attainment", month, target="revenue"), "{{manager}}")],
+             [Query(by_manager("plan_attainment", month, target="revenue"), "{{name}}")],
              unit="percentunit", maximum=1.2, steps=GOOD_AT_ONE, size=(12, 10)),
-        bars("Win rate", [Query(by_manager("win_rate"), "{{manager}}")], unit="percentunit",
+        bars("Win rate", [Query(by_manager("win_rate"), "{{name}}")], unit="percentunit",
              maximum=1),
-        bars("Average check", [Query(by_manager("average_check"), "{{manager}}")], unit=MONEY),
-        bars("Talk time", [Query(by_manager("talk_time_seconds"), "{{manager}}")], unit="s"),
-        bars("Revenue by team", [Query(by_team("revenue"), "{{team}}")], unit=MONEY),
+        bars("Average check", [Query(by_manager("average_check"), "{{name}}")], unit=money),
+        bars("Talk time", [Query(by_manager("talk_time_seconds"), "{{name}}")], unit="s"),
+        bars("Revenue by team", [Query(by_team("revenue"), "{{team}}")], unit=money),
         bars("Won deals by team", [Query(by_team("won"), "{{team}}")]),
         bars("Calls by team", [Query(by_team("calls"), "{{team}}")]),
         bars("Clients waiting for a reply",
@@ -229,10 +256,10 @@ def managers() -> Json:
                              manager="~$manager"), "{{manager}}")],
              steps=((None, "green"), (5, "orange"), (15, "red")),
              description="now, by the manager responsible ('unassigned': no manager)"),
-        timeseries("Calls by manager", [Query(by_manager("calls"), "{{manager}}")],
+        timeseries("Calls by manager", [Query(by_manager("calls"), "{{name}}")],
                    size=(8, 8)),
         timeseries("Messages sent by manager",
-                   [Query(by_manager("messages_out"), "{{manager}}")], size=(8, 8)),
+                   [Query(by_manager("messages_out"), "{{name}}")], size=(8, 8)),
     ]  # fmt: skip
     return dashboard(
         "salespulse-managers",
