@@ -18,6 +18,7 @@ import msgspec
 from metrics.read.kpi_reader import RawSums, RecentWin, group_components
 from metrics.views.kpi_view import MONEY
 from metrics.wall.present import present
+from metrics.wall.wins import win_rows
 from salespulse.core.business_hours import BusinessCalendar
 from salespulse.core.kpi.catalogue import (
     DIMENSIONS,
@@ -210,7 +211,7 @@ def build_frame(
     month_groups = group_components(only_team(month, key.team), "manager")
     leaders = _leaderboard(today_sums, month_groups, config, key.team, names)
     waits = _waits(waiting, config, now, names) if waiting is not None else None
-    won_rows = _wins(wins, key.team, names)
+    won_rows = win_rows(wins, key.team, names)
     stable = {
         "kpis": kpis,
         "plan": plan["stable"],
@@ -311,36 +312,6 @@ def _leaderboard(
         )
     rows.sort(key=lambda r: (-_num(r["revenue"]), -_num(r["won"]), -_num(r["calls"]), r["manager"]))
     return rows[:MAX_LEADERS]
-
-
-# Wins older than this are no news for a banner (a screen that reconnects says nothing).
-RECENT_WINS_S = 600
-MAX_WINS = 5
-
-
-def _wins(
-    wins: Sequence[RecentWin], team: str | None, staff: Mapping[str, str]
-) -> list[dict[str, object]]:
-    """The newest won deals of the key: manager, name and amount; never the client."""
-    rows: list[dict[str, object]] = []
-    for win in wins:
-        if team is not None and win.team != team:
-            continue
-        rows.append(
-            {
-                # An opaque id lets the page celebrate each deal once, without its id.
-                "id": hashlib.sha256(win.deal.encode()).hexdigest()[:12],
-                "manager": win.manager or None,
-                "name": (
-                    display_name(staff, win.manager)
-                    if win.manager and win.manager != UNASSIGNED
-                    else None
-                ),
-                "amount": None if win.units is None else win.units / MONEY,
-                "won_us": win.won_us,
-            }
-        )
-    return rows[:MAX_WINS]
 
 
 def _num(value: object) -> float:

@@ -18,7 +18,8 @@ import redis
 
 from metrics.read.kpi_reader import KpiReader, RawSums, RecentWin
 from metrics.read.waiting import WaitingReader
-from metrics.wall.frame import RECENT_WINS_S, Frame, WallKey, build_frame
+from metrics.wall.frame import Frame, WallKey, build_frame
+from metrics.wall.wins import RECENT_WINS_S
 from salespulse.core.tenants import TenantDirectory
 
 
