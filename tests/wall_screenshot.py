@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from salespulse.app.demo import TENANT, WALL_TOKEN, DemoOffice
 from salespulse.app.demo_offices import LOCALES, DemoLocale
@@ -62,6 +62,23 @@ async def wait_healthy(
     raise RuntimeError("salespulse did not become healthy in 60 s")
 
 
+async def settled(page: Page, quiet_s: float = 5.0, limit_s: float = 120.0) -> None:
+    """Until the demo's history is in: the leaderboard unchanged for ``quiet_s``, no won
+    deal's banner over the tiles, and the last row and tile animations done."""
+    deadline = time.monotonic() + limit_s
+    banner = page.locator("#celebrate")
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        shown = await page.text_content("#leader-rows")
+        if shown != last:
+            last, since = shown, time.monotonic()
+        elif time.monotonic() - since >= quiet_s and await banner.is_hidden():
+            break
+        await asyncio.sleep(0.5)
+    await expect(banner).to_be_hidden(timeout=30_000)
+    await asyncio.sleep(2)  # a row's slide (0.9 s) and a tile's highlight (1.6 s)
+
+
 async def render(out: Path, locale: DemoLocale = "en") -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -86,10 +103,7 @@ async def render(out: Path, locale: DemoLocale = "en") -> None:
                 await page.wait_for_selector('body[data-connection="live"]', timeout=30_000)
                 won = page.locator("[data-tile=won] .value")
                 await expect(won).not_to_have_text(["—", "0"], timeout=60_000)
-                await asyncio.sleep(4)  # let counters settle and row animations finish
-                # The picture is of the wall, not of a won deal's banner over its tiles.
-                banner = page.locator("#celebrate")
-                await expect(banner).to_be_hidden(timeout=60_000)
+                await settled(page)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(out))
         finally:
