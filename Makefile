@@ -69,9 +69,9 @@ dashboards: $(VENV)/.installed-run  ## regenerate deploy/grafana/dashboards/*.js
 redis-layout-doc: $(VENV)/.installed-run  ## regenerate docs/redis-layout.md from salespulse/core/kpi/redis_layout.py
 	$(BIN)/python -m salespulse.dev.redis_layout_doc docs/redis-layout.md
 
-wall-screenshot: $(VENV)/.installed-dev  ## render the demo wall to docs/wall.png (headless Chromium)
+wall-screenshot: $(VENV)/.installed-dev  ## render the demo offices' walls to docs/wall-{uk,ru,en}.png (headless Chromium)
 	scripts/ensure-system-deps.sh
-	$(BIN)/python -m tests.wall_screenshot docs/wall.png
+	for locale in uk ru en; do $(BIN)/python -m tests.wall_screenshot --locale $$locale docs/wall-$$locale.png || exit 1; done
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .salespulse

@@ -48,6 +48,17 @@ class TenantState:
 
 
 @dataclass(frozen=True)
+class RecentWin:
+    """A won deal as the wall celebrates it: when, how much (MONEY units), by whom."""
+
+    deal: str
+    won_us: int
+    units: int | None
+    manager: str
+    team: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     groups: Groups
     revenue_by_source: dict[str, int]
@@ -232,6 +243,20 @@ class KpiReader:
         return TenantState(
             prepare_won(self._won_records(won), namer_for(self._tenants.zone_for(tenant))), live
         )
+
+    def recent_wins(self, tenant: str, since: datetime, limit: int = 10) -> list[RecentWin]:
+        """Deals won at or after ``since``, newest first, from the won-deal index.
+
+        For the wall's celebration: staff and amount only (the client stays out).
+        """
+        since_us = to_us(since)
+        won = self._client.hgetall(self._keys.won(tenant))
+        recent = [record for record in self._won_records(won) if record[0] >= since_us]
+        recent.sort(key=lambda record: (-record[0], record[1]))
+        return [
+            RecentWin(deal=deal, won_us=won_us, units=units, manager=dims[0], team=dims[1])
+            for won_us, deal, units, _, _, dims in recent[:limit]
+        ]
 
     def _won_records(self, won: dict[bytes | str, bytes | str]) -> list[WonRecord]:
         """Decoded won records, memoised by deal: between two scrapes few of them change,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import get_args
 
 from metrics.wall.frame import WallKey
+from metrics.wall.i18n import LOCALES, catalogue
 from salespulse.core.tenants import (
     TenantDirectory,
     TenantsFileError,
@@ -58,6 +59,8 @@ class Grant:
     tenant: str
     views: tuple[View, ...]
     rotate_seconds: float
+    locale: str = "en"
+    celebration_sound: bool = False
 
     @property
     def keys(self) -> list[WallKey]:
@@ -106,35 +109,49 @@ class WallAccess:
             problems.append({"field": "team", "problem": "not a team id"})
         tiles = _listed(query.get("tiles"), TILES, "tiles", problems)
         panels = _listed(query.get("panels"), PANELS, "panels", problems, allow_empty=True)
+        locale = query.get("locale") or None
+        if locale is not None and locale not in LOCALES:
+            problems.append({"field": "locale", "problem": f"one of {', '.join(LOCALES)}"})
         if problems:
             return Denied(400, {"error": "invalid_query", "problems": problems})
         if screen.team is not None and team not in (None, screen.team):
             return Denied(403, {"error": "forbidden", "problem": "this token shows another team"})
-        first = self._view(tenant, name, screen, team or screen.team, tiles, panels)
-        config = self._tenants.get(tenant).wall
+        # The URL's locale, else the screen's, else the tenant's.
+        config = self._tenants.get(tenant)
+        locale = locale or screen.locale or config.locale
+        first = self._view(tenant, locale, name, screen, team or screen.team, tiles, panels)
         others = [
-            self._view(tenant, other, config.screens[other], config.screens[other].team)
+            self._view(tenant, locale, other, config.wall.screens[other])
             for other in screen.rotate
             if other != name
         ]
-        return Grant(tenant, (first, *others), screen.rotate_seconds)
+        return Grant(
+            tenant, (first, *others), screen.rotate_seconds, locale, screen.celebration_sound
+        )
 
     def _view(
         self,
         tenant: str,
+        locale: str,
         name: str,
         screen: WallScreen,
-        team: str | None,
+        team: str | None = None,
         tiles: tuple[str, ...] | None = None,
         panels: tuple[str, ...] | None = None,
     ) -> View:
-        title = screen.title or (f"Team {team}" if team else "Whole office")
-        if screen.title and team and team != screen.team:
-            title = f"{screen.title} · {team}"
+        if team is None:
+            team = screen.team
+        words = catalogue(locale)
+        shown = self._tenants.get(tenant).team_name(team) if team else None
+        title = screen.title or (
+            words.text("title.team", team=shown) if shown else words.text("title.office")
+        )
+        if screen.title and shown and team != screen.team:
+            title = words.text("title.screen_team", title=screen.title, team=shown)
         return View(
             name=name,
             title=title,
-            key=WallKey(tenant, team),
+            key=WallKey(tenant, team, locale),
             tiles=tiles if tiles is not None else tuple(screen.tiles),
             panels=panels if panels is not None else tuple(screen.panels),
             leaderboard_by=screen.leaderboard_by,

@@ -15,10 +15,17 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from metrics.read.kpi_reader import RawSums, group_components
+from metrics.read.kpi_reader import RawSums, RecentWin, group_components
 from metrics.views.kpi_view import MONEY
+from metrics.wall.present import present
+from metrics.wall.wins import win_rows
 from salespulse.core.business_hours import BusinessCalendar
-from salespulse.core.kpi.catalogue import DIMENSIONS, RESPONSE_BUCKETS_S, TOTAL_GROUP
+from salespulse.core.kpi.catalogue import (
+    DIMENSIONS,
+    RESPONSE_BUCKETS_S,
+    TOTAL_GROUP,
+    UNASSIGNED,
+)
 from salespulse.core.staff import display_name, staff_names
 from salespulse.core.tenants import Target, TenantConfig
 
@@ -36,6 +43,8 @@ class WallKey:
 
     tenant: str
     team: str | None
+    # The language its strings are formatted in: a key per locale shown.
+    locale: str = "en"
 
     @property
     def name(self) -> str:
@@ -161,9 +170,11 @@ def build_frame(
     month: RawSums,
     *,
     waiting: Sequence[Mapping[str, object]] | None = None,
+    wins: Sequence[RecentWin] = (),
     names: Mapping[str, str] | None = None,
 ) -> Frame:
-    """The frame of one key from today's and this month's stored sums (whole tenant).
+    """The frame of one key from today's and this month's stored sums (whole tenant),
+    with every number also formatted in the key's locale (``text``, metrics/wall/present.py).
     ``names``: manager id → display name (metrics/read/staff.py); None: the tenants
     file's own (no CRM names)."""
     if names is None:
@@ -197,25 +208,31 @@ def build_frame(
     }
     progress = day_progress(now, config, hours)
     plan = _plan(config, key.team, now, hours, progress, month_total)
-    leaders = _leaderboard(today_sums, config, key.team, names)
+    month_groups = group_components(only_team(month, key.team), "manager")
+    leaders = _leaderboard(today_sums, month_groups, config, key.team, names)
     waits = _waits(waiting, config, now, names) if waiting is not None else None
+    won_rows = win_rows(wins, key.team, names)
     stable = {
         "kpis": kpis,
         "plan": plan["stable"],
         "leaders": leaders,
         "waiting": None if waits is None else waits[1],
+        "wins": won_rows,
     }
     payload: dict[str, object] = {
         "key": key.name,
         "team": key.team,
+        "team_name": config.team_name(key.team) if key.team else None,
         "at": now.isoformat(),
         "day_progress": round(progress, 4),
         "kpis": kpis,
         "plan": plan["shown"],
         "leaders": leaders,
         "waiting": None if waits is None else waits[0],
+        "wins": won_rows,
     }
-    return Frame(payload, msgspec.json.encode(stable))
+    shown = present(payload, key.locale, config.currency, today=now.astimezone(config.zone).date())
+    return Frame(shown, msgspec.json.encode(stable))
 
 
 def _plan(
@@ -248,8 +265,16 @@ def _plan(
 
 
 def _leaderboard(
-    sums: RawSums, config: TenantConfig, team: str | None, staff: Mapping[str, str]
+    sums: RawSums,
+    month: Mapping[str, Mapping[str, int]],
+    config: TenantConfig,
+    team: str | None,
+    staff: Mapping[str, str],
 ) -> list[dict[str, object]]:
+    """Today's rows per manager, each with the month so far against the monthly target.
+
+    ``progress`` is what /v1/kpis?window=month&by=manager calls plan_attainment: of the
+    revenue target when there is one, else of the deals-won target."""
     groups = group_components(sums, "manager")
     members = (
         config.teams[team].managers
@@ -257,20 +282,32 @@ def _leaderboard(
         else ([m for t in config.teams.values() for m in t.managers] if team is None else [])
     )
     names = set(members) | {name for name in groups if name != TOTAL_GROUP}
-    rows = []
+    rows: list[dict[str, object]] = []
     for manager in names:
         group = groups.get(manager, {})
         if manager not in members and not any(group.get(k) for k in ("revenue", "won", "calls")):
             # Not a team member and nothing to rank: e.g. the office's ad spend, which is
             # nobody's ("unassigned"), would be a permanent empty row.
             continue
+        so_far = month.get(manager, {})
+        target = config.targets.managers.get(manager)
+        progress, of = None, None
+        if target is not None and target.revenue:
+            progress, of = so_far.get("revenue", 0) / MONEY / float(target.revenue), "revenue"
+        elif target is not None and target.deals_won:
+            progress, of = so_far.get("won", 0) / target.deals_won, "deals_won"
         rows.append(
             {
                 "manager": manager,
-                "name": display_name(staff, manager),
+                # None: no manager (the page says so in its language)
+                "name": None if manager == UNASSIGNED else display_name(staff, manager),
                 "revenue": group.get("revenue", 0) / MONEY,
                 "won": group.get("won", 0),
                 "calls": group.get("calls", 0),
+                "month_revenue": so_far.get("revenue", 0) / MONEY,
+                "month_won": so_far.get("won", 0),
+                "progress": None if progress is None else round(progress, 4),
+                "progress_of": of,
             }
         )
     rows.sort(key=lambda r: (-_num(r["revenue"]), -_num(r["won"]), -_num(r["calls"]), r["manager"]))

@@ -9,6 +9,7 @@ connection and the page can tell a silent connection from a live one.
 from __future__ import annotations
 
 import asyncio
+import html
 from pathlib import Path
 
 import msgspec
@@ -19,6 +20,7 @@ from metrics.read.kpi_reader import KpiReader
 from metrics.read.waiting import WaitingReader
 from metrics.wall.access import Denied, Grant, WallAccess
 from metrics.wall.hub import WallHub
+from metrics.wall.i18n import catalogue
 from metrics.wall.source import WallSource
 from salespulse.core.tenants import TenantDirectory
 
@@ -27,6 +29,10 @@ _ASSETS = {
     "wall.js": "text/javascript",
     "connection.js": "text/javascript",
     "wall.css": "text/css",
+    "i18n.js": "text/javascript",
+    "fit.js": "text/javascript",
+    "celebrate.js": "text/javascript",
+    "tiles.js": "text/javascript",
 }
 # The page reconnects on its own with back-off; this is EventSource's fallback only.
 RETRY_MS = 1000
@@ -83,10 +89,14 @@ class WallEdge:
         if isinstance(grant, web.Response):
             return grant
         config = self._tenants.get(grant.tenant)
+        words = catalogue(grant.locale)
         wall = {
             "tenant": grant.tenant,
             "currency": config.currency,
             "timezone": config.timezone,
+            "locale": grant.locale,
+            "words": words.for_page(),
+            "celebration_sound": grant.celebration_sound,
             "rotate_seconds": grant.rotate_seconds,
             "views": [view.as_json() for view in grant.views],
             "stream": "/wall/stream",
@@ -94,7 +104,11 @@ class WallEdge:
         }
         # JSON inside <script type="application/json">: no "<" may close the element early.
         data = msgspec.json.encode(wall).decode().replace("<", "\\u003c")
-        body = self._page.replace("__WALL_CONFIG__", data)
+        body = (
+            self._page.replace("__WALL_CONFIG__", data)
+            .replace("__LANG__", grant.locale)
+            .replace("__TITLE__", html.escape(words.text("page.title")))
+        )
         return web.Response(text=body, content_type="text/html", charset="utf-8", headers=_SECURITY)
 
     async def asset(self, request: web.Request) -> web.Response:

@@ -12,13 +12,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis
 
-from metrics.read.kpi_reader import KpiReader, RawSums
+from metrics.read.kpi_reader import KpiReader, RawSums, RecentWin
 from metrics.read.waiting import WaitingReader
 from metrics.wall.frame import Frame, WallKey, build_frame
+from metrics.wall.wins import RECENT_WINS_S
 from salespulse.core.tenants import TenantDirectory
 
 
@@ -28,6 +29,8 @@ class _Sums:
     read_at: float
     today: RawSums
     month: RawSums
+    wins: list[RecentWin]
+    won_today: int
     names: dict[str, str]  # manager id → display name, re-read with the sums
 
 
@@ -67,6 +70,7 @@ class WallSource:
             sums.today,
             sums.month,
             waiting=waits,
+            wins=sums.wins,
             names=sums.names,
         )
 
@@ -88,10 +92,14 @@ class WallSource:
             if held is not None and fresh and held.watermark == watermark:
                 return held
             started = self._clock()
-            today, month = await asyncio.to_thread(self._read, tenant, self._reader.now())
+            today, month, wins, won_today = await asyncio.to_thread(
+                self._read, tenant, self._reader.now(), held
+            )
             # A sync changes names without any batch: they refresh at least every refresh_s.
             names = await asyncio.to_thread(self._staff.names, tenant)
-            held = self._sums[tenant] = _Sums(watermark, started, today, month, names)
+            held = self._sums[tenant] = _Sums(
+                watermark, started, today, month, wins, won_today, names
+            )
             return held
 
     def _watermark(self) -> bytes:
@@ -100,8 +108,21 @@ class WallSource:
             pipe.hgetall(key)
         return repr([sorted(offsets.items()) for offsets in pipe.execute()]).encode()
 
-    def _read(self, tenant: str, now: datetime) -> tuple[RawSums, RawSums]:
-        return self._reader.raw(tenant, "today", now), self._reader.raw(tenant, "month", now)
+    def _read(
+        self, tenant: str, now: datetime, held: _Sums | None
+    ) -> tuple[RawSums, RawSums, list[RecentWin], int]:
+        """Today's and the month's sums, and the recent wins when today's won count moved.
+
+        The won-deal index holds every won deal of the tenant: it is read again only when
+        today's count of won deals changed, not for each batch of calls and messages.
+        """
+        today = self._reader.raw(tenant, "today", now)
+        month = self._reader.raw(tenant, "month", now)
+        won_today = sum(amount for (component, _), amount in today.items() if component == "won")
+        if held is not None and held.won_today == won_today:
+            return today, month, held.wins, won_today
+        wins = self._reader.recent_wins(tenant, now - timedelta(seconds=RECENT_WINS_S))
+        return today, month, wins, won_today
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's cached sums when no wall shows it any more."""

@@ -14,7 +14,7 @@ from playwright.async_api import Page, ViewportSize, expect
 
 from tests.browser import CuttableProxy, artifact, chromium
 from tests.helpers import eventually
-from tests.integration.wall_app import TENANT, call, chat, post, running_wall
+from tests.integration.wall_app import TENANT, call, chat, post, running_wall, won
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ async def test_a_waiting_client_turns_the_row_amber_then_flashing_red_and_a_repl
             await post(session, wall.base, chat("warm-up", "in"))
             await post(session, wall.base, chat("warm-up", "out"))
             replies = page.locator("[data-tile=first_response] .sub").first
-            await expect(replies).to_have_text("median of 1 replies", timeout=30_000)
+            await expect(replies).to_have_text("median of 1 reply", timeout=30_000)
 
             await post(session, wall.base, chat("conv-waiting", "in"))
             row = page.locator("#wait-rows li.row")
@@ -130,3 +130,46 @@ async def test_a_waiting_client_turns_the_row_amber_then_flashing_red_and_a_repl
             await post(session, wall.base, chat("conv-waiting", "out"))
             await expect(row).to_have_count(0, timeout=5_000)
             await expect(page.locator("#wait-empty")).to_have_text("Nobody is waiting")
+
+
+async def test_a_won_deal_shows_a_banner_within_a_second_beside_the_red_rows_then_it_goes(
+    settings, tmp_path
+):
+    with running_wall(settings, tmp_path) as wall:
+        async with aiohttp.ClientSession() as session, chromium() as browser:
+            page = await browser.new_page(viewport=FULL_HD)
+            await page.goto(wall.url())
+            await page.wait_for_selector('body[data-connection="live"]', timeout=10_000)
+            # The first event waits for the worker to join its group: not timed.
+            await post(session, wall.base, call())
+            await calls_shown(page, 1, 30)
+            # A client waiting past the SLA: a flashing red row the banner must not cover.
+            await post(session, wall.base, chat("conv-late", "in"))
+            red = page.locator('#wait-rows li.row[data-state="breached"]')
+            await expect(red).to_have_count(1, timeout=10_000)
+
+            banner = page.locator("#celebrate")
+            delays = []
+            for number in range(3):
+                await expect(banner).to_be_hidden()
+                started = time.monotonic()
+                await post(session, wall.base, won(f"deal-{number}", "125000", "USD"))
+                await expect(banner).to_be_visible(timeout=10_000)
+                delays.append(time.monotonic() - started)
+                await expect(banner.locator(".who")).to_have_text("Anna won a deal")
+                await expect(banner.locator(".amount")).to_have_text("$125,000")
+                shown, row = await banner.bounding_box(), await red.bounding_box()
+                assert shown is not None
+                assert row is not None
+                apart = (
+                    shown["y"] + shown["height"] <= row["y"]
+                    or row["y"] + row["height"] <= shown["y"]
+                    or shown["x"] + shown["width"] <= row["x"]
+                    or row["x"] + row["width"] <= shown["x"]
+                )
+                assert apart, (shown, row)
+                if number == 0:
+                    await page.screenshot(path=artifact("wall-celebration.png"))
+                # A short banner: gone again after a few seconds.
+                await expect(banner).to_be_hidden(timeout=10_000)
+            assert statistics.median(delays) < 1.0, delays

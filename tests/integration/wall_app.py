@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,28 +37,79 @@ tenants:
 """
 
 
+# Two offices as the issue's users run them: Kyiv in hryvnias (Ukrainian), Moscow in
+# roubles (Russian). 30-character Cyrillic full names and 7-digit amounts: what used to be
+# cut off (`Олена Ковале…`, `UAH 35…`).
+OFFICES = """
+tenants:
+  kyiv:
+    timezone: Europe/Kyiv
+    currency: UAH
+    locale: uk
+    teams:
+      sales: {name: "Київ · відділ продажів", managers: ["1", "2", "3", "4", "5", "6", "7", "8"]}
+    targets:
+      managers: {"1": {revenue: "9000000"}, "2": {revenue: "12000000"}, "3": {deals_won: 4},
+                 "4": {revenue: "2500000"}}
+    sla:
+      basis: calendar
+      policies: [{channel: chat, first_response: 1h, warning: 30m}]
+    wall:
+      names: NAMES
+      screens:
+        office: {token: {file: TOKEN_FILE}, rows: 8}
+  moskva:
+    timezone: Europe/Moscow
+    currency: RUB
+    locale: ru
+    teams:
+      sales: {name: "Москва · отдел продаж", managers: ["1", "2", "3", "4", "5", "6", "7", "8"]}
+    targets: {managers: {"1": {revenue: "9000000"}, "2": {revenue: "12000000"}}}
+    sla:
+      basis: calendar
+      policies: [{channel: chat, first_response: 1h, warning: 30m}]
+    wall:
+      names: NAMES
+      screens:
+        office: {token: {file: TOKEN_FILE}, rows: 8}
+"""
+# Each exactly 30 characters (checked by the tests that use them).
+LONG_NAMES = {
+    "1": "Олександра Вишневецька-Ковалів",
+    "2": "Костянтин Володимирович Шевчук",
+    "3": "Анастасія Ярославівна Гриценко",
+    "4": "Святослав Олександрович Ткачук",
+    "5": "Єлизавета Миколаївна Бондарчук",
+    "6": "Владислав Станіславович Гончар",
+    "7": "Маргарита Вікторівна Кравченко",
+    "8": "Ростислав Вячеславович Лисенко",
+}
+
+
 @dataclass(frozen=True)
 class Wall:
     base: str
     token: str
     port: int
+    tenant: str = TENANT
 
     def url(self, base: str | None = None, **query: str) -> str:
-        params = {"tenant": TENANT, "token": self.token, **query}
+        params = {"tenant": self.tenant, "token": self.token, **query}
         text = "&".join(f"{key}={value}" for key, value in params.items())
         return f"{base or self.base}/wall?{text}"
 
 
 @contextmanager
-def running_wall(settings: Settings, tmp_path: Path) -> Iterator[Wall]:
+def running_wall(settings: Settings, tmp_path: Path, tenants_yaml: str = TENANTS) -> Iterator[Wall]:
+    """SalesPulse with the tenants file given; every office screen opens with one token."""
     token = uuid.uuid4().hex
     token_file = tmp_path / "office-token"
     token_file.write_text(token)
     tenants = tmp_path / "tenants.yaml"
     tenants.write_text(
-        TENANTS.replace("TOKEN_FILE", str(token_file)).replace(
-            "NORTH_SHA", hashlib.sha256(NORTH_TOKEN.encode()).hexdigest()
-        )
+        tenants_yaml.replace("TOKEN_FILE", str(token_file))
+        .replace("NORTH_SHA", hashlib.sha256(NORTH_TOKEN.encode()).hexdigest())
+        .replace("NAMES", json.dumps(LONG_NAMES, ensure_ascii=False))
     )
     with salespulse_process("run", settings, tmp_path / "run.log", tenants_file=tenants):
         port = settings.http_port
@@ -73,6 +125,22 @@ def event(kind: str, **fields: Any) -> dict[str, Any]:
         "manager_id": "17",
         **fields,
     }
+
+
+def won(deal: str, amount: str, currency: str, **fields: Any) -> dict[str, Any]:
+    """A deal won (its stage moved to a won stage) for ``amount`` in ``currency``."""
+    return event(
+        "deal_stage_changed",
+        **{
+            "entity_id": deal,
+            "pipeline": "sales",
+            "stage_to": "won",
+            "stage_kind": "won",
+            "amount": amount,
+            "currency": currency,
+            **fields,
+        },
+    )
 
 
 def call(**fields: Any) -> dict[str, Any]:

@@ -30,6 +30,13 @@ tenants:
     wall:
       screens:
         lobby: {token_sha256: LOBBY_SHA}
+  kyiv:
+    locale: uk
+    teams: {sales: {name: "Відділ продажів", managers: ["1"]}}
+    wall:
+      screens:
+        hall: {token_sha256: HALL_SHA}
+        russian: {token_sha256: RUSSIAN_SHA, locale: ru, team: sales, celebration_sound: true}
 """
 
 
@@ -45,6 +52,8 @@ def access(tmp_path: Path) -> WallAccess:
         WALLS.replace("TOKEN_FILE", str(token_file))
         .replace("NORTH_SHA", sha("north-secret"))
         .replace("LOBBY_SHA", sha("lobby-secret"))
+        .replace("HALL_SHA", sha("hall-secret"))
+        .replace("RUSSIAN_SHA", sha("russian-secret"))
     )
     path = tmp_path / "tenants.yaml"
     path.write_text(text)
@@ -106,7 +115,8 @@ def test_an_office_screen_may_be_narrowed_to_a_team_and_relaid_by_the_url(access
 @pytest.mark.parametrize(
     ("extra", "field"),
     [({"tiles": "revenue,weather"}, "tiles"), ({"tiles": ""}, "tiles"),
-     ({"panels": "chat"}, "panels"), ({"team": "no spaces please"}, "team")],
+     ({"panels": "chat"}, "panels"), ({"team": "no spaces please"}, "team"),
+     ({"locale": "de"}, "locale")],
 )  # fmt: skip
 def test_a_bad_layout_in_the_url_is_a_400_naming_it(access, extra, field):
     answer = access.grant({"tenant": "acme", "token": "office-secret", **extra})
@@ -133,6 +143,11 @@ def load_text(tmp_path: Path, text: str) -> TenantDirectory:
             "tenants.acme.wall.screens.s.tiles.0",
         ),
         ("{token_sha256: " + "a" * 64 + ", rotate: [ghost]}", "no screen 'ghost'"),
+        ("{token_sha256: " + "a" * 64 + ", locale: de}", "tenants.acme.wall.screens.s.locale"),
+        (
+            "{token_sha256: " + "a" * 64 + ", celebration_sound: loud}",
+            "tenants.acme.wall.screens.s.celebration_sound",
+        ),
     ],
 )
 def test_a_bad_screen_fails_the_start_naming_the_key(tmp_path, screen, problem):
@@ -163,3 +178,37 @@ def test_the_demo_wall_token_matches_the_demo_tenants_file():
     access = WallAccess(TenantDirectory(load_tenants(DEMO_TENANTS)))
     grant = granted(access.grant({"tenant": "demo", "token": WALL_TOKEN}))
     assert grant.views[0].name == "office"
+
+
+@pytest.mark.parametrize(
+    ("opened_by", "query", "locale", "title"),
+    [
+        ("lobby-secret", {}, "en", "Whole office"),  # the default: en
+        ("hall-secret", {}, "uk", "Увесь офіс"),  # the tenant's
+        ("hall-secret", {"team": "sales"}, "uk", "Команда Відділ продажів"),  # team name
+        ("russian-secret", {}, "ru", "Команда Відділ продажів"),  # the screen's
+        ("russian-secret", {"locale": "en"}, "en", "Team Відділ продажів"),  # the URL's
+        ("hall-secret", {"locale": "ru"}, "ru", "Весь офис"),
+    ],
+)
+def test_the_locale_is_the_urls_else_the_screens_else_the_tenants(
+    access, opened_by, query, locale, title
+):
+    tenant = "other" if opened_by.startswith("lobby") else "kyiv"
+    grant = granted(access.grant({"tenant": tenant, "token": opened_by, **query}))
+    assert grant.locale == locale
+    assert grant.views[0].key.locale == locale
+    assert grant.views[0].title == title
+    assert grant.celebration_sound is opened_by.startswith("russian")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "problem"),
+    [
+        ("{locale: de}", "tenants.acme.locale"),
+        ("{teams: {north: {name: ''}}}", "tenants.acme.teams.north.name"),
+    ],
+)
+def test_a_bad_locale_or_team_name_fails_the_start_naming_the_key(tmp_path, tenant, problem):
+    with pytest.raises(TenantsFileError, match=problem):
+        load_text(tmp_path, f"tenants:\n  acme: {tenant}\n")

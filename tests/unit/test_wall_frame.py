@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from metrics.read.kpi_reader import RawSums
+from metrics.read.kpi_reader import RawSums, RecentWin
 from metrics.wall.frame import Frame, WallKey, build_frame, day_progress, first_response
 from salespulse.core.kpi.redis_layout import MONEY_SCALE
 from salespulse.core.staff import staff_names
@@ -193,3 +193,70 @@ def test_the_day_progresses_over_open_hours_when_the_team_has_a_calendar():
     assert day_progress(NOON, config, hours) == pytest.approx(3 / 8)
     assert day_progress(NOON, config, None) == 0.5
     assert day_progress(NOON + timedelta(days=1), config, hours) == 1.0  # Saturday: closed
+
+
+def test_each_leader_carries_the_month_against_the_monthly_target():
+    frame = payload(build_frame(WallKey("acme", None), CONFIG, NOON, TODAY, MONTH))
+    rows = {row["manager"]: row for row in frame["leaders"]}
+    # 17: 1500 of a 3000 revenue target (revenue first, though it has a deals target too)
+    assert rows["17"]["month_revenue"] == 1500.0
+    assert (rows["17"]["progress"], rows["17"]["progress_of"]) == (0.5, "revenue")
+    assert rows["42"]["progress"] == 0.0  # a target, nothing sold yet
+    assert (rows["5"]["progress"], rows["5"]["progress_of"]) == (None, None)  # no target
+    assert rows["17"]["text"]["progress"] == "50%"
+    assert rows["5"]["text"]["progress"] == ""
+
+
+def test_a_deals_won_target_alone_is_progress_in_deals():
+    config = CONFIG.model_copy(
+        update={"targets": TenantConfig.model_validate(
+            {"targets": {"managers": {"17": {"deals_won": 40}}}}).targets}
+    )  # fmt: skip
+    frame = payload(build_frame(WallKey("acme", None), config, NOON, TODAY, MONTH))
+    rows = {row["manager"]: row for row in frame["leaders"]}
+    assert (rows["17"]["progress"], rows["17"]["progress_of"]) == (0.5, "deals_won")
+
+
+def test_wins_name_the_manager_and_amount_never_the_deal_and_are_news():
+    won_us = int(NOON.timestamp() * 1_000_000)
+    wins = [
+        RecentWin("deal-secret-9", won_us, 1_250_000 * MONEY_SCALE, "17", "north"),
+        RecentWin("deal-8", won_us - 1, None, "5", "south"),
+    ]
+    key = WallKey("acme", None, "uk")
+    built = build_frame(key, CONFIG, NOON, TODAY, MONTH, wins=wins)
+    frame = payload(built)
+    first, second = frame["wins"]
+    assert (first["name"], first["amount"]) == ("Anna", 1_250_000.0)
+    assert first["text"] == {
+        "full": "1\u00a0250\u00a0000\u00a0USD",
+        "short": "1,25\u00a0млн\u00a0USD",
+    }
+    assert (second["name"], second["amount"]) == ("5", None)
+    assert "deal-secret-9" not in built.encode().decode()
+    # A team's wall celebrates its own team's wins only.
+    north = payload(build_frame(WallKey("acme", "north"), CONFIG, NOON, TODAY, MONTH, wins=wins))
+    assert [win["name"] for win in north["wins"]] == ["Anna"]
+    # A new win is news: the hub pushes the frame.
+    quiet = build_frame(key, CONFIG, NOON, TODAY, MONTH, wins=wins[1:])
+    assert quiet.signature != built.signature
+
+
+@pytest.mark.parametrize(
+    ("locale", "currency", "revenue", "month"),
+    [
+        ("uk", "UAH", "150\u00a0₴", "1\u00a0500\u00a0₴"),
+        ("ru", "RUB", "150\u00a0₽", "1\u00a0500\u00a0₽"),
+        ("en", "USD", "$150", "$1,500"),
+    ],
+)
+def test_every_number_comes_formatted_in_the_keys_locale(locale, currency, revenue, month):
+    config = CONFIG.model_copy(update={"currency": currency})
+    frame = payload(build_frame(WallKey("acme", "north", locale), config, NOON, TODAY, MONTH))
+    assert frame["kpis"]["revenue"] == 150.0  # the raw number stays
+    assert frame["text"]["revenue"]["full"] == revenue
+    assert frame["plan"]["text"]["revenue_month"]["full"] == month
+    assert frame["leaders"][0]["text"]["revenue"]["full"] == revenue
+    assert frame["text"]["today"] == {"uk": "20 листопада", "ru": "20 ноября"}.get(
+        locale, "November 20"
+    )

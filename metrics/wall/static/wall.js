@@ -1,30 +1,36 @@
 // The wall page: renders the frames of /wall/stream into tiles, the waiting list and the
-// leaderboard; ticks waiting ages every second on its own; rotates between views.
+// leaderboard; ticks waiting ages every second on its own; rotates between views; shows a
+// short banner when a deal is won.
+//
+// Every number arrives formatted by the server in the screen's locale (frame.text, rows'
+// text): the TV's own locale never decides how an amount looks. Words come from the
+// screen's catalogue (i18n.js). Nothing is cut off: text shrinks to fit its cell, an
+// amount that still does not fit switches to its compact form, names wrap to two lines.
 import { Connection } from "./connection.js";
+import { Celebration } from "./celebrate.js";
+import { evenNames, refit, setMoney, setName, setText, shrink } from "./fit.js";
+import { words } from "./i18n.js";
+import { makeTiles, tickedWaits, tileWriter, waitStates } from "./tiles.js";
 
 const config = JSON.parse(document.getElementById("wall-config").textContent);
+const w = words(config);
 const $ = (id) => document.getElementById(id);
 const frames = new Map(); // key → newest frame
 const receivedAt = new Map(); // key → performance.now() when that frame arrived
 const failing = new Set(); // keys whose KPI store does not answer
 const ranks = new Map(); // view name → Map(manager → rank)
 const moves = new Map(); // view name → Map(manager → {delta, until})
+const celebration = new Celebration($("celebrate"), w, config.celebration_sound);
 let viewIndex = 0;
 let connection = { state: "connecting", retryAt: 0 };
 let lastSeen = null;
 
-const money = new Intl.NumberFormat(undefined, {
-  style: "currency", currency: config.currency, maximumFractionDigits: 0 });
-const moneyShort = new Intl.NumberFormat(undefined, {
-  style: "currency", currency: config.currency, notation: "compact", maximumSignificantDigits: 3 });
-const count = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
-const clock = new Intl.DateTimeFormat(undefined, {
-  hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZone: config.timezone });
-
-const fmtMoney = (v) => (v == null ? "—" : (Math.abs(v) >= 1e6 ? moneyShort : money).format(v));
-const fmtShort = (v) => (v == null ? "—" : (Math.abs(v) >= 1e4 ? moneyShort : money).format(v));
-const fmtCount = (v) => (v == null ? "—" : count.format(v));
+// The ticking clock in the tenant's zone, written as the screen's locale writes a time
+// (an explicit locale: never the TV's).
+const clock = new Intl.DateTimeFormat(config.locale, {
+  hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: config.timezone });
 const pad = (n) => String(n).padStart(2, "0");
+
 
 function fmtAge(seconds) {
   const s = Math.max(0, Math.floor(seconds));
@@ -32,22 +38,11 @@ function fmtAge(seconds) {
   return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
 }
 
-function fmtDuration(seconds) {
-  if (seconds == null) return "—";
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? ` ${s % 60}s` : ""}`;
-  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-}
-
-// Shrinks a big number until it fits its tile (a long amount on a narrow tile).
-function fit(node) {
-  node.style.fontSize = "";
-  let size = parseFloat(getComputedStyle(node).fontSize);
-  while (node.scrollWidth > node.clientWidth && size > 12) {
-    size *= 0.92;
-    node.style.fontSize = `${size}px`;
-  }
+function ago(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return w.tn("ago.seconds", s);
+  if (s < 3600) return w.tn("ago.minutes", Math.floor(s / 60));
+  return w.tn("ago.hours", Math.floor(s / 3600));
 }
 
 function el(tag, className, text) {
@@ -57,115 +52,25 @@ function el(tag, className, text) {
   return node;
 }
 
-function versus(actual, pace) {
-  if (!pace) return null;
-  const ratio = actual / pace;
-  const tone = ratio >= 1 ? "good" : ratio >= 0.8 ? "warn" : "bad";
-  const pct = Math.round((ratio - 1) * 100);
-  return { tone, text: `${pct >= 0 ? "+" : "−"}${Math.abs(pct)}% vs pace`, ratio };
-}
-
-// Each tile: its label and how it fills value, sub lines and (revenue) the plan bar.
-const TILES = {
-  revenue: { label: "Revenue today", fill(f, t) {
-    const k = f.kpis, p = f.plan;
-    t.value(fmtMoney(k.revenue));
-    const plan = p.revenue_today_plan, pace = p.revenue_today_pace;
-    const v = plan ? versus(k.revenue, pace) : null;
-    t.bar(plan ? k.revenue / plan : null, plan ? pace / plan : 0, v?.tone);
-    t.sub(v ? [["", v.text, v.tone]] : [["no plan for today"]]);
-    t.sub2(plan ? `today's plan ${fmtMoney(plan)}` : "");
-    t.sub3(`month ${fmtShort(p.revenue_month)}`
-      + (p.revenue_month_plan ? ` of ${fmtShort(p.revenue_month_plan)}` : ""));
-  } },
-  won: { label: "Won deals", fill(f, t) {
-    const k = f.kpis, p = f.plan;
-    t.value(fmtCount(k.won));
-    const v = p.won_today_plan ? versus(k.won, p.won_today_pace) : null;
-    t.sub(v ? [["", v.text, v.tone]] : [["lost ", fmtCount(k.lost)]]);
-    t.sub2(p.won_today_plan ? `today's plan ${fmtCount(p.won_today_plan)}` : "");
-    t.sub3(`month ${fmtCount(p.won_month)}${p.won_month_plan ? ` of ${fmtCount(p.won_month_plan)}` : ""}`);
-  } },
-  calls: { label: "Calls", fill(f, t) {
-    t.value(fmtCount(f.kpis.calls));
-    t.sub([["answered ", fmtCount(f.kpis.calls_answered)]]);
-  } },
-  conversion: { label: "Conversion", fill(f, t) {
-    const c = f.kpis.conversion;
-    t.value(c.value == null ? "—" : `${Math.round(c.value * 100)}%`);
-    t.sub([["won ", fmtCount(c.numerator)], [" of ", fmtCount(c.denominator), null, " closed"]]);
-  } },
-  first_response: { label: "First response", fill(f, t) {
-    const r = f.kpis.first_response;
-    t.value(fmtDuration(r.median_seconds));
-    t.sub([[r.count ? `median of ${fmtCount(r.count)} replies` : "no replies yet today"]]);
-  } },
-  waiting: { label: "Waiting now", fill(f, t) {
-    if (!f.waiting) { t.value("—"); t.sub([["not available"]]); return; }
-    const states = waitStates(tickedWaits(f, f.key));
-    t.value(fmtCount(f.waiting.count));
-    t.sub([["at risk ", fmtCount(states.warning), states.warning ? "warn" : ""],
-      [" · late ", fmtCount(states.breached), states.breached ? "bad" : ""]]);
-  } },
-  deals_created: { label: "New deals", fill(f, t) { t.value(fmtCount(f.kpis.deals_created)); } },
-  meetings: { label: "Meetings", fill(f, t) { t.value(fmtCount(f.kpis.meetings)); } },
-  messages: { label: "Messages", fill(f, t) { t.value(fmtCount(f.kpis.messages)); } },
-  average_check: { label: "Average deal", fill(f, t) { t.value(fmtMoney(f.kpis.average_check)); } },
-};
-
-function tileWriter(node) {
-  const valueNode = node.querySelector(".value");
-  return {
-    value(text, long = false) {
-      if (valueNode.textContent !== text && valueNode.dataset.filled) {
-        node.classList.remove("bump");
-        void node.offsetWidth; // restart the highlight animation
-        node.classList.add("bump");
-      }
-      const changed = valueNode.textContent !== text;
-      valueNode.textContent = text;
-      valueNode.dataset.filled = "1";
-      valueNode.classList.toggle("long", long);
-      if (changed) fit(valueNode);
-    },
-    sub(parts) { fillSub(node.querySelector(".sub"), parts); },
-    sub2(text) { node.querySelector(".sub2").textContent = text; },
-    sub3(text) { node.querySelector(".sub3").textContent = text; },
-    bar(fill, pace, tone) {
-      const track = node.querySelector(".bar-track");
-      track.hidden = fill == null;
-      if (fill == null) return;
-      const bar = track.querySelector(".bar-fill");
-      bar.style.width = `${Math.min(100, Math.max(0, fill * 100))}%`;
-      bar.className = `bar-fill ${tone === "good" ? "" : tone || ""}`;
-      track.querySelector(".bar-pace").style.left = `${Math.min(100, pace * 100)}%`;
-    },
-  };
-}
-
-// parts: [plain, bold?, tone?, plain after?] groups, rendered without innerHTML.
-function fillSub(node, parts) {
-  node.replaceChildren();
-  for (const part of parts) {
-    if (!part) continue;
-    const [plain, bold, tone, after] = part;
-    node.append(plain);
-    if (bold !== undefined) node.append(el("b", tone || "", bold));
-    if (after) node.append(after);
-  }
-}
-
 function currentView() { return config.views[viewIndex]; }
+
+// A key's waits, aged by the time since its frame arrived.
+function waitsOf(frame) {
+  const since = (performance.now() - (receivedAt.get(frame.key) || performance.now())) / 1000;
+  return tickedWaits(frame, since);
+}
+
+const TILES = makeTiles(w, waitsOf);
 
 function buildView() {
   const view = currentView();
-  $("title").textContent = view.title;
+  setText($("title"), view.title);
   const tiles = $("tiles");
   tiles.replaceChildren();
   for (const name of view.tiles) {
     const tile = el("div", "tile");
     tile.dataset.tile = name;
-    tile.append(el("h3", "", TILES[name].label), el("div", "value", "—"));
+    tile.append(el("h3", "", w.t(`tile.${name}`)), el("div", "value", "—"));
     const track = el("div", "bar-track");
     track.append(el("div", "bar-fill"), el("div", "bar-pace"));
     track.hidden = true;
@@ -174,12 +79,13 @@ function buildView() {
     tile.append(track, lines);
     tiles.append(tile);
   }
+  for (const h of tiles.querySelectorAll("h3")) shrink(h, 0.5);
   const panels = new Set(view.panels);
   $("waiting").hidden = !panels.has("waiting");
   $("leaders").hidden = !panels.has("leaderboard");
   $("panels").hidden = panels.size === 0;
   $("wall").classList.toggle("no-panels", panels.size === 0);
-  $("leaders-by").textContent = `today, by ${view.leaderboard_by}`;
+  setText($("leaders-by"), w.t(`leaders.by.${view.leaderboard_by}`));
   $("wait-rows").replaceChildren();
   $("leader-rows").replaceChildren();
   const dots = $("dots");
@@ -192,37 +98,17 @@ function render() {
   const view = currentView();
   const frame = frames.get(view.key);
   if (!frame) return;
-  for (const node of $("tiles").children) TILES[node.dataset.tile].fill(frame, tileWriter(node));
+  setText($("day"), frame.text.today);
+  for (const node of $("tiles").children) TILES[node.dataset.tile](frame, tileWriter(node, w));
   renderLeaders(view, frame);
   renderWaiting();
 }
 
-const STATE_RANK = { ok: 0, warning: 1, breached: 2 };
-
-function tickedWaits(frame, key) {
-  const since = (performance.now() - (receivedAt.get(key) || performance.now())) / 1000;
-  return frame.waiting.entries.map((e) => {
-    const age = e.age_seconds + (e.ticking ? since : 0);
-    let state = e.state in STATE_RANK ? e.state : "ok";
-    if (e.ticking) {
-      const own = e.target_seconds != null && age >= e.target_seconds ? "breached"
-        : e.warning_seconds != null && age >= e.warning_seconds ? "warning" : "ok";
-      if (STATE_RANK[own] > STATE_RANK[state]) state = own;
-    }
-    return { ...e, age, state };
-  }).sort((a, b) => b.age - a.age);
-}
-
-function waitStates(waits) {
-  const states = { warning: 0, breached: 0 };
-  for (const w of waits) if (w.state in states) states[w.state] += 1;
-  return states;
-}
-
+// --- waiting --------------------------------------------------------------------------
 function renderWaitingTile() {
   const frame = frames.get(currentView().key);
   const tile = $("tiles").querySelector('[data-tile="waiting"]');
-  if (frame && tile) TILES.waiting.fill(frame, tileWriter(tile));
+  if (frame && tile) TILES.waiting(frame, tileWriter(tile, w));
 }
 
 function renderWaiting() {
@@ -230,43 +116,52 @@ function renderWaiting() {
   const frame = frames.get(view.key);
   if (!frame || !view.panels.includes("waiting")) return;
   const list = $("wait-rows");
+  const empty = $("wait-empty");
   if (!frame.waiting) {
-    $("wait-empty").hidden = false;
-    $("wait-empty").textContent = "Waiting list not available";
+    empty.hidden = false;
+    empty.textContent = w.t("waiting.unavailable");
     list.replaceChildren();
     return;
   }
-  const waits = tickedWaits(frame, view.key);
+  const waits = waitsOf(frame);
   const states = waitStates(waits);
   const counts = $("wait-counts");
-  counts.replaceChildren(el("span", "", `${fmtCount(frame.waiting.count)} waiting`));
-  if (states.warning) counts.append(el("span", "warn", `${states.warning} at risk`));
-  if (states.breached) counts.append(el("span", "bad", `${states.breached} breached`));
-  $("wait-empty").hidden = waits.length > 0;
-  $("wait-empty").textContent = "Nobody is waiting";
+  const shownCounts = [el("span", "", w.tn("waiting.count", frame.waiting.count, { n: frame.text.waiting_count }))];
+  if (states.warning) shownCounts.push(el("span", "warn", w.tn("waiting.at_risk", states.warning)));
+  if (states.breached) shownCounts.push(el("span", "bad", w.tn("waiting.breached", states.breached)));
+  if (counts.textContent !== shownCounts.map((s) => s.textContent).join("")) {
+    counts.replaceChildren(...shownCounts);
+  }
+  empty.hidden = waits.length > 0;
+  empty.textContent = w.t("waiting.nobody");
   const shown = waits.slice(0, view.rows - (waits.length > view.rows ? 1 : 0));
   const existing = new Map([...list.children].filter((li) => li.dataset.id).map((li) => [li.dataset.id, li]));
   const order = [];
-  for (const w of shown) {
-    let li = existing.get(w.id);
+  for (const wait of shown) {
+    let li = existing.get(wait.id);
     if (!li) {
       li = el("li", "row");
-      li.dataset.id = w.id;
+      li.dataset.id = wait.id;
       li.append(el("span", "channel"), el("span", "who"), el("span", "kind"), el("span", "age"));
     }
-    li.children[0].textContent = w.channel || "—";
-    li.children[1].textContent = w.name || "unassigned";
-    li.children[2].textContent = w.kind === "next" ? "next" : "first";
-    li.children[3].textContent = fmtAge(w.age);
-    if (li.dataset.state !== w.state) li.dataset.state = w.state;
+    const channel = `channel.${wait.channel}`;
+    setText(li.children[0], w.has(channel) ? w.t(channel) : wait.channel || "—");
+    setName(li.children[1], wait.name || w.t("waiting.unassigned"));
+    setText(li.children[2], w.t(wait.kind === "next" ? "waiting.kind.next" : "waiting.kind.first"));
+    li.children[3].textContent = fmtAge(wait.age);
+    if (li.dataset.state !== wait.state) li.dataset.state = wait.state;
     order.push(li);
   }
   const hidden = frame.waiting.count - shown.length;
-  if (hidden > 0) order.push(el("li", "more", `+ ${hidden} more waiting`));
+  if (hidden > 0) order.push(el("li", "more", w.tn("waiting.more", hidden)));
   const same = order.length === list.children.length && order.every((li, i) => list.children[i] === li);
-  if (!same) list.replaceChildren(...order); // only when rows come or go: alarms keep their beat
+  if (!same) {
+    list.replaceChildren(...order); // only when rows come or go: alarms keep their beat
+    refit(list);
+  }
 }
 
+// --- leaderboard ----------------------------------------------------------------------
 function renderLeaders(view, frame) {
   if (!view.panels.includes("leaderboard")) return;
   const by = view.leaderboard_by;
@@ -293,24 +188,38 @@ function renderLeaders(view, frame) {
     if (!li) {
       li = el("li", "row");
       li.dataset.manager = r.manager;
-      li.append(el("span", "rank"), el("span", "name"), el("span", "revenue"), el("span", "won"), el("span", "calls"));
+      const plan = el("span", "plan");
+      const track = el("span", "plan-track");
+      track.append(el("span", "plan-fill"));
+      plan.append(track, el("span", "plan-pct"));
+      li.append(el("span", "rank"), el("span", "name"), el("span", "move"),
+        el("span", "revenue"), el("span", "won"), el("span", "calls"), plan);
     }
-    li.children[0].textContent = String(i + 1);
-    li.children[1].replaceChildren(r.name);
+    const [rank, name, moveNode, revenue, won, calls, plan] = li.children;
+    rank.textContent = String(i + 1);
+    setName(name, r.name ?? w.t("waiting.unassigned"));
     const move = moved.get(r.manager);
-    if (move && move.until > t) {
-      li.children[1].append(el("span", `move ${move.delta > 0 ? "up" : "down"}`,
-        `${move.delta > 0 ? "▲" : "▼"}${Math.abs(move.delta)}`));
-    }
-    li.children[2].textContent = fmtMoney(r.revenue);
-    li.children[3].textContent = fmtCount(r.won);
-    li.children[4].textContent = fmtCount(r.calls);
-    for (const [index, name] of ["revenue", "won", "calls"].entries()) {
-      li.children[index + 2].classList.toggle("sorted", name === by);
+    const shownMove = move && move.until > t
+      ? `${move.delta > 0 ? "▲" : "▼"}${Math.abs(move.delta)}` : "";
+    moveNode.textContent = shownMove;
+    moveNode.className = `move ${move && move.delta > 0 ? "up" : "down"}`;
+    setMoney(revenue, r.text.revenue);
+    setText(won, r.text.won);
+    setText(calls, r.text.calls);
+    plan.hidden = r.progress == null;
+    plan.dataset.progress = r.progress == null ? "" : String(r.progress);
+    plan.querySelector(".plan-fill").style.width = `${Math.min(100, Math.max(0, (r.progress || 0) * 100))}%`;
+    plan.classList.toggle("done", (r.progress || 0) >= 1);
+    setText(plan.querySelector(".plan-pct"), r.text.progress);
+    for (const [index, column] of ["revenue", "won", "calls"].entries()) {
+      li.children[index + 3].classList.toggle("sorted", column === by);
     }
     return li;
   });
+  const attached = order.every((li, i) => list.children[i] === li) && order.length === list.children.length;
   list.replaceChildren(...order);
+  if (!attached) refit(list);
+  evenNames(list);
   // FLIP: each row starts where it was and slides to its new place.
   for (const li of order) {
     const old = tops.get(li.dataset.manager);
@@ -324,37 +233,40 @@ function renderLeaders(view, frame) {
   }
 }
 
+// --- connection -----------------------------------------------------------------------
 function showState() {
-  const body = document.body;
-  body.dataset.connection = connection.state;
+  document.body.dataset.connection = connection.state;
   const text = $("conn-text");
   const banner = $("banner");
   if (connection.state === "lost") {
     const wait = Math.max(0, Math.ceil((connection.retryAt - Date.now()) / 1000));
-    text.textContent = "connection lost";
-    const since = lastSeen ? ` — showing data from ${clock.format(lastSeen)}` : "";
-    banner.textContent = `Connection lost${since}. Reconnecting in ${wait} s…`;
+    text.textContent = w.t("conn.lost");
+    const lost = lastSeen
+      ? w.t("banner.lost_since", { ago: ago((Date.now() - lastSeen) / 1000) })
+      : w.t("banner.lost");
+    banner.textContent = `${lost} ${w.tn("banner.reconnecting", wait)}`;
     banner.className = "banner";
     banner.hidden = false;
   } else if (failing.has(currentView().key)) {
-    text.textContent = connection.state === "live" ? "live" : "connecting…";
-    banner.textContent = "The KPI store is not answering — showing the last values.";
+    text.textContent = w.t(connection.state === "live" ? "conn.live" : "conn.connecting");
+    banner.textContent = w.t("banner.store_down");
     banner.className = "banner soft";
     banner.hidden = false;
   } else {
-    text.textContent = connection.state === "live" ? "live" : "connecting…";
+    text.textContent = w.t(connection.state === "live" ? "conn.live" : "conn.connecting");
     banner.hidden = true;
   }
 }
 
 function onFrame(frame) {
-  lastSeen = new Date();
+  lastSeen = Date.now();
   if (frame.error) {
     failing.add(frame.key);
   } else {
     failing.delete(frame.key);
     frames.set(frame.key, frame);
     receivedAt.set(frame.key, performance.now());
+    celebration.note(frame, frame.key === currentView().key);
   }
   if (frame.key === currentView().key) render();
   showState();
@@ -370,6 +282,8 @@ function rotate() {
   }, 600);
 }
 
+for (const node of document.querySelectorAll("[data-t]")) node.textContent = w.t(node.dataset.t);
+for (const node of document.querySelectorAll(".row.head > *")) shrink(node, 0.5);
 buildView();
 const url = config.stream + window.location.search;
 const live = new Connection(url, {
@@ -384,5 +298,5 @@ setInterval(() => {
   renderWaitingTile();
   if (connection.state === "lost") showState();
 }, 250);
-window.addEventListener("resize", () => document.querySelectorAll(".tile .value").forEach(fit));
+window.addEventListener("resize", refit);
 if (config.views.length > 1) setInterval(rotate, config.rotate_seconds * 1000);

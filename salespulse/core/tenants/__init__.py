@@ -8,6 +8,7 @@ variable or a file to read, and is only revealed where it is used.
       acme:
         timezone: Europe/Moscow
         currency: RUB
+        locale: ru                               # the wall's language: en (default), uk, ru
         currency_rates: {USD: "92.5"}          # 1 USD = 92.5 RUB
         pipelines:
           sales:
@@ -16,7 +17,7 @@ variable or a file to read, and is only revealed where it is used.
               - {id: qualified, warm: true, limit_hours: 48}
               - {id: won, kind: won}
               - {id: lost, kind: lost}
-        teams: {north: {managers: ["17", "42"]}}
+        teams: {north: {name: "Север", managers: ["17", "42"]}}   # name: as the wall shows it
         managers: {"17": Олена Коваленко}      # display names, over the CRM's (staff only)
         targets: {managers: {"17": {revenue: "1000000", deals_won: 20}}}
         marketing_costs: {website: {"2026-11": "50000"}}

@@ -64,6 +64,8 @@ class Pipeline(FrozenModel):
 
 
 class Team(FrozenModel):
+    # How the wall names the team ("Київ · продажі"); default: its id.
+    name: str | None = Field(default=None, min_length=1, max_length=60)
     managers: list[str] = Field(default_factory=list)
     # The team's own calendar (another shift or time zone); default: the tenant's.
     business_hours: BusinessHours | None = None
@@ -141,6 +143,11 @@ class TenantConfig(FrozenModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def team_name(self, team: str) -> str:
+        """The team's display name from the tenants file, else its id."""
+        configured = self.teams.get(team)
+        return configured.name if configured is not None and configured.name else team
 
     def team_of(self, manager: str | None) -> str | None:
         if manager is None:

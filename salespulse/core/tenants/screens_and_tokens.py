@@ -60,6 +60,8 @@ class WallScreen(TokenRef):
     # Other screens of this tenant shown in turn with this one (the token opens them too).
     rotate: list[ScreenName] = Field(default_factory=list)
     rotate_seconds: float = Field(default=30.0, ge=5)
+    # A short chime with the banner of a won deal (the TV's browser must allow autoplay).
+    celebration_sound: bool = False
 
 
 class Wall(FrozenModel):
