@@ -34,6 +34,7 @@ from salespulse.core.topics import ensure_topics
 from streams.store_stage import StoreStage
 from tests.helpers import eventually, metric_value, produce
 from tests.histories import CONFIG, NOW
+from tests.oracle.compare import assert_matches_oracle
 from tests.oracle.periods import period_components
 from tests.oracle.test_periods_oracle import NAMES, TODAY, multi_month
 
@@ -152,4 +153,7 @@ async def test_periods_equal_the_oracle_through_the_real_pipeline(
                 NOW,
             )
             oracle = period_components(truth, CONFIG, tenant, period.first, period.last, by)
-            assert comparable(snapshot.groups) == comparable(oracle), (tenant, name, by)
+            # percentiles within the sketch's 1 %, every other component equal
+            assert_matches_oracle(
+                comparable(snapshot.groups), comparable(oracle), (tenant, name, by)
+            )
