@@ -10,13 +10,22 @@ refold (ids counted before, a concurrent writer), the states it finally wrote di
 from the speculative ones the next batch was folded on, *at the same versions*. So any
 such deviation starts a new generation: the cache is dropped and batches prepared in
 the old one are refolded from Redis before they are written.
+
+Folds run off the event loop (streams/off_loop.py). A batch whose fold writes more than
+``MAX_PART_WRITES`` fields is folded and written in parts of consecutive events, so that
+no single Lua call blocks Redis for long (issue 19: 138 ms during a replay). Only the
+last part carries the partition watermarks: after a crash between parts the batch is
+redelivered, the store reports the ids of the parts it holds as already counted, and
+the refold on the states those parts left counts the rest exactly once (as a poison
+batch's parts do, streams/poison.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
@@ -25,6 +34,7 @@ from salespulse.core.tenants import TenantDirectory
 from streams.contributions import Derived
 from streams.entity_state import DealState, LeadState
 from streams.fold import BatchFold, States, entity_ref, fold_batch
+from streams.off_loop import OffLoop
 from streams.redis_sink import RedisKpiSink
 
 # Each refold removes what the store reported (counted ids, changed entities); a store
@@ -36,6 +46,9 @@ CACHE_BYTES = 64 * 1024 * 1024
 # deal stored in ~190 B and ~1.0 KB for a lead stored in ~120 B (this errs high for leads).
 _BYTES_PER_STORED_BYTE = 10
 _BYTES_PER_ENTRY = 200  # key string, OrderedDict slot, version tuple, size entry
+# Field writes (hash increments, entity states, ids, index moves) per Lua call. Redis
+# applies ~1M simple writes a second inside a script, so a part blocks it ~20 ms at most.
+MAX_PART_WRITES = 20_000
 
 
 def cached_size(key: str, stored: bytes) -> int:
@@ -43,12 +56,56 @@ def cached_size(key: str, stored: bytes) -> int:
     return _BYTES_PER_ENTRY + len(key) + _BYTES_PER_STORED_BYTE * len(stored)
 
 
+def fold_writes(fold: BatchFold) -> int:
+    """How many writes the fold's Lua call makes (the measure of how long it runs)."""
+    return (
+        sum(map(len, fold.increments.values()))
+        + sum(map(len, fold.event_ids.values()))
+        + len(fold.entity_writes)
+        + 2 * len(fold.open_moves)
+        + len(fold.won_changes)
+    )
+
+
+def merged(folds: Sequence[BatchFold]) -> BatchFold:
+    """One batch's parts as one fold (what a caller of ``apply`` reads: counts, states,
+    increments), in order: a later part's entity state wins."""
+    if len(folds) == 1:
+        return folds[0]
+    whole = BatchFold()
+    for fold in folds:
+        for bucket, by_field in fold.increments.items():
+            into = whole.increments.setdefault(bucket, {})
+            for name, amount in by_field.items():
+                into[name] = into.get(name, 0) + amount
+        for day, ids in fold.event_ids.items():
+            whole.event_ids.setdefault(day, []).extend(ids)
+        whole.entity_writes.update(fold.entity_writes)
+        whole.new_states.update(fold.new_states)
+        whole.new_derived.update(fold.new_derived)
+        whole.open_moves += fold.open_moves
+        whole.won_changes += fold.won_changes
+        whole.events += fold.events
+        whole.duplicates += fold.duplicates
+        whole.received_at += fold.received_at
+    return whole
+
+
 @dataclass
-class Prepared:
+class Part:
+    """Consecutive events of a batch, folded; written by one Lua call."""
+
     events: Sequence[CrmEvent]
     refs: dict[str, str]
     fold: BatchFold
     generation: int
+
+
+@dataclass
+class Prepared:
+    parts: list[Part]
+    # parts already written: a retried commit goes on from the next one
+    written: list[BatchFold] = field(default_factory=list)
 
 
 class KpiApplier:
@@ -59,6 +116,7 @@ class KpiApplier:
         keys: KpiKeys,
         *,
         cache_bytes: int = CACHE_BYTES,
+        max_part_writes: int = MAX_PART_WRITES,
     ) -> None:
         self._sink = sink
         self._tenants = tenants
@@ -71,12 +129,44 @@ class KpiApplier:
         # what each cached state contributes, so its "before" need not be derived again
         self._derived: dict[str, Derived] = {}
         self._generation = 0
+        self._max_part_writes = max_part_writes
+        # writes per event of the last batch: sizes the next batch's parts before folding
+        self._writes_per_event = 0.0
+        self._off_loop = OffLoop("salespulse-kpi-fold")
 
     async def apply(self, events: Sequence[CrmEvent], offsets: dict[str, int]) -> BatchFold:
         """Apply once; returns the fold that the store accepted."""
         return await self.commit(await self.prepare(events), offsets)
 
     async def prepare(self, events: Sequence[CrmEvent]) -> Prepared:
+        """Fold the batch, in parts when its writes would make one Lua call too long."""
+        sizes = [len(events)]
+        if self._writes_per_event * len(events) > self._max_part_writes:
+            count = math.ceil(self._writes_per_event * len(events) / self._max_part_writes)
+            sizes = [len(chunk) for chunk in _chunks(events, count)]
+        parts: list[Part] = []
+        start = 0
+        for size in sizes:
+            parts += await self._prepare_parts(events[start : start + size])
+            start += size
+        writes = sum(fold_writes(part.fold) for part in parts)
+        self._writes_per_event = writes / max(len(events), 1)
+        return Prepared(parts)
+
+    async def _prepare_parts(self, events: Sequence[CrmEvent]) -> list[Part]:
+        """One part, or halves when its fold writes too much (the estimate was low)."""
+        part = await self._prepare_part(events)
+        if len(events) < 2 or fold_writes(part.fold) <= self._max_part_writes:
+            if part.generation == self._generation:
+                self._remember(part.fold)  # what the next part or batch is folded on
+            return [part]
+        half = len(events) // 2
+        return [
+            *await self._prepare_parts(events[:half]),
+            *await self._prepare_parts(events[half:]),
+        ]
+
+    async def _prepare_part(self, events: Sequence[CrmEvent]) -> Part:
         generation = self._generation  # before any await: a commit may deviate meanwhile
         refs: dict[str, str] = {}
         keys = self._keys
@@ -88,18 +178,25 @@ class KpiApplier:
                 refs[ref[0]] = ref[1]
         states = await self._states(refs)
         derived = {key: self._derived[key] for key in states if key in self._derived}
-        fold = fold_batch(events, self._tenants, self._keys, states, derived=derived)
-        prepared = Prepared(events, refs, fold, generation)
-        if generation == self._generation:
-            self._remember(fold)  # what the next batch is folded on
-        return prepared
+        fold = await self._off_loop.run(
+            fold_batch, events, self._tenants, self._keys, states, derived=derived
+        )
+        return Part(events, refs, fold, generation)
 
     async def commit(self, prepared: Prepared, offsets: dict[str, int]) -> BatchFold:
+        """Write the parts in order; only the last one moves the watermarks."""
+        last = len(prepared.parts) - 1
+        for index in range(len(prepared.written), len(prepared.parts)):
+            marks = offsets if index == last else {}
+            prepared.written.append(await self._commit_part(prepared.parts[index], marks))
+        return merged(prepared.written)
+
+    async def _commit_part(self, prepared: Part, offsets: dict[str, int]) -> BatchFold:
         fold, refs = prepared.fold, prepared.refs
         states: States | None = None
         if prepared.generation != self._generation:
             states = await self._sink.load_states(refs)
-            fold = fold_batch(prepared.events, self._tenants, self._keys, states)
+            fold = await self._refold(prepared.events, states, frozenset())
         skip: frozenset[tuple[str, str]] = frozenset()
         for attempt in range(MAX_REFOLDS):
             try:
@@ -115,9 +212,14 @@ class KpiApplier:
             skip |= outcome.already_counted
             if states is None or outcome.conflicts:
                 states = await self._sink.load_states(refs)
-            fold = fold_batch(prepared.events, self._tenants, self._keys, states, skip)
+            fold = await self._refold(prepared.events, states, skip)
         self._new_generation()
         raise KpiStoreError("batch kept meeting concurrent changes; refusing to loop")
+
+    async def _refold(
+        self, events: Sequence[CrmEvent], states: States, skip: frozenset[tuple[str, str]]
+    ) -> BatchFold:
+        return await self._off_loop.run(fold_batch, events, self._tenants, self._keys, states, skip)
 
     async def _states(self, refs: dict[str, str]) -> States:
         states: States = {}
@@ -152,3 +254,9 @@ class KpiApplier:
         self._derived.clear()
         self._sizes.clear()
         self.cached_bytes = 0
+
+
+def _chunks(events: Sequence[CrmEvent], count: int) -> list[Sequence[CrmEvent]]:
+    """``count`` consecutive runs of nearly equal length."""
+    size = math.ceil(len(events) / count)
+    return [events[start : start + size] for start in range(0, len(events), size)]
