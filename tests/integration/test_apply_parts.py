@@ -55,7 +55,7 @@ async def dump(client: aioredis.Redis, prefix: str) -> dict[str, object]:
     """Every key under the prefix, by its name after it, with its content."""
     content: dict[str, object] = {}
     async for raw in client.scan_iter(match=f"{prefix}*", count=1000):
-        key = raw.decode()
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
         kind = (await client.type(key)).decode()
         value: object
         if kind == "hash":
@@ -67,7 +67,7 @@ async def dump(client: aioredis.Redis, prefix: str) -> dict[str, object]:
         elif kind == "zset":
             value = await client.zrange(key, 0, -1, withscores=True)
         else:
-            value = _VERSION.sub(b"", await client.get(key))
+            value = _VERSION.sub(b"", bytes(await client.get(key)))
         content[key.removeprefix(prefix)] = value
     return content
 
