@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 PART_WRITES = 1_500
 OFFSETS = {"crm.events:0": 2_999}
 # "version:state": a state written by several parts carries a higher version
-_VERSION = re.compile(rb"^\d+:")
+_VERSION = re.compile(r"^\d+:")
 
 
 class RecordingSink(RedisKpiSink):
@@ -51,12 +51,16 @@ def sink(client: aioredis.Redis, keys: KpiKeys, crash_at_call: int = 0) -> Recor
     return RecordingSink(client, keys, crash_at_call)
 
 
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 async def dump(client: aioredis.Redis, prefix: str) -> dict[str, object]:
     """Every key under the prefix, by its name after it, with its content."""
     content: dict[str, object] = {}
     async for raw in client.scan_iter(match=f"{prefix}*", count=1000):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        kind = (await client.type(key)).decode()
+        key = _text(raw)
+        kind = _text(await client.type(key))
         value: object
         if kind == "hash":
             # A field one part raises and a later one lowers again stays at 0, where one
@@ -67,7 +71,7 @@ async def dump(client: aioredis.Redis, prefix: str) -> dict[str, object]:
         elif kind == "zset":
             value = await client.zrange(key, 0, -1, withscores=True)
         else:
-            value = _VERSION.sub(b"", bytes(await client.get(key)))
+            value = _VERSION.sub("", _text(await client.get(key)))
         content[key.removeprefix(prefix)] = value
     return content
 
