@@ -67,6 +67,18 @@ def fold_writes(fold: BatchFold) -> int:
     )
 
 
+def entity_refs(keys: KpiKeys, events: Sequence[CrmEvent]) -> dict[str, str]:
+    """Redis key → kind of every entity the events join."""
+    refs: dict[str, str] = {}
+    for event in events:
+        if event.entity_id is None:  # most events join no entity: spare the call
+            continue
+        ref = entity_ref(keys, event)
+        if ref is not None:
+            refs[ref[0]] = ref[1]
+    return refs
+
+
 def merged(folds: Sequence[BatchFold]) -> BatchFold:
     """One batch's parts as one fold (what a caller of ``apply`` reads: counts, states,
     increments), in order: a later part's entity state wins."""
@@ -168,14 +180,7 @@ class KpiApplier:
 
     async def _prepare_part(self, events: Sequence[CrmEvent]) -> Part:
         generation = self._generation  # before any await: a commit may deviate meanwhile
-        refs: dict[str, str] = {}
-        keys = self._keys
-        for event in events:
-            if event.entity_id is None:  # most events join no entity: spare the call
-                continue
-            ref = entity_ref(keys, event)
-            if ref is not None:
-                refs[ref[0]] = ref[1]
+        refs = await self._off_loop.run(entity_refs, self._keys, events)
         states = await self._states(refs)
         derived = {key: self._derived[key] for key in states if key in self._derived}
         fold = await self._off_loop.run(

@@ -146,6 +146,16 @@ class SlaStore:
         return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
 
 
+def conversation_keys(keys: KpiKeys, events: Sequence[CrmEvent]) -> list[str]:
+    """The state keys of the conversations the events belong to, sorted."""
+    refs = {
+        keys.entity(event.tenant, "conv", ref)
+        for event in events
+        if (ref := conversation_ref(event)) is not None
+    }
+    return sorted(refs)
+
+
 @dataclass
 class PreparedSla:
     events: Sequence[CrmEvent]
@@ -175,12 +185,7 @@ class SlaApplier:
         self._off_loop = OffLoop("salespulse-sla-fold")
 
     async def prepare(self, events: Sequence[CrmEvent]) -> PreparedSla:
-        refs = {
-            self._keys.entity(event.tenant, "conv", ref)
-            for event in events
-            if (ref := conversation_ref(event)) is not None
-        }
-        keys = sorted(refs)
+        keys = await self._off_loop.run(conversation_keys, self._keys, events)
         states = await self._store.load(keys)
         return PreparedSla(events, keys, await self._fold(events, states))
 
