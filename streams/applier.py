@@ -46,9 +46,11 @@ CACHE_BYTES = 64 * 1024 * 1024
 # deal stored in ~190 B and ~1.0 KB for a lead stored in ~120 B (this errs high for leads).
 _BYTES_PER_STORED_BYTE = 10
 _BYTES_PER_ENTRY = 200  # key string, OrderedDict slot, version tuple, size entry
-# Field writes (hash increments, entity states, ids, index moves) per Lua call. Redis
-# applies ~1M simple writes a second inside a script, so a part blocks it ~20 ms at most.
-MAX_PART_WRITES = 20_000
+# Writes (hash fields and hashes, entity states, ids, index moves) per Lua call. Replaying
+# two years of history on the 2-core machine, a part of 20,000 blocked Redis for up to
+# 138 ms (new minute and hour hashes cost ~7 µs a write there), one of 5,000 for 39 ms
+# (`salespulse bench --replay`); the target is 20 ms on an unloaded machine.
+MAX_PART_WRITES = 5_000
 
 
 def cached_size(key: str, stored: bytes) -> int:
@@ -57,9 +59,12 @@ def cached_size(key: str, stored: bytes) -> int:
 
 
 def fold_writes(fold: BatchFold) -> int:
-    """How many writes the fold's Lua call makes (the measure of how long it runs)."""
+    """How many writes the fold's Lua call makes (the measure of how long it runs); a
+    hash costs two more commands (its overflow check, its EXPIRE): a replayed history
+    touches ~2 new minute and hour hashes per event."""
     return (
         sum(map(len, fold.increments.values()))
+        + 2 * len(fold.increments)
         + sum(map(len, fold.event_ids.values()))
         + len(fold.entity_writes)
         + 2 * len(fold.open_moves)
