@@ -46,11 +46,17 @@ CACHE_BYTES = 64 * 1024 * 1024
 # deal stored in ~190 B and ~1.0 KB for a lead stored in ~120 B (this errs high for leads).
 _BYTES_PER_STORED_BYTE = 10
 _BYTES_PER_ENTRY = 200  # key string, OrderedDict slot, version tuple, size entry
-# Writes (hash fields and hashes, entity states, ids, index moves) per Lua call. Replaying
-# two years of history on the 2-core machine, a part of 20,000 blocked Redis for up to
-# 138 ms (new minute and hour hashes cost ~7 µs a write there), one of 5,000 for 39 ms
-# (`salespulse bench --replay`); the target is 20 ms on an unloaded machine.
-MAX_PART_WRITES = 5_000
+# Writes (hash fields and hashes, entity states, ids, index moves) per Lua call. Only
+# batches past it are cut: parts of one batch each write the day, week, month and
+# all-time fields again, which a batch writes once. Parts of 5,000 doubled Redis's CPU and
+# the worker's per event on the bench's live traffic (a 5,000-event batch makes ~16,500
+# writes); at 20,000 that traffic stays one call, and a replayed history's batch (~67,000
+# writes: new minute and hour hashes) goes in ~4 parts, its longest call from 4.4 s to
+# well under a second on the loaded 2-core VM (`salespulse bench --replay`).
+MAX_PART_WRITES = 20_000
+# Parts are sized from the last batch's writes per event with this headroom, so that a
+# part rarely turns out too big and has to be folded again as two halves.
+_PART_HEADROOM = 0.75
 
 
 def cached_size(key: str, stored: bytes) -> int:
@@ -158,8 +164,9 @@ class KpiApplier:
     async def prepare(self, events: Sequence[CrmEvent]) -> Prepared:
         """Fold the batch, in parts when its writes would make one Lua call too long."""
         sizes = [len(events)]
-        if self._writes_per_event * len(events) > self._max_part_writes:
-            count = math.ceil(self._writes_per_event * len(events) / self._max_part_writes)
+        expected = self._writes_per_event * len(events)
+        if expected > self._max_part_writes:
+            count = math.ceil(expected / (self._max_part_writes * _PART_HEADROOM))
             sizes = [len(chunk) for chunk in _chunks(events, count)]
         parts: list[Part] = []
         start = 0

@@ -63,6 +63,7 @@ class SlaStore:
         self._group = group
         self._ttl = bucket_ttls(day_ttl_s)
         self._script = client.register_script(apply_script())
+        self._off_loop = OffLoop("salespulse-sla-pack")
 
     async def load(self, keys: Sequence[str]) -> ConversationStates:
         if not keys:
@@ -77,7 +78,7 @@ class SlaStore:
 
     async def apply(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
         """Write the fold; returns the conflicting keys (nothing written) or []."""
-        call = self.arguments(fold, offsets)
+        call = await self._off_loop.run(self.arguments, fold, offsets)
         try:
             reply = await self._script(keys=call.keys, args=[call.batch])
         except RedisError as exc:
