@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs", type=_positive, default=3, help="runs of path (a); the table shows the median"
     )
     bench.add_argument(
+        "--replay",
+        type=_positive,
+        metavar="N",
+        help="only a history replay of N events, end to end in `salespulse run` until applied",
+    )
+    bench.add_argument(
         "--fold-only",
         action="store_true",
         help="only the worker's decode, fold and packing, per event type (no broker, no Redis)",
@@ -168,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             tune_gc()  # as the worker process does
             print(*measure_fold(args.events, settings.batch_max_records), sep="\n")
             return 0
+        if args.command == "bench" and args.replay:
+            from salespulse.dev.bench.replay import run_replay
+
+            return run_replay(args.replay)
         if args.command == "bench":
             from salespulse.dev.bench.table import run_benchmark
 

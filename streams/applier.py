@@ -10,13 +10,22 @@ refold (ids counted before, a concurrent writer), the states it finally wrote di
 from the speculative ones the next batch was folded on, *at the same versions*. So any
 such deviation starts a new generation: the cache is dropped and batches prepared in
 the old one are refolded from Redis before they are written.
+
+Folds run off the event loop (streams/off_loop.py). A batch whose fold writes more than
+``MAX_PART_WRITES`` fields is folded and written in parts of consecutive events, so that
+no single Lua call blocks Redis for long (issue 19: 138 ms during a replay). Only the
+last part carries the partition watermarks: after a crash between parts the batch is
+redelivered, the store reports the ids of the parts it holds as already counted, and
+the refold on the states those parts left counts the rest exactly once (as a poison
+batch's parts do, streams/poison.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
@@ -25,6 +34,7 @@ from salespulse.core.tenants import TenantDirectory
 from streams.contributions import Derived
 from streams.entity_state import DealState, LeadState
 from streams.fold import BatchFold, States, entity_ref, fold_batch
+from streams.off_loop import OffLoop
 from streams.redis_sink import RedisKpiSink
 
 # Each refold removes what the store reported (counted ids, changed entities); a store
@@ -36,6 +46,19 @@ CACHE_BYTES = 64 * 1024 * 1024
 # deal stored in ~190 B and ~1.0 KB for a lead stored in ~120 B (this errs high for leads).
 _BYTES_PER_STORED_BYTE = 10
 _BYTES_PER_ENTRY = 200  # key string, OrderedDict slot, version tuple, size entry
+# Writes (hash fields and hashes, entity states, ids, index moves) per Lua call. Only
+# batches past it are cut: parts of one batch each write the day, week, month and
+# all-time fields again, which a batch writes once. Parts of 5,000 doubled Redis's CPU and
+# the worker's per event on the bench's live traffic (a 5,000-event batch makes ~16,500
+# writes); at 20,000 that traffic stays one call, and a replayed history's batch (~67,000
+# writes: new minute and hour hashes) goes in ~4 parts. Redis takes ~3 µs a write here,
+# so a part blocks it ~45-55 ms on an idle 2-core VM (in a 200,000-event replay into a
+# busy `salespulse run`, the longest call went from 4.4 s to 0.47 s, `salespulse bench
+# --replay`); 20 ms needs fewer writes per event, not smaller parts.
+MAX_PART_WRITES = 20_000
+# Parts are sized from the last batch's writes per event with this headroom, so that a
+# part rarely turns out too big and has to be folded again as two halves.
+_PART_HEADROOM = 0.75
 
 
 def cached_size(key: str, stored: bytes) -> int:
@@ -43,12 +66,71 @@ def cached_size(key: str, stored: bytes) -> int:
     return _BYTES_PER_ENTRY + len(key) + _BYTES_PER_STORED_BYTE * len(stored)
 
 
+def fold_writes(fold: BatchFold) -> int:
+    """How many writes the fold's Lua call makes (the measure of how long it runs); a
+    hash costs two more commands (its overflow check, its EXPIRE): a replayed history
+    touches ~2 new minute and hour hashes per event."""
+    return (
+        sum(map(len, fold.increments.values()))
+        + 2 * len(fold.increments)
+        + sum(map(len, fold.event_ids.values()))
+        + len(fold.entity_writes)
+        + 2 * len(fold.open_moves)
+        + len(fold.won_changes)
+    )
+
+
+def entity_refs(keys: KpiKeys, events: Sequence[CrmEvent]) -> dict[str, str]:
+    """Redis key → kind of every entity the events join."""
+    refs: dict[str, str] = {}
+    for event in events:
+        if event.entity_id is None:  # most events join no entity: spare the call
+            continue
+        ref = entity_ref(keys, event)
+        if ref is not None:
+            refs[ref[0]] = ref[1]
+    return refs
+
+
+def merged(folds: Sequence[BatchFold]) -> BatchFold:
+    """One batch's parts as one fold (what a caller of ``apply`` reads: counts, states,
+    increments), in order: a later part's entity state wins."""
+    if len(folds) == 1:
+        return folds[0]
+    whole = BatchFold()
+    for fold in folds:
+        for bucket, by_field in fold.increments.items():
+            into = whole.increments.setdefault(bucket, {})
+            for name, amount in by_field.items():
+                into[name] = into.get(name, 0) + amount
+        for day, ids in fold.event_ids.items():
+            whole.event_ids.setdefault(day, []).extend(ids)
+        whole.entity_writes.update(fold.entity_writes)
+        whole.new_states.update(fold.new_states)
+        whole.new_derived.update(fold.new_derived)
+        whole.open_moves += fold.open_moves
+        whole.won_changes += fold.won_changes
+        whole.events += fold.events
+        whole.duplicates += fold.duplicates
+        whole.received_at += fold.received_at
+    return whole
+
+
 @dataclass
-class Prepared:
+class Part:
+    """Consecutive events of a batch, folded; written by one Lua call."""
+
     events: Sequence[CrmEvent]
     refs: dict[str, str]
     fold: BatchFold
     generation: int
+
+
+@dataclass
+class Prepared:
+    parts: list[Part]
+    # parts already written: a retried commit goes on from the next one
+    written: list[BatchFold] = field(default_factory=list)
 
 
 class KpiApplier:
@@ -60,6 +142,7 @@ class KpiApplier:
         *,
         cache_bytes: int = CACHE_BYTES,
         before_commit: Callable[[Sequence[CrmEvent]], Awaitable[None]] | None = None,
+        max_part_writes: int = MAX_PART_WRITES,
     ) -> None:
         self._sink = sink
         # streams/daily_snapshot.py: sees the store as the batches before this one left it
@@ -74,37 +157,71 @@ class KpiApplier:
         # what each cached state contributes, so its "before" need not be derived again
         self._derived: dict[str, Derived] = {}
         self._generation = 0
+        self._max_part_writes = max_part_writes
+        # writes per event of the last batch: sizes the next batch's parts before folding
+        self._writes_per_event = 0.0
+        self._off_loop = OffLoop("salespulse-kpi-fold")
 
     async def apply(self, events: Sequence[CrmEvent], offsets: dict[str, int]) -> BatchFold:
         """Apply once; returns the fold that the store accepted."""
         return await self.commit(await self.prepare(events), offsets)
 
     async def prepare(self, events: Sequence[CrmEvent]) -> Prepared:
+        """Fold the batch, in parts when its writes would make one Lua call too long."""
+        sizes = [len(events)]
+        expected = self._writes_per_event * len(events)
+        if expected > self._max_part_writes:
+            count = math.ceil(expected / (self._max_part_writes * _PART_HEADROOM))
+            sizes = [len(chunk) for chunk in _chunks(events, count)]
+        parts: list[Part] = []
+        start = 0
+        for size in sizes:
+            parts += await self._prepare_parts(events[start : start + size])
+            start += size
+        writes = sum(fold_writes(part.fold) for part in parts)
+        self._writes_per_event = writes / max(len(events), 1)
+        return Prepared(parts)
+
+    async def _prepare_parts(self, events: Sequence[CrmEvent]) -> list[Part]:
+        """One part, or halves when its fold writes too much (the estimate was low)."""
+        part = await self._prepare_part(events)
+        if len(events) < 2 or fold_writes(part.fold) <= self._max_part_writes:
+            if part.generation == self._generation:
+                self._remember(part.fold)  # what the next part or batch is folded on
+            return [part]
+        half = len(events) // 2
+        return [
+            *await self._prepare_parts(events[:half]),
+            *await self._prepare_parts(events[half:]),
+        ]
+
+    async def _prepare_part(self, events: Sequence[CrmEvent]) -> Part:
         generation = self._generation  # before any await: a commit may deviate meanwhile
-        refs: dict[str, str] = {}
-        keys = self._keys
-        for event in events:
-            if event.entity_id is None:  # most events join no entity: spare the call
-                continue
-            ref = entity_ref(keys, event)
-            if ref is not None:
-                refs[ref[0]] = ref[1]
+        refs = await self._off_loop.run(entity_refs, self._keys, events)
         states = await self._states(refs)
         derived = {key: self._derived[key] for key in states if key in self._derived}
-        fold = fold_batch(events, self._tenants, self._keys, states, derived=derived)
-        prepared = Prepared(events, refs, fold, generation)
-        if generation == self._generation:
-            self._remember(fold)  # what the next batch is folded on
-        return prepared
+        fold = await self._off_loop.run(
+            fold_batch, events, self._tenants, self._keys, states, derived=derived
+        )
+        return Part(events, refs, fold, generation)
 
     async def commit(self, prepared: Prepared, offsets: dict[str, int]) -> BatchFold:
-        if self._before_commit is not None:
-            await self._before_commit(prepared.events)
+        """Write the parts in order; only the last one moves the watermarks."""
+        if not prepared.written and self._before_commit is not None:
+            # once a batch, before its first part: a retried commit carries on from its parts
+            await self._before_commit([e for part in prepared.parts for e in part.events])
+        last = len(prepared.parts) - 1
+        for index in range(len(prepared.written), len(prepared.parts)):
+            marks = offsets if index == last else {}
+            prepared.written.append(await self._commit_part(prepared.parts[index], marks))
+        return merged(prepared.written)
+
+    async def _commit_part(self, prepared: Part, offsets: dict[str, int]) -> BatchFold:
         fold, refs = prepared.fold, prepared.refs
         states: States | None = None
         if prepared.generation != self._generation:
             states = await self._sink.load_states(refs)
-            fold = fold_batch(prepared.events, self._tenants, self._keys, states)
+            fold = await self._refold(prepared.events, states, frozenset())
         skip: frozenset[tuple[str, str]] = frozenset()
         for attempt in range(MAX_REFOLDS):
             try:
@@ -120,9 +237,14 @@ class KpiApplier:
             skip |= outcome.already_counted
             if states is None or outcome.conflicts:
                 states = await self._sink.load_states(refs)
-            fold = fold_batch(prepared.events, self._tenants, self._keys, states, skip)
+            fold = await self._refold(prepared.events, states, skip)
         self._new_generation()
         raise KpiStoreError("batch kept meeting concurrent changes; refusing to loop")
+
+    async def _refold(
+        self, events: Sequence[CrmEvent], states: States, skip: frozenset[tuple[str, str]]
+    ) -> BatchFold:
+        return await self._off_loop.run(fold_batch, events, self._tenants, self._keys, states, skip)
 
     async def _states(self, refs: dict[str, str]) -> States:
         states: States = {}
@@ -157,3 +279,9 @@ class KpiApplier:
         self._derived.clear()
         self._sizes.clear()
         self.cached_bytes = 0
+
+
+def _chunks(events: Sequence[CrmEvent], count: int) -> list[Sequence[CrmEvent]]:
+    """``count`` consecutive runs of nearly equal length."""
+    size = math.ceil(len(events) / count)
+    return [events[start : start + size] for start in range(0, len(events), size)]

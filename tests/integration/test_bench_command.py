@@ -8,6 +8,7 @@ test keeps the command itself working, and quiet about its own cleanup.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -39,6 +40,14 @@ def test_bench_runs_every_path_checks_the_fold_and_cleans_up() -> None:
     row_a = next(line for line in result.stdout.splitlines() if line.startswith("(a)"))
     assert row_a.split("|")[3].strip().replace(",", "").isdigit(), row_a
     assert "(a) ran 2 times: " in result.stdout, output
+    # CPU next to wall, for every path; Redis's own cost, also by the number of managers
+    assert "events/core-s" in result.stdout, output
+    cpu = [line.split("|")[4].strip() for line in result.stdout.splitlines()[2:6]]
+    assert all(value.replace(",", "").replace(".", "").isdigit() for value in cpu), cpu
+    assert re.search(r"ratio \(a\)/\(b\): [\d,.]+x CPU, [\d,.]+x wall", result.stdout), output
+    assert re.search(r"\(a\) draining its backlog: Redis CPU [\d,.]+ µs/event", result.stdout)
+    for managers in ("10", "200", "2,000"):
+        assert re.search(rf"{managers} managers: Redis CPU [\d,.]+ µs/event", result.stdout)
     # too short a backlog for the speed targets to mean anything: no verdict
     assert "targets: not judged below --events 200,000" in result.stdout, output
     assert "target (a)" not in result.stdout, output

@@ -32,20 +32,31 @@ _REFERENCE_KEYS = KpiKeys("reference:")
 _CHUNK = 20_000
 
 
-def synthetic_events(count: int, seed: int, id_prefix: str) -> Iterator[CrmEvent]:
-    """A plausible mix of two offices' traffic; ``received_at`` is stamped when yielded."""
+def synthetic_events(
+    count: int,
+    seed: int,
+    id_prefix: str,
+    *,
+    managers_per_tenant: int = MANAGERS_PER_TENANT,
+    span_days: float = 3,
+) -> Iterator[CrmEvent]:
+    """A plausible mix of two offices' traffic over the last ``span_days``;
+    ``received_at`` is stamped when yielded, or, for a history (``span_days`` past the
+    lateness window), a second after the event happened, as a CRM export records it."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
+    history = span_days > 3
     for i in range(count):
         t = 0 if rng.random() < 0.6 else 1
         tenant, client, deal = TENANTS[t], f"c-{rng.randrange(20_000)}", f"d-{rng.randrange(5000)}"
         # A few events arrive before the CRM assigned anybody.
-        manager = f"m-{t * MANAGERS_PER_TENANT + rng.randrange(MANAGERS_PER_TENANT):02d}"
+        manager = f"m-{t * managers_per_tenant + rng.randrange(managers_per_tenant):02d}"
+        occurred_at = now - timedelta(seconds=rng.uniform(0, span_days * _DAY_S))
         common: dict[str, Any] = dict(
             event_id=f"{id_prefix}-{i}",
             tenant=tenant,
             source="bench",
-            occurred_at=now - timedelta(seconds=rng.uniform(0, 3 * _DAY_S)),
+            occurred_at=occurred_at,
             manager_id=manager if rng.random() > 0.02 else None,
         )
         kind, direction = rng.random(), rng.choice(("in", "out"))
@@ -73,7 +84,8 @@ def synthetic_events(count: int, seed: int, id_prefix: str) -> Iterator[CrmEvent
                 fields.update(stage_to="lost", stage_kind="lost", lost_reason="price")
             else:
                 fields.update(stage_to=rng.choice(STAGES), stage_kind="open")
-        yield CrmEvent(**common, **fields, received_at=datetime.now(UTC))
+        received_at = occurred_at + timedelta(seconds=1) if history else datetime.now(UTC)
+        yield CrmEvent(**common, **fields, received_at=received_at)
 
 
 def tally(events: Iterable[CrmEvent], expected: Expected) -> Iterator[CrmEvent]:

@@ -84,8 +84,9 @@ async def run_naive(
     bootstrap: str, topic: str, app_id: str, events: int, partitions: int
 ) -> NaiveResult:
     """Run the baseline over the first ``events`` records of ``topic`` in a child process."""
-    # Generous: startup and group join take seconds, the events ~4,000/s at worst.
-    timeout_s = 60 + events / 1_000
+    # Generous enough for a loaded machine: its 20,000 events took 74 s of the former
+    # 80 s budget on the 2-core VM with other work running (~270/s); this allows 100/s.
+    timeout_s = 120 + events / 100
     with tempfile.TemporaryDirectory(prefix="salespulse-bench-naive-") as tmp:
         workdir = Path(tmp)
         result_path = workdir / "result.json"

@@ -48,12 +48,6 @@ class Row:
     def rate(self) -> float:
         return self.timed / self.wall_s if self.timed and self.wall_s > 0 else math.nan
 
-    def cells(self) -> tuple[str, ...]:
-        cpu_us = self.cpu_s / self.timed * 1e6 if self.timed else math.nan
-        values = (self.wall_s, 2), (self.rate, 0), (cpu_us, 1), (self.p50_ms, 1), (self.p99_ms, 1)
-        shown = ("-" if math.isnan(v) else f"{v:,.{digits}f}" for v, digits in values)
-        return (self.path, f"{self.events:,}", *shown)
-
 
 async def wait_until(
     predicate: Callable[[], bool], timeout_s: float, what: str, service: Service

@@ -9,7 +9,10 @@ One run, one broker, one Redis, three paths over the same synthetic CRM events:
 Every topic is filled before its consumer starts, so a path drains a backlog and the
 producer's own limit (~75k events/s per process) does not cap the result. Each path is
 timed from its first processed batch to its last: group joins and startup are excluded.
-CPU is ``time.process_time()`` of the consuming process only (broker and Redis excluded).
+CPU is ``time.process_time()`` of the consuming process only, all its threads (broker
+and Redis excluded); Redis's own CPU per event and its longest Lua apply are measured
+apart (redis_cost.py), also by the number of managers. The table and the verdicts
+against the targets, on a CPU basis, are report.py's; ``--replay N`` is replay.py.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import multiprocessing
 import os
 import platform
@@ -53,6 +55,8 @@ from salespulse.dev.bench.parts import (
     percentile,
     wait_until,
 )
+from salespulse.dev.bench.redis_cost import RedisCost, RedisProbe, redis_cost_by_managers
+from salespulse.dev.bench.report import report
 from salespulse.dev.bench.scale import open_deal_state, scrape_time
 from salespulse.dev.bench.sla import PATH as SLA_PATH
 from salespulse.dev.bench.sla import measure_sla
@@ -60,16 +64,11 @@ from salespulse.dev.bench.sla import measure_sla
 # Latency phase: a steady, realistic-for-a-busy-deployment rate from another process.
 PACED_RATE = 5_000
 PACED_SECONDS = 4.0
-TARGET_EVENTS_S = 40_000  # the foundation's target
-TARGET_CATALOGUE_EVENTS_S = 60_000  # the full KPI catalogue's target (not reached yet)
-TARGET_RATIO = 10.0
-TARGET_MIN_EVENTS = 200_000  # the backlog the targets are set for
 PATHS = (
     "(a) SalesPulse KpiStage",
     "(b) naive faust agent + Table, per event",
     "(c) raw aiokafka getmany + msgspec",
 )
-HEAD = ("path", "events", "seconds", "events/s", "CPU µs/event", "p50 latency ms", "p99 latency ms")
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ async def measure_pipeline(
     expected: Expected,
     *,
     latency: bool = True,
-) -> tuple[Row, str, bool]:
+) -> tuple[Row, str, bool, RedisCost]:
     """Path (a): drain the backlog, check the result against the fold, then (if
     ``latency``) paced latency. Each call is a new consumer group and key prefix."""
     run = uuid.uuid4().hex[:8]
@@ -133,16 +132,19 @@ async def measure_pipeline(
         args=(bootstrap, topic, PACED_RATE, PACED_SECONDS, random.randrange(1 << 30)),
         name="salespulse-bench-paced-producer",
     )
+    probe = RedisProbe(client)
     try:
+        await probe.start()
         await consumer.start()
         budget = 30 + settings.kafka_session_timeout_s + events / 5_000
         await wait_until(lambda: metrics.applied >= events, budget, "(a) to drain", consumer)
+        redis_cost = await probe.stop()
         assert metrics.first is not None  # narrowing: set by the batches just waited for
         assert metrics.last is not None
         row = Row.between(PATHS[0], events, metrics.first, metrics.last)
         check, ok = await verify(client, keys, expected, metrics.applied, consumer.applied_batches)
         if not latency:
-            return row, check, ok
+            return row, check, ok, redis_cost
 
         metrics.keep_latencies = True
         producer.start()
@@ -156,7 +158,7 @@ async def measure_pipeline(
             raise RuntimeError(f"the paced producer exited with code {producer.exitcode}")
         ordered = sorted(metrics.latencies)
         row.p50_ms, row.p99_ms = percentile(ordered, 0.50) * 1e3, percentile(ordered, 0.99) * 1e3
-        return row, check, ok
+        return row, check, ok, redis_cost
     finally:
         if producer.pid is not None:
             producer.terminate()  # a no-op once it has finished on its own
@@ -175,24 +177,24 @@ async def measure_pipeline_runs(
     events: int,
     expected: Expected,
     runs: int,
-) -> tuple[Row, str, bool, list[float]]:
+) -> tuple[Row, str, bool, list[float], RedisCost]:
     """Path (a) ``runs`` times over the same backlog: the row of the median rate (this
     VM's speed drifts by a quarter within minutes), the latencies of the last run, which
     alone adds paced events to the topic; every run's check must pass."""
-    rows: list[Row] = []
+    rows: list[tuple[Row, RedisCost]] = []
     checks: list[str] = []
     for attempt in range(runs):
         last = attempt == runs - 1
-        row, check, ok = await measure_pipeline(
+        row, check, ok, cost = await measure_pipeline(
             settings, bootstrap, redis_url, topic, events, expected, latency=last
         )
         if not ok:
-            return row, check, False, [row.rate]
-        rows.append(row)
+            return row, check, False, [row.rate], cost
+        rows.append((row, cost))
         checks.append(check)
-    median = sorted(rows, key=lambda row: row.rate)[len(rows) // 2]
-    median.p50_ms, median.p99_ms = rows[-1].p50_ms, rows[-1].p99_ms
-    return median, checks[-1], True, [row.rate for row in rows]
+    median, cost = sorted(rows, key=lambda pair: pair[0].rate)[len(rows) // 2]
+    median.p50_ms, median.p99_ms = rows[-1][0].p50_ms, rows[-1][0].p99_ms
+    return median, checks[-1], True, [row.rate for row, _ in rows], cost
 
 
 async def verify(
@@ -244,36 +246,6 @@ async def measure_raw(bootstrap: str, topic: str, events: int, partitions: int) 
         await close_quietly("(c) consumer", consumer.stop())
 
 
-def report(rows: list[Row], check: str, rates_a: list[float]) -> None:
-    table = [HEAD, *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEAD))]
-    for n, line in enumerate(table):
-        cells = zip(line, widths, strict=True)
-        print(" | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)))
-        if n == 0:
-            print("-+-".join("-" * w for w in widths))
-    print(*(f"{row.path} FAILED: {row.error}" for row in rows if row.error), sep="\n")
-    if len(rates_a) > 1:
-        shown = " | ".join("-" if math.isnan(rate) else f"{rate:,.0f}" for rate in rates_a)
-        print(f"(a) ran {len(rates_a)} times: {shown} events/s; its row is the median run")
-    a, b, c = (row.rate for row in rows[:3])
-    verdict = {True: "PASS", False: "FAIL"}
-    print(f"ratio (a)/(b): {a / b:,.1f}x    ratio (a)/(c): {a / c:,.2f}x", check, sep="\n")
-    if rows[0].events < TARGET_MIN_EVENTS:
-        # A short backlog touches each deal once or twice: its states stay small and the
-        # fold cheap (15,000 events read 86k/s where 200,000 read 37k/s), no verdict.
-        print(f"targets: not judged below --events {TARGET_MIN_EVENTS:,}")
-        print()
-        return
-    print(f"target (a) >= {TARGET_EVENTS_S:,} events/s: {verdict[a >= TARGET_EVENTS_S]}")
-    print(
-        f"target (a) >= {TARGET_CATALOGUE_EVENTS_S:,} events/s with the full catalogue: "
-        f"{verdict[a >= TARGET_CATALOGUE_EVENTS_S]}"
-    )
-    print(f"target (a) >= {TARGET_RATIO:.0f}x (b): {verdict[a >= TARGET_RATIO * b]}")
-    print()
-
-
 async def _bench(
     settings: Settings,
     bootstrap: str,
@@ -292,6 +264,7 @@ async def _bench(
     rows.append(Row(SLA_PATH, events))
     check, ok = "check (a): not run", False
     rates: list[float] = []
+    redis_a: RedisCost | None = None
     try:
         await ensure_topics(bootstrap, dict.fromkeys(topics, partitions))
         expected: Expected = Counter()
@@ -301,7 +274,7 @@ async def _bench(
         # One path at a time, so that none shares this machine's cores with another. A path
         # that fails is reported in its row, the others still run, and the exit status is 1.
         try:
-            rows[0], check, ok, rates = await measure_pipeline_runs(
+            rows[0], check, ok, rates, redis_a = await measure_pipeline_runs(
                 settings, bootstrap, redis_url, topic_a, events, expected, runs
             )
         except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
@@ -328,17 +301,24 @@ async def _bench(
             scale.append(await measure)
         except Exception as exc:  # noqa: BLE001 - reported, exit status 1
             scale.append(f"scale measurement FAILED: {exc!r}")
+    try:
+        # as many events as path (a), at most 50,000 per managers count (three counts)
+        scale += await redis_cost_by_managers(redis_url, min(events, 50_000))
+    except Exception as exc:  # noqa: BLE001 - reported, exit status 1
+        scale.append(f"Redis cost by managers FAILED: {exc!r}")
 
-    report(rows, check, rates)
+    report(rows, check, rates, redis_a)
     print(*scale, "", sep="\n")
     print(
-        f"machine: nproc {len(os.sched_getaffinity(0))}, Python {platform.python_version()} "
+        f"machine: nproc {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} "
+        f"(wall figures stretch with it, CPU ones hardly), Python {platform.python_version()} "
         f"({platform.machine()}); {partitions} partitions, batches of <= "
         f"{settings.batch_max_records} records",
         f"backlog: {sum(topics.values()):,} records produced in {produced_s:.1f}s by one "
         "producer process before any consumer started",
         "seconds, events/s, CPU: from the first processed batch to the last (startup and "
-        "group join excluded); CPU = process_time of the consuming process only",
+        "group join excluded); CPU = process_time of the consuming process (all its threads), "
+        "Redis CPU = its INFO cpu delta",
         f"latency (a): {round(PACED_RATE * PACED_SECONDS):,} events paced at {PACED_RATE:,}/s "
         "by a separate producer process; exact, from received_at (send) to the Redis write",
         "rates vary up to ±25 % run to run on a shared 2-core VM, and up to 3x from day to "

@@ -1,0 +1,137 @@
+"""``salespulse bench --replay N``: a history import, end to end, in ``salespulse run``.
+
+N synthetic events spread over two years are written to a JSON-lines file and sent with
+``salespulse replay`` (salespulse/dev/replay.py: batches of 500, as a backfill) to a
+``salespulse run`` started for the purpose, with its own embedded broker and Redis: the
+composition a user runs. Timed from the first request until the KPI worker reports all
+N applied (its /metrics counter). Also read: the records the ingest had to spool to disk
+(none should be while the broker acknowledges; in issue 19 the fold blocking the loop
+sent 742,500 of 1,000,000 there), and Redis's CPU and longest Lua apply meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import redis.asyncio as aioredis
+
+from salespulse.app.embedded import free_port
+from salespulse.core.events import CrmEvent
+from salespulse.dev.bench.events import synthetic_events
+from salespulse.dev.bench.redis_cost import RedisCost, RedisProbe
+from salespulse.dev.replay import replay
+
+HISTORY_DAYS = 730
+TARGET_REPLAY_S_PER_MILLION = 30.0  # in `salespulse run` (issue 19)
+START_BUDGET_S = 120.0
+_REDIS_LINE = re.compile(r"embedded\s+redis-server (127\.0\.0\.1:\d+)")
+_encoder = msgspec.json.Encoder()
+
+
+def _metric(body: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", body, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def write_history(path: Path, events: int) -> None:
+    with path.open("wb") as out:
+        for event in synthetic_events(events, 19, "replay", span_days=HISTORY_DAYS):
+            out.write(_encoder.encode(_plain(event)) + b"\n")
+
+
+def _plain(event: CrmEvent) -> dict[str, object]:
+    return {k: v for k, v in msgspec.to_builtins(event).items() if v is not None}
+
+
+async def _measure(url: str, redis_url: str, history: Path, events: int) -> list[str]:
+    client = aioredis.Redis.from_url(redis_url)
+    probe = RedisProbe(client)
+    await probe.start()
+    started = time.perf_counter()
+    summary = await replay(history, url, io.StringIO())  # its progress is not the table's
+    sent_s = time.perf_counter() - started
+    if summary.rejected:
+        raise RuntimeError(f"the ingest rejected events: {dict(summary.rejected)}")
+    budget = START_BUDGET_S + events / 2_000  # a loaded machine folds ~5k/s at worst
+    applied = 0.0
+    body = ""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{url}/metrics") as response:
+                body = await response.text()
+            applied = _metric(body, "salespulse_worker_events_applied_total")
+            if applied >= events:
+                break
+            if time.perf_counter() - started > budget:
+                raise TimeoutError(f"replay: {applied:,.0f} of {events:,} applied in {budget:.0f}s")
+            await asyncio.sleep(0.2)
+    applied_s = time.perf_counter() - started
+    cost: RedisCost = await probe.stop()
+    await client.aclose()
+    spooled = _metric(body, "salespulse_ingest_spooled_records_total")
+    per_million = applied_s / events * 1e6
+    verdict = "PASS" if per_million < TARGET_REPLAY_S_PER_MILLION else "FAIL"
+    return [
+        f"replay of {events:,} events (2 years of history) in `salespulse run`: "
+        f"sent in {sent_s:.1f}s, all applied after {applied_s:.1f}s "
+        f"({events / applied_s:,.0f} events/s); records spooled: {spooled:,.0f}",
+        f"  during the replay: {cost.describe(events)}",
+        f"target replay < {TARGET_REPLAY_S_PER_MILLION:.0f}s per 1,000,000 events in `run` "
+        f"({per_million:.1f}s): {verdict}",
+    ]
+
+
+def run_replay(events: int) -> int:
+    """Start ``salespulse run``, replay, print; 0 when all N were applied."""
+    with tempfile.TemporaryDirectory(prefix="sp-bench-replay-") as workdir:
+        work = Path(workdir)
+        history = work / "history.jsonl"
+        write_history(history, events)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+        env |= {"SALESPULSE_HTTP_PORT": str(port), "SALESPULSE_DATA_DIR": str(work / "data")}
+        log = work / "run.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "salespulse.cli", "run"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=work,
+            )
+        try:
+            deadline = time.monotonic() + START_BUDGET_S
+            while (found := _REDIS_LINE.search(log.read_text(errors="replace"))) is None or (
+                "SalesPulse is running." not in log.read_text(errors="replace")
+            ):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+                    print("replay FAILED: `salespulse run` did not start", file=sys.stderr)
+                    return 1
+                time.sleep(0.2)
+            url, redis_url = f"http://127.0.0.1:{port}", f"redis://{found.group(1)}/0"
+            try:
+                lines = asyncio.run(_measure(url, redis_url, history, events))
+            except (OSError, RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
+                print(f"replay FAILED: {exc!r}")
+                return 1
+            print(*lines, sep="\n")
+            return 0
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
