@@ -341,11 +341,7 @@ def build_enrichment_service(
         raise ValueError("the enrichment service needs kafka_bootstrap set")
     options = EnrichmentOptions(
         http_timeout_s=settings.enrichment_http_timeout_s,
-        retry=RetryPolicy(
-            max_attempts=settings.enrichment_max_attempts,
-            first_backoff_s=settings.enrichment_backoff_s,
-            max_backoff_s=settings.enrichment_backoff_max_s,
-        ),
+        retry=RetryPolicy.of(settings),
         bitrix24_rate_per_s=settings.bitrix24_rate_per_s,
         bitrix24_burst=settings.bitrix24_burst,
         hubspot_rate_per_s=settings.hubspot_rate_per_s,

@@ -325,11 +325,7 @@ def build_user_sync(
     options = UserSyncOptions(
         interval_s=settings.user_sync_interval_s,
         http_timeout_s=settings.enrichment_http_timeout_s,
-        retry=RetryPolicy(
-            max_attempts=settings.enrichment_max_attempts,
-            first_backoff_s=settings.enrichment_backoff_s,
-            max_backoff_s=settings.enrichment_backoff_max_s,
-        ),
+        retry=RetryPolicy.of(settings),
         bitrix24_rate_per_s=settings.bitrix24_rate_per_s,
         hubspot_rate_per_s=settings.hubspot_rate_per_s,
         amocrm_rate_per_s=settings.amocrm_rate_per_s,

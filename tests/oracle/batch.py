@@ -631,14 +631,28 @@ def compute_components(
     span = _Span(*window_bounds(window, now, config.zone))
     counted = counted_events(events, tenant, lateness_s, config)
     deals = _deals(counted, config)
+    out = span_components(counted, deals, config, span, by, all_time=window == "all")
+    _live(deals, config, now, out)
+    return out.components()
+
+
+def span_components(
+    counted: Sequence[CrmEvent],
+    deals: Sequence[_Deal],
+    config: TenantConfig,
+    span: _Span,
+    by: str | None,
+    *,
+    all_time: bool,
+) -> _Result:
+    """Every component counted in a span (a window, or a period's days); no live ones."""
     out = _Result(by)
     _event_additive(counted, config, span, out)
     _closed_deals(deals, config, span, out)
     _funnel(deals, config, span, out)
     _leads_processed(counted, config, span, out)
-    _clients(deals, config, span, window == "all", out)
-    _live(deals, config, now, out)
-    return out.components()
+    _clients(deals, config, span, all_time, out)
+    return out
 
 
 def acquisition_costs(

@@ -16,18 +16,7 @@ from datetime import date, datetime, timedelta
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import DEFAULT_LATENESS_S
 from salespulse.core.tenants import TenantConfig
-from tests.oracle.batch import (
-    _clients,
-    _closed_deals,
-    _deals,
-    _event_additive,
-    _funnel,
-    _leads_processed,
-    _local_midnight,
-    _Result,
-    _Span,
-    counted_events,
-)
+from tests.oracle.batch import _deals, _local_midnight, _Span, counted_events, span_components
 
 _SNAPSHOT_HEADS = ("open:", "ready:", "stuck:")
 
@@ -46,13 +35,7 @@ def period_components(
     span = _Span(_local_midnight(first, zone), _local_midnight(last + timedelta(days=1), zone))
     counted = counted_events(events, tenant, lateness_s, config)
     deals = _deals(counted, config)
-    out = _Result(by)
-    _event_additive(counted, config, span, out)
-    _closed_deals(deals, config, span, out)
-    _funnel(deals, config, span, out)
-    _leads_processed(counted, config, span, out)
-    _clients(deals, config, span, False, out)
-    groups = out.components()
+    groups = span_components(counted, deals, config, span, by, all_time=False).components()
     for group in groups.values():
         for name in [name for name in group if name.startswith(_SNAPSHOT_HEADS)]:
             del group[name]

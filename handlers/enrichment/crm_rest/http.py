@@ -18,6 +18,7 @@ import aiohttp
 
 from salespulse.core.errors import SalesPulseError
 from salespulse.core.retry import retry
+from salespulse.core.settings import Settings
 
 # A stage missing from a cached dictionary refetches it, at most this often.
 MISSING_STAGE_REFRESH_S = 60.0
@@ -95,6 +96,16 @@ class RetryPolicy:
         if retry_after_s is not None:
             return min(self.max_backoff_s, max(backoff, retry_after_s))
         return backoff
+
+    @classmethod
+    def of(cls, settings: Settings) -> RetryPolicy:
+        """SALESPULSE_ENRICHMENT_* retries, shared by every CRM REST caller (enrichment, user
+        sync)."""
+        return cls(
+            max_attempts=settings.enrichment_max_attempts,
+            first_backoff_s=settings.enrichment_backoff_s,
+            max_backoff_s=settings.enrichment_backoff_max_s,
+        )
 
 
 async def with_retries(
