@@ -97,6 +97,12 @@ def settings(bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> Set
         # tests/integration/test_retention.py sets its own short retentions.
         wait_max_age_days=3650,
         conversation_retention_days=3651,
+        # For the same reason, an event of T0 posted today must not be too late (received
+        # more than SALESPULSE_LATENESS_DAYS after it happened) once the calendar passes
+        # T0 + 35 days; the product's own limits are tested in test_too_late_at_the_door.py.
+        lateness_days=3000,
+        dedupe_retention_days=3001,
+        entity_retention_days=3001,
     )
 
 
