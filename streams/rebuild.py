@@ -130,6 +130,7 @@ class StoreRebuild:
             group=settings.consumer_group,
             dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
             day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+            month_ttl_s=settings.month_bucket_retention_days * _DAY_S,
             # the live workers' retentions (salespulse/app/compose.py), so rebuilt states expire
             entity_ttl_s=round(settings.entity_retention_days * _DAY_S),
         )
@@ -139,6 +140,7 @@ class StoreRebuild:
             self._staging,
             group=settings.sla_consumer_group,
             day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+            month_ttl_s=settings.month_bucket_retention_days * _DAY_S,
             conversation_ttl_s=round(settings.conversation_retention_days * _DAY_S),
         )
         self._sla = SlaApplier(

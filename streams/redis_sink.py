@@ -142,9 +142,10 @@ async def read_watermarks(
     return {tp: int(value) for tp, value in zip(partitions, values, strict=True) if value}
 
 
-def bucket_ttls(day_ttl_s: int) -> dict[str, int]:
-    """Expiry of a KPI bucket hash by granularity (0: kept)."""
-    return {**_SHORT_TTL_S, "d": day_ttl_s, "w": day_ttl_s, "mo": day_ttl_s, "all": 0}
+def bucket_ttls(day_ttl_s: int, month_ttl_s: int | None = None) -> dict[str, int]:
+    """Expiry of a KPI bucket hash by granularity (0: kept); months default to days'."""
+    month = day_ttl_s if month_ttl_s is None else month_ttl_s
+    return {**_SHORT_TTL_S, "d": day_ttl_s, "w": day_ttl_s, "mo": month, "all": 0}
 
 
 def _text(value: bytes | str) -> str:
@@ -162,6 +163,7 @@ class RedisKpiSink:
         group: str,
         dedupe_ttl_s: int,
         day_ttl_s: int,
+        month_ttl_s: int | None = None,
         entity_ttl_s: int = 0,
     ) -> None:
         self._client = client
@@ -170,7 +172,7 @@ class RedisKpiSink:
         self._keys = keys
         self._group = group
         self._dedupe_ttl_s = dedupe_ttl_s
-        self._ttl = bucket_ttls(day_ttl_s)
+        self._ttl = bucket_ttls(day_ttl_s, month_ttl_s)
         self._script = client.register_script(apply_script())
         self._off_loop = OffLoop("salespulse-kpi-pack")
 

@@ -64,6 +64,7 @@ class SlaStore:
         *,
         group: str,
         day_ttl_s: int,
+        month_ttl_s: int | None = None,
         conversation_ttl_s: int = 0,
     ) -> None:
         self._client = client
@@ -71,7 +72,7 @@ class SlaStore:
         self._conversation_ttl_s = conversation_ttl_s
         self._keys = keys
         self._group = group
-        self._ttl = bucket_ttls(day_ttl_s)
+        self._ttl = bucket_ttls(day_ttl_s, month_ttl_s)
         self._script = client.register_script(apply_script())
         self._off_loop = OffLoop("salespulse-sla-pack")
 

@@ -291,6 +291,7 @@ def build_kpi_consumer(
         group=settings.consumer_group,
         dedupe_ttl_s=settings.dedupe_retention_days * _DAY_S,
         day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+        month_ttl_s=settings.month_bucket_retention_days * _DAY_S,
         entity_ttl_s=round(settings.entity_retention_days * _DAY_S),
     )
     snapshot = DailySnapshot(
@@ -326,6 +327,7 @@ def build_sla_consumer(
         keys,
         group=group,
         day_ttl_s=settings.day_bucket_retention_days * _DAY_S,
+        month_ttl_s=settings.month_bucket_retention_days * _DAY_S,
         conversation_ttl_s=round(settings.conversation_retention_days * _DAY_S),
     )
     applier = SlaApplier(

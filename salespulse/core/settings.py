@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     lateness_days: int = Field(default=35, ge=1)
     # Per-day KPI buckets are kept this long for calendar windows and late events.
     day_bucket_retention_days: int = Field(default=400, ge=2)
+    # Per-month KPI buckets are kept this long (after their month's last write): periods
+    # older than the day buckets ("March two years ago") are read from them.
+    month_bucket_retention_days: int = Field(default=1830, ge=2)
     # retention.ms of crm.events when SalesPulse creates it: what `salespulse rebuild` can
     # restore (an existing topic keeps its config; RUNBOOK "Retention and persistence").
     events_retention_days: int = Field(default=400, ge=1)
@@ -177,6 +180,16 @@ class Settings(BaseSettings):
                 "SALESPULSE_EVENTS_RETENTION_DAYS must be at least "
                 "SALESPULSE_DAY_BUCKET_RETENTION_DAYS: a rebuilt KPI store would lack the "
                 "days the topic no longer holds"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _months_outlive_days(self) -> Settings:
+        if self.month_bucket_retention_days < self.day_bucket_retention_days:
+            raise ValueError(
+                "SALESPULSE_MONTH_BUCKET_RETENTION_DAYS must be at least "
+                "SALESPULSE_DAY_BUCKET_RETENTION_DAYS: a month older than the day buckets is "
+                "read from its month bucket"
             )
         return self
 

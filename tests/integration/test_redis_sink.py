@@ -68,6 +68,21 @@ async def test_a_batch_lands_in_every_granularity(sink, keys, redis_client):
     assert 3500 < await redis_client.ttl(keys.seen("acme", "2026-11-20")) <= 3600
 
 
+async def test_month_buckets_outlive_day_buckets(keys, redis_client):
+    """SALESPULSE_MONTH_BUCKET_RETENTION_DAYS: a past month answers from its month bucket
+    after its days expired (docs/kpi-semantics.md, "Periods")."""
+    sink = RedisKpiSink(
+        redis_client, keys, group="g", dedupe_ttl_s=3600, day_ttl_s=7200, month_ttl_s=90_000
+    )
+    assert (await sink.apply(fold([make_event("a")], keys), {"topic:0": 1})).applied
+    day = await redis_client.ttl(keys.bucket("acme", "d", "2026-11-20"))
+    week = await redis_client.ttl(keys.bucket("acme", "w", "2026-W47"))
+    month = await redis_client.ttl(keys.bucket("acme", "mo", "2026-11"))
+    assert 7100 < day <= 7200
+    assert 7100 < week <= 7200
+    assert 89_900 < month <= 90_000
+
+
 async def test_a_replayed_batch_writes_nothing_and_names_the_ids(sink, keys, redis_client):
     assert (await sink.apply(fold([make_event("a"), make_event("b")], keys), {"t:0": 5})).applied
     replay = [make_event("a"), make_event("b"), make_event("c")]

@@ -13,6 +13,8 @@ def test_defaults_are_valid_and_above_the_lateness() -> None:
     assert settings.entity_retention_days > settings.lateness_days
     assert settings.conversation_retention_days > settings.lateness_days
     assert settings.conversation_retention_days > settings.wait_max_age_days
+    # months outlive days: "March two years ago" is read from its month bucket
+    assert settings.month_bucket_retention_days >= 4 * 365 > settings.day_bucket_retention_days
 
 
 @pytest.mark.parametrize(
@@ -21,6 +23,7 @@ def test_defaults_are_valid_and_above_the_lateness() -> None:
         ({"entity_retention_days": 35}, "SALESPULSE_ENTITY_RETENTION_DAYS"),
         ({"conversation_retention_days": 30}, "SALESPULSE_CONVERSATION_RETENTION_DAYS"),
         ({"wait_max_age_days": 40}, "SALESPULSE_WAIT_MAX_AGE_DAYS"),
+        ({"month_bucket_retention_days": 399}, "SALESPULSE_MONTH_BUCKET_RETENTION_DAYS"),
     ],
 )
 def test_a_retention_at_or_below_its_floor_is_refused_naming_it(

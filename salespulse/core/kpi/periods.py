@@ -247,8 +247,8 @@ def bucket_plan(period: Period, today: date, retention_days: int) -> BucketPlan:
 
     A day bucket lives `retention_days` after its last write, and the last write of a
     day's bucket is at the latest that day's end plus the lateness: a day from
-    ``today - (retention_days - 1)`` on is always there. Month buckets live as long after
-    the month's last write, which covers the whole month.
+    ``today - (retention_days - 1)`` on is always there. Month buckets live
+    SALESPULSE_MONTH_BUCKET_RETENTION_DAYS (five years) after the month's last write.
     """
     oldest = today - timedelta(days=retention_days - 1)
     if period.first >= oldest:

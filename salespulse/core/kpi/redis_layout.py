@@ -27,7 +27,8 @@ builds no key name itself.
     (UTC hour), `d` (local day), `w` (local ISO week), `mo` (local month) or `all`;
     `salespulse/core/kpi/buckets.py` names the buckets.
   - TTL, from the last write: `m` 2 hours, `h` 2 days (they serve the 15m, 1h and 24h
-    windows only); `d`, `w`, `mo` `SALESPULSE_DAY_BUCKET_RETENTION_DAYS`; `all` none.
+    windows only); `d`, `w` `SALESPULSE_DAY_BUCKET_RETENTION_DAYS`; `mo`
+    `SALESPULSE_MONTH_BUCKET_RETENTION_DAYS`; `all` none.
   - writers: `streams/redis_sink.py` (KPI stage), `streams/sla_store.py` (response times),
     through the script.
   - readers: `metrics/read/kpi_reader.py` (`metrics/read/sum_buckets.lua` sums a
