@@ -77,7 +77,7 @@ _WAIT: Final = {
     "business_age_seconds": {"type": "number"},
     "basis": {"type": "string"},
     "target_seconds": _NUMBER_OR_NULL,
-    "warning_seconds": _NUMBER_OR_NULL,
+    "at_risk_seconds": _NUMBER_OR_NULL,
     "state": {"enum": list(get_args(WaitState))},
 }
 
@@ -272,11 +272,11 @@ def schemas() -> dict[str, Schema]:
                     "type": "object",
                     "properties": {
                         "waiting": {"type": "integer"},
-                        "warning": {"type": "integer"},
+                        "at_risk": {"type": "integer"},
                         "breached": {"type": "integer"},
                         "oldest_age_seconds": {"type": "number"},
                     },
-                    "required": ["waiting", "warning", "breached", "oldest_age_seconds"],
+                    "required": ["waiting", "at_risk", "breached", "oldest_age_seconds"],
                     "additionalProperties": False,
                 },
                 "waiting": {"type": "array", "items": _ref("Wait")},

@@ -26,7 +26,7 @@ MAX_LIMIT = 1000
 def waiting_summary(waits: list[Wait]) -> dict[str, object]:
     return {
         "waiting": len(waits),
-        "warning": sum(w.state == "warning" for w in waits),
+        "at_risk": sum(w.state == "at_risk" for w in waits),
         "breached": sum(w.state == "breached" for w in waits),
         "oldest_age_seconds": round(max((w.age_seconds for w in waits), default=0.0), 3),
     }

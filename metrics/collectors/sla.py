@@ -113,7 +113,7 @@ class SlaFamilies:
         for (team, channel), members in sorted(groups.items()):
             labels = [tenant, team, channel]
             self.waiting.add_metric(labels, len(members))
-            self.at_risk.add_metric(labels, sum(w.state == "warning" for w in members))
+            self.at_risk.add_metric(labels, sum(w.state == "at_risk" for w in members))
             self.breached.add_metric(labels, sum(w.state == "breached" for w in members))
             self.oldest.add_metric(labels, max(w.age_seconds for w in members))
         if config.labels.per_manager:

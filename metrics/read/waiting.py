@@ -2,7 +2,7 @@
 
 The waiting index (written by streams/sla_fold.py, each member a codecs.WaitingMember)
 holds each open wait scored by when it opened; nothing about "now" is stored. Age,
-business age and the state (ok → warning → breached) are computed here, at read time, so
+business age and the state (ok → at_risk → breached) are computed here, at read time, so
 a breach shows the second it happens, before any reply exists, and the list is exact at
 any instant.
 
@@ -29,7 +29,7 @@ from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.sla_policy import Basis, WaitKind
 from salespulse.core.tenants import TenantConfig, TenantDirectory
 
-WaitState = Literal["ok", "warning", "breached"]
+WaitState = Literal["ok", "at_risk", "breached"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Wait:
     # The clock and targets of the SLA policy that applies; None: no policy applies.
     basis: Basis
     target_seconds: float | None
-    warning_seconds: float | None
+    at_risk_seconds: float | None
     state: WaitState
 
     @property
@@ -66,7 +66,7 @@ class Wait:
             "business_age_seconds": self.business_age_seconds,
             "basis": self.basis,
             "target_seconds": self.target_seconds,
-            "warning_seconds": self.warning_seconds,
+            "at_risk_seconds": self.at_risk_seconds,
             "state": self.state,
         }
 
@@ -97,7 +97,7 @@ def classify(member: str, opened_us: int, config: TenantConfig, now: datetime) -
         if measured > target.target_s:
             state = "breached"
         elif measured >= target.warning_s:
-            state = "warning"
+            state = "at_risk"
     return Wait(
         conversation=public_conversation_id(entry.ref),
         kind=wait_kind,
@@ -110,7 +110,7 @@ def classify(member: str, opened_us: int, config: TenantConfig, now: datetime) -
         business_age_seconds=business_age,
         basis=basis,
         target_seconds=target.target_s if target else None,
-        warning_seconds=target.warning_s if target else None,
+        at_risk_seconds=target.warning_s if target else None,
         state=state,
     )
 

@@ -34,7 +34,7 @@ _MANAGER = DIMENSIONS.index("manager")
 # The page shows at most this many of each list (rows are a per-screen setting below it).
 MAX_WAITS = 50
 MAX_LEADERS = 50
-_STATES = ("ok", "warning", "breached")
+_STATES = ("ok", "at_risk", "breached")
 
 
 @dataclass(frozen=True)
@@ -362,7 +362,7 @@ def _waits(
             "basis": basis,
             "age_seconds": round(age, 1),
             "target_seconds": entry.get("target_seconds"),
-            "warning_seconds": entry.get("warning_seconds"),
+            "at_risk_seconds": entry.get("at_risk_seconds"),
             "state": entry.get("state", "ok"),
             "ticking": ticks(basis, str(entry["team"]) if entry.get("team") else None),
         }

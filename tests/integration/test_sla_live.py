@@ -93,7 +93,7 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
             assert wait["conversation"] == "conv-77"
             assert (wait["channel"], wait["manager"], wait["team"]) == ("chat", "42", "north")
             assert wait["target_seconds"] == TARGET_S
-            assert wait["warning_seconds"] == WARNING_S
+            assert wait["at_risk_seconds"] == WARNING_S
             assert set(wait) == {
                 "conversation",
                 "kind",
@@ -106,7 +106,7 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
                 "business_age_seconds",
                 "basis",
                 "target_seconds",
-                "warning_seconds",
+                "at_risk_seconds",
                 "state",
             }  # fmt: skip  (ids and timings only: no names, phones or texts)
             states: list[str] = []
@@ -116,7 +116,7 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
                 expected = (
                     "breached"
                     if wait["age_seconds"] > TARGET_S
-                    else "warning"
+                    else "at_risk"
                     if wait["age_seconds"] >= WARNING_S
                     else "ok"
                 )
@@ -124,7 +124,7 @@ async def test_a_waiting_client_goes_amber_then_red_and_the_reply_clears_it(
                 if not states or states[-1] != wait["state"]:
                     states.append(wait["state"])
                 await asyncio.sleep(0.2)
-            assert states[-2:] == ["warning", "breached"]
+            assert states[-2:] == ["at_risk", "breached"]
             values = await scrape(session, base)
             assert sample(values, "salespulse_waiting_breached", WAIT_LABELS) == 1
             assert sample(values, "salespulse_waiting_conversations", WAIT_LABELS) == 1

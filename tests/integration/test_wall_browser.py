@@ -118,7 +118,7 @@ async def test_a_waiting_client_turns_the_row_amber_then_flashing_red_and_a_repl
             await expect(row).to_have_count(1, timeout=3_000)
             await expect(row.locator(".who")).to_have_text("Boris")
             before = await row.locator(".age").text_content()
-            await expect(row).to_have_attribute("data-state", "warning", timeout=3_000)
+            await expect(row).to_have_attribute("data-state", "at_risk", timeout=3_000)
             assert await row.locator(".age").text_content() != before  # it ticks
             await page.screenshot(path=artifact("wall-waiting-amber.png"))
             await expect(row).to_have_attribute("data-state", "breached", timeout=3_000)

@@ -270,11 +270,11 @@ def test_a_wait_is_judged_in_business_seconds_at_the_instant_of_the_read() -> No
     soon = at(opened + timedelta(minutes=2))
     assert (soon.business_age_seconds, soon.state) == (120, "ok")
     friday_close = at(FRIDAY + timedelta(minutes=10))
-    assert (friday_close.business_age_seconds, friday_close.state) == (300, "warning")
+    assert (friday_close.business_age_seconds, friday_close.state) == (300, "at_risk")
     saturday = at(FRIDAY + timedelta(days=1))  # closed: the business clock stood still
     assert saturday.business_age_seconds == 300
     assert saturday.age_seconds == 86_100
-    assert saturday.state == "warning"  # 5 of 5 minutes: past 80 %, not past the target
+    assert saturday.state == "at_risk"  # 5 of 5 minutes: past 80 %, not past the target
     monday = at(datetime(2026, 11, 23, 8, 1, tzinfo=UTC))  # 09:01 Berlin
     assert (monday.business_age_seconds, monday.state) == (360, "breached")
     assert monday.conversation == "conv-1"
@@ -294,7 +294,7 @@ def test_a_waits_state_agrees_with_the_age_it_reports() -> None:
     config = directory.get("acme")
     at_target = classify(member, score, config, opened + timedelta(hours=1, microseconds=400))
     assert (at_target.basis, at_target.target_seconds) == ("calendar", 3600)
-    assert (at_target.age_seconds, at_target.state) == (3600.0, "warning")
+    assert (at_target.age_seconds, at_target.state) == (3600.0, "at_risk")
     past = classify(member, score, config, opened + timedelta(hours=1, microseconds=600))
     assert (past.age_seconds, past.state) == (3600.001, "breached")
 

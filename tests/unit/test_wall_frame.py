@@ -129,23 +129,23 @@ def wait(
         "conversation": conversation, "channel": "chat", "manager": "17", "team": "north",
         "kind": "first", "opened_at": (NOON - timedelta(seconds=age)).isoformat(),
         "age_seconds": age, "business_age_seconds": age / 2, "basis": basis,
-        "target_seconds": 300, "warning_seconds": 240, "state": state,
+        "target_seconds": 300, "at_risk_seconds": 240, "state": state,
     }  # fmt: skip
 
 
 def test_waits_come_oldest_first_with_counts_and_no_conversation_id():
     waits = [wait("conv-secret-1", 10), wait("conv-secret-2", 400, "breached"),
-             wait("conv-secret-3", 250, "warning")]  # fmt: skip
+             wait("conv-secret-3", 250, "at_risk")]  # fmt: skip
     frame = build_frame(WallKey("acme", "north"), CONFIG, NOON, TODAY, MONTH, waiting=waits)
     body = payload(frame)["waiting"]
-    assert (body["count"], body["ok"], body["warning"], body["breached"]) == (3, 1, 1, 1)
+    assert (body["count"], body["ok"], body["at_risk"], body["breached"]) == (3, 1, 1, 1)
     assert [row["age_seconds"] for row in body["entries"]] == [400, 250, 10]
     assert body["entries"][0]["name"] == "Anna"
     assert body["entries"][0]["ticking"] is True
     assert b"conv-secret" not in frame.encode()
     # Calendar ages tick on the page: an older age alone is no news.
     aged = [wait("conv-secret-1", 11), wait("conv-secret-2", 401, "breached"),
-            wait("conv-secret-3", 251, "warning")]  # fmt: skip
+            wait("conv-secret-3", 251, "at_risk")]  # fmt: skip
     same = build_frame(WallKey("acme", "north"), CONFIG, NOON, TODAY, MONTH, waiting=aged)
     assert same.signature == frame.signature
     redder = [wait("conv-secret-1", 11), wait("conv-secret-2", 401, "breached"),

@@ -7,7 +7,7 @@ import { setMoney, setTemplate, setText } from "./fit.js";
 
 const plain = (n) => String(n);
 
-const STATE_RANK = { ok: 0, warning: 1, breached: 2 };
+const STATE_RANK = { ok: 0, at_risk: 1, breached: 2 };
 
 // The frame's waits aged by ``since`` seconds on the page: a ticking wait turns amber or
 // red on its own, between frames.
@@ -17,7 +17,7 @@ export function tickedWaits(frame, since) {
     let state = e.state in STATE_RANK ? e.state : "ok";
     if (e.ticking) {
       const own = e.target_seconds != null && age >= e.target_seconds ? "breached"
-        : e.warning_seconds != null && age >= e.warning_seconds ? "warning" : "ok";
+        : e.at_risk_seconds != null && age >= e.at_risk_seconds ? "at_risk" : "ok";
       if (STATE_RANK[own] > STATE_RANK[state]) state = own;
     }
     return { ...e, age, state };
@@ -25,7 +25,7 @@ export function tickedWaits(frame, since) {
 }
 
 export function waitStates(waits) {
-  const states = { warning: 0, breached: 0 };
+  const states = { at_risk: 0, breached: 0 };
   for (const wait of waits) if (wait.state in states) states[wait.state] += 1;
   return states;
 }
@@ -82,7 +82,7 @@ export function makeTiles(w, waitsOf) {
       const states = waitStates(waitsOf(f));
       t.value(f.text.waiting_count);
       t.sub("sub.at_risk_late", {
-        warning: { text: plain(states.warning), tone: states.warning ? "warn" : "" },
+        at_risk: { text: plain(states.at_risk), tone: states.at_risk ? "warn" : "" },
         breached: { text: plain(states.breached), tone: states.breached ? "bad" : "" },
       });
     },

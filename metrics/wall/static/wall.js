@@ -127,7 +127,7 @@ function renderWaiting() {
   const states = waitStates(waits);
   const counts = $("wait-counts");
   const shownCounts = [el("span", "", w.tn("waiting.count", frame.waiting.count, { n: frame.text.waiting_count }))];
-  if (states.warning) shownCounts.push(el("span", "warn", w.tn("waiting.at_risk", states.warning)));
+  if (states.at_risk) shownCounts.push(el("span", "warn", w.tn("waiting.at_risk", states.at_risk)));
   if (states.breached) shownCounts.push(el("span", "bad", w.tn("waiting.breached", states.breached)));
   if (counts.textContent !== shownCounts.map((s) => s.textContent).join("")) {
     counts.replaceChildren(...shownCounts);
