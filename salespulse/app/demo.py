@@ -337,6 +337,8 @@ class DemoTraffic(Service):
         self, session: aiohttp.ClientSession, events: list[dict[str, Any]], what: str
     ) -> None:
         """A failed post is logged and skipped: demo traffic is not worth retrying."""
+        if not events:  # a quiet tick (most are, at a real office's pace): nothing to post
+            return
         try:
             async with session.post(self._url, json=events, headers=self._headers) as response:
                 if response.status >= 300:

@@ -60,9 +60,10 @@ BANNER = ("SalesPulse is running.", "Ctrl-C stops everything.")
 STARTED = "posted the office's history"
 
 
-def run_demo(tmp_path: Path, *, terminal: bool) -> str:
+def run_demo(tmp_path: Path, *, terminal: bool, linger_s: float = 0.0) -> str:
     """The whole output of `salespulse run --demo` from start to Ctrl-C, on a pseudo-
-    terminal (as `make run` in a shell) or a pipe (as under systemd or in CI)."""
+    terminal (as `make run` in a shell) or a pipe (as under systemd or in CI); Ctrl-C
+    `linger_s` after the demo's history is posted (its live ticks run meanwhile)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
     env |= {"SALESPULSE_HTTP_PORT": str(free_port()), "SALESPULSE_LOG_LEVEL": "INFO"}
     reader_fd, writer_fd = pty.openpty() if terminal else os.pipe()
@@ -77,6 +78,7 @@ def run_demo(tmp_path: Path, *, terminal: bool) -> str:
     os.close(writer_fd)
     output = b""
     interrupted = False
+    started_at: float | None = None
     deadline = time.monotonic() + 90
     try:
         while True:
@@ -90,7 +92,9 @@ def run_demo(tmp_path: Path, *, terminal: bool) -> str:
                 if not chunk:
                     break  # every writer is gone: the process has exited
                 output += chunk
-            if not interrupted and STARTED.encode() in output:
+            if started_at is None and STARTED.encode() in output:
+                started_at = time.monotonic()
+            if not interrupted and started_at and time.monotonic() >= started_at + linger_s:
                 process.send_signal(signal.SIGINT)  # what Ctrl-C sends
                 interrupted = True
                 deadline = time.monotonic() + 60  # for the orderly stop, on its own
@@ -125,3 +129,11 @@ def test_run_demo_writes_our_lines_only(tmp_path: Path, terminal: bool) -> None:
         if line == BANNER[1]:
             in_banner = False
     assert re.search(r"\[INFO\] salespulse\.app\.embedded: started broker", text)
+
+
+def test_the_demo_at_a_real_office_pace_posts_no_empty_batch(tmp_path: Path) -> None:
+    """At speed 1 most 0.4 s ticks of the demo office hold no event; posting them anyway
+    drew a 422 `empty_batch` and a warning line every tick."""
+    text = run_demo(tmp_path, terminal=False, linger_s=5.0)
+    assert "[WARNING]" not in text, text[-3000:]
+    assert "rejected ingest payload" not in text, text[-3000:]
