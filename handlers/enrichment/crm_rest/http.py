@@ -12,9 +12,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
+import msgspec
 
 from salespulse.core.errors import SalesPulseError
 from salespulse.core.retry import retry
@@ -175,3 +176,62 @@ class RestClient:
         self._retry = retry
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._on_call = on_call
+
+    async def json_get(
+        self,
+        url: str,
+        portal: str,
+        *,
+        headers: dict[str, str],
+        params: dict[str, str],
+        what: str,
+        not_found: str = "rest_rejected",
+        detail: Callable[[bytes], str] = lambda raw: "",
+    ) -> Any:
+        """One paced, retried JSON GET. ``what`` names it in errors and logs, never the URL
+        or headers (they may hold a secret); ``detail`` adds the CRM's error category.
+
+        429 (Retry-After honoured: the portal is held that long) and 5xx and timeouts are
+        retried with backoff; 404 fails as ``not_found``, 401/403 as refused credentials,
+        any other 4xx as a rejected request; 204 (amoCRM: an empty list) is None."""
+
+        async def attempt() -> Any:
+            await self._limiter.acquire(portal)
+            try:
+                async with self._session.get(
+                    url,
+                    params=params,
+                    headers={"Accept": "application/json", **headers},
+                    timeout=self._timeout,
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+                    wait = retry_after(response.headers.get("Retry-After"))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransientRestError(f"{what}: {type(exc).__name__}") from None
+            if status in (200, 204):
+                self._on_call("ok")
+                return None if status == 204 else _decoded(raw, what)
+            message = f"{what}: HTTP {status} {detail(raw)}".strip()
+            if status == 429 or status >= 500:
+                self._on_call("retried")
+                if status == 429 and wait is not None:
+                    self._limiter.hold(portal, wait)
+                raise TransientRestError(message, retry_after_s=wait)
+            self._on_call("failed")
+            if status == 404:
+                raise PermanentRestError(message, reason=not_found)
+            if status in (401, 403):
+                raise PermanentRestError(message, reason="rest_auth_failed")
+            raise PermanentRestError(message, reason="rest_rejected")
+
+        return await with_retries(what, attempt, self._retry)
+
+
+def _decoded(raw: bytes, what: str) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise PermanentRestError(
+            f"{what}: the answer is not JSON", reason="rest_rejected"
+        ) from None

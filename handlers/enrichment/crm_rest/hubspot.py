@@ -21,10 +21,7 @@ from handlers.enrichment.crm_rest.http import (
     RateLimiter,
     RestClient,
     RetryPolicy,
-    TransientRestError,
     TtlCache,
-    retry_after,
-    with_retries,
 )
 from salespulse.core.events import StageKind
 
@@ -78,45 +75,16 @@ class HubSpotClient(RestClient):
     async def get(
         self, api_base: str, token: str, portal: str, path: str, params: dict[str, str]
     ) -> Any:
-        url = f"{api_base.rstrip('/')}{path}"
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-
-        async def attempt() -> Any:
-            await self._limiter.acquire(portal)
-            try:
-                async with self._session.get(
-                    url, params=params, headers=headers, timeout=self._timeout
-                ) as response:
-                    raw = await response.read()
-                    status = response.status
-                    wait = retry_after(response.headers.get("Retry-After"))
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # The class only: a URL in the message may hold the webhook key.
-                raise TransientRestError(f"GET {path}: {type(exc).__name__}") from None
-            if status == 200:
-                self._on_call("ok")
-                return _json(raw)
-            message = f"GET {path}: HTTP {status} {_category(raw)}".strip()
-            if status == 429 or status >= 500:
-                self._on_call("retried")
-                if status == 429 and wait is not None:
-                    self._limiter.hold(portal, wait)
-                raise TransientRestError(message, retry_after_s=wait)
-            self._on_call("failed")
-            if status == 404:
-                raise PermanentRestError(message, reason="record_not_found")
-            if status in (401, 403):
-                raise PermanentRestError(message, reason="rest_auth_failed")
-            raise PermanentRestError(message, reason="rest_rejected")
-
-        return await with_retries(f"hubspot GET {path}", attempt, self._retry)
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        raise PermanentRestError("the answer is not JSON", reason="rest_rejected") from None
+        return await self.json_get(
+            f"{api_base.rstrip('/')}{path}",
+            portal,
+            headers={"Authorization": f"Bearer {token}"},
+            params=params,
+            # The path only: a URL in a message may hold a secret.
+            what=f"hubspot GET {path}",
+            not_found="record_not_found",
+            detail=_category,
+        )
 
 
 def _category(raw: bytes) -> str:
