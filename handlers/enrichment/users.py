@@ -33,9 +33,8 @@ from redis.exceptions import RedisError
 
 from handlers.crm.sources import reveal
 from handlers.enrichment.crm_rest.bitrix24 import Bitrix24Client
-from handlers.enrichment.crm_rest.http import RateLimiter, RestError, RetryPolicy
+from handlers.enrichment.crm_rest.http import RateLimiter, RestClient, RestError, RetryPolicy
 from handlers.enrichment.crm_rest.hubspot import HubSpotClient
-from handlers.enrichment.crm_rest.token_rest import TokenRestClient
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFileError
@@ -170,13 +169,13 @@ class UserSync:
             on_call=lambda outcome: on_call("hubspot", outcome),
             **common,
         )
-        self.amocrm = TokenRestClient(
+        self.amocrm = RestClient(
             session,
             limiter=pace(options.amocrm_rate_per_s),
             on_call=lambda outcome: on_call("amocrm", outcome),
             **common,
         )
-        self.pipedrive = TokenRestClient(
+        self.pipedrive = RestClient(
             session,
             limiter=pace(options.pipedrive_rate_per_s),
             on_call=lambda outcome: on_call("pipedrive", outcome),
@@ -244,7 +243,7 @@ class UserSync:
         # Pages by number, not by following _links.next: an href could lead the token
         # to another host.
         for page in range(1, MAX_PAGES + 1):
-            body = await self.amocrm.get(
+            body = await self.amocrm.json_get(
                 url,
                 portal,
                 headers={"Authorization": f"Bearer {token}"},
@@ -271,7 +270,7 @@ class UserSync:
         url = f"{api_base.rstrip('/')}/v1/users"
         start = 0
         for _ in range(MAX_PAGES):
-            body = await self.pipedrive.get(
+            body = await self.pipedrive.json_get(
                 url,
                 portal,
                 headers={"x-api-token": token},
