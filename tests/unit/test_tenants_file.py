@@ -115,6 +115,18 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         load_tenants(tmp_path / "nope.yaml")
 
 
+def test_a_secret_written_into_the_file_is_refused_saying_where_it_goes(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, GOOD.replace("{env: ACME_BITRIX_TOKEN}", "plain-token-value"))
+    assert path.read_text() != GOOD
+    with pytest.raises(
+        TenantsFileError, match=r"application_token: .*\{env: VARIABLE\}"
+    ) as refused:
+        load_tenants(path)
+    assert "plain-token-value" not in str(refused.value)
+
+
 def test_an_unset_secret_names_its_variable(tmp_path: Path) -> None:
     tenants = load_tenants(write(tmp_path, GOOD))
     bitrix = tenants.tenants["acme"].crm.bitrix24

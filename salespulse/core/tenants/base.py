@@ -33,6 +33,17 @@ class Secret(FrozenModel):
     env: str | None = None
     file: Path | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _never_the_value(cls, data: object) -> object:
+        if isinstance(data, str | int):  # the secret itself, written into the file
+            # ValueError, not TypeError: only it becomes a validation error naming the field
+            raise ValueError(  # noqa: TRY004
+                "a secret is read from `{env: VARIABLE}` or `{file: /path}`, never written "
+                "into the tenants file itself"
+            )
+        return data
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Secret:
         if (self.env is None) == (self.file is None):
