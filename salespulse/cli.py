@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only a history replay of N events, end to end in `salespulse run` until applied",
     )
     bench.add_argument(
+        "--ingest",
+        type=_positive,
+        metavar="N",
+        help="only the HTTP ingest: N one-event requests to `salespulse ingest` and to `run`",
+    )
+    bench.add_argument(
         "--fold-only",
         action="store_true",
         help="only the worker's decode, fold and packing, per event type (no broker, no Redis)",
@@ -174,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             tune_gc()  # as the worker process does
             print(*measure_fold(args.events, settings.batch_max_records), sep="\n")
             return 0
+        if args.command == "bench" and args.ingest:
+            from salespulse.dev.bench.ingest import run_ingest_bench
+
+            return run_ingest_bench(args.ingest)
         if args.command == "bench" and args.replay:
             from salespulse.dev.bench.replay import run_replay
 

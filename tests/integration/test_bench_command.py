@@ -74,3 +74,24 @@ def test_fold_only_bench_splits_the_worker_steps_and_event_types() -> None:
         assert f"{step} " in head, head
     kinds = {line.split()[2] for line in by_type}
     assert kinds == {"call", "message", "lead_created", "deal_created", "deal_stage_changed"}
+
+
+def test_ingest_bench_measures_the_ingest_alone_and_in_run() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SALESPULSE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "salespulse.cli", "bench", "--ingest", "300"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for process in ("`salespulse ingest`", "`salespulse run`"):
+        line = next(line for line in result.stdout.splitlines() if f"ingest in {process}" in line)
+        # 300 requests in 3 rounds: the median round's, with CPU beside the wall rate
+        assert re.search(r"100 one-event requests \(median of 3 rounds\)", line), line
+        assert re.search(r"server CPU [\d,]+ µs/request \([\d,]+ requests per core-second\)", line)
+    assert re.search(r"ingest alone (PASS|FAIL), in `run` (PASS|FAIL)", result.stdout), output
+    assert "FAILED" not in output
