@@ -94,11 +94,12 @@ class IngestHandler:
             self._metrics.payloads_rejected.labels(reason="body_read_timeout").inc()
             return await body_timeout(request, exc)
         # A backfill (salespulse replay) keeps each event's own received_at: history is
-        # not "late" because it is replayed today (docs/kpi-semantics.md, lateness).
+        # not "late" because it is replayed today (docs/kpi-semantics.md, lateness); its
+        # events carry `backfill`, so its contacts never join the live waiting list.
         backfill = request.headers.get(BACKFILL_HEADER, "").lower() == "true"
         try:
             self._check_envelope(request, too_large=too_large)
-            events = parse_events(body, None if backfill else received_at)
+            events = parse_events(body, None if backfill else received_at, backfill=backfill)
             check_scope((event.tenant for event in events), scope)
             if not backfill:
                 self._check_lateness(events, received_at)
