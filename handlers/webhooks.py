@@ -6,7 +6,9 @@
     POST /v1/webhooks/pipedrive/{tenant}
 
 Answers: 202 once the broker has the canonical events and enrichment requests; 200
-``{"ignored": [...]}`` when nothing in the body is used (a CRM would retry a 4xx); 401
+``{"ignored": [...]}`` when nothing in the body is used (a CRM would retry a 4xx); events
+too late to count are dead-lettered instead of published, and answered 2xx as well
+(handlers/too_late.py); 401
 with one generic message whatever failed; 4xx with the problems and a copy on the
 dead-letter topic (credentials redacted, handlers/redaction.py) for a verified sender's
 body we cannot read or use; 4xx without a copy, counted, for a body whose sender cannot
@@ -33,8 +35,9 @@ from handlers.crm.common import CrmName, Normalised, encode_request
 from handlers.crm.forms import parse_form
 from handlers.crm.sources import check_secrets, context_for, reveal, secret_values
 from handlers.redaction import redact
+from handlers.too_late import LateDoor
 from salespulse.core.errors import BrokerUnavailableError, InvalidEventError
-from salespulse.core.events import encode_event
+from salespulse.core.events import CrmEvent, encode_event
 from salespulse.core.json_responses import (
     DEAD_LETTER_PREFIX_BYTES,
     BodyTimeoutError,
@@ -89,6 +92,8 @@ class WebhookOptions:
     amocrm_deadline_s: float = 1.5
     # A body that takes longer to arrive is answered 408 and its connection closed.
     body_timeout_s: float = 30.0
+    # SALESPULSE_LATENESS_DAYS in seconds: older events are dead-lettered at the door.
+    lateness_s: float | None = None
 
 
 class WebhookHandler:
@@ -109,6 +114,7 @@ class WebhookHandler:
         self._tenants = tenants
         self._options = options
         self._clock = clock
+        self._late = LateDoor(options.lateness_s)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -231,7 +237,12 @@ class WebhookHandler:
         signed = hubspot.valid_signature(
             secret=secret,
             method=request.method,
-            uris=self._called_uris(request),
+            uris=hubspot.called_uris(
+                f"{request.scheme}://{request.host}",
+                request.raw_path,
+                request.headers,
+                self._options.public_url,
+            ),
             body=body,
             timestamp=request.headers.get("X-HubSpot-Request-Timestamp"),
             signature=request.headers.get("X-HubSpot-Signature-v3"),
@@ -293,18 +304,6 @@ class WebhookHandler:
             logger.exception("%s webhook for %s: secret unavailable", crm, tenant)
             return None
 
-    def _called_uris(self, request: web.Request) -> list[str]:
-        """The URL HubSpot called, as we saw it, as a proxy forwarded it, as configured."""
-        path = request.raw_path
-        uris = [f"{request.scheme}://{request.host}{path}"]
-        proto = request.headers.get("X-Forwarded-Proto")
-        host = request.headers.get("X-Forwarded-Host")
-        if proto or host:
-            uris.append(f"{proto or request.scheme}://{host or request.host}{path}")
-        if self._options.public_url:
-            uris.append(self._options.public_url.rstrip("/") + path)
-        return uris
-
     async def _accept(
         self,
         crm: CrmName,
@@ -317,9 +316,12 @@ class WebhookHandler:
             result = normalise()
         except InvalidEventError as exc:
             return await self._reject(crm, body, exc, origin, source)
+        events, late = self._late.split(result.events)
+        if late and (refused := await self._dead_letter_late(crm, body, late, origin, source)):
+            return refused
         records = [
             (self._options.events_topic, event.partition_key, encode_event(event))
-            for event in result.events
+            for event in events
         ] + [(self._options.raw_topic, item.key, encode_request(item)) for item in result.requests]
         if records:
             try:
@@ -327,44 +329,70 @@ class WebhookHandler:
             except BrokerUnavailableError:
                 self._metrics.broker_unavailable.inc()
                 return broker_unavailable()
-        self._metrics.webhook_events.labels(crm=crm).inc(len(result.events))
+        self._metrics.webhook_events.labels(crm=crm).inc(len(events))
         if result.requests:
             self._metrics.webhook_enrichment_queued.labels(crm=crm).inc(len(result.requests))
         if result.ignored:
             self._metrics.webhooks_ignored.labels(crm=crm).inc(len(result.ignored))
             logger.debug("%s: ignored %s", origin, sorted(set(result.ignored)))
         ignored = sorted(set(result.ignored))
+        too_late = self._late.answer(late)
         if not records:
-            return json_response(200, {"ignored": ignored})
+            return json_response(200, {"ignored": ignored, **too_late})
         return json_response(
             202,
             {
-                "accepted": len(result.events),
-                "event_ids": [event.event_id for event in result.events],
+                "accepted": len(events),
+                "event_ids": [event.event_id for event in events],
                 "queued": len(result.requests),
                 "ignored": ignored,
+                **too_late,
             },
         )
+
+    async def _dead_letter_late(
+        self, crm: CrmName, body: bytes, late: list[CrmEvent], origin: str, source: CrmSource
+    ) -> web.Response | None:
+        """The body of too-late events to the dead-letter topic, each event counted once;
+        None when done, else the 503 asking for a retry (nothing was published yet)."""
+        error = InvalidEventError("too_late", self._late.problems(late))
+        if unavailable := await self._dead_letter(crm, body, error, origin, source):
+            return unavailable
+        self._metrics.dead_letters.labels(reason="too_late").inc()
+        self._metrics.events_too_late.inc(self._late.first_seen(late))
+        logger.info("webhook %s: %d events too late, dead-lettered", origin, len(late))
+        return None
 
     async def _reject(
         self, crm: CrmName, body: bytes, error: InvalidEventError, origin: str, source: CrmSource
     ) -> web.Response:
         """A verified sender's body we cannot use: 4xx, kept on the dead-letter topic."""
         raw = body[:DEAD_LETTER_PREFIX_BYTES] if error.reason == "body_too_large" else body
-        raw = redact(crm, raw, secret_values(source))
-        try:
-            await self._publisher.publish_dead_letter(
-                raw, reason=error.reason, problems=error.problems, origin=origin
-            )
-        except BrokerUnavailableError:
-            self._metrics.broker_unavailable.inc()
-            return broker_unavailable()
+        if unavailable := await self._dead_letter(crm, raw, error, origin, source):
+            return unavailable
         self._metrics.webhooks_rejected.labels(crm=crm, reason=error.reason).inc()
         logger.info("rejected webhook %s: %s (%d bytes)", origin, error.reason, len(body))
         return json_response(
             _STATUS_BY_REASON[error.reason],
             {"error": error.reason, "problems": error.problems, "dead_lettered": True},
         )
+
+    async def _dead_letter(
+        self, crm: CrmName, raw: bytes, error: InvalidEventError, origin: str, source: CrmSource
+    ) -> web.Response | None:
+        """``raw`` on the dead-letter topic, credentials redacted; None when the broker has
+        it, else the 503 that asks the CRM to retry."""
+        try:
+            await self._publisher.publish_dead_letter(
+                redact(crm, raw, secret_values(source)),
+                reason=error.reason,
+                problems=error.problems,
+                origin=origin,
+            )
+        except BrokerUnavailableError:
+            self._metrics.broker_unavailable.inc()
+            return broker_unavailable()
+        return None
 
     def _discard(self, crm: CrmName, error: InvalidEventError) -> web.Response:
         """A body whose sender could not be verified: 4xx and counted, never kept (anyone
@@ -395,5 +423,6 @@ def build_webhooks(
         public_url=settings.webhook_public_url,
         amocrm_deadline_s=settings.amocrm_answer_deadline_s,
         body_timeout_s=settings.body_read_timeout_s,
+        lateness_s=settings.lateness_days * 86_400,
     )
     return WebhookHandler(publisher, metrics, tenants, options)

@@ -57,7 +57,12 @@ class Hooks:
 
 
 async def start_hooks(
-    bootstrap: str, settings: Settings, *, timeout_s: float = 5.0, max_body_bytes: int = 1_048_576
+    bootstrap: str,
+    settings: Settings,
+    *,
+    timeout_s: float = 5.0,
+    max_body_bytes: int = 1_048_576,
+    lateness_s: float | None = None,
 ) -> tuple[TestClient[web.Request, web.Application], PipelineMetrics, KafkaPublisher]:
     publisher = KafkaPublisher(
         bootstrap,
@@ -70,6 +75,7 @@ async def start_hooks(
         events_topic=settings.events_topic,
         raw_topic=settings.raw_topic,
         max_body_bytes=max_body_bytes,
+        lateness_s=lateness_s,
     )
     app = web.Application()
     app.add_routes(WebhookHandler(publisher, metrics, tenants(), options).routes())
