@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import msgspec
 from aiohttp import web
 
 from handlers.crm import amocrm, bitrix24, hubspot, pipedrive
 from handlers.crm.common import CrmName, Normalised, encode_request
 from handlers.crm.forms import parse_form
 from handlers.crm.sources import check_secrets, context_for, reveal, secret_values
+from handlers.http_ingest import is_backfill
 from handlers.redaction import redact
 from handlers.too_late import LateDoor
 from salespulse.core.errors import BrokerUnavailableError, InvalidEventError
@@ -165,6 +167,7 @@ class WebhookHandler:
         except InvalidEventError as exc:
             return await self._reject(crm, body, exc, origin, source)
         return await self._accept(
+            request,
             crm,
             body,
             origin,
@@ -217,7 +220,12 @@ class WebhookHandler:
             return self._unauthorized(crm)
         ctx = context_for(crm, tenant, config, received_at)
         return await self._accept(
-            crm, body, origin, source, lambda: amocrm.normalise(form, ctx, str(source.account_id))
+            request,
+            crm,
+            body,
+            origin,
+            source,
+            lambda: amocrm.normalise(form, ctx, str(source.account_id)),
         )
 
     async def hubspot(self, request: web.Request) -> web.Response:
@@ -258,7 +266,9 @@ class WebhookHandler:
         if source.portal_id is not None and hubspot.portals(events) != {str(source.portal_id)}:
             return self._unauthorized(crm)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(crm, body, origin, source, lambda: hubspot.normalise(events, ctx))
+        return await self._accept(
+            request, crm, body, origin, source, lambda: hubspot.normalise(events, ctx)
+        )
 
     async def pipedrive(self, request: web.Request) -> web.Response:
         crm: CrmName = "pipedrive"
@@ -281,7 +291,7 @@ class WebhookHandler:
             return self._unauthorized(crm, basic=True)
         ctx = context_for(crm, tenant, config, received_at)
         return await self._accept(
-            crm, body, origin, source, lambda: pipedrive.normalise(change, ctx)
+            request, crm, body, origin, source, lambda: pipedrive.normalise(change, ctx)
         )
 
     def _begin(
@@ -306,6 +316,7 @@ class WebhookHandler:
 
     async def _accept(
         self,
+        request: web.Request,
         crm: CrmName,
         body: bytes,
         origin: str,
@@ -317,6 +328,8 @@ class WebhookHandler:
         except InvalidEventError as exc:
             return await self._reject(crm, body, exc, origin, source)
         events, late = self._late.split(result.events)
+        if is_backfill(request):  # recorded deliveries replayed: history, nobody waits now
+            events = [msgspec.structs.replace(event, backfill=True) for event in events]
         if late and (refused := await self._dead_letter_late(crm, body, late, origin, source)):
             return refused
         records = [

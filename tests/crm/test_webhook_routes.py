@@ -7,9 +7,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -26,6 +28,7 @@ from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantsFileError
 from salespulse.core.topics import ensure_topics
+from salespulse.dev.replay import replay
 from tests.crm.support import B24_MEMBER, B24_TOKEN, SECRET_ENV, payload, tenants
 from tests.helpers import metric_value, read_topic
 
@@ -457,3 +460,23 @@ def test_a_configured_secret_that_is_missing_fails_at_start(
             tenants(),
             options,
         )
+
+
+async def test_a_replayed_delivery_is_history_and_a_live_one_is_not(
+    hooks: Hooks, tmp_path: Path
+) -> None:
+    live = payload("bitrix24_call_end_missed.form")
+    recorded = live.replace(b"1773239326", b"1773230000")  # another call: another event
+    response = await hooks.client.post("/v1/webhooks/bitrix24/acme", data=live, headers=FORM)
+    assert response.status == 202
+    lines = tmp_path / "recorded.jsonl"
+    webhook = {"path": "/v1/webhooks/bitrix24/acme", "content_type": FORM["Content-Type"]}
+    lines.write_bytes(msgspec.json.encode({"webhook": {**webhook, "body": recorded.decode()}}))
+    summary = await replay(lines, str(hooks.client.make_url("/")), progress=io.StringIO())
+    assert summary.webhooks_accepted == 1
+    events = await hooks.events(2)
+    # the replayed missed call never joins the live waiting list (docs/sla.md)
+    assert sorted((e.event_id[-10:], e.backfill) for e in events) == [  # type: ignore[attr-defined]
+        ("1773230000", True),
+        ("1773239326", False),
+    ]
