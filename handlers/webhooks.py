@@ -5,15 +5,12 @@
     POST /v1/webhooks/hubspot/{tenant}
     POST /v1/webhooks/pipedrive/{tenant}
 
-Answers: 202 once the broker has the canonical events and enrichment requests; 200
-``{"ignored": [...]}`` when nothing in the body is used (a CRM would retry a 4xx); events
-too late to count are dead-lettered instead of published, and answered 2xx as well
-(handlers/too_late.py); 401
-with one generic message whatever failed; 4xx with the problems and a copy on the
-dead-letter topic (credentials redacted, handlers/redaction.py) for a verified sender's
-body we cannot read or use; 4xx without a copy, counted, for a body whose sender cannot
-be verified (too large to check, or the token inside an unreadable form); 408 for a body
-that does not arrive in time; 503 + Retry-After when the broker did not acknowledge.
+Here each CRM's sender is verified and its body read and normalised; what the body then
+becomes and what the CRM is answered (202 published, 200 ignored, too late: dead-lettered
+and 2xx, 4xx with a dead-letter copy, 503 for a retry) is handlers/webhook_outcomes.py.
+401 with one generic message whatever failed; 4xx without a copy, counted, for a body
+whose sender cannot be verified (too large to check, or the token inside an unreadable
+form); 408 for a body that does not arrive in time.
 Bodies, names, phones and secrets are never logged.
 """
 
@@ -23,41 +20,31 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
-import msgspec
 from aiohttp import web
 
 from handlers.crm import amocrm, bitrix24, hubspot, pipedrive
-from handlers.crm.common import CrmName, Normalised, encode_request
+from handlers.crm.common import CrmName
 from handlers.crm.forms import parse_form
-from handlers.crm.sources import check_secrets, context_for, reveal, secret_values
-from handlers.http_ingest import is_backfill
-from handlers.redaction import redact
-from handlers.too_late import LateDoor
-from salespulse.core.errors import BrokerUnavailableError, InvalidEventError
-from salespulse.core.events import CrmEvent, encode_event
+from handlers.crm.sources import check_secrets, context_for, reveal
+from handlers.webhook_outcomes import WebhookOutcomes, WebhookPublisher
+from salespulse.core.errors import InvalidEventError
 from salespulse.core.json_responses import (
-    DEAD_LETTER_PREFIX_BYTES,
     BodyTimeoutError,
     body_timeout,
     broker_unavailable,
     check_envelope,
-    json_response,
     read_body,
     too_large_error,
-    unauthorized,
 )
 from salespulse.core.pipeline_metrics import PipelineMetrics
-from salespulse.core.publishing import EventPublisher
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import (
     AmoCrmSource,
     Bitrix24Source,
-    CrmSource,
     HubSpotSource,
     PipedriveSource,
     Secret,
@@ -69,18 +56,6 @@ from salespulse.core.tenants import (
 logger = logging.getLogger(__name__)
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_STATUS_BY_REASON = {
-    "malformed_payload": 400,
-    "unsupported_payload": 422,
-    "body_too_large": 413,
-    "unsupported_media_type": 415,
-}
-
-
-class WebhookPublisher(EventPublisher, Protocol):
-    """The ingest's publisher, plus records bound for several topics (events, raw)."""
-
-    async def publish_records(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +91,13 @@ class WebhookHandler:
         self._tenants = tenants
         self._options = options
         self._clock = clock
-        self._late = LateDoor(options.lateness_s)
+        self._outcomes = WebhookOutcomes(
+            publisher,
+            metrics,
+            events_topic=options.events_topic,
+            raw_topic=options.raw_topic,
+            lateness_s=options.lateness_s,
+        )
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -146,27 +127,27 @@ class WebhookHandler:
         tenant, config, received_at = self._begin(request, crm)
         source = config.crm.bitrix24 if config else None
         if not isinstance(source, Bitrix24Source) or config is None:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         body, too_large = await self._read(request)
         # The token travels in the body: the form is read (bounded) before the sender is
         # known, and a body that cannot be read that far is answered without being kept.
         if too_large:
-            return self._discard(crm, too_large_error(self._options.max_body_bytes))
+            return self._outcomes.discard(crm, too_large_error(self._options.max_body_bytes))
         try:
             form = parse_form(body)
         except InvalidEventError as exc:
-            return self._discard(crm, exc)
+            return self._outcomes.discard(crm, exc)
         token = self._secret(source.application_token, crm, tenant)
         if token is None or not bitrix24.authentic(
             form, token, member_id=source.member_id, domain=source.domain
         ):
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         origin = f"/v1/webhooks/bitrix24/{tenant}"
         try:
             check_envelope(request, False, self._options.max_body_bytes, form=True)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
-        return await self._accept(
+            return await self._outcomes.reject(crm, body, exc, origin, source)
+        return await self._outcomes.accept(
             request,
             crm,
             body,
@@ -181,10 +162,10 @@ class WebhookHandler:
         source = config.crm.amocrm if config else None
         sent = request.match_info.get("secret", "")
         if not isinstance(source, AmoCrmSource) or config is None:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         secret = self._secret(source.url_secret, crm, tenant)
         if secret is None or not amocrm.authentic_url_secret(sent, secret):
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         # Read before the deadline: a slow body is the sender's delay (408), not the broker's.
         body, too_large = await self._read(request)
         try:
@@ -215,11 +196,11 @@ class WebhookHandler:
             check_envelope(request, too_large, self._options.max_body_bytes, form=True)
             form = parse_form(body)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
+            return await self._outcomes.reject(crm, body, exc, origin, source)
         if not amocrm.authentic_account(form, source.account_id):
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(
+        return await self._outcomes.accept(
             request,
             crm,
             body,
@@ -233,15 +214,15 @@ class WebhookHandler:
         tenant, config, received_at = self._begin(request, crm)
         source = config.crm.hubspot if config else None
         if not isinstance(source, HubSpotSource) or config is None:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         body, too_large = await self._read(request)
         if too_large:
             # The signature covers the whole body, which is not read: it cannot be checked.
-            return self._discard(crm, too_large_error(self._options.max_body_bytes))
+            return self._outcomes.discard(crm, too_large_error(self._options.max_body_bytes))
         origin = f"/v1/webhooks/hubspot/{tenant}"
         secret = self._secret(source.client_secret, crm, tenant)
         if secret is None:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         signed = hubspot.valid_signature(
             secret=secret,
             method=request.method,
@@ -257,16 +238,16 @@ class WebhookHandler:
             now_ms=int(self._clock() * 1000),
         )
         if not signed:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         try:
             check_envelope(request, False, self._options.max_body_bytes, form=False)
             events = hubspot.parse(body)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
+            return await self._outcomes.reject(crm, body, exc, origin, source)
         if source.portal_id is not None and hubspot.portals(events) != {str(source.portal_id)}:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(
+        return await self._outcomes.accept(
             request, crm, body, origin, source, lambda: hubspot.normalise(events, ctx)
         )
 
@@ -275,22 +256,22 @@ class WebhookHandler:
         tenant, config, received_at = self._begin(request, crm)
         source = config.crm.pipedrive if config else None
         if not isinstance(source, PipedriveSource) or config is None:
-            return self._unauthorized(crm, basic=True)
+            return self._outcomes.unauthorized(crm, basic=True)
         header = request.headers.get("Authorization")
         password = self._secret(source.password, crm, tenant)
         if password is None or not pipedrive.authentic(header, source.username, password):
-            return self._unauthorized(crm, basic=True)
+            return self._outcomes.unauthorized(crm, basic=True)
         body, too_large = await self._read(request)
         origin = f"/v1/webhooks/pipedrive/{tenant}"
         try:
             check_envelope(request, too_large, self._options.max_body_bytes, form=False)
             change = pipedrive.view(pipedrive.parse(body))
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
+            return await self._outcomes.reject(crm, body, exc, origin, source)
         if source.company_id is not None and change.company != str(source.company_id):
-            return self._unauthorized(crm, basic=True)
+            return self._outcomes.unauthorized(crm, basic=True)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(
+        return await self._outcomes.accept(
             request, crm, body, origin, source, lambda: pipedrive.normalise(change, ctx)
         )
 
@@ -313,113 +294,6 @@ class WebhookHandler:
         except TenantsFileError:
             logger.exception("%s webhook for %s: secret unavailable", crm, tenant)
             return None
-
-    async def _accept(
-        self,
-        request: web.Request,
-        crm: CrmName,
-        body: bytes,
-        origin: str,
-        source: CrmSource,
-        normalise: Callable[[], Normalised],
-    ) -> web.Response:
-        try:
-            result = normalise()
-        except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
-        events, late = self._late.split(result.events)
-        if is_backfill(request):  # recorded deliveries replayed: history, nobody waits now
-            events = [msgspec.structs.replace(event, backfill=True) for event in events]
-        if late and (refused := await self._dead_letter_late(crm, body, late, origin, source)):
-            return refused
-        records = [
-            (self._options.events_topic, event.partition_key, encode_event(event))
-            for event in events
-        ] + [(self._options.raw_topic, item.key, encode_request(item)) for item in result.requests]
-        if records:
-            try:
-                await self._publisher.publish_records(records)
-            except BrokerUnavailableError:
-                self._metrics.broker_unavailable.inc()
-                return broker_unavailable()
-        self._metrics.webhook_events.labels(crm=crm).inc(len(events))
-        if result.requests:
-            self._metrics.webhook_enrichment_queued.labels(crm=crm).inc(len(result.requests))
-        if result.ignored:
-            self._metrics.webhooks_ignored.labels(crm=crm).inc(len(result.ignored))
-            logger.debug("%s: ignored %s", origin, sorted(set(result.ignored)))
-        ignored = sorted(set(result.ignored))
-        too_late = self._late.answer(late)
-        if not records:
-            return json_response(200, {"ignored": ignored, **too_late})
-        return json_response(
-            202,
-            {
-                "accepted": len(events),
-                "event_ids": [event.event_id for event in events],
-                "queued": len(result.requests),
-                "ignored": ignored,
-                **too_late,
-            },
-        )
-
-    async def _dead_letter_late(
-        self, crm: CrmName, body: bytes, late: list[CrmEvent], origin: str, source: CrmSource
-    ) -> web.Response | None:
-        """The body of too-late events to the dead-letter topic, each event counted once;
-        None when done, else the 503 asking for a retry (nothing was published yet)."""
-        error = InvalidEventError("too_late", self._late.problems(late))
-        if unavailable := await self._dead_letter(crm, body, error, origin, source):
-            return unavailable
-        self._metrics.dead_letters.labels(reason="too_late").inc()
-        self._metrics.events_too_late.inc(self._late.first_seen(late))
-        logger.info("webhook %s: %d events too late, dead-lettered", origin, len(late))
-        return None
-
-    async def _reject(
-        self, crm: CrmName, body: bytes, error: InvalidEventError, origin: str, source: CrmSource
-    ) -> web.Response:
-        """A verified sender's body we cannot use: 4xx, kept on the dead-letter topic."""
-        raw = body[:DEAD_LETTER_PREFIX_BYTES] if error.reason == "body_too_large" else body
-        if unavailable := await self._dead_letter(crm, raw, error, origin, source):
-            return unavailable
-        self._metrics.webhooks_rejected.labels(crm=crm, reason=error.reason).inc()
-        logger.info("rejected webhook %s: %s (%d bytes)", origin, error.reason, len(body))
-        return json_response(
-            _STATUS_BY_REASON[error.reason],
-            {"error": error.reason, "problems": error.problems, "dead_lettered": True},
-        )
-
-    async def _dead_letter(
-        self, crm: CrmName, raw: bytes, error: InvalidEventError, origin: str, source: CrmSource
-    ) -> web.Response | None:
-        """``raw`` on the dead-letter topic, credentials redacted; None when the broker has
-        it, else the 503 that asks the CRM to retry."""
-        try:
-            await self._publisher.publish_dead_letter(
-                redact(crm, raw, secret_values(source)),
-                reason=error.reason,
-                problems=error.problems,
-                origin=origin,
-            )
-        except BrokerUnavailableError:
-            self._metrics.broker_unavailable.inc()
-            return broker_unavailable()
-        return None
-
-    def _discard(self, crm: CrmName, error: InvalidEventError) -> web.Response:
-        """A body whose sender could not be verified: 4xx and counted, never kept (anyone
-        could fill the dead-letter topic, and the disk spool in a broker outage)."""
-        self._metrics.webhooks_discarded.labels(crm=crm, reason=error.reason).inc()
-        return json_response(
-            _STATUS_BY_REASON[error.reason],
-            {"error": error.reason, "problems": error.problems, "dead_lettered": False},
-        )
-
-    def _unauthorized(self, crm: CrmName, *, basic: bool = False) -> web.Response:
-        """One answer for every failed check: no hint which one failed."""
-        self._metrics.webhooks_unauthorized.labels(crm=crm).inc()
-        return unauthorized(basic=basic)
 
 
 def build_webhooks(
