@@ -84,13 +84,15 @@ class WebhookOutcomes:
         except InvalidEventError as exc:
             return await self.reject(crm, body, exc, origin, source)
         events, late = self._late.split(result.events)
+        requests = result.requests
         if is_backfill(request):  # recorded deliveries replayed: history, nobody waits now
             events = [msgspec.structs.replace(event, backfill=True) for event in events]
+            requests = [msgspec.structs.replace(item, backfill=True) for item in requests]
         if late and (refused := await self._dead_letter_late(crm, body, late, origin, source)):
             return refused
         records = [
             (self._events_topic, event.partition_key, encode_event(event)) for event in events
-        ] + [(self._raw_topic, item.key, encode_request(item)) for item in result.requests]
+        ] + [(self._raw_topic, item.key, encode_request(item)) for item in requests]
         if records:
             try:
                 await self._publisher.publish_records(records)

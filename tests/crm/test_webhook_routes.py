@@ -471,9 +471,14 @@ async def test_a_replayed_delivery_is_history_and_a_live_one_is_not(
     assert response.status == 202
     lines = tmp_path / "recorded.jsonl"
     webhook = {"path": "/v1/webhooks/bitrix24/acme", "content_type": FORM["Content-Type"]}
-    lines.write_bytes(msgspec.json.encode({"webhook": {**webhook, "body": recorded.decode()}}))
+    bodies = [recorded, payload("bitrix24_deal_update.form")]  # the update names its deal only
+    recordings = [msgspec.json.encode({"webhook": {**webhook, "body": b.decode()}}) for b in bodies]
+    lines.write_bytes(b"\n".join(recordings))
     summary = await replay(lines, str(hooks.client.make_url("/")), progress=io.StringIO())
-    assert summary.webhooks_accepted == 1
+    assert summary.webhooks_accepted == 2
+    # the events built from the deal's REST record will be history too
+    [queued] = await read_topic(hooks.bootstrap, hooks.settings.raw_topic, 1)
+    assert decode_request(queued.value).backfill is True
     events = await hooks.events(2)
     # the replayed missed call never joins the live waiting list (docs/sla.md)
     assert sorted((e.event_id[-10:], e.backfill) for e in events) == [  # type: ignore[attr-defined]
