@@ -46,8 +46,9 @@ any other: it opens and times waits, so a later reply measures from it. But the 
 also keeps it among ``backfilled``, and an open wait whose contacts are all backfilled is
 not *live* (:attr:`OpenWait.live`): nobody is waiting now, and it stays off the waiting
 list (docs/sla.md). A contact that also arrived live is live, whichever copy came first:
-a backfilled copy joins the list only when its id is not yet a mark, and a live copy
-takes it off. That keeps the join free of order and repeats.
+a backfilled copy is recorded as backfilled only when its id is not yet a mark, and a
+live copy takes it out of ``backfilled``. That keeps the join free of order and repeats.
+(An older worker, during an upgrade, decodes a state with the list and ignores it.)
 """
 
 from __future__ import annotations

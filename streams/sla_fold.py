@@ -194,8 +194,8 @@ def derive_conversation(
         key = us, "calls_abandoned", dims_of(config, manager, team, pipeline, None)
         contributions[key] = contributions.get(key, 0) + 1
     # a wait of backfilled contacts only is history: timed, never listed
-    listed = found.open is not None and found.open.live
-    waiting = waiting_member(ref, found.open) if found.open is not None and listed else None
+    listed = found.open if found.open is not None and found.open.live else None
+    waiting = waiting_member(ref, listed) if listed is not None else None
     return ConversationDerived(contributions, waiting, found.open)
 
 
