@@ -110,7 +110,8 @@ class PipelineMetrics:
         self.events_too_late = Counter(
             "salespulse_worker_events_too_late",
             "Events received later than the lateness limit after they happened; dead-lettered, "
-            "counted once per event id however often they arrive.",
+            "counted once per event id however often they arrive (a CRM webhook's by the "
+            "ingest, at the door; any other that reaches it by the worker).",
             registry=registry,
         )
         self.batches_applied = Counter(
