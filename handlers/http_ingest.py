@@ -42,6 +42,13 @@ _STATUS_BY_REASON = {
     "tenant_forbidden": 403,
     "too_late": 422,
 }
+
+
+def is_backfill(request: web.Request) -> bool:
+    """The sender says it sends history (salespulse replay): `X-SalesPulse-Backfill: true`."""
+    return request.headers.get(BACKFILL_HEADER, "").lower() == "true"
+
+
 HOW_TO_BACKFILL = (
     f"history is sent as a backfill: the {BACKFILL_HEADER}: true header (each event then "
     "keeps its own received_at), or `salespulse replay FILE`"
@@ -94,11 +101,12 @@ class IngestHandler:
             self._metrics.payloads_rejected.labels(reason="body_read_timeout").inc()
             return await body_timeout(request, exc)
         # A backfill (salespulse replay) keeps each event's own received_at: history is
-        # not "late" because it is replayed today (docs/kpi-semantics.md, lateness).
-        backfill = request.headers.get(BACKFILL_HEADER, "").lower() == "true"
+        # not "late" because it is replayed today (docs/kpi-semantics.md, lateness); its
+        # events carry `backfill`, so its contacts never join the live waiting list.
+        backfill = is_backfill(request)
         try:
             self._check_envelope(request, too_large=too_large)
-            events = parse_events(body, None if backfill else received_at)
+            events = parse_events(body, None if backfill else received_at, backfill=backfill)
             check_scope((event.tenant for event in events), scope)
             if not backfill:
                 self._check_lateness(events, received_at)

@@ -17,11 +17,14 @@ _MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
 _PATH_PART = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def parse_events(body: bytes, received_at: datetime | None) -> list[CrmEvent]:
+def parse_events(
+    body: bytes, received_at: datetime | None, *, backfill: bool = False
+) -> list[CrmEvent]:
     """Decode one event or a JSON array of them; all or nothing.
 
     ``received_at`` stamps every event; None keeps what each event carries (a backfill
-    of recorded history, whose lateness counts from its original receipt).
+    of recorded history, whose lateness counts from its original receipt). ``backfill``
+    stamps every event's flag of that name: the sender's header decides, not the body.
 
     Raises InvalidEventError with reason ``malformed_json``, ``invalid_event`` or
     ``empty_batch``; each problem names the array index (if any), the field and what is wrong.
@@ -39,6 +42,8 @@ def parse_events(body: bytes, received_at: datetime | None) -> list[CrmEvent]:
         raise InvalidEventError("empty_batch", [{"problem": "the array holds no events"}])
     if received_at is not None:  # stamped first: occurred_at is bounded by the receipt
         events = [msgspec.structs.replace(event, received_at=received_at) for event in events]
+    if any(event.backfill != backfill for event in events):
+        events = [msgspec.structs.replace(event, backfill=backfill) for event in events]
     problems: list[dict[str, object]] = []
     for index, event in enumerate(events):
         for name, text in semantic_problems(event):

@@ -5,13 +5,12 @@
     POST /v1/webhooks/hubspot/{tenant}
     POST /v1/webhooks/pipedrive/{tenant}
 
-Answers: 202 once the broker has the canonical events and enrichment requests; 200
-``{"ignored": [...]}`` when nothing in the body is used (a CRM would retry a 4xx); 401
-with one generic message whatever failed; 4xx with the problems and a copy on the
-dead-letter topic (credentials redacted, handlers/redaction.py) for a verified sender's
-body we cannot read or use; 4xx without a copy, counted, for a body whose sender cannot
-be verified (too large to check, or the token inside an unreadable form); 408 for a body
-that does not arrive in time; 503 + Retry-After when the broker did not acknowledge.
+Here each CRM's sender is verified and its body read and normalised; what the body then
+becomes and what the CRM is answered (202 published, 200 ignored, too late: dead-lettered
+and 2xx, 4xx with a dead-letter copy, 503 for a retry) is handlers/webhook_outcomes.py.
+401 with one generic message whatever failed; 4xx without a copy, counted, for a body
+whose sender cannot be verified (too large to check, or the token inside an unreadable
+form); 408 for a body that does not arrive in time.
 Bodies, names, phones and secrets are never logged.
 """
 
@@ -21,38 +20,31 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 from aiohttp import web
 
 from handlers.crm import amocrm, bitrix24, hubspot, pipedrive
-from handlers.crm.common import CrmName, Normalised, encode_request
+from handlers.crm.common import CrmName
 from handlers.crm.forms import parse_form
-from handlers.crm.sources import check_secrets, context_for, reveal, secret_values
-from handlers.redaction import redact
-from salespulse.core.errors import BrokerUnavailableError, InvalidEventError
-from salespulse.core.events import encode_event
+from handlers.crm.sources import check_secrets, context_for, reveal
+from handlers.webhook_outcomes import WebhookOutcomes, WebhookPublisher
+from salespulse.core.errors import InvalidEventError
 from salespulse.core.json_responses import (
-    DEAD_LETTER_PREFIX_BYTES,
     BodyTimeoutError,
     body_timeout,
     broker_unavailable,
     check_envelope,
-    json_response,
     read_body,
     too_large_error,
-    unauthorized,
 )
 from salespulse.core.pipeline_metrics import PipelineMetrics
-from salespulse.core.publishing import EventPublisher
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import (
     AmoCrmSource,
     Bitrix24Source,
-    CrmSource,
     HubSpotSource,
     PipedriveSource,
     Secret,
@@ -64,18 +56,6 @@ from salespulse.core.tenants import (
 logger = logging.getLogger(__name__)
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_STATUS_BY_REASON = {
-    "malformed_payload": 400,
-    "unsupported_payload": 422,
-    "body_too_large": 413,
-    "unsupported_media_type": 415,
-}
-
-
-class WebhookPublisher(EventPublisher, Protocol):
-    """The ingest's publisher, plus records bound for several topics (events, raw)."""
-
-    async def publish_records(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +69,8 @@ class WebhookOptions:
     amocrm_deadline_s: float = 1.5
     # A body that takes longer to arrive is answered 408 and its connection closed.
     body_timeout_s: float = 30.0
+    # SALESPULSE_LATENESS_DAYS in seconds: older events are dead-lettered at the door.
+    lateness_s: float | None = None
 
 
 class WebhookHandler:
@@ -109,6 +91,13 @@ class WebhookHandler:
         self._tenants = tenants
         self._options = options
         self._clock = clock
+        self._outcomes = WebhookOutcomes(
+            publisher,
+            metrics,
+            events_topic=options.events_topic,
+            raw_topic=options.raw_topic,
+            lateness_s=options.lateness_s,
+        )
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -138,27 +127,28 @@ class WebhookHandler:
         tenant, config, received_at = self._begin(request, crm)
         source = config.crm.bitrix24 if config else None
         if not isinstance(source, Bitrix24Source) or config is None:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         body, too_large = await self._read(request)
         # The token travels in the body: the form is read (bounded) before the sender is
         # known, and a body that cannot be read that far is answered without being kept.
         if too_large:
-            return self._discard(crm, too_large_error(self._options.max_body_bytes))
+            return self._outcomes.discard(crm, too_large_error(self._options.max_body_bytes))
         try:
             form = parse_form(body)
         except InvalidEventError as exc:
-            return self._discard(crm, exc)
+            return self._outcomes.discard(crm, exc)
         token = self._secret(source.application_token, crm, tenant)
         if token is None or not bitrix24.authentic(
             form, token, member_id=source.member_id, domain=source.domain
         ):
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         origin = f"/v1/webhooks/bitrix24/{tenant}"
         try:
             check_envelope(request, False, self._options.max_body_bytes, form=True)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
-        return await self._accept(
+            return await self._outcomes.reject(crm, body, exc, origin, source)
+        return await self._outcomes.accept(
+            request,
             crm,
             body,
             origin,
@@ -172,10 +162,10 @@ class WebhookHandler:
         source = config.crm.amocrm if config else None
         sent = request.match_info.get("secret", "")
         if not isinstance(source, AmoCrmSource) or config is None:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         secret = self._secret(source.url_secret, crm, tenant)
         if secret is None or not amocrm.authentic_url_secret(sent, secret):
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         # Read before the deadline: a slow body is the sender's delay (408), not the broker's.
         body, too_large = await self._read(request)
         try:
@@ -206,12 +196,17 @@ class WebhookHandler:
             check_envelope(request, too_large, self._options.max_body_bytes, form=True)
             form = parse_form(body)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
+            return await self._outcomes.reject(crm, body, exc, origin, source)
         if not amocrm.authentic_account(form, source.account_id):
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(
-            crm, body, origin, source, lambda: amocrm.normalise(form, ctx, str(source.account_id))
+        return await self._outcomes.accept(
+            request,
+            crm,
+            body,
+            origin,
+            source,
+            lambda: amocrm.normalise(form, ctx, str(source.account_id)),
         )
 
     async def hubspot(self, request: web.Request) -> web.Response:
@@ -219,58 +214,65 @@ class WebhookHandler:
         tenant, config, received_at = self._begin(request, crm)
         source = config.crm.hubspot if config else None
         if not isinstance(source, HubSpotSource) or config is None:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         body, too_large = await self._read(request)
         if too_large:
             # The signature covers the whole body, which is not read: it cannot be checked.
-            return self._discard(crm, too_large_error(self._options.max_body_bytes))
+            return self._outcomes.discard(crm, too_large_error(self._options.max_body_bytes))
         origin = f"/v1/webhooks/hubspot/{tenant}"
         secret = self._secret(source.client_secret, crm, tenant)
         if secret is None:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         signed = hubspot.valid_signature(
             secret=secret,
             method=request.method,
-            uris=self._called_uris(request),
+            uris=hubspot.called_uris(
+                f"{request.scheme}://{request.host}",
+                request.raw_path,
+                request.headers,
+                self._options.public_url,
+            ),
             body=body,
             timestamp=request.headers.get("X-HubSpot-Request-Timestamp"),
             signature=request.headers.get("X-HubSpot-Signature-v3"),
             now_ms=int(self._clock() * 1000),
         )
         if not signed:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         try:
             check_envelope(request, False, self._options.max_body_bytes, form=False)
             events = hubspot.parse(body)
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
+            return await self._outcomes.reject(crm, body, exc, origin, source)
         if source.portal_id is not None and hubspot.portals(events) != {str(source.portal_id)}:
-            return self._unauthorized(crm)
+            return self._outcomes.unauthorized(crm)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(crm, body, origin, source, lambda: hubspot.normalise(events, ctx))
+        return await self._outcomes.accept(
+            request, crm, body, origin, source, lambda: hubspot.normalise(events, ctx)
+        )
 
     async def pipedrive(self, request: web.Request) -> web.Response:
         crm: CrmName = "pipedrive"
         tenant, config, received_at = self._begin(request, crm)
         source = config.crm.pipedrive if config else None
         if not isinstance(source, PipedriveSource) or config is None:
-            return self._unauthorized(crm, basic=True)
+            return self._outcomes.unauthorized(crm, basic=True)
         header = request.headers.get("Authorization")
         password = self._secret(source.password, crm, tenant)
         if password is None or not pipedrive.authentic(header, source.username, password):
-            return self._unauthorized(crm, basic=True)
+            return self._outcomes.unauthorized(crm, basic=True)
         body, too_large = await self._read(request)
         origin = f"/v1/webhooks/pipedrive/{tenant}"
         try:
             check_envelope(request, too_large, self._options.max_body_bytes, form=False)
             change = pipedrive.view(pipedrive.parse(body))
         except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
+            return await self._outcomes.reject(crm, body, exc, origin, source)
         if source.company_id is not None and change.company != str(source.company_id):
-            return self._unauthorized(crm, basic=True)
+            return self._outcomes.unauthorized(crm, basic=True)
         ctx = context_for(crm, tenant, config, received_at)
-        return await self._accept(
-            crm, body, origin, source, lambda: pipedrive.normalise(change, ctx)
+        return await self._outcomes.accept(
+            request, crm, body, origin, source, lambda: pipedrive.normalise(change, ctx)
         )
 
     def _begin(
@@ -293,93 +295,6 @@ class WebhookHandler:
             logger.exception("%s webhook for %s: secret unavailable", crm, tenant)
             return None
 
-    def _called_uris(self, request: web.Request) -> list[str]:
-        """The URL HubSpot called, as we saw it, as a proxy forwarded it, as configured."""
-        path = request.raw_path
-        uris = [f"{request.scheme}://{request.host}{path}"]
-        proto = request.headers.get("X-Forwarded-Proto")
-        host = request.headers.get("X-Forwarded-Host")
-        if proto or host:
-            uris.append(f"{proto or request.scheme}://{host or request.host}{path}")
-        if self._options.public_url:
-            uris.append(self._options.public_url.rstrip("/") + path)
-        return uris
-
-    async def _accept(
-        self,
-        crm: CrmName,
-        body: bytes,
-        origin: str,
-        source: CrmSource,
-        normalise: Callable[[], Normalised],
-    ) -> web.Response:
-        try:
-            result = normalise()
-        except InvalidEventError as exc:
-            return await self._reject(crm, body, exc, origin, source)
-        records = [
-            (self._options.events_topic, event.partition_key, encode_event(event))
-            for event in result.events
-        ] + [(self._options.raw_topic, item.key, encode_request(item)) for item in result.requests]
-        if records:
-            try:
-                await self._publisher.publish_records(records)
-            except BrokerUnavailableError:
-                self._metrics.broker_unavailable.inc()
-                return broker_unavailable()
-        self._metrics.webhook_events.labels(crm=crm).inc(len(result.events))
-        if result.requests:
-            self._metrics.webhook_enrichment_queued.labels(crm=crm).inc(len(result.requests))
-        if result.ignored:
-            self._metrics.webhooks_ignored.labels(crm=crm).inc(len(result.ignored))
-            logger.debug("%s: ignored %s", origin, sorted(set(result.ignored)))
-        ignored = sorted(set(result.ignored))
-        if not records:
-            return json_response(200, {"ignored": ignored})
-        return json_response(
-            202,
-            {
-                "accepted": len(result.events),
-                "event_ids": [event.event_id for event in result.events],
-                "queued": len(result.requests),
-                "ignored": ignored,
-            },
-        )
-
-    async def _reject(
-        self, crm: CrmName, body: bytes, error: InvalidEventError, origin: str, source: CrmSource
-    ) -> web.Response:
-        """A verified sender's body we cannot use: 4xx, kept on the dead-letter topic."""
-        raw = body[:DEAD_LETTER_PREFIX_BYTES] if error.reason == "body_too_large" else body
-        raw = redact(crm, raw, secret_values(source))
-        try:
-            await self._publisher.publish_dead_letter(
-                raw, reason=error.reason, problems=error.problems, origin=origin
-            )
-        except BrokerUnavailableError:
-            self._metrics.broker_unavailable.inc()
-            return broker_unavailable()
-        self._metrics.webhooks_rejected.labels(crm=crm, reason=error.reason).inc()
-        logger.info("rejected webhook %s: %s (%d bytes)", origin, error.reason, len(body))
-        return json_response(
-            _STATUS_BY_REASON[error.reason],
-            {"error": error.reason, "problems": error.problems, "dead_lettered": True},
-        )
-
-    def _discard(self, crm: CrmName, error: InvalidEventError) -> web.Response:
-        """A body whose sender could not be verified: 4xx and counted, never kept (anyone
-        could fill the dead-letter topic, and the disk spool in a broker outage)."""
-        self._metrics.webhooks_discarded.labels(crm=crm, reason=error.reason).inc()
-        return json_response(
-            _STATUS_BY_REASON[error.reason],
-            {"error": error.reason, "problems": error.problems, "dead_lettered": False},
-        )
-
-    def _unauthorized(self, crm: CrmName, *, basic: bool = False) -> web.Response:
-        """One answer for every failed check: no hint which one failed."""
-        self._metrics.webhooks_unauthorized.labels(crm=crm).inc()
-        return unauthorized(basic=basic)
-
 
 def build_webhooks(
     settings: Settings,
@@ -395,5 +310,6 @@ def build_webhooks(
         public_url=settings.webhook_public_url,
         amocrm_deadline_s=settings.amocrm_answer_deadline_s,
         body_timeout_s=settings.body_read_timeout_s,
+        lateness_s=settings.lateness_days * 86_400,
     )
     return WebhookHandler(publisher, metrics, tenants, options)

@@ -40,6 +40,15 @@ mark). Set union is commutative, associative and idempotent, so any arrival orde
 any repeats gives the same state and the same waits (as streams/entity_state.py's states).
 Every mark is kept: a late reply can split a wait, and then the contact that opens the
 later part is one that looked redundant before.
+
+**Backfilled contacts.** A contact sent as history (``CrmEvent.backfill``) is a mark like
+any other: it opens and times waits, so a later reply measures from it. But the state
+also keeps it among ``backfilled``, and an open wait whose contacts are all backfilled is
+not *live* (:attr:`OpenWait.live`): nobody is waiting now, and it stays off the waiting
+list (docs/sla.md). A contact that also arrived live is live, whichever copy came first:
+a backfilled copy is recorded as backfilled only when its id is not yet a mark, and a
+live copy takes it out of ``backfilled``. That keeps the join free of order and repeats.
+(An older worker, during an upgrade, decodes a state with the list and ignores it.)
 """
 
 from __future__ import annotations
@@ -71,6 +80,9 @@ class ConversationState(msgspec.Struct, kw_only=True, array_like=True):
     # event ids of the missed inbound calls among the marks, sorted: abandonment needs to
     # tell them from other contacts (last, so states stored before it decode)
     missed_calls: list[str] = msgspec.field(default_factory=list)
+    # event ids of the contacts among the marks that only ever arrived as a backfill,
+    # sorted (last, so states stored before it decode: their contacts all read as live)
+    backfilled: list[str] = msgspec.field(default_factory=list)
 
 
 # How a state is stored ({p}ent:{tenant}:conv:{ref}, salespulse/core/kpi/redis_layout.py).
@@ -86,6 +98,9 @@ class OpenWait(msgspec.Struct, frozen=True, kw_only=True):
     opened_by: str  # event_id of the contact
     team: str | None = None
     pipeline: str | None = None
+    # False: every contact of the wait was backfilled, so it is history, not a client
+    # waiting now (module docstring)
+    live: bool = True
 
 
 class ClosedWait(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,17 +175,28 @@ def join_conversation(state: ConversationState, event: CrmEvent, us: int | None 
         us = to_us(event.occurred_at)
     mark: Mark = (us, role, _channel_of(event), event.manager_id, event.team, event.pipeline)
     held = state.marks.get(event.event_id)
+    if role == INBOUND:
+        if not event.backfill:
+            _discard(state.backfilled, event.event_id)
+        elif held is None:  # a contact already marked arrived live before (or is repeated)
+            _add_sorted(state.backfilled, event.event_id)
     # Repeats carry identical content; taking the minimum keeps the join order-free anyway.
     if held is None or _order(mark) < _order(held):
         state.marks[event.event_id] = mark
     if role == INBOUND and event.type == "call":
-        _add_missed(state.missed_calls, event.event_id)
+        _add_sorted(state.missed_calls, event.event_id)
 
 
-def _add_missed(missed: list[str], event_id: str) -> None:
-    at = bisect_left(missed, event_id)
-    if at == len(missed) or missed[at] != event_id:
-        missed.insert(at, event_id)
+def _add_sorted(ids: list[str], event_id: str) -> None:
+    at = bisect_left(ids, event_id)
+    if at == len(ids) or ids[at] != event_id:
+        ids.insert(at, event_id)
+
+
+def _discard(ids: list[str], event_id: str) -> None:
+    at = bisect_left(ids, event_id)
+    if at < len(ids) and ids[at] == event_id:
+        del ids[at]
 
 
 def abandoned_calls(state: ConversationState) -> list[Mark]:
@@ -195,7 +221,15 @@ def merge(left: ConversationState, right: ConversationState) -> ConversationStat
         if held is None or _order(mark) < _order(held):
             merged.marks[event_id] = mark
     for event_id in right.missed_calls:
-        _add_missed(merged.missed_calls, event_id)
+        _add_sorted(merged.missed_calls, event_id)
+    # backfilled on one side and known (hence live) on the other: live
+    left_backfilled, right_backfilled = set(left.backfilled), set(right.backfilled)
+    merged.backfilled = sorted(
+        event_id
+        for event_id in left_backfilled | right_backfilled
+        if (event_id in right_backfilled or event_id not in right.marks)
+        and (event_id in left_backfilled or event_id not in left.marks)
+    )
     return merged
 
 
@@ -204,10 +238,13 @@ def waits(state: ConversationState) -> Waits:
     ordered = sorted(state.marks.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
     closed: list[ClosedWait] = []
     opening: tuple[str, Mark] | None = None
+    backfilled = frozenset(state.backfilled)
+    live = False  # a contact of the wait being walked arrived live
     for event_id, mark in ordered:
         if mark[1] == INBOUND:
             if opening is None:
-                opening = (event_id, mark)
+                opening, live = (event_id, mark), False
+            live = live or event_id not in backfilled
             continue
         if opening is None:
             continue  # a reply with nothing waiting: an outbound contact, or a follow-up
@@ -238,6 +275,7 @@ def waits(state: ConversationState) -> Waits:
             opened_by=opened_by,
             team=team,
             pipeline=pipeline,
+            live=live,
         )
     return Waits(closed=tuple(closed), open=still_open)
 

@@ -1,9 +1,10 @@
 """The KPI stage: ``crm.events`` folded into the KPI store (streams/applier.py).
 
 Of the two stages over the topic, this one dead-letters (and counts) the events that
-arrive too late to count: the SLA stage skips them, so each is dead-lettered once. Only
-a CRM webhook's event can still be too late here: ``POST /v1/events`` refuses one at the
-door (handlers/http_ingest.py), but a CRM cannot resend with the backfill header.
+arrive too late to count: the SLA stage skips them, so each is dead-lettered once. The
+ingest decides at the door (``POST /v1/events`` answers 422, handlers/http_ingest.py; a
+CRM webhook's are dead-lettered there, handlers/too_late.py), so this is the safety net:
+events a CRM's REST API completed later (enrichment), records of an older ingest.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ A missed inbound call that no reply followed contributes ``calls_abandoned`` 1 a
 instant, under (assigned manager, team, pipeline); a later reply takes it back.
 
 An open wait is a member of the tenant's waiting index, scored by when it opened, so
-that its age and SLA state are computed at read time, exact at any instant. A wait older
-than its maximum (``max_wait_s``) when the batch is folded never enters the index: a
-replayed history or a very late contact is not a client waiting now (docs/sla.md).
+that its age and SLA state are computed at read time, exact at any instant. A wait whose
+contacts were all sent as a backfill never enters the index (``OpenWait.live``), nor does
+a wait older than its maximum (``max_wait_s``) when the batch is folded: history and a
+very late contact are not a client waiting now (docs/sla.md).
 """
 
 from __future__ import annotations
@@ -192,7 +193,9 @@ def derive_conversation(
     for us, _, _, manager, team, pipeline in abandoned_calls(state):
         key = us, "calls_abandoned", dims_of(config, manager, team, pipeline, None)
         contributions[key] = contributions.get(key, 0) + 1
-    waiting = waiting_member(ref, found.open) if found.open is not None else None
+    # a wait of backfilled contacts only is history: timed, never listed
+    listed = found.open if found.open is not None and found.open.live else None
+    waiting = waiting_member(ref, listed) if listed is not None else None
     return ConversationDerived(contributions, waiting, found.open)
 
 
@@ -225,7 +228,9 @@ def fold_conversations(
             stored = states.get(key)
             fresh = (
                 ConversationState(
-                    marks=dict(stored[1].marks), missed_calls=list(stored[1].missed_calls)
+                    marks=dict(stored[1].marks),
+                    missed_calls=list(stored[1].missed_calls),
+                    backfilled=list(stored[1].backfilled),
                 )
                 if stored
                 else ConversationState()
@@ -236,7 +241,7 @@ def fold_conversations(
         join_conversation(entry[2], event)
     for key, (tenant, ref, new, received) in touched.items():
         version, old = states.get(key, (0, None))
-        if old is not None and old.marks == new.marks:
+        if old is not None and old.marks == new.marks and old.backfilled == new.backfilled:
             continue  # repeats only: nothing changes, nothing to write
         config = tenants.get(tenant)
         fold.entity_writes[key] = (version, CONVERSATION_STATE.encode(new))

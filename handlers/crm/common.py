@@ -40,6 +40,9 @@ class EnrichmentRequest(msgspec.Struct, frozen=True, kw_only=True):
     # HubSpot: occurredAt (ms) and the new property value of a property change.
     occurred_ms: int | None = None
     value: str | None = None
+    # A replayed delivery (salespulse replay): the events built from it are history too
+    # (CrmEvent.backfill). Last, so that requests queued before it decode.
+    backfill: bool = False
 
     @property
     def key(self) -> bytes:

@@ -60,6 +60,22 @@ def signature_uri(uri: str) -> str:
     return uri
 
 
+def called_uris(
+    seen: str, path: str, headers: Mapping[str, str], public_url: str | None
+) -> list[str]:
+    """The URL HubSpot called (it signs it): as we saw it (``seen``: scheme://host), as a
+    proxy forwarded it, as configured."""
+    uris = [seen + path]
+    proto = headers.get("X-Forwarded-Proto")
+    host = headers.get("X-Forwarded-Host")
+    if proto or host:
+        scheme, _, seen_host = seen.partition("://")
+        uris.append(f"{proto or scheme}://{host or seen_host}{path}")
+    if public_url:
+        uris.append(public_url.rstrip("/") + path)
+    return uris
+
+
 def valid_signature(
     *,
     secret: str,

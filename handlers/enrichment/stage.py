@@ -127,6 +127,8 @@ class Enricher:
         except InvalidEventError as exc:
             reason, problem = "unsupported_record", "; ".join(str(p) for p in exc.problems)
         else:
+            if request.backfill:  # built from a replayed delivery: history, nobody waits
+                events = [msgspec.structs.replace(event, backfill=True) for event in events]
             if events:
                 await retry(
                     "publish enriched events", lambda: self._publisher.publish_events(events)

@@ -88,6 +88,11 @@ class CrmEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     lost_reason: str | None = None
     # A bot or auto-reply: never counts as a manager's activity or reply.
     automated: bool = False
+    # Sent as history (the ingest's X-SalesPulse-Backfill: true header; the ingest sets it,
+    # replacing any value in the body): counted as usual, but a contact of it is no client
+    # waiting now, so its wait stays off the live waiting list (docs/sla.md). Absent from
+    # the records written before it existed, which then read as live events.
+    backfill: bool = False
 
     @property
     def partition_key(self) -> bytes:

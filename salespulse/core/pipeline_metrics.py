@@ -28,7 +28,8 @@ _BAD_BODY_REASONS: Final = (
 # and not dead-lettered: an unknown sender's bytes are not ours to keep. Nor is a body
 # that did not arrive within SALESPULSE_BODY_READ_TIMEOUT_S ("body_read_timeout", 408).
 REJECT_REASONS: Final = ("unauthorized", "body_read_timeout", *_BAD_BODY_REASONS)
-# "too_late" is also the worker's: a CRM webhook's event that arrives too late.
+# "too_late" is also a CRM webhook's (dead-lettered at the door, answered 2xx) and the
+# worker's (an event built later from a CRM's REST API that is still too late).
 DEAD_LETTER_REASONS: Final = (*_BAD_BODY_REASONS, "undecodable_record", "poison")
 # Event-to-KPI latency: from the ingest's received_at to the Redis write, seconds.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -109,7 +110,8 @@ class PipelineMetrics:
         self.events_too_late = Counter(
             "salespulse_worker_events_too_late",
             "Events received later than the lateness limit after they happened; dead-lettered, "
-            "counted once per event id however often they arrive.",
+            "counted once per event id however often they arrive (a CRM webhook's by the "
+            "ingest, at the door; any other that reaches it by the worker).",
             registry=registry,
         )
         self.batches_applied = Counter(

@@ -16,8 +16,8 @@ but it is never "at risk" or "breached".
 
 A wait still unanswered ``max_wait`` after it opened (the policy's, else the block's,
 else SALESPULSE_WAIT_MAX_AGE_DAYS) leaves the live waiting list as expired, and a wait
-that is already that old when its contact arrives (a backfill, a late event) never
-enters it (docs/sla.md, "Limits").
+that is already that old when its live contact arrives (a late event) never enters it;
+a backfilled contact never enters it at all (docs/sla.md, "Limits").
 
 Durations are seconds (a number) or text such as ``90s``, ``5m``, ``2h``, ``1d``, ``1h30m``.
 """

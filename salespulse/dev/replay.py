@@ -290,6 +290,8 @@ async def _post_webhook(
     headers = {
         "Content-Type": webhook.get("content_type", "application/json"),
         **webhook.get("headers", {}),
+        # History: its contacts never join the live waiting list (docs/sla.md).
+        "X-SalesPulse-Backfill": "true",
     }
     async with session.post(
         webhook["path"], data=str(webhook["body"]).encode(), headers=headers

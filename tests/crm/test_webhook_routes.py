@@ -7,9 +7,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -26,6 +28,7 @@ from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantsFileError
 from salespulse.core.topics import ensure_topics
+from salespulse.dev.replay import replay
 from tests.crm.support import B24_MEMBER, B24_TOKEN, SECRET_ENV, payload, tenants
 from tests.helpers import metric_value, read_topic
 
@@ -57,7 +60,12 @@ class Hooks:
 
 
 async def start_hooks(
-    bootstrap: str, settings: Settings, *, timeout_s: float = 5.0, max_body_bytes: int = 1_048_576
+    bootstrap: str,
+    settings: Settings,
+    *,
+    timeout_s: float = 5.0,
+    max_body_bytes: int = 1_048_576,
+    lateness_s: float | None = None,
 ) -> tuple[TestClient[web.Request, web.Application], PipelineMetrics, KafkaPublisher]:
     publisher = KafkaPublisher(
         bootstrap,
@@ -70,6 +78,7 @@ async def start_hooks(
         events_topic=settings.events_topic,
         raw_topic=settings.raw_topic,
         max_body_bytes=max_body_bytes,
+        lateness_s=lateness_s,
     )
     app = web.Application()
     app.add_routes(WebhookHandler(publisher, metrics, tenants(), options).routes())
@@ -451,3 +460,28 @@ def test_a_configured_secret_that_is_missing_fails_at_start(
             tenants(),
             options,
         )
+
+
+async def test_a_replayed_delivery_is_history_and_a_live_one_is_not(
+    hooks: Hooks, tmp_path: Path
+) -> None:
+    live = payload("bitrix24_call_end_missed.form")
+    recorded = live.replace(b"1773239326", b"1773230000")  # another call: another event
+    response = await hooks.client.post("/v1/webhooks/bitrix24/acme", data=live, headers=FORM)
+    assert response.status == 202
+    lines = tmp_path / "recorded.jsonl"
+    webhook = {"path": "/v1/webhooks/bitrix24/acme", "content_type": FORM["Content-Type"]}
+    bodies = [recorded, payload("bitrix24_deal_update.form")]  # the update names its deal only
+    recordings = [msgspec.json.encode({"webhook": {**webhook, "body": b.decode()}}) for b in bodies]
+    lines.write_bytes(b"\n".join(recordings))
+    summary = await replay(lines, str(hooks.client.make_url("/")), progress=io.StringIO())
+    assert summary.webhooks_accepted == 2
+    # the events built from the deal's REST record will be history too
+    [queued] = await read_topic(hooks.bootstrap, hooks.settings.raw_topic, 1)
+    assert decode_request(queued.value).backfill is True
+    events = await hooks.events(2)
+    # the replayed missed call never joins the live waiting list (docs/sla.md)
+    assert sorted((e.event_id[-10:], e.backfill) for e in events) == [  # type: ignore[attr-defined]
+        ("1773230000", True),
+        ("1773239326", False),
+    ]

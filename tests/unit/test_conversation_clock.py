@@ -6,8 +6,10 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from salespulse.core.business_hours import BusinessCalendar, BusinessHours
 from salespulse.core.events import CrmEvent
@@ -172,6 +174,53 @@ def test_business_seconds_of_a_wait_across_a_weekend() -> None:
     assert wait.seconds == (monday - friday).total_seconds()
 
 
+def test_a_backfilled_contact_times_its_wait_but_is_no_client_waiting_now() -> None:
+    history = inbound("old", 0, backfill=True)
+    waiting = waits_of([history]).open
+    assert waiting is not None
+    assert (waiting.opened_at, waiting.live) == (at(0), False)
+    # a later reply, live or backfilled, measures from the backfilled contact
+    for answer in (reply("r", 9), reply("r", 9, backfill=True)):
+        (wait,) = waits_of([history, answer]).closed
+        assert (wait.opened_by, wait.seconds) == ("old", 9 * 60)
+    # a live contact inside the wait: the client is waiting now, since the first contact
+    both = waits_of([history, inbound("now", 5)]).open
+    assert both is not None
+    assert (both.opened_by, both.live) == ("old", True)
+    # a backfilled contact after a live wait was answered opens a wait of history only
+    later = waits_of([inbound("i", 0), reply("r", 1), inbound("old", 2, backfill=True)]).open
+    assert later is not None
+    assert (later.kind, later.live) == ("next", False)
+
+
+def test_a_contact_that_also_arrived_live_is_live_whichever_copy_came_first() -> None:
+    backfilled, live = inbound("i", 0, backfill=True), inbound("i", 0)
+    for order in ([backfilled, live], [live, backfilled], [live, backfilled, backfilled]):
+        state = ConversationState()
+        for each in order:
+            join_conversation(state, each)
+        assert state.backfilled == []
+        assert waits(state).open == OpenWait(
+            opened_at=at(0), kind="first", channel="chat", manager="m-1", opened_by="i"
+        )
+    left, right = ConversationState(), ConversationState()
+    join_conversation(left, backfilled)
+    join_conversation(right, live)
+    assert merge(left, right).backfilled == merge(right, left).backfilled == []
+    assert merge(left, ConversationState()).backfilled == ["i"]
+
+
+def test_a_state_stored_before_backfills_were_marked_reads_as_live() -> None:
+    state = ConversationState()
+    join_conversation(state, inbound("i", 0))
+    # as it was stored: [marks, missed_calls], no list of backfilled contacts
+    stored = msgspec.json.encode([state.marks, state.missed_calls])
+    decoded = msgspec.json.decode(stored, type=ConversationState)
+    assert decoded.backfilled == []
+    assert waits(decoded).open is not None
+    assert waits(decoded).open == waits(state).open
+
+
 KINDS: list[tuple[str, dict[str, Any]]] = [
     ("message", {"direction": "in", "channel": "chat"}),
     ("message", {"direction": "out", "channel": "email"}),
@@ -191,7 +240,10 @@ def histories(draw: st.DrawFn) -> list[CrmEvent]:
         kind, fields = draw(st.sampled_from(KINDS))
         minute = draw(st.integers(0, 20))  # few distinct minutes: many ties
         manager = draw(st.sampled_from(["m-1", "m-2", None]))
-        history.append(event(f"e{index}", kind, minute, manager_id=manager, **fields))
+        backfill = draw(st.booleans())
+        history.append(
+            event(f"e{index}", kind, minute, manager_id=manager, backfill=backfill, **fields)
+        )
     return history
 
 
@@ -200,8 +252,11 @@ def histories(draw: st.DrawFn) -> list[CrmEvent]:
 def test_any_order_and_any_repeats_give_the_same_waits(
     history: list[CrmEvent], rng: random.Random, repeats: int
 ) -> None:
-    reference = waits_of(history)
-    shuffled = history + [rng.choice(history) for _ in range(repeats if history else 0)]
+    # a repeat may be the other copy of the event: live if the first was backfilled, or so
+    again = [rng.choice(history) for _ in range(repeats if history else 0)]
+    again = [replace(e, backfill=not e.backfill) if rng.random() < 0.5 else e for e in again]
+    reference = waits_of(history + again)
+    shuffled = history + again
     rng.shuffle(shuffled)
     assert waits_of(shuffled) == reference
     cut = rng.randint(0, len(shuffled))

@@ -193,6 +193,53 @@ def test_a_wait_past_its_maximum_when_folded_never_enters_the_list() -> None:
     assert fold_conversations([chat], directory, KEYS, {}).waits_expired == 0  # no limit
 
 
+def test_a_backfilled_contact_never_waits_but_its_reply_is_a_response() -> None:
+    directory = tenants(**BERLIN_OFFICE)
+    store = Store()
+    now_us = int((FRIDAY + timedelta(hours=2)).timestamp() * 1_000_000)
+    limit = WaitLimit(now_us, default_max_wait_s=7 * 86_400)
+    history = [
+        ev("in-1", "message", FRIDAY, direction="in", backfill=True),
+        ev("missed", "call", FRIDAY, direction="in", answered=False, channel="phone",
+           conversation_id="conv-2", backfill=True),
+    ]  # fmt: skip
+    fold = fold_conversations(history, directory, KEYS, {}, limit)
+    store.apply(fold)
+    assert store.waiting == {}
+    assert fold.waits_expired == 0  # history: never a live wait, so never an expired one
+    dims = ("m-1", "north", "none", "none")
+    assert store.nonzero() == {("calls_abandoned", *dims): 1}
+    # a live reply 3 minutes later answers the backfilled chat: a first response, on time
+    store.fold([ev("out-1", "message", FRIDAY + timedelta(minutes=3), direction="out")], directory)
+    assert store.waiting == {}
+    assert store.totals[("resp_n:first:chat", *dims)] == 1
+    assert store.totals[("resp_ms:first:chat", *dims)] == 3 * 60 * 1000
+    assert store.totals[("sla_met:first:chat", *dims)] == 1
+    # a backfilled call-back 61 minutes later takes the abandoned call back, and breaches
+    # the phone's 1-hour target
+    back_at = FRIDAY + timedelta(minutes=61)
+    callback = ev("back", "call", back_at, direction="out", answered=True, channel="phone",
+                  conversation_id="conv-2", backfill=True)  # fmt: skip
+    store.fold([callback], directory)
+    assert store.totals[("calls_abandoned", *dims)] == 0
+    assert store.totals[("sla_breach:first:phone", *dims)] == 1
+
+
+def test_a_live_contact_in_a_backfilled_wait_puts_the_client_on_the_list() -> None:
+    directory = tenants(**BERLIN_OFFICE)
+    store = Store()
+    store.fold([ev("in-1", "message", FRIDAY, direction="in", backfill=True)], directory)
+    assert store.waiting == {}
+    # the same contact arriving live, or a newer live one: the client is waiting now,
+    # since the wait's first contact
+    for live in ("in-1", "in-2"):
+        listed = Store()
+        listed.states = dict(store.states)
+        at = FRIDAY if live == "in-1" else FRIDAY + timedelta(minutes=1)
+        listed.fold([ev(live, "message", at, direction="in")], directory)
+        assert list(listed.waiting.values()) == [int(FRIDAY.timestamp() * 1_000_000)], live
+
+
 def test_max_wait_is_the_policys_then_the_tenants_then_none() -> None:
     sla = SlaConfig.model_validate(
         {"max_wait": "3d", "policies": [{"channel": "chat", "first_response": 60, "max_wait": 600}]}
@@ -214,6 +261,7 @@ def conversation_events(rng: random.Random, count: int) -> list[CrmEvent]:
         kind = rng.choice(["in", "out", "call-missed", "call-out", "bot", "lead"])
         common: dict[str, Any] = {"conversation_id": conversation, "manager_id": manager}
         eid = f"e{index}"
+        common["backfill"] = rng.random() < 0.3
         if kind in ("in", "out"):
             events.append(ev(eid, "message", at, direction=kind, **common))
         elif kind == "bot":
@@ -234,10 +282,15 @@ def test_any_split_order_and_repeats_give_the_same_totals(seed: int, count: int)
     rng = random.Random(seed)
     directory = tenants(**BERLIN_OFFICE)
     events = conversation_events(rng, count)
+    # CRM retries, and copies of history also seen live (or live events also replayed)
+    again = [
+        msgspec.structs.replace(e, backfill=not e.backfill) if rng.random() < 0.5 else e
+        for e in rng.sample(events, k=min(len(events), 5))
+    ]
     reference = Store()
-    reference.fold(events, directory)
+    reference.fold(events + again, directory)
 
-    shuffled = events + rng.sample(events, k=min(len(events), 5))  # CRM retries
+    shuffled = events + again
     rng.shuffle(shuffled)
     streamed = Store()
     position = 0
@@ -248,8 +301,8 @@ def test_any_split_order_and_repeats_give_the_same_totals(seed: int, count: int)
 
     assert streamed.nonzero() == reference.nonzero()
     assert streamed.waiting == reference.waiting
-    assert {k: s.marks for k, (_, s) in streamed.states.items()} == {
-        k: s.marks for k, (_, s) in reference.states.items()
+    assert {k: (s.marks, s.backfilled) for k, (_, s) in streamed.states.items()} == {
+        k: (s.marks, s.backfilled) for k, (_, s) in reference.states.items()
     }
     # Every conversation with an open wait is in the index exactly once.
     assert len(streamed.waiting) <= len(streamed.states)

@@ -9,6 +9,7 @@ import pytest
 
 from handlers.validation import parse_events
 from salespulse.core.errors import InvalidEventError
+from salespulse.core.events import decode_event, encode_event
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 CALL = {
@@ -122,3 +123,15 @@ def test_a_json_value_that_is_not_an_event_is_rejected() -> None:
 def test_unknown_fields_are_tolerated_for_forward_compatibility() -> None:
     [event] = parse_events(body({**CALL, "added_in_v2": 1}), NOW)
     assert event.event_id == "bx-1"
+
+
+def test_the_backfill_flag_is_the_senders_header_never_the_bodys() -> None:
+    [live] = parse_events(body({**CALL, "backfill": True}), NOW)
+    assert live.backfill is False  # a live post cannot hide its contacts from the list
+    [history] = parse_events(body(CALL), None, backfill=True)
+    assert history.backfill is True
+    # on the topic: written only when set, and a record without it reads as live
+    assert b'"backfill":true' in encode_event(history)
+    assert b"backfill" not in encode_event(live)
+    assert decode_event(encode_event(live)).backfill is False
+    assert decode_event(encode_event(history)).backfill is True
