@@ -254,13 +254,13 @@ class RedisKpiSink:
         at = slots.at
         offsets_at = at(keys.offsets(self._group))
         owner: dict[str, str] = {}
-        deduped: list[list[str]] = []
+        deduped: list[tuple[str, list[str]]] = []
         for (tenant, day), ids in fold.event_ids.items():
             if ids:  # a day whose events all carry marks has none to dedupe
-                owner[keys.seen(tenant, day)] = tenant
-                deduped.append(ids)
-        seen_at = slots.extend(list(owner))
-        seen = [(seen_at + i, ids) for i, ids in enumerate(deduped)]
+                deduped.append((keys.seen(tenant, day), ids))
+                owner[deduped[-1][0]] = tenant
+        seen_at = slots.extend([key for key, _ in deduped])
+        seen = [(seen_at + i, ids) for i, (_, ids) in enumerate(deduped)]
         marks = []
         for (tenant, day), ids in fold.marked.items():
             if ids:
