@@ -5,9 +5,10 @@
 -- arguments in redis-py cost more than the fold), a map of (k: a position in KEYS):
 --   ttl      dedupe set TTL (s)            offsets  k of the offsets hash
 --   seen     [[k, [ids...]], ...]          (dedupe sets: events that join an entity)
---   marked   [[k, [[field, remainders, [ids...]], ...]], ...]: the permanent marks of the
---            event-additive events (streams/event_marks.py), by hash and field: 7-byte
---            remainders of their fingerprints packed in one string, in the order of ids
+--   marked   [[k, [[field, remainders, [ids...]], ...], k of the day's dedupe set], ...]:
+--            the permanent marks of the event-additive events (streams/event_marks.py),
+--            by hash and field: 7-byte remainders of their fingerprints packed in one
+--            string, in the order of ids
 --   entities [[k, expected_version, stored value, ttl (s, 0 = keep)], ...]; the stored
 --            value is "version:state" at expected_version + 1 (core/kpi/codecs.py)
 --   hashes   [[k, ttl (0 = keep), {field = increment, ...}], ...]  (zeros skipped)
@@ -54,15 +55,27 @@ for g, group in ipairs(batch.marked) do
   for i, shard in ipairs(shards) do names[i] = shard[1] end
   local held = redis.call('HMGET', key, unpack(names))  -- at most 256 fields
   marks_held[g] = held
+  local all_ids = {}
   for i, shard in ipairs(shards) do
-    local have = held[i]
-    if have then
-      local remainders, ids = shard[2], shard[3]
-      for j = 1, #ids do
-        if marked(have, string.sub(remainders, (j - 1) * WIDTH + 1, j * WIDTH)) then
-          dups[#dups + 1] = key
-          dups[#dups + 1] = ids[j]
-        end
+    local have, remainders, ids = held[i], shard[2], shard[3]
+    for j = 1, #ids do
+      all_ids[#all_ids + 1] = ids[j]
+      if have and marked(have, string.sub(remainders, (j - 1) * WIDTH + 1, j * WIDTH)) then
+        dups[#dups + 1] = key
+        dups[#dups + 1] = ids[j]
+      end
+    end
+  end
+  -- An event counted before marks existed (a version that put every id in the dedupe
+  -- set) has its id there only, for SALESPULSE_DEDUPE_RETENTION_DAYS after an upgrade.
+  local day_ids = KEYS[group[3]]
+  for start = 1, #all_ids, CHUNK do
+    local stop = math.min(start + CHUNK - 1, #all_ids)
+    local flags = redis.call('SMISMEMBER', day_ids, unpack(all_ids, start, stop))
+    for i, flag in ipairs(flags) do
+      if flag == 1 then
+        dups[#dups + 1] = day_ids
+        dups[#dups + 1] = all_ids[start + i - 1]
       end
     end
   end

@@ -261,11 +261,12 @@ class RedisKpiSink:
                 owner[deduped[-1][0]] = tenant
         seen_at = slots.extend([key for key, _ in deduped])
         seen = [(seen_at + i, ids) for i, (_, ids) in enumerate(deduped)]
+        seen_index = {key: seen_at + i for i, (key, _) in enumerate(deduped)}
         marks = []
         for (tenant, day), ids in fold.marked.items():
             if ids:
-                key = keys.mark(tenant, day)
-                owner[key] = tenant
+                key, day_ids = keys.mark(tenant, day), keys.seen(tenant, day)
+                owner[key] = owner[day_ids] = tenant
                 shards = by_field(ids)
                 marks.append(
                     (
@@ -274,6 +275,7 @@ class RedisKpiSink:
                             (name, msgpack_str(b"".join(remainders)), shard_ids)
                             for name, (remainders, shard_ids) in shards.items()
                         ],
+                        seen_index.get(day_ids) or at(day_ids),
                     )
                 )
         writes = fold.entity_writes

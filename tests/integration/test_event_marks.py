@@ -98,6 +98,17 @@ async def test_the_script_finds_a_mark_only_at_a_marks_offset(redis_client, keys
     assert outcome.already_counted == {("acme", "the-call")}
 
 
+async def test_a_call_counted_before_marks_existed_is_recognised_by_its_id(redis_client, keys):
+    """An upgrade: the version before marks put every counted id in the day's dedupe set;
+    within that set's retention a repeat of such a call must not count again."""
+    await redis_client.sadd(keys.seen("acme", DAY), "old-call")
+    store = sink(redis_client, keys)
+    outcome = await store.apply(fold_batch([make_event("old-call")], TENANTS, keys, {}), {})
+    assert not outcome.applied
+    assert outcome.already_counted == {("acme", "old-call")}
+    assert not await redis_client.exists(keys.bucket("acme", "all", "all"))
+
+
 async def day_of_marks(client: aioredis.Redis, keys: KpiKeys, events: int) -> tuple[float, float]:
     """Bytes per event of a day's marks, applied in batches of 500 as live traffic comes,
     and of the same ids in an event-id set (what a permanent dedupe set would take)."""
