@@ -67,7 +67,9 @@ builds no key name itself.
   - readers: `metrics/read/kpi_reader.py`, `metrics/read/won_deals.py`.
 - `{p}seen:{tenant}:{day}`: SET of the ids of the events counted that carry no mark (those
   that join a deal or a lead, or count nothing), by the local day of the event: it spares
-  the refold of a repeat, whose counts the entity's state keeps exact anyway.
+  the refold of a repeat, whose counts the entity's state keeps exact anyway. A version
+  before `mark:` put every id here: the script looks up the ids of marked events here
+  too, so what such a version counted is not counted again after an upgrade.
   - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
   - writer and reader: `streams/redis_sink.py`, through the script (checked before any
     write).
