@@ -74,6 +74,7 @@ def fold_writes(fold: BatchFold) -> int:
         sum(map(len, fold.increments.values()))
         + 2 * len(fold.increments)
         + sum(map(len, fold.event_ids.values()))
+        + sum(map(len, fold.marked.values()))
         + len(fold.entity_writes)
         + 2 * len(fold.open_moves)
         + len(fold.won_changes)
@@ -105,6 +106,8 @@ def merged(folds: Sequence[BatchFold]) -> BatchFold:
                 into[name] = into.get(name, 0) + amount
         for day, ids in fold.event_ids.items():
             whole.event_ids.setdefault(day, []).extend(ids)
+        for day, ids in fold.marked.items():
+            whole.marked.setdefault(day, []).extend(ids)
         whole.entity_writes.update(fold.entity_writes)
         whole.new_states.update(fold.new_states)
         whole.new_derived.update(fold.new_derived)

@@ -38,8 +38,8 @@ def event_components(event: CrmEvent, config: TenantConfig) -> Sequence[tuple[st
     if kind == "meeting":
         return _MEETING
     if kind == "lead_created" and event.entity_id is None:
-        # A lead without an id has no state to be counted from: counted per event, so a
-        # repeat past the dedupe retention counts again (docs/kpi-semantics.md).
+        # A lead without an id has no state to be counted from: counted per event, kept
+        # once by its permanent mark (streams/event_marks.py, docs/kpi-semantics.md).
         return _LEAD_CREATED
     if kind == "rating" and event.rating is not None:
         return (("rating_sum", event.rating), ("rating_count", 1))

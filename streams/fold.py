@@ -59,8 +59,12 @@ class BatchFold:
     )
     # (tenant, deal id, won record (codecs.encode_won) or None when no longer won)
     won_changes: list[tuple[str, str, bytes | None]] = field(default_factory=list)
-    # (tenant, event day) → event ids, for the cross-batch dedupe set
+    # (tenant, event day) → ids of the events that join an entity or count nothing, for
+    # the short-lived dedupe set (it saves a refold; the entity state keeps counts exact)
     event_ids: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # (tenant, event day) → ids of the event-additive events, for their permanent marks
+    # (streams/event_marks.py: nothing else keeps their counts exact)
+    marked: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     events: int = 0
     # Dropped because seen earlier in the batch or already counted by the store.
     duplicates: int = 0
@@ -217,9 +221,11 @@ def fold_batch(
         slot = batch.slots.get(written)
         if slot is None:
             slot = batch.slot(written)
-        slot[0].append(event.event_id)
         components = event_components(event, batch.config)
-        if components:
+        if not components:
+            slot[0].append(event.event_id)
+        else:
+            slot[2].append(event.event_id)
             dims_key = (event.manager_id, event.team, event.pipeline, event.source_channel)
             dims_memo = batch.dims.get(dims_key)
             if dims_memo is None:
@@ -265,8 +271,8 @@ class _TenantBatch:
     """One tenant's memos within a batch."""
 
     __slots__ = (
-        "_folder", "_ids", "by_minute", "config", "dims", "fold", "namer", "seen", "slots",
-        "tenant",
+        "_folder", "_ids", "_marked", "by_minute", "config", "dims", "fold", "namer", "seen",
+        "slots", "tenant",
     )  # fmt: skip
 
     def __init__(
@@ -276,18 +282,21 @@ class _TenantBatch:
         self.tenant = tenant
         self.fold = folder.fold
         self._ids = folder.fold.event_ids
+        self._marked = folder.fold.marked
         self.namer = folder.namer(tenant)
         self.by_minute = self.namer.by_minute  # read directly: one lookup per event
         self.config = config
         self.dims = dims  # process-wide
-        # written bucket names → (event ids of its day, pending sums of its buckets);
-        # the namer hands out the same tuple objects, so a lookup costs one hash.
-        self.slots: dict[Written, tuple[list[str], dict[str, int]]] = {}
+        # written bucket names → (ids of its day's events to dedupe, pending sums of its
+        # buckets, ids of its day's events to mark); the namer hands out the same tuple
+        # objects, so a lookup costs one hash.
+        self.slots: dict[Written, tuple[list[str], dict[str, int], list[str]]] = {}
         self.seen: set[str] = set()  # event ids counted: by the store or in this batch
 
-    def slot(self, written: Written) -> tuple[list[str], dict[str, int]]:
-        ids = self._ids.setdefault((self.tenant, written[2] or ""), [])
-        slot = self.slots[written] = ids, self._folder.fields_at(self.tenant, written)
+    def slot(self, written: Written) -> tuple[list[str], dict[str, int], list[str]]:
+        day = (self.tenant, written[2] or "")
+        ids, marked = self._ids.setdefault(day, []), self._marked.setdefault(day, [])
+        slot = self.slots[written] = ids, self._folder.fields_at(self.tenant, written), marked
         return slot
 
     def dims_of(self, key: DimsKey) -> tuple[Dims, dict[str, str]]:

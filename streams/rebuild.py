@@ -5,8 +5,8 @@ its keys (a wipe, an empty restart: streams/store_guard.py flags it, alert
 KpiStoreReset), the rebuild re-consumes the topic from the earliest retained offset:
 
 1. **Fill** a staging key set, ``{prefix}rebuild:…`` (KpiKeys.staging), through the
-   workers' own appliers: the KPI stage (counters, entity states, dedupe sets, won and
-   open-deal indexes) and the SLA stage (conversation states, waiting list, response
+   workers' own appliers: the KPI stage (counters, entity states, dedupe sets, event
+   marks, won and open-deal indexes) and the SLA stage (conversation states, waiting list, response
    times), with the same filters as the live consumers (records without a value or not
    decodable were dead-lettered when first read; too-late events are not counted), up to
    the high-water mark of every partition. Readers never look at staging keys: the

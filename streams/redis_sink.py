@@ -1,10 +1,14 @@
 """The Redis edge of the KPI pipeline: load entity states, apply a folded batch once.
 
-Idempotency uses two mechanisms, both inside one Lua call (atomic, one round trip):
+Idempotency uses three mechanisms, all inside one Lua call (atomic, one round trip):
 
-* an event-id set per tenant and event day: a CRM retry or a replayed Kafka record is
-  recognised by id wherever and whenever it shows up, even on another partition; this
-  is what makes event-additive counts exact.
+* a permanent mark per event-additive event (a call, a message, a payment ...), by tenant
+  and event day (streams/event_marks.py): a CRM retry, a replayed Kafka record or a
+  history replayed years later is recognised wherever and whenever it shows up, even on
+  another partition; this is what makes event-additive counts exact.
+* an event-id set per tenant and event day for the other events, kept
+  `SALESPULSE_DEDUPE_RETENTION_DAYS`: their counts follow from the entity's state, so a
+  repeat would change nothing; the set only spares its refold.
 * the last applied offset per partition, kept as a watermark: after a crash between the
   Redis write and the Kafka commit, the consumer seeks past what Redis already holds
   instead of re-sending whole batches that would only be rejected as duplicates.
@@ -33,6 +37,7 @@ from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.codecs import frame_state, split_state, stage_member
 from salespulse.core.kpi.redis_layout import KpiKeys
 from streams.entity_state import DealState
+from streams.event_marks import by_field, msgpack_str
 from streams.fold import BatchFold, States, decode_state
 from streams.off_loop import OffLoop
 
@@ -243,16 +248,36 @@ class RedisKpiSink:
         self, fold: BatchFold, offsets: dict[str, int]
     ) -> tuple[ScriptCall, dict[str, str]]:
         """The script call (see apply_batch.lua for the batch's layout), and the tenant of
-        each dedupe set key (the script names a counted id by its set)."""
+        each dedupe set and mark key (the script names a counted id by its key)."""
         keys = self._keys
         slots = ScriptKeys()
         at = slots.at
         offsets_at = at(keys.offsets(self._group))
         owner: dict[str, str] = {}
-        for tenant, day in fold.event_ids:
-            owner[keys.seen(tenant, day)] = tenant
-        seen_at = slots.extend(list(owner))
-        seen = [(seen_at + i, ids) for i, ids in enumerate(fold.event_ids.values())]
+        deduped: list[tuple[str, list[str]]] = []
+        for (tenant, day), ids in fold.event_ids.items():
+            if ids:  # a day whose events all carry marks has none to dedupe
+                deduped.append((keys.seen(tenant, day), ids))
+                owner[deduped[-1][0]] = tenant
+        seen_at = slots.extend([key for key, _ in deduped])
+        seen = [(seen_at + i, ids) for i, (_, ids) in enumerate(deduped)]
+        seen_index = {key: seen_at + i for i, (key, _) in enumerate(deduped)}
+        marks = []
+        for (tenant, day), ids in fold.marked.items():
+            if ids:
+                key, day_ids = keys.mark(tenant, day), keys.seen(tenant, day)
+                owner[key] = owner[day_ids] = tenant
+                shards = by_field(ids)
+                marks.append(
+                    (
+                        at(key),
+                        [
+                            (name, msgpack_str(b"".join(remainders)), shard_ids)
+                            for name, (remainders, shard_ids) in shards.items()
+                        ],
+                        seen_index.get(day_ids) or at(day_ids),
+                    )
+                )
         writes = fold.entity_writes
         entities_at = slots.extend(list(writes))
         # Redis's cmsgpack reads no binary type: every value goes as text (all are JSON).
@@ -274,12 +299,14 @@ class RedisKpiSink:
             for tenant, deal, record in fold.won_changes
         ]
         tenants_at = at(keys.tenants)
-        members += [(tenants_at, tenant) for tenant in sorted({t for t, _ in fold.event_ids})]
+        counted = {t for t, _ in fold.event_ids} | {t for t, _ in fold.marked}
+        members += [(tenants_at, tenant) for tenant in sorted(counted)]
         buckets_at = slots.extend([keys.bucket(*bucket) for bucket in fold.increments])
         batch = {
             "ttl": self._dedupe_ttl_s,
             "offsets": offsets_at,
             "seen": seen,
+            "marked": marks,
             "entities": entities,
             "hashes": [
                 # the field → increment dict as is: msgspec packs it as a map in C, and

@@ -4,7 +4,7 @@ On assignment the rebalance listener reads each partition's watermark (the last 
 applied to Redis, perhaps never committed to Kafka) and seeks past it. aiokafka starts
 fetching a partition as soon as it is assigned, while that listener still awaits Redis
 and the broker: records fetched meanwhile would reach the fold before their watermark
-is known (counted twice but for the event-id sets), and the listener's later seek
+is known (counted twice but for the event marks and id sets), and the listener's later seek
 would not take them back. So records of a partition not yet resumed are put back, and
 the partition paused (not fetched over and over) until the listener is done with it.
 """

@@ -119,6 +119,7 @@ class SlaStore:
             "ttl": 0,
             "offsets": at(keys.offsets(self._group)),
             "seen": [],
+            "marked": [],  # conversations dedupe by their state (docs/sla.md)
             "entities": [
                 (entities_at + i, version, frame_state(version + 1, blob), ttl)
                 for i, (version, blob) in enumerate(fold.entity_writes.values())

@@ -70,7 +70,8 @@ class MemoryStore:
                 if stored is not None:
                     states[ref[0]] = (stored[0], decode_state(ref[1], stored[1]))
         fold = fold_batch(events, self.tenants, KEYS, states, frozenset(self.seen))
-        for (tenant, _day), ids in fold.event_ids.items():
+        # the dedupe sets and the marks, both remembered for ever here
+        for (tenant, _day), ids in [*fold.event_ids.items(), *fold.marked.items()]:
             self.seen.update((tenant, event_id) for event_id in ids)
         for key, (version, blob) in fold.entity_writes.items():
             assert self.entities.get(key, (0, b""))[0] == version

@@ -26,6 +26,8 @@ from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.topics import ensure_topics
+from streams.contributions import event_components
+from streams.event_marks import REMAINDER_BYTES
 from streams.rebuild import RebuildError, StoreRebuild
 from streams.store_stage import StoreStage
 from tests.helpers import T0, eventually, make_event, metric_value, produce
@@ -212,6 +214,15 @@ async def test_a_wiped_store_is_flagged_and_rebuilt_exactly_while_reads_continue
     # (in flight, or from a worker's cache) meets a conflict and refolds, never a match.
     deal = await redis_client.get(KpiKeys(settings.redis_key_prefix).entity("acme", "deal", "d-2"))
     assert int(deal.split(b":", 1)[0]) > 10**15
+
+    # The rebuilt set carries the permanent marks of every event counted per event, once
+    # (so a replay after the dedupe retention still counts none of them again).
+    tenants = settings.tenant_directory()
+    per_event = [e for e in [*history, *later, *more] if event_components(e, tenants.get(e.tenant))]
+    assert len(per_event) > 150
+    marks = [k async for k in redis_client.scan_iter(match=f"{settings.redis_key_prefix}mark:*")]
+    held = [v for key in marks for v in (await redis_client.hgetall(key)).values()]
+    assert sum(len(value) for value in held) == REMAINDER_BYTES * len(per_event)
 
     # The live workers go on after the switch without counting anything twice.
     await produce(bootstrap, settings.events_topic, office_day(600, 8))

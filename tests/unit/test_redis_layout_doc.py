@@ -36,6 +36,7 @@ def test_the_table_names_every_key_the_code_builds() -> None:
         keys.open_keys("{tenant}"),
         keys.won("{tenant}"),
         keys.seen("{tenant}", "{day}"),
+        keys.mark("{tenant}", "{day}"),
         keys.late("{tenant}", "{day}"),
         keys.offsets("{group}"),
         keys.waiting("{tenant}"),

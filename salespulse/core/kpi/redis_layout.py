@@ -65,11 +65,24 @@ builds no key name itself.
   - writer: `streams/redis_sink.py` (records made by `streams/entities.py`), through the
     script.
   - readers: `metrics/read/kpi_reader.py`, `metrics/read/won_deals.py`.
-- `{p}seen:{tenant}:{day}`: SET of the event ids counted, by the local day of the event
-  (the dedupe that makes event-additive counts exact).
+- `{p}seen:{tenant}:{day}`: SET of the ids of the events counted that carry no mark (those
+  that join a deal or a lead, or count nothing), by the local day of the event: it spares
+  the refold of a repeat, whose counts the entity's state keeps exact anyway. A version
+  before `mark:` put every id here: the script looks up the ids of marked events here
+  too, so what such a version counted is not counted again after an upgrade.
   - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
   - writer and reader: `streams/redis_sink.py`, through the script (checked before any
     write).
+- `{p}mark:{tenant}:{day}`: HASH, the permanent marks of the event-additive events counted
+  (calls, messages, meetings, ratings, money events, leads without an id), by the local
+  day of the event: what keeps their counts exact however late a repeat comes.
+  - value: field `00`…`ff`, the first byte of the event id's 64-bit BLAKE2b fingerprint
+    in hex, → the other 7 bytes of each fingerprint with that first byte, packed back to
+    back (binary, appended; `streams/event_marks.py`). ~10 B per event measured with
+    `MEMORY USAGE` (docs/kpi-semantics.md, "Retention").
+  - TTL: none, like the `all` bucket that counted the events.
+  - writer and reader: `streams/redis_sink.py`, through the script (checked before any
+    write, appended in the same call as the counts).
 - `{p}late:{tenant}:{day}`: SET of the ids of too-late events the KPI stage dead-lettered,
   by the UTC day the event happened, so a redelivered or resent one is counted once in
   `salespulse_worker_events_too_late_total`.
@@ -170,6 +183,7 @@ STORE_FAMILIES: Final = (
     "openkeys:",
     "won:",
     "seen:",
+    "mark:",
     "offsets:",
     "waiting:",
     "lastseen",
@@ -204,6 +218,9 @@ class KpiKeys:
 
     def seen(self, tenant: str, day: str) -> str:
         return f"{self.prefix}seen:{tenant}:{day}"
+
+    def mark(self, tenant: str, day: str) -> str:
+        return f"{self.prefix}mark:{tenant}:{day}"
 
     def late(self, tenant: str, day: str) -> str:
         return f"{self.prefix}late:{tenant}:{day}"
