@@ -169,7 +169,9 @@ class Settings(BaseSettings):
         if self.dedupe_retention_days <= self.lateness_days:
             raise ValueError(
                 "SALESPULSE_DEDUPE_RETENTION_DAYS must exceed SALESPULSE_LATENESS_DAYS: "
-                "a CRM retry of an accepted late event would otherwise count twice"
+                "a CRM retry of an accepted late event is then recognised by its dedupe set "
+                "before any fold (its permanent mark or its deal's state would still keep it "
+                "from counting twice, but only after folding it again)"
             )
         return self
 
