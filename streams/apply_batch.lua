@@ -58,11 +58,11 @@ if #conflicts > 0 then
 end
 
 -- Each hash's new totals are worked out here, from one HMGET per CHUNK fields, and
--- written below with one HSET per CHUNK fields: one HINCRBY per field made the script
--- spend ~2 µs a field in redis.call alone (issue 19), and a field per event is what
--- grows with the number of managers. A total is set only where a double adds it
--- exactly (below 2^53 before and after); others, and increments sent as text, are
--- added by HINCRBY, exact in 64 bits.
+-- written below with one HSET per CHUNK fields: one HINCRBY per field cost a redis.call
+-- per field (~1 µs inside HINCRBY, plus the call's own), and the fields per event are
+-- what grows with the number of managers (issue 19). A total is set only where a
+-- double adds it exactly (below 2^53 before and after); others, and increments sent
+-- as text, are added by HINCRBY, exact in 64 bits.
 local totals = {}
 for h, hash in ipairs(batch.hashes) do
   local key = KEYS[hash[1]]
