@@ -51,10 +51,12 @@ _BYTES_PER_ENTRY = 200  # key string, OrderedDict slot, version tuple, size entr
 # all-time fields again, which a batch writes once. Parts of 5,000 doubled Redis's CPU and
 # the worker's per event on the bench's live traffic (a 5,000-event batch makes ~16,500
 # writes); at 20,000 that traffic stays one call, and a replayed history's batch (~67,000
-# writes: new minute and hour hashes) goes in ~4 parts. Redis takes ~3 µs a write here,
-# so a part blocks it ~45-55 ms on an idle 2-core VM (in a 200,000-event replay into a
-# busy `salespulse run`, the longest call went from 4.4 s to 0.47 s, `salespulse bench
-# --replay`); 20 ms needs fewer writes per event, not smaller parts.
+# writes: new minute and hour hashes) goes in ~4 parts. Redis takes ~1.5-2 µs a write
+# here (~3 µs when each field was one HINCRBY), so a part blocks it ~30-45 ms on a
+# 2-core VM (in a 200,000-event replay into a busy `salespulse run`, the longest call
+# went from 4.4 s to 0.47 s, `salespulse bench --replay`); parts of 12,000 writes took
+# it to ~22-29 ms for 15-30 % more Redis CPU per event: 20 ms needs fewer writes per
+# event, not smaller parts.
 MAX_PART_WRITES = 20_000
 # Parts are sized from the last batch's writes per event with this headroom, so that a
 # part rarely turns out too big and has to be folded again as two halves.

@@ -103,7 +103,7 @@ def prepare_won(records: list[WonRecord], namer: BucketNamer) -> WonDeals:
         if minute == last_minute:
             continue  # names change at minute boundaries at most
         last_minute = minute
-        for index, name in enumerate(namer.levels(minute)[0]):
+        for index, name in enumerate(namer.minute_names(minute)):
             held = current[index]
             if name != held:
                 if held is not None:

@@ -77,8 +77,9 @@ class Settings(BaseSettings):
     # An event received more than this long after it happened is too late: dead-lettered
     # and counted, never silently dropped (measured from received_at, so replays are fine).
     lateness_days: int = Field(default=35, ge=1)
-    # Per-day KPI buckets are kept this long for calendar windows and late events.
-    day_bucket_retention_days: int = Field(default=400, ge=2)
+    # Per-day KPI buckets are kept this long for calendar windows and late events; at
+    # least 8 days: the week window sums its 7 day buckets (a DST week is 7 days 1 hour).
+    day_bucket_retention_days: int = Field(default=400, ge=8)
     # Per-month KPI buckets are kept this long (after their month's last write): periods
     # older than the day buckets ("March two years ago") are read from them.
     month_bucket_retention_days: int = Field(default=1830, ge=2)

@@ -73,6 +73,16 @@ async def test_revenue_adds_exactly_past_two_to_the_53(applier, keys, redis_url,
     assert totals(redis_url, keys, settings)["revenue"] == 2**53 + 2
 
 
+async def test_a_total_crossing_two_to_the_53_stays_exact(applier, keys, redis_url, settings):
+    """The script sets a total it worked out in Lua only below 2^53; the increment that
+    takes it past is added by Redis in 64 bits (in Lua, 2^53 - 1 + 2 rounds to 2^53)."""
+    await applier.apply(won_deal("a", "900719925474.0991"), {})  # 2**53 - 1 units
+    assert totals(redis_url, keys, settings)["revenue"] == 2**53 - 1
+    await applier.apply(won_deal("b", "0.0002"), {})
+    await applier.apply(won_deal("c", "0.0001"), {})
+    assert totals(redis_url, keys, settings)["revenue"] == 2**53 + 2
+
+
 async def test_a_total_past_64_bits_is_refused_and_redis_is_unchanged(
     applier, keys, redis_client, redis_url, settings
 ):

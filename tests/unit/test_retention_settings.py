@@ -31,3 +31,10 @@ def test_a_retention_at_or_below_its_floor_is_refused_naming_it(
 ) -> None:
     with pytest.raises(ValidationError, match=named):
         Settings(**overrides)  # type: ignore[arg-type]
+
+
+def test_day_buckets_outlive_a_week() -> None:
+    """The week window sums its seven day buckets: none may expire within its week."""
+    assert Settings(day_bucket_retention_days=8).day_bucket_retention_days == 8
+    with pytest.raises(ValidationError, match="day_bucket_retention_days"):
+        Settings(day_bucket_retention_days=7)

@@ -24,8 +24,9 @@ builds no key name itself.
   - value: field `codecs.encode_field`, a JSON array `[component, manager, team,
     pipeline, source]` (so no id can break it), → integer sum (HINCRBY, exact: money in
     `MONEY_SCALE` units, durations in milliseconds). `gran` is `m` (UTC minute), `h`
-    (UTC hour), `d` (local day), `w` (local ISO week), `mo` (local month) or `all`;
-    `salespulse/core/kpi/buckets.py` names the buckets.
+    (UTC hour), `d` (local day), `w` (local ISO week: no longer written, the `week`
+    window sums its seven `d` buckets; those an older version wrote expire), `mo` (local
+    month) or `all`; `salespulse/core/kpi/buckets.py` names the buckets.
   - TTL, from the last write: `m` 2 hours, `h` 2 days (they serve the 15m, 1h and 24h
     windows only); `d`, `w` `SALESPULSE_DAY_BUCKET_RETENTION_DAYS`; `mo`
     `SALESPULSE_MONTH_BUCKET_RETENTION_DAYS`; `all` none.
