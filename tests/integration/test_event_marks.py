@@ -67,7 +67,7 @@ async def test_a_repeat_after_the_dedupe_sets_expired_counts_nothing(redis_clien
     first = KpiApplier(sink(redis_client, keys, dedupe_ttl_s=1), TENANTS, keys)
     assert (await first.apply(events, {})).events == len(events)
     once = await buckets(redis_client, keys)
-    assert {key.split(b":")[-2] for key in once} == {b"m", b"h", b"d", b"w", b"mo", b"all"}
+    assert {key.split(b":")[-2] for key in once} == {b"m", b"h", b"d", b"mo", b"all"}
 
     async def forgotten() -> bool:
         return not await redis_client.exists(keys.seen("acme", DAY))
