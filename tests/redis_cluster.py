@@ -67,6 +67,10 @@ def _node(workdir: Path, index: int) -> LocalProcess:
         "127.0.0.1",
         "--cluster-enabled",
         "yes",
+        # The bus port on its own free port: the default (port + 10,000) may be taken, or
+        # past 65,535 for a high free port.
+        "--cluster-port",
+        str(free_port()),
         "--cluster-config-file",
         str(directory / "nodes.conf"),
         "--dir",
