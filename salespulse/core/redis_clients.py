@@ -1,0 +1,37 @@
+"""The Redis clients of one deployment: a plain client for a single Redis (the default),
+a cluster client for a Redis Cluster (`SALESPULSE_REDIS_MODE=cluster`, docs/redis-cluster.md).
+
+The cluster clients learn the slot map from the node the URL names and route every
+command, script call and pipelined command to the master of its key's slot. They offer
+the commands SalesPulse uses under the same names and signatures as the plain clients
+(GET, MGET within one slot, HINCRBY, EVALSHA through `register_script`, non-transaction
+pipelines, SCAN), but are not subclasses of them: they are handed out typed as the plain
+client, so the sides keep one type and need no branch; what differs in cluster mode (a
+batch's script call per tenant, the global keys written apart) is decided by
+`KpiKeys.tenant_slots`, never by the client's class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
+
+from salespulse.core.settings import Settings
+
+
+def async_redis(settings: Settings, url: str, **options: Any) -> aioredis.Redis:
+    """An asyncio client of `url`: one Redis, or the cluster that node belongs to."""
+    if settings.redis_mode == "cluster":
+        return cast(aioredis.Redis, AsyncRedisCluster.from_url(url, **options))
+    return aioredis.Redis.from_url(url, **options)
+
+
+def sync_redis(settings: Settings, url: str, **options: Any) -> redis.Redis:
+    """A blocking client of `url` (the exporters' reads): one Redis, or its cluster."""
+    if settings.redis_mode == "cluster":
+        return cast(redis.Redis, RedisCluster.from_url(url, **options))
+    return redis.Redis.from_url(url, **options)
