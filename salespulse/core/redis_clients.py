@@ -6,9 +6,9 @@ command, script call and pipelined command to the master of its key's slot. They
 the commands SalesPulse uses under the same names and signatures as the plain clients
 (GET, MGET within one slot, HINCRBY, EVALSHA through `register_script`, non-transaction
 pipelines, SCAN), but are not subclasses of them: they are handed out typed as the plain
-client, so the sides keep one type and need no branch; what differs in cluster mode (a
-batch's script call per tenant, the global keys written apart) is decided by
-`KpiKeys.tenant_slots`, never by the client's class.
+client, so the sides keep one type. What differs in cluster mode (a batch's script call
+per tenant, the global keys written apart) is decided by `KpiKeys.tenant_slots`; the one
+command a cluster pipeline refuses, MGET, goes through `mget_many`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,19 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from salespulse.core.settings import Settings
+
+
+async def mget_many(client: aioredis.Redis, keys: list[str], chunk: int) -> list[bytes | None]:
+    """MGET of many keys: on one Redis in chunks, pipelined (one round trip), so that a
+    huge list never blocks it; on a cluster (whose pipelines refuse MGET) one MGET per
+    slot, sent to the slots' masters together."""
+    if isinstance(client, AsyncRedisCluster):
+        values: list[bytes | None] = await client.mget_nonatomic(keys)
+        return values
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, len(keys), chunk):
+        pipe.mget(keys[start : start + chunk])
+    return [value for part in await pipe.execute() for value in part]
 
 
 def async_redis(settings: Settings, url: str, **options: Any) -> aioredis.Redis:

@@ -249,6 +249,12 @@ class KpiKeys:
     def store_reset(self) -> str:
         return f"{self.prefix}store_reset"
 
+    def tagged_tenant(self, key: str) -> str:
+        """The tenant of a key built with `tenant_slots` (its first hash tag: cluster mode
+        refuses a prefix holding one)."""
+        start = key.index("{") + 1
+        return key[start : key.index("}", start)]
+
     def staging(self) -> KpiKeys:
         """Where `salespulse rebuild` builds a new key set, unseen by readers until it
         switches (no key family of the live set is named "rebuild")."""
