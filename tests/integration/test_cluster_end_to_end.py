@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from metrics.read.kpi_reader import Groups, KpiReader
+from salespulse.cli import main
 from salespulse.core import redis_clients
 from salespulse.core.settings import Settings
 from tests.helpers import T0, eventually, make_event, produce, wait_until_applied
@@ -158,3 +159,15 @@ async def test_a_worker_killed_mid_stream_resumes_to_the_same_kpis_on_the_cluste
         groups = [cluster_settings.consumer_group, cluster_settings.sla_consumer_group]
         await wait_until_applied(cluster_client, cluster_settings, groups)
         assert await stored() == expected
+
+
+def test_rebuild_refuses_a_cluster_clearly(
+    cluster_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("kafka_bootstrap", "redis_url", "redis_key_prefix", "redis_mode"):
+        monkeypatch.setenv(f"SALESPULSE_{name.upper()}", str(getattr(cluster_settings, name)))
+
+    assert main(["rebuild"]) == 1
+    err = capsys.readouterr().err
+    assert "needs a single Redis" in err
+    assert "nothing switched" in err
