@@ -89,7 +89,7 @@ def _node(workdir: Path, index: int) -> LocalProcess:
     return process
 
 
-def _state_ok(port: int) -> bool:
+def state_ok(port: int) -> bool:
     try:
         with redis.Redis(port=port, socket_timeout=2) as client:
             info = client.execute_command("CLUSTER", "INFO")
@@ -100,11 +100,31 @@ def _state_ok(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def start_redis_cluster(workdir: Path) -> Iterator[RedisCluster]:
+def cluster_nodes(workdir: Path, count: int = MASTERS) -> Iterator[list[LocalProcess]]:
+    """Redis servers in cluster mode that know no cluster yet; stopped afterwards."""
     nodes: list[LocalProcess] = []
     try:
         # extend appends each node as it starts: `finally` stops those up if one fails
-        nodes.extend(_node(workdir, index) for index in range(MASTERS))
+        nodes.extend(_node(workdir, index) for index in range(count))
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def wait_state_ok(nodes: list[LocalProcess]) -> None:
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while not all(state_ok(node.port) for node in nodes):
+        if time.monotonic() > deadline:
+            raise ClusterStartError(
+                "cluster_state never became ok: " + " | ".join(node.log_tail(500) for node in nodes)
+            )
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def start_redis_cluster(workdir: Path) -> Iterator[RedisCluster]:
+    with cluster_nodes(workdir) as nodes:
         create = subprocess.run(
             [
                 _redis_cli(),
@@ -123,15 +143,5 @@ def start_redis_cluster(workdir: Path) -> Iterator[RedisCluster]:
             raise ClusterStartError(
                 f"redis-cli --cluster create failed: {create.stdout!r} {create.stderr!r}"
             )
-        deadline = time.monotonic() + _READY_TIMEOUT_S
-        while not all(_state_ok(node.port) for node in nodes):
-            if time.monotonic() > deadline:
-                raise ClusterStartError(
-                    "cluster_state never became ok: "
-                    + " | ".join(node.log_tail(500) for node in nodes)
-                )
-            time.sleep(0.1)
+        wait_state_ok(nodes)
         yield RedisCluster(tuple(nodes))
-    finally:
-        for node in nodes:
-            node.stop()
