@@ -19,8 +19,34 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 
 from salespulse.core.settings import Settings
+
+
+class ClusterUnavailableError(RedisConnectionError):
+    """The cluster cannot serve a slot: not made yet, or a master lost with no replica to
+    take over. An outage like a Redis that does not answer (a RedisError, so the stages
+    wait it out and never take it for a poison event), where redis-py raises an error of
+    its own class."""
+
+
+class _AsyncCluster(AsyncRedisCluster):
+    """The asyncio cluster client whose outages are RedisErrors, as a single Redis's are."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> AsyncRedisCluster:
+        # Learning the slot map fails only when the cluster is not (yet) whole or reachable.
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ClusterUnavailableError(f"the Redis Cluster is not serving: {exc}") from exc
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except SlotNotCoveredError as exc:
+            raise ClusterUnavailableError(f"the Redis Cluster is not serving: {exc}") from exc
 
 
 async def mget_many(client: aioredis.Redis, keys: list[str], chunk: int) -> list[bytes | None]:
@@ -39,7 +65,7 @@ async def mget_many(client: aioredis.Redis, keys: list[str], chunk: int) -> list
 def async_redis(settings: Settings, url: str, **options: Any) -> aioredis.Redis:
     """An asyncio client of `url`: one Redis, or the cluster that node belongs to."""
     if settings.redis_mode == "cluster":
-        return cast(aioredis.Redis, AsyncRedisCluster.from_url(url, **options))
+        return cast(aioredis.Redis, _AsyncCluster.from_url(url, **options))
     return aioredis.Redis.from_url(url, **options)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,12 +19,14 @@ import redis.asyncio as aioredis
 from metrics.read.kpi_reader import Groups, KpiReader
 from salespulse.cli import main
 from salespulse.core import redis_clients
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
 from salespulse.core.settings import Settings
 from tests.helpers import T0, eventually, make_event, produce, wait_until_applied
+from tests.integration.deploy_support import DEPLOY
 from tests.integration.processes import salespulse_process
 from tests.integration.test_end_to_end import Samples, sample, scrape
 from tests.kpi_memory import MemoryStore
-from tests.redis_cluster import RedisCluster
+from tests.redis_cluster import RedisCluster, cluster_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +174,54 @@ def test_rebuild_refuses_a_cluster_clearly(
     err = capsys.readouterr().err
     assert "needs a single Redis" in err
     assert "nothing switched" in err
+
+
+async def test_a_worker_started_before_the_cluster_is_made_dead_letters_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Kubernetes starts the workers while its Job is still making the cluster: a slot map
+    with no slot is an outage (waited out, or the worker stops and is restarted), never
+    a poison batch to dead-letter; once the cluster is made every event counts once."""
+    events = [
+        make_event(f"w-{i}", "call", tenant=TENANTS[i % len(TENANTS)], occurred_at=T0)
+        for i in range(30)
+    ]
+    with cluster_nodes(tmp_path / "nodes") as nodes:
+        url = f"redis://127.0.0.1:{nodes[0].port}/0"
+        unmade = settings.model_copy(update={"redis_url": url, "redis_mode": "cluster"})
+        await produce(unmade.kafka_bootstrap or "", unmade.events_topic, events)
+        log = tmp_path / "worker.log"
+        with salespulse_process("worker", unmade, log):
+
+            async def waiting_for_redis() -> bool:
+                return "the Redis Cluster is not serving" in log.read_text(errors="replace")
+
+            await eventually(waiting_for_redis, 60, "the worker to wait for the cluster")
+            create = DEPLOY / "redis-cluster" / "create-cluster.sh"
+            addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+            made = await asyncio.to_thread(
+                subprocess.run,
+                ["sh", str(create), *addresses],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert made.returncode == 0, made.stdout + made.stderr
+        # As Kubernetes restarts a worker that stopped (one that kept waiting stops here).
+        with salespulse_process("worker", unmade, log):
+            reader = KpiReader(
+                redis_clients.sync_redis(unmade, url), unmade.kpi_keys(), unmade.tenant_directory()
+            )
+
+            async def counted() -> bool:
+                totals = [
+                    (await asyncio.to_thread(reader.components, tenant, "all", None, T0))
+                    .get(TOTAL_GROUP, {})
+                    .get("calls")
+                    for tenant in TENANTS
+                ]
+                return totals == [10, 10, 10]
+
+            await eventually(counted, 120, "every call counted once the cluster is made")
+        assert "isolating the event" not in log.read_text(errors="replace")
