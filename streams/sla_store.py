@@ -94,6 +94,10 @@ class SlaStore:
         """Write the fold; returns the conflicting keys (nothing written) or []."""
         if self._outside is not None:
             return await self._apply_by_tenant(self._outside, fold, offsets)
+        return await self.apply_part(fold, offsets)
+
+    async def apply_part(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
+        """One script call: the whole fold on one Redis, a tenant's part on a cluster."""
         call = await self._off_loop.run(self.arguments, fold, offsets)
         try:
             reply = await self._script(keys=call.keys, args=[call.batch])
@@ -112,23 +116,11 @@ class SlaStore:
         A conflict stops here (the tenants before it are written): the refold on fresh
         states finds their events already joined, and they contribute nothing again."""
         for part in split_sla_fold(self._keys, fold).values():
-            if conflicts := await self.apply_part(part):
+            if conflicts := await self.apply_part(part, {}):
                 return conflicts
         tenants = fold.last_received
         await outside.write(tenants=tenants, last_received=tenants, marks=offsets)
         return []
-
-    async def apply_part(self, fold: SlaFold) -> list[str]:
-        call = await self._off_loop.run(self.arguments, fold, {})
-        try:
-            reply = await self._script(keys=call.keys, args=[call.batch])
-        except RedisError as exc:
-            raise KpiStoreError(f"redis rejected the SLA batch: {exc}") from exc
-        if (overflow := refused_overflow(reply)) is not None:
-            raise overflow
-        if int(reply[0]) == 1:
-            return []
-        return [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
 
     def arguments(self, fold: SlaFold, offsets: dict[str, int]) -> ScriptCall:
         """The script call (see apply_batch.lua for the batch's layout)."""

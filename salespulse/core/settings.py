@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     # Prefix of every Redis key, so several deployments (or tests) can share one Redis.
     redis_key_prefix: str = "sp:"
     # `cluster`: redis_url names any node of a Redis Cluster; every key of a tenant is
-    # hash-tagged by the tenant so it lives in one slot (docs/operations.md, "Redis
-    # Cluster"). `single` (one Redis, or a Sentinel-fronted primary) keeps today's keys.
+    # hash-tagged by the tenant so it lives in one slot (docs/redis-cluster.md). `single`
+    # (one Redis) keeps the key names of docs/redis-layout.md as they are.
     redis_mode: Literal["single", "cluster"] = "single"
 
     batch_max_records: int = Field(default=5000, ge=1)

@@ -169,11 +169,11 @@ class CrashingSlaStore(SlaStore):
         self.calls = 0
         self._crash_at_call = crash_at_call
 
-    async def apply_part(self, fold: SlaFold) -> list[str]:
+    async def apply_part(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
         if self.calls + 1 == self._crash_at_call:
             raise SystemExit("the worker died between two tenants' calls")
         self.calls += 1
-        return await super().apply_part(fold)
+        return await super().apply_part(fold, offsets)
 
 
 async def apply_sla(store: SlaStore, keys: KpiKeys, batch: list[CrmEvent]) -> None:
