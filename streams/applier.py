@@ -35,6 +35,7 @@ from streams.contributions import Derived
 from streams.entity_state import DealState, LeadState
 from streams.fold import BatchFold, States, entity_ref, fold_batch
 from streams.off_loop import OffLoop
+from streams.outside_slots import tenant_groups
 from streams.redis_sink import RedisKpiSink
 
 # Each refold removes what the store reported (counted ids, changed entities); a store
@@ -172,7 +173,17 @@ class KpiApplier:
         return await self.commit(await self.prepare(events), offsets)
 
     async def prepare(self, events: Sequence[CrmEvent]) -> Prepared:
-        """Fold the batch, in parts when its writes would make one Lua call too long."""
+        """Fold the batch, in parts when its writes would make one Lua call too long; on
+        a Redis Cluster, in parts of one tenant each (one slot a call,
+        streams/outside_slots.py)."""
+        if not self._keys.tenant_slots:
+            return await self._prepare_sized(events)
+        parts: list[Part] = []
+        for group in tenant_groups(events):
+            parts += (await self._prepare_sized(group)).parts
+        return Prepared(parts)
+
+    async def _prepare_sized(self, events: Sequence[CrmEvent]) -> Prepared:
         sizes = [len(events)]
         expected = self._writes_per_event * len(events)
         if expected > self._max_part_writes:

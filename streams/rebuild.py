@@ -48,7 +48,7 @@ from redis.exceptions import RedisError
 
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent, decode_event
-from salespulse.core.kpi.redis_layout import STORE_FAMILIES, KpiKeys
+from salespulse.core.kpi.redis_layout import STORE_FAMILIES
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantDirectory
 from streams.applier import KpiApplier
@@ -120,7 +120,7 @@ class StoreRebuild:
         self._settings = settings
         self._bootstrap = settings.kafka_bootstrap
         self._client = client
-        self._live = KpiKeys(settings.redis_key_prefix)
+        self._live = settings.kpi_keys()
         self._staging = self._live.staging()
         self._progress = progress
         self._lateness = timedelta(days=settings.lateness_days)
@@ -351,6 +351,10 @@ async def rebuild_store(
     settings: Settings, redis_url: str, progress: Callable[[str], None]
 ) -> RebuildSummary:
     """The whole command: its own Redis connection; Redis errors become RebuildError."""
+    if settings.redis_mode == "cluster":
+        # The switch renames every store family in one script: on a cluster those keys
+        # span every slot (docs/redis-cluster.md, "Limits").
+        raise RebuildError("salespulse rebuild needs a single Redis; it cannot switch a cluster")
     client = aioredis.Redis.from_url(redis_url)
     try:
         await client.ping()

@@ -18,6 +18,9 @@ they were read (another worker on a partition during a rebalance), and the appli
 rereads and refolds. Why Redis and not Faust tables for this state: the state must
 change in the same atomic step as the KPI increments derived from it, and Redis is
 already the store of those; it survives restarts and rebalances with no changelog replay.
+
+On a Redis Cluster each call holds one tenant's keys only; the tenants set and the
+watermarks follow it, outside the script (streams/outside_slots.py).
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ from salespulse.core.errors import KpiStoreError, TotalOverflowError
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.codecs import frame_state, split_state, stage_member
 from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.core.redis_clients import mget_many
 from streams.entity_state import DealState
 from streams.event_marks import by_field, msgpack_str
 from streams.fold import BatchFold, States, decode_state
 from streams.off_loop import OffLoop
+from streams.outside_slots import OutsideSlots
 
 _packer = msgspec.msgpack.Encoder()
 _MGET_CHUNK = 1000
@@ -126,10 +131,7 @@ class ApplyOutcome:
 async def mget_chunked(client: aioredis.Redis, keys: list[str], what: str) -> list[bytes | None]:
     """MGET in chunks, pipelined (one round trip), so that a huge batch never blocks Redis."""
     try:
-        pipe = client.pipeline(transaction=False)
-        for start in range(0, len(keys), _MGET_CHUNK):
-            pipe.mget(keys[start : start + _MGET_CHUNK])
-        return [value for chunk in await pipe.execute() for value in chunk]
+        return await mget_many(client, keys, _MGET_CHUNK)
     except RedisError as exc:
         raise KpiStoreError(f"cannot read {what}: {exc}") from exc
 
@@ -180,6 +182,8 @@ class RedisKpiSink:
         self._ttl = bucket_ttls(day_ttl_s, month_ttl_s)
         self._script = client.register_script(apply_script())
         self._off_loop = OffLoop("salespulse-kpi-pack")
+        # Redis Cluster: the tenants set and the watermarks are written after the script
+        self._outside = OutsideSlots(client, keys, group=group) if keys.tenant_slots else None
 
     async def load_states(self, refs: dict[str, str]) -> States:
         """Stored (version, state) of each entity key (→ kind) that has one."""
@@ -197,7 +201,8 @@ class RedisKpiSink:
     async def apply(self, fold: BatchFold, offsets: dict[str, int]) -> ApplyOutcome:
         """Apply the fold and advance the watermarks, unless the checks refuse it."""
         # off the loop: a replayed history's batch names ~11,000 hashes (tens of ms)
-        call, seen_owner = await self._off_loop.run(self.arguments, fold, offsets)
+        marks = {} if self._outside else offsets  # cluster: written apart, after the script
+        call, seen_owner = await self._off_loop.run(self.arguments, fold, marks)
         try:
             reply = await self._script(keys=call.keys, args=[call.batch])
         except RedisError as exc:
@@ -206,6 +211,9 @@ class RedisKpiSink:
             raise overflow
         status = int(reply[0])
         if status == 1:
+            if self._outside is not None:
+                tenants = {tenant for tenant, _ in fold.event_ids} | {t for t, _ in fold.marked}
+                await self._outside.write(tenants=tenants, marks=offsets)
             return ApplyOutcome(applied=True)
         if status == 2:
             return ApplyOutcome(applied=False, conflicts=tuple(_text(k) for k in reply[1:]))
@@ -252,7 +260,8 @@ class RedisKpiSink:
         keys = self._keys
         slots = ScriptKeys()
         at = slots.at
-        offsets_at = at(keys.offsets(self._group))
+        # declared only when written: in cluster mode the key is in another slot
+        offsets_at = at(keys.offsets(self._group)) if offsets else 0
         owner: dict[str, str] = {}
         deduped: list[tuple[str, list[str]]] = []
         for (tenant, day), ids in fold.event_ids.items():
@@ -298,9 +307,10 @@ class RedisKpiSink:
             ("s" if record else "d", at(keys.won(tenant)), deal, record.decode() if record else "")
             for tenant, deal, record in fold.won_changes
         ]
-        tenants_at = at(keys.tenants)
-        counted = {t for t, _ in fold.event_ids} | {t for t, _ in fold.marked}
-        members += [(tenants_at, tenant) for tenant in sorted(counted)]
+        if not keys.tenant_slots:  # cluster mode: OutsideSlots adds them after the script
+            tenants_at = at(keys.tenants)
+            counted = {t for t, _ in fold.event_ids} | {t for t, _ in fold.marked}
+            members += [(tenants_at, tenant) for tenant in sorted(counted)]
         buckets_at = slots.extend([keys.bucket(*bucket) for bucket in fold.increments])
         batch = {
             "ttl": self._dedupe_ttl_s,

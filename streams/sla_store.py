@@ -32,6 +32,7 @@ from salespulse.core.kpi.codecs import (
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
 from streams.off_loop import OffLoop
+from streams.outside_slots import OutsideSlots, split_sla_fold
 from streams.redis_sink import (
     ScriptCall,
     ScriptKeys,
@@ -75,6 +76,8 @@ class SlaStore:
         self._ttl = bucket_ttls(day_ttl_s, month_ttl_s)
         self._script = client.register_script(apply_script())
         self._off_loop = OffLoop("salespulse-sla-pack")
+        # Redis Cluster: one script call per tenant, the rest written after them
+        self._outside = OutsideSlots(client, keys, group=group) if keys.tenant_slots else None
 
     async def load(self, keys: Sequence[str]) -> ConversationStates:
         if not keys:
@@ -89,6 +92,12 @@ class SlaStore:
 
     async def apply(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
         """Write the fold; returns the conflicting keys (nothing written) or []."""
+        if self._outside is not None:
+            return await self._apply_by_tenant(self._outside, fold, offsets)
+        return await self.apply_part(fold, offsets)
+
+    async def apply_part(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
+        """One script call: the whole fold on one Redis, a tenant's part on a cluster."""
         call = await self._off_loop.run(self.arguments, fold, offsets)
         try:
             reply = await self._script(keys=call.keys, args=[call.batch])
@@ -99,6 +108,19 @@ class SlaStore:
         if int(reply[0]) == 1:
             return []
         return [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
+
+    async def _apply_by_tenant(
+        self, outside: OutsideSlots, fold: SlaFold, offsets: dict[str, int]
+    ) -> list[str]:
+        """Cluster mode: one script call per tenant's slot, then the keys of no tenant.
+        A conflict stops here (the tenants before it are written): the refold on fresh
+        states finds their events already joined, and they contribute nothing again."""
+        for part in split_sla_fold(self._keys, fold).values():
+            if conflicts := await self.apply_part(part, {}):
+                return conflicts
+        tenants = fold.last_received
+        await outside.write(tenants=tenants, last_received=tenants, marks=offsets)
+        return []
 
     def arguments(self, fold: SlaFold, offsets: dict[str, int]) -> ScriptCall:
         """The script call (see apply_batch.lua for the batch's layout)."""
@@ -111,13 +133,13 @@ class SlaStore:
                 zsets.append(("r", at(keys.waiting(tenant)), removed, 0))
             if added is not None:
                 zsets.append(("a", at(keys.waiting(tenant)), added, score))
-        tenants_at = at(keys.tenants)
         entities_at = slots.extend(list(fold.entity_writes))
         buckets_at = slots.extend([keys.bucket(*bucket) for bucket in fold.increments])
         ttl = self._conversation_ttl_s
         batch = {
             "ttl": 0,
-            "offsets": at(keys.offsets(self._group)),
+            # declared only when written: in cluster mode these are in other slots
+            "offsets": at(keys.offsets(self._group)) if offsets else 0,
             "seen": [],
             "marked": [],  # conversations dedupe by their state (docs/sla.md)
             "entities": [
@@ -133,7 +155,7 @@ class SlaStore:
                 ("m", at(keys.last_received), tenant, encode_received_ms(ms))
                 for tenant, ms in fold.last_received.items()
             ],
-            "members": [(tenants_at, tenant) for tenant in sorted(fold.last_received)],
+            "members": [(at(keys.tenants), tenant) for tenant in sorted(fold.last_received)],
             "marks": list(offsets.items()),
         }
         return ScriptCall(slots.names, _packer.encode(batch))

@@ -1,4 +1,5 @@
-"""Test harness: a real Kafka-protocol broker (Tansu) and a real redis-server per session.
+"""Test harness: a real Kafka-protocol broker (Tansu) and a real redis-server per session
+(and, for the cluster tests, a real three-master Redis Cluster).
 
 Both are local processes on free ports, started once and stopped at the end. Every test
 gets its own topics, consumer group and Redis key prefix, so tests never see each
@@ -21,6 +22,7 @@ from salespulse.core.settings import Settings
 
 # Autouse: every /v1 JSON answer a test receives is checked against the OpenAPI document.
 from tests.openapi_check import validate_v1_answers  # noqa: F401
+from tests.redis_cluster import RedisCluster, start_redis_cluster
 
 # Property tests run by profile: "dev" (the default) keeps the inner loop quick, "ci" (CI
 # sets CI=true) runs at least as many examples as any property was ever given. Properties
@@ -55,6 +57,14 @@ def broker(servers_dir: Path) -> Iterator[LocalProcess]:
 def redis_server(servers_dir: Path) -> Iterator[LocalProcess]:
     with start_redis(servers_dir / "redis") as process:
         yield process
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(servers_dir: Path) -> Iterator[RedisCluster]:
+    """Three redis-server masters in cluster mode (tests/redis_cluster.py), started only
+    for the tests that ask for it."""
+    with start_redis_cluster(servers_dir / "redis-cluster") as cluster:
+        yield cluster
 
 
 @pytest.fixture

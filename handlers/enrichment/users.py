@@ -330,4 +330,4 @@ def build_user_sync(
         amocrm_rate_per_s=settings.amocrm_rate_per_s,
         pipedrive_rate_per_s=settings.pipedrive_rate_per_s,
     )
-    return UserSyncService(tenants, redis_client, KpiKeys(settings.redis_key_prefix), options)
+    return UserSyncService(tenants, redis_client, settings.kpi_keys(), options)

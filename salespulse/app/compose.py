@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import faust
-import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka.errors import KafkaError
@@ -38,8 +37,8 @@ from metrics.wall.routes import build_wall
 from salespulse.app.applied import AppliedOffsets
 from salespulse.app.faust_app import create_app
 from salespulse.app.health import Readiness
+from salespulse.core import redis_clients
 from salespulse.core.access import TokenTable, refuse_open_doors
-from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.publishing import EventPublisher
 from salespulse.core.settings import Settings
@@ -114,7 +113,7 @@ def build_runtime(
     if settings.kafka_bootstrap is None or settings.redis_url is None:
         raise ValueError("build_runtime needs kafka_bootstrap and redis_url set")
     bootstrap, redis_url = settings.kafka_bootstrap, settings.redis_url
-    keys = KpiKeys(settings.redis_key_prefix)
+    keys = settings.kpi_keys()
     tenants = settings.tenant_directory()
     registry = CollectorRegistry(auto_describe=False)
     pipeline_metrics = PipelineMetrics(registry)
@@ -176,7 +175,7 @@ def build_runtime(
         routes += ingest.routes()
         routes += build_webhooks(settings, tenants, publisher, pipeline_metrics).routes()
     if Role.WORKER in roles:
-        async_redis = aioredis.Redis.from_url(redis_url)
+        async_redis = redis_clients.async_redis(settings, redis_url)
         closers.append(async_redis.aclose)
         consumer = build_kpi_consumer(settings, tenants, async_redis, publisher, pipeline_metrics)
         services.append(consumer)
@@ -190,7 +189,7 @@ def build_runtime(
         # Manager names from the CRMs, for the exporters' wall, API and info metric.
         services.append(build_user_sync(settings, tenants, async_redis))
     if Role.EXPORTER in roles:
-        sync_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
+        sync_redis = redis_clients.sync_redis(settings, redis_url, socket_timeout=5)
         reader = KpiReader(sync_redis, keys, tenants)
         registry.register(KpiCollector(reader, tenants))
         read_tokens = TokenTable.of("read", tenants, settings.read_token_value())
@@ -216,7 +215,7 @@ def build_runtime(
         closers.append(close_sync_redis)
     if roles & {Role.WORKER, Role.EXPORTER}:
         # How far the stages have applied: `salespulse replay --wait` waits on it.
-        applied_redis = aioredis.Redis.from_url(redis_url)
+        applied_redis = redis_clients.async_redis(settings, redis_url)
         closers.append(applied_redis.aclose)
         applied = AppliedOffsets(
             bootstrap,
@@ -284,7 +283,7 @@ def build_kpi_consumer(
     metrics: PipelineMetrics,
 ) -> KpiStage:
     """The KPI worker's consumer with its Redis sink, as every process role builds it."""
-    keys = KpiKeys(settings.redis_key_prefix)
+    keys = settings.kpi_keys()
     sink = RedisKpiSink(
         redis_client,
         keys,
@@ -320,7 +319,7 @@ def build_sla_consumer(
 ) -> SlaStage:
     """The conversation clock's consumer: its own group over the same topic, so response
     times and waiting clients neither slow the KPI fold nor wait for it."""
-    keys = KpiKeys(settings.redis_key_prefix)
+    keys = settings.kpi_keys()
     group = settings.sla_consumer_group
     store = SlaStore(
         redis_client,

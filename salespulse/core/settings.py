@@ -7,11 +7,13 @@ Tests construct it directly.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory, TenantsFile, load_tenants
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -41,6 +43,10 @@ class Settings(BaseSettings):
 
     # Prefix of every Redis key, so several deployments (or tests) can share one Redis.
     redis_key_prefix: str = "sp:"
+    # `cluster`: redis_url names any node of a Redis Cluster; every key of a tenant is
+    # hash-tagged by the tenant so it lives in one slot (docs/redis-cluster.md). `single`
+    # (one Redis) keeps the key names of docs/redis-layout.md as they are.
+    redis_mode: Literal["single", "cluster"] = "single"
 
     batch_max_records: int = Field(default=5000, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
@@ -158,6 +164,16 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _prefix_holds_no_hash_tag(self) -> Settings:
+        # Redis Cluster hashes the first {...} of a key: one in the prefix would put every
+        # key in one slot instead of each tenant's in its own.
+        if self.redis_mode == "cluster" and (
+            "{" in self.redis_key_prefix or "}" in self.redis_key_prefix
+        ):
+            raise ValueError("SALESPULSE_REDIS_KEY_PREFIX must hold no '{' or '}' in cluster mode")
+        return self
+
+    @model_validator(mode="after")
     def _basic_auth_complete(self) -> Settings:
         if (self.metrics_username is None) != (self.metrics_password is None):
             raise ValueError(
@@ -233,6 +249,10 @@ class Settings(BaseSettings):
         if self.metrics_username is None or self.metrics_password is None:
             return None
         return self.metrics_username, self.metrics_password.get_secret_value()
+
+    def kpi_keys(self) -> KpiKeys:
+        """Every Redis key name of this deployment (tenant-tagged in cluster mode)."""
+        return KpiKeys(self.redis_key_prefix, tenant_slots=self.redis_mode == "cluster")
 
     def tenant_directory(self) -> TenantDirectory:
         """Load the tenants file (fails fast naming file, key and problem)."""

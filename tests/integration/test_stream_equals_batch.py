@@ -4,7 +4,9 @@ Hypothesis generates histories; each is sent shuffled, with CRM retries and too-
 events, through the real broker to a real KPI consumer (restarted mid-stream in some
 examples), and every KPI component of every window and grouping read back from Redis
 must equal the independent batch oracle (tests/oracle) exactly, percentiles within 1 %
-(tests/oracle/compare.py).
+(tests/oracle/compare.py). Once on a single Redis, once on a three-master Redis Cluster
+(`SALESPULSE_REDIS_MODE=cluster`, tests/redis_cluster.py), whose examples' tenants land
+on every master.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Any
 
 import msgspec
 import pytest
-import redis
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,9 +29,9 @@ from prometheus_client import CollectorRegistry
 from handlers.publisher import KafkaPublisher
 from metrics.read.kpi_reader import KpiReader
 from salespulse.app.compose import build_kpi_consumer, topic_specs
+from salespulse.core import redis_clients
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import DIMENSIONS, WINDOWS
-from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantDirectory, TenantsFile
@@ -74,18 +75,26 @@ class Pipeline:
         )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["single", "cluster"])
 async def pipeline(
-    broker, redis_server, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, broker, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Pipeline]:
+    mode = request.param
     prefix = "seb"
+    if mode == "cluster":
+        redis_url = request.getfixturevalue("redis_cluster").url
+        topics = "seb-cluster"  # its own topics and groups: the single run's are consumed
+    else:
+        redis_url = f"redis://127.0.0.1:{request.getfixturevalue('redis_server').port}/0"
+        topics = "seb"
     settings = Settings(
         kafka_bootstrap=f"127.0.0.1:{broker.port}",
-        redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
-        events_topic="crm.events.seb",
-        dlq_topic="crm.events.dlq.seb",
-        consumer_group="kpi-seb",
-        sla_consumer_group="sla-seb",
+        redis_url=redis_url,
+        redis_mode=mode,
+        events_topic=f"crm.events.{topics}",
+        dlq_topic=f"crm.events.dlq.{topics}",
+        consumer_group=f"kpi-{topics}",
+        sla_consumer_group=f"sla-{topics}",
         redis_key_prefix=f"{prefix}:",
         topic_partitions=4,
         kafka_session_timeout_s=6.0,
@@ -94,10 +103,8 @@ async def pipeline(
         data_dir=tmp_path_factory.mktemp("seb"),
     )
     await ensure_topics(settings.kafka_bootstrap or "", topic_specs(settings))
-    client = aioredis.Redis.from_url(settings.redis_url or "")
-    reader = KpiReader(
-        redis.Redis.from_url(settings.redis_url or ""), KpiKeys(settings.redis_key_prefix), TENANTS
-    )
+    client = redis_clients.async_redis(settings, redis_url)
+    reader = KpiReader(redis_clients.sync_redis(settings, redis_url), settings.kpi_keys(), TENANTS)
     publisher = KafkaPublisher(
         settings.kafka_bootstrap or "",
         events_topic=settings.events_topic,

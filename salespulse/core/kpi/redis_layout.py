@@ -161,6 +161,18 @@ builds no key name itself.
     `GET /v1/kpis?by=manager`, the wall).
 
 Retention and its floors: docs/kpi-semantics.md, "Retention".
+
+## On a Redis Cluster (`SALESPULSE_REDIS_MODE=cluster`)
+
+Every key above that names a tenant carries it as a hash tag, `{tenant}` (for example
+`{p}kpi:{acme}:d:2026-03-02`, `{p}rebuild:won:{acme}`), so that all keys of one tenant,
+live and staging, hash to one slot and one script call or pipeline can touch them; the
+keys without a tenant (`{p}tenants`, `{p}offsets:{group}`, `{p}lastseen`,
+`{p}store_epoch`, `{p}store_reset`) each sit in a slot of their own. A single Redis
+(`single`, the default) keeps the names above byte for byte. In cluster mode the workers
+apply each batch as one script call per tenant (its slot), then write `{p}tenants`,
+`{p}lastseen` and the watermarks in `{p}offsets:{group}` after every tenant's part is in
+(docs/redis-cluster.md).
 """
 
 from __future__ import annotations
@@ -195,52 +207,57 @@ STORE_FAMILIES: Final = (
 class KpiKeys:
     """Builds every Redis key from one prefix, so tests and deployments can share a Redis."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, *, tenant_slots: bool = False) -> None:
         self.prefix = prefix
+        # Redis Cluster: the tenant as a hash tag, so a tenant's keys share one slot.
+        self.tenant_slots = tenant_slots
+
+    def _t(self, tenant: str) -> str:
+        return f"{{{tenant}}}" if self.tenant_slots else tenant
 
     @property
     def tenants(self) -> str:
         return f"{self.prefix}tenants"
 
     def bucket(self, tenant: str, granularity: str, bucket: str) -> str:
-        return f"{self.prefix}kpi:{tenant}:{granularity}:{bucket}"
+        return f"{self.prefix}kpi:{self._t(tenant)}:{granularity}:{bucket}"
 
     def entity(self, tenant: str, kind: str, entity_id: str) -> str:
-        return f"{self.prefix}ent:{tenant}:{kind}:{entity_id}"
+        return f"{self.prefix}ent:{self._t(tenant)}:{kind}:{entity_id}"
 
     def open_stage(self, tenant: str, pipeline: str, stage: str) -> str:
-        return f"{self.prefix}open:{tenant}:{pipeline}{SEP}{stage}"
+        return f"{self.prefix}open:{self._t(tenant)}:{pipeline}{SEP}{stage}"
 
     def open_keys(self, tenant: str) -> str:
-        return f"{self.prefix}openkeys:{tenant}"
+        return f"{self.prefix}openkeys:{self._t(tenant)}"
 
     def won(self, tenant: str) -> str:
-        return f"{self.prefix}won:{tenant}"
+        return f"{self.prefix}won:{self._t(tenant)}"
 
     def seen(self, tenant: str, day: str) -> str:
-        return f"{self.prefix}seen:{tenant}:{day}"
+        return f"{self.prefix}seen:{self._t(tenant)}:{day}"
 
     def mark(self, tenant: str, day: str) -> str:
-        return f"{self.prefix}mark:{tenant}:{day}"
+        return f"{self.prefix}mark:{self._t(tenant)}:{day}"
 
     def late(self, tenant: str, day: str) -> str:
-        return f"{self.prefix}late:{tenant}:{day}"
+        return f"{self.prefix}late:{self._t(tenant)}:{day}"
 
     def offsets(self, group: str) -> str:
         return f"{self.prefix}offsets:{group}"
 
     def day_snapshot(self, tenant: str, day: str) -> str:
-        return f"{self.prefix}daysnap:{tenant}:{day}"
+        return f"{self.prefix}daysnap:{self._t(tenant)}:{day}"
 
     def waiting(self, tenant: str) -> str:
-        return f"{self.prefix}waiting:{tenant}"
+        return f"{self.prefix}waiting:{self._t(tenant)}"
 
     @property
     def last_received(self) -> str:
         return f"{self.prefix}lastseen"
 
     def staff(self, tenant: str) -> str:
-        return f"{self.prefix}staff:{tenant}"
+        return f"{self.prefix}staff:{self._t(tenant)}"
 
     @property
     def store_epoch(self) -> str:
@@ -250,7 +267,13 @@ class KpiKeys:
     def store_reset(self) -> str:
         return f"{self.prefix}store_reset"
 
+    def tagged_tenant(self, key: str) -> str:
+        """The tenant of a key built with `tenant_slots` (its first hash tag: cluster mode
+        refuses a prefix holding one)."""
+        start = key.index("{") + 1
+        return key[start : key.index("}", start)]
+
     def staging(self) -> KpiKeys:
         """Where `salespulse rebuild` builds a new key set, unseen by readers until it
         switches (no key family of the live set is named "rebuild")."""
-        return KpiKeys(f"{self.prefix}rebuild:")
+        return KpiKeys(f"{self.prefix}rebuild:", tenant_slots=self.tenant_slots)

@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry
 
 from handlers.publisher import KafkaPublisher
 from salespulse.app.compose import build_sla_consumer
-from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.dev.bench.naive import BENCH_TENANTS
@@ -50,7 +49,7 @@ async def measure_sla(
             "redis_key_prefix": f"spbench-sla-{run}:",
         }
     )
-    keys = KpiKeys(settings.redis_key_prefix)
+    keys = settings.kpi_keys()
     metrics = _SlaMarks(CollectorRegistry(auto_describe=False))
     client = aioredis.Redis.from_url(redis_url)
     publisher = KafkaPublisher(

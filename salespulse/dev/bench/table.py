@@ -118,7 +118,7 @@ async def measure_pipeline(
             "redis_key_prefix": f"spbench-{run}:",
         }
     )
-    keys = KpiKeys(settings.redis_key_prefix)
+    keys = settings.kpi_keys()
     metrics = RecordingMetrics(CollectorRegistry(auto_describe=False))
     client = aioredis.Redis.from_url(redis_url)
     timeout_s = settings.produce_timeout_s
