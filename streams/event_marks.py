@@ -1,12 +1,14 @@
-"""The permanent marks of event-additive events: what keeps a call, a message, a payment
-... counted once however late it is delivered again.
+"""The permanent marks of counted events: what keeps a call, a message, a payment, a deal's
+stage change ... counted once however late it is delivered again.
 
-Counts of deals and leads with an id follow from the entity's state, so a repeat changes
-nothing. An event-additive count (calls, messages, meetings, ratings, money events, a
-lead without an id) has no state: only remembering the event does. The event-id sets
-(`seen:`) remember ids for `SALESPULSE_DEDUPE_RETENTION_DAYS`; these marks remember a
-fingerprint of each such event for as long as the `all` bucket that counted it, i.e.
-always, so they must be small:
+An event-additive count (calls, messages, meetings, ratings, money events, a lead without
+an id) has no state: only remembering the event keeps it exact. Counts of deals and leads
+follow from the entity's state, but a closed deal's or a lead's state is forgotten after
+`SALESPULSE_ENTITY_RETENTION_DAYS`, after which a replay would make it a new entity: so
+their events are marked too. The event-id sets (`seen:`) remember, for
+`SALESPULSE_DEDUPE_RETENTION_DAYS`, only the events that neither count nor join an
+entity; these marks remember a fingerprint of each other event for as long as the `all`
+bucket that counted it, i.e. always, so they must be small:
 
 * an event id becomes a 64-bit fingerprint (BLAKE2b, 8 bytes): its first byte names one of
   256 fields of the (tenant, event day) hash `mark:`, the other 7 bytes are appended to

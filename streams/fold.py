@@ -222,10 +222,13 @@ def fold_batch(
         if slot is None:
             slot = batch.slot(written)
         components = event_components(event, batch.config)
-        if not components:
+        if not components and event.entity_id is None:
             slot[0].append(event.event_id)
         else:
+            # Marked for good: a deal's or lead's state is forgotten after the entity
+            # retention, and a replay after that would count its creation again.
             slot[2].append(event.event_id)
+        if components:
             dims_key = (event.manager_id, event.team, event.pipeline, event.source_channel)
             dims_memo = batch.dims.get(dims_key)
             if dims_memo is None:

@@ -282,13 +282,15 @@ async def every_bucket(client: aioredis.Redis, prefix: str) -> dict[bytes, dict[
     return {key: await client.hgetall(key) async for key in client.scan_iter(f"{prefix}kpi:*")}
 
 
+@pytest.mark.parametrize("forgotten", [("seen",), ("seen", "ent")], ids=["ids", "ids+states"])
 async def test_a_replay_after_the_dedupe_retention_counts_nothing_twice(
-    consumers, settings, redis_client, redis_url, bootstrap
+    consumers, settings, redis_client, redis_url, bootstrap, forgotten
 ):
-    """Issue 17 item 1: the event-id sets expire (SALESPULSE_DEDUPE_RETENTION_DAYS);
-    the same history replayed after that must count nothing again: no deal created or
-    stage entered twice (from the entity's state), no call, message, meeting, rating,
-    money event or id-less lead twice (from the events' permanent marks)."""
+    """Issue 17 item 1: the event-id sets expire (SALESPULSE_DEDUPE_RETENTION_DAYS), and
+    so do won and lost deals' and leads' states (SALESPULSE_ENTITY_RETENTION_DAYS); the
+    same history replayed after that must count nothing again: no deal created or stage
+    entered twice, no call, message, meeting, rating, money event or lead twice (every
+    event that counts or joins an entity keeps a permanent mark)."""
     factory, metrics = consumers
     events = history(300) + additive_history(160)
     await produce(bootstrap, settings.events_topic, events)
@@ -309,17 +311,21 @@ async def test_a_replay_after_the_dedupe_retention_counts_nothing_twice(
         assert once.get(name), name
     assert sum(1 for name in once if name.startswith("stage_entries:")) == 4
     buckets = await every_bucket(redis_client, settings.redis_key_prefix)
-    # What the retention does, at once: every seen set gone.
-    seen = [key async for key in redis_client.scan_iter(f"{settings.redis_key_prefix}seen:*")]
-    assert seen
-    await redis_client.delete(*seen)
+    # What the retentions do, at once: every seen set (and entity state) gone.
+    for family in forgotten:
+        pattern = f"{settings.redis_key_prefix}{family}:*"
+        gone = [key async for key in redis_client.scan_iter(pattern)]
+        # every event here counts or joins an entity: marked, so no id set is left
+        assert gone if family == "ent" else not gone, family
+        if gone:
+            await redis_client.delete(*gone)
     # The replay: the same events as new records, read by a worker with no cached state.
     await produce(bootstrap, settings.events_topic, events)
     second = factory()
     await second.start()
     config = settings.tenant_directory().get("acme")
-    additive = sum(1 for event in events if event_components(event, config))
-    assert additive > 160
+    marked = sum(1 for e in events if event_components(e, config) or e.entity_id is not None)
+    assert marked > 160
 
     async def replay_read() -> bool:
         names = ("events_applied", "duplicates_dropped")
@@ -329,5 +335,5 @@ async def test_a_replay_after_the_dedupe_retention_counts_nothing_twice(
     await eventually(replay_read, 30, "the replay read")
     assert stored(redis_url, settings) == once
     assert await every_bucket(redis_client, settings.redis_key_prefix) == buckets
-    # the entity events were refolded (their ids forgotten), the others dropped as marked
-    assert metric_value(metrics, "salespulse_worker_duplicates_dropped_total") == additive
+    # every event that counts or joins an entity is dropped as marked, its ids forgotten
+    assert metric_value(metrics, "salespulse_worker_duplicates_dropped_total") == marked

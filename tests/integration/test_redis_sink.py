@@ -64,11 +64,12 @@ async def test_a_batch_lands_in_every_granularity(sink, keys, redis_client):
         assert remaining == -1 if ttl == -1 else ttl - 100 < remaining <= ttl
     assert await redis_client.smembers(keys.tenants) == {b"acme"}
     assert await sink.watermarks(["topic:0", "topic:1"]) == {"topic:0": 41}
-    # calls carry permanent marks; only the other events go to the expiring dedupe set
+    # calls carry permanent marks; only events that count nothing and join no entity go
+    # to the expiring dedupe set
     assert await redis_client.ttl(keys.mark("acme", "2026-11-20")) == -1
     assert not await redis_client.exists(keys.seen("acme", "2026-11-20"))
-    deal = make_event("c", "deal_created", entity_id="d-1")
-    assert (await sink.apply(fold([deal], keys), {"topic:0": 42})).applied
+    bot = make_event("c", "message", direction="out", automated=True)
+    assert (await sink.apply(fold([bot], keys), {"topic:0": 42})).applied
     assert 3500 < await redis_client.ttl(keys.seen("acme", "2026-11-20")) <= 3600
     # the week is read from its day buckets: no week bucket is written (issue 19)
     assert await redis_client.keys(keys.bucket("acme", "w", "*")) == []

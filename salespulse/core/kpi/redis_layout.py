@@ -66,17 +66,17 @@ builds no key name itself.
   - writer: `streams/redis_sink.py` (records made by `streams/entities.py`), through the
     script.
   - readers: `metrics/read/kpi_reader.py`, `metrics/read/won_deals.py`.
-- `{p}seen:{tenant}:{day}`: SET of the ids of the events counted that carry no mark (those
-  that join a deal or a lead, or count nothing), by the local day of the event: it spares
-  the refold of a repeat, whose counts the entity's state keeps exact anyway. A version
+- `{p}seen:{tenant}:{day}`: SET of the ids of the events folded that carry no mark (those
+  that neither count anything nor join a deal or a lead), by the local day of the event:
+  it spares the refold of a repeat. A version
   before `mark:` put every id here: the script looks up the ids of marked events here
   too, so what such a version counted is not counted again after an upgrade.
   - TTL: `SALESPULSE_DEDUPE_RETENTION_DAYS` from the last write.
   - writer and reader: `streams/redis_sink.py`, through the script (checked before any
     write).
-- `{p}mark:{tenant}:{day}`: HASH, the permanent marks of the event-additive events counted
-  (calls, messages, meetings, ratings, money events, leads without an id), by the local
-  day of the event: what keeps their counts exact however late a repeat comes.
+- `{p}mark:{tenant}:{day}`: HASH, the permanent marks of the events counted that count
+  something or join a deal or a lead, by the local day of the event: what keeps the
+  counts exact however late a repeat comes (also after the entity's state expired).
   - value: field `00`…`ff`, the first byte of the event id's 64-bit BLAKE2b fingerprint
     in hex, → the other 7 bytes of each fingerprint with that first byte, packed back to
     back (binary, appended; `streams/event_marks.py`). ~10 B per event measured with

@@ -83,7 +83,8 @@ async def open_deal_state(redis_url: str, deals: int) -> str:
         ids = sum(
             [
                 int(await client.memory_usage(key) or 0)
-                async for key in client.scan_iter(match=f"{keys.prefix}seen:*")
+                for family in ("seen:*", "mark:*")
+                async for key in client.scan_iter(match=f"{keys.prefix}{family}")
             ]
         )
     finally:
@@ -93,7 +94,7 @@ async def open_deal_state(redis_url: str, deals: int) -> str:
     verdict = "PASS" if used - ids < TARGET_STATE_BYTES else "FAIL"
     return (
         f"state for {deals:,} open deals: {used / 2**20:,.0f} MiB in Redis "
-        f"({used / deals:,.0f} B/deal), of which the dedupe id sets {ids / 2**20:,.0f} MiB; "
+        f"({used / deals:,.0f} B/deal), of which event ids and marks {ids / 2**20:,.0f} MiB; "
         f"deal state without them < 1 GiB: {verdict} (written in {seconds:.0f}s)"
     )
 
