@@ -15,6 +15,7 @@ from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.settings import Settings
 from salespulse.core.tenants import TenantConfig, TenantDirectory, TenantsFile
 from streams.applier import KpiApplier
+from streams.event_marks import REMAINDER_BYTES
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
 from tests.helpers import T0, make_event
@@ -83,6 +84,14 @@ def totals(held: dict[bytes, dict[Any, Any]], component: str) -> int:
     )
 
 
+async def sla_marks(client: aioredis.Redis, keys: KpiKeys) -> int:
+    """How many marks the SLA stage holds (7 bytes each, packed)."""
+    found = [key async for key in client.scan_iter(f"{keys.prefix}smark:*")]
+    held = [value for key in found for value in (await client.hgetall(key)).values()]
+    assert sum(map(len, held)) % REMAINDER_BYTES == 0
+    return sum(map(len, held)) // REMAINDER_BYTES
+
+
 async def forget_conversations(client: aioredis.Redis, keys: KpiKeys) -> int:
     """What SALESPULSE_CONVERSATION_RETENTION_DAYS does to a conversation left alone."""
     states = [key async for key in client.scan_iter(f"{keys.prefix}ent:*:conv:*")]
@@ -98,8 +107,9 @@ async def test_a_replay_after_the_conversations_expired_counts_no_response_twice
     # The KPI stage counts and marks the same events first: its marks are not the SLA's.
     kpi = RedisKpiSink(redis_client, keys, group="kpi", dedupe_ttl_s=3600, day_ttl_s=7200)
     await KpiApplier(kpi, TENANTS, keys).apply(events, {})
-    await apply(sla(redis_client, keys), events)
+    await apply(sla(redis_client, keys), [*events, events[0]])  # a CRM retry within it
     once = await buckets(redis_client, keys)
+    assert await sla_marks(redis_client, keys) == len(events)  # each joined event once
     assert totals(once, "resp_n:first:chat") == 3
     assert totals(once, "resp_n:next:chat") == 3
     assert totals(once, "sla_met:first:chat") == 3
@@ -117,6 +127,7 @@ async def test_a_replay_after_the_conversations_expired_counts_no_response_twice
     assert totals(more, "resp_n:first:chat") == 5
     assert totals(more, "sla_breach:next:chat") == 5
     assert totals(more, "calls_abandoned") == 5
+    assert await sla_marks(redis_client, keys) == len(events) + 12
 
 
 async def test_a_redelivered_batch_changes_nothing_and_a_live_copy_still_lists_its_wait(
