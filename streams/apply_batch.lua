@@ -6,9 +6,10 @@
 --   ttl      dedupe set TTL (s)            offsets  k of the offsets hash
 --   seen     [[k, [ids...]], ...]          (dedupe sets: events that join an entity)
 --   marked   [[k, [[field, remainders, [ids...]], ...], k of the day's dedupe set], ...]:
---            the permanent marks of the event-additive events (streams/event_marks.py),
---            by hash and field: 7-byte remainders of their fingerprints packed in one
---            string, in the order of ids
+--            permanent marks (streams/event_marks.py) by hash and field: 7-byte
+--            remainders of their fingerprints packed in one string, in the order of ids.
+--            The KPI stage's (`mark:`) name the day's dedupe set; the SLA stage's
+--            (`smark:`) name none: no version put its ids in a set.
 --   entities [[k, expected_version, stored value, ttl (s, 0 = keep)], ...]; the stored
 --            value is "version:state" at expected_version + 1 (core/kpi/codecs.py)
 --   hashes   [[k, ttl (0 = keep), {field = increment, ...}], ...]  (zeros skipped; a
@@ -71,8 +72,8 @@ for g, group in ipairs(batch.marked) do
   end
   -- An event counted before marks existed (a version that put every id in the dedupe
   -- set) has its id there only, for SALESPULSE_DEDUPE_RETENTION_DAYS after an upgrade.
-  local day_ids = KEYS[group[3]]
-  for start = 1, #all_ids, CHUNK do
+  local day_ids = group[3] and KEYS[group[3]]
+  for start = 1, day_ids and #all_ids or 0, CHUNK do
     local stop = math.min(start + CHUNK - 1, #all_ids)
     local flags = redis.call('SMISMEMBER', day_ids, unpack(all_ids, start, stop))
     for i, flag in ipairs(flags) do

@@ -68,6 +68,8 @@ def split_sla_fold(keys: KpiKeys, fold: SlaFold) -> dict[str, SlaFold]:
         part(keys.tagged_tenant(key)).entity_writes[key] = write
     for move in fold.waiting_moves:
         part(move[0]).waiting_moves.append(move)
+    for (tenant, day), ids in fold.marked.items():
+        part(tenant).marked[(tenant, day)] = ids
     return parts
 
 

@@ -25,6 +25,12 @@ that its age and SLA state are computed at read time, exact at any instant. A wa
 contacts were all sent as a backfill never enters the index (``OpenWait.live``), nor does
 a wait older than its maximum (``max_wait_s``) when the batch is folded: history and a
 very late contact are not a client waiting now (docs/sla.md).
+
+Every event the fold joins into a conversation gets a permanent mark (``SlaFold.marked``,
+streams/event_marks.py), as the KPI stage's per-event counts do: a conversation's state
+is forgotten after its retention, and a history replayed later would then count its
+responses again. A marked event (``skip``) joins only a state that still holds it, where
+the join is a repeat (it can still tell that a backfilled contact also came live).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from weakref import WeakKeyDictionary
 
 from salespulse.core.business_hours import BusinessCalendar
@@ -83,10 +89,13 @@ class SlaFold:
     waiting_moves: list[tuple[str, str | None, str | None, int]] = field(default_factory=list)
     # tenant → newest received_at among the batch's events (ms)
     last_received: dict[str, int] = field(default_factory=dict)
+    # (tenant, UTC day of the event) → ids of the events joined that the SLA stage has
+    # not marked yet (``smark:``; streams/sla_store.py)
+    marked: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     events: int = 0
     # open waits kept off the waiting index: older than their maximum when folded
     waits_expired: int = 0
-    duplicates: int = 0  # a join needs no dedupe; kept for the consumer's counters
+    duplicates: int = 0  # marked events that joined nothing (counted before)
     received_at: list[float] = field(default_factory=list)
 
 
@@ -205,11 +214,14 @@ def fold_conversations(
     keys: KpiKeys,
     states: ConversationStates,
     limit: WaitLimit | None = None,
+    skip: frozenset[tuple[str, str]] = frozenset(),
 ) -> SlaFold:
     """Fold a batch; ``states`` holds the stored state of every conversation it touches.
-    With a ``limit``, a wait already past its maximum is not added to the index."""
+    With a ``limit``, a wait already past its maximum is not added to the index.
+    ``skip``: (tenant, event id) pairs the store holds marks of (counted before)."""
     folder = BucketFolder(tenants, keys)
     fold = SlaFold()
+    marking: set[tuple[str, str]] = set()  # a repeat within the batch is marked once
     # entity key → (tenant, ref, state being joined, newest receipt µs)
     touched: dict[str, tuple[str, str, ConversationState, int | None]] = {}
     for event in events:
@@ -224,6 +236,17 @@ def fold_conversations(
             continue
         key = keys.entity(event.tenant, "conv", ref)
         entry = touched.get(key)
+        named = (event.tenant, event.event_id)
+        if named in skip:
+            held = entry[2] if entry is not None else states.get(key, (0, None))[1]
+            if held is None or event.event_id not in held.marks:
+                # counted before, in a state since forgotten (or begun afresh)
+                fold.duplicates += 1
+                continue
+        elif named not in marking:
+            marking.add(named)
+            day = event.occurred_at.astimezone(UTC).date().isoformat()
+            fold.marked.setdefault((event.tenant, day), []).append(event.event_id)
         if entry is None:
             stored = states.get(key)
             fresh = (

@@ -2,11 +2,15 @@
 
 It writes through the KPI pipeline's batch script (streams/apply_batch.lua), so a
 batch's states, response-time increments, waiting-index moves, "last event received"
-marks and partition watermarks land in one atomic step. No event-id dedupe is needed:
-a conversation state is a join, so a repeated event changes nothing and contributes
-nothing. Concurrent writers (one conversation's events may sit on two partitions,
-keyed by conversation and by deal) are caught by the state versions: a refused batch
-is refolded on fresh states.
+marks and partition watermarks land in one atomic step. A conversation state is a join,
+so a repeated event changes nothing while the state is kept; the state is forgotten
+after SALESPULSE_CONVERSATION_RETENTION_DAYS, so each event joined also gets a
+permanent mark (`smark:`, streams/event_marks.py), checked and appended in the same
+call: the script refuses a batch with marked events, and the applier refolds without
+them (streams/sla_fold.py), so a replay at any later time counts no response twice.
+Concurrent writers (one conversation's events may sit on two partitions, keyed by
+conversation and by deal) are caught by the state versions: a refused batch is
+refolded on fresh states.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from salespulse.core.kpi.codecs import (
 )
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
+from streams.event_marks import by_field, msgpack_str
 from streams.off_loop import OffLoop
 from streams.outside_slots import OutsideSlots, split_sla_fold
 from streams.redis_sink import (
+    ApplyOutcome,
     ScriptCall,
     ScriptKeys,
     apply_script,
@@ -90,13 +96,14 @@ class SlaStore:
                 states[key] = (version, decode_conversation(blob))
         return states
 
-    async def apply(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
-        """Write the fold; returns the conflicting keys (nothing written) or []."""
+    async def apply(self, fold: SlaFold, offsets: dict[str, int]) -> ApplyOutcome:
+        """Write the fold, unless events were marked before or states changed since they
+        were read (nothing written then)."""
         if self._outside is not None:
             return await self._apply_by_tenant(self._outside, fold, offsets)
         return await self.apply_part(fold, offsets)
 
-    async def apply_part(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
+    async def apply_part(self, fold: SlaFold, offsets: dict[str, int]) -> ApplyOutcome:
         """One script call: the whole fold on one Redis, a tenant's part on a cluster."""
         call = await self._off_loop.run(self.arguments, fold, offsets)
         try:
@@ -105,22 +112,30 @@ class SlaStore:
             raise KpiStoreError(f"redis rejected the SLA batch: {exc}") from exc
         if (overflow := refused_overflow(reply)) is not None:
             raise overflow
-        if int(reply[0]) == 1:
-            return []
-        return [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
+        status = int(reply[0])
+        named = [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
+        if status == 1:
+            return ApplyOutcome(applied=True)
+        if status == 2:
+            return ApplyOutcome(applied=False, conflicts=tuple(named))
+        # {0, mark key, id, ...}: the tenant of each mark key, as the fold named them
+        owner = {self._keys.sla_mark(tenant, day): tenant for tenant, day in fold.marked}
+        counted = {(owner[named[i]], named[i + 1]) for i in range(0, len(named), 2)}
+        return ApplyOutcome(applied=False, already_counted=frozenset(counted))
 
     async def _apply_by_tenant(
         self, outside: OutsideSlots, fold: SlaFold, offsets: dict[str, int]
-    ) -> list[str]:
+    ) -> ApplyOutcome:
         """Cluster mode: one script call per tenant's slot, then the keys of no tenant.
         A conflict stops here (the tenants before it are written): the refold on fresh
         states finds their events already joined, and they contribute nothing again."""
         for part in split_sla_fold(self._keys, fold).values():
-            if conflicts := await self.apply_part(part, {}):
-                return conflicts
+            outcome = await self.apply_part(part, {})
+            if not outcome.applied:
+                return outcome
         tenants = fold.last_received
         await outside.write(tenants=tenants, last_received=tenants, marks=offsets)
-        return []
+        return ApplyOutcome(applied=True)
 
     def arguments(self, fold: SlaFold, offsets: dict[str, int]) -> ScriptCall:
         """The script call (see apply_batch.lua for the batch's layout)."""
@@ -133,6 +148,17 @@ class SlaStore:
                 zsets.append(("r", at(keys.waiting(tenant)), removed, 0))
             if added is not None:
                 zsets.append(("a", at(keys.waiting(tenant)), added, score))
+        marks = [
+            (
+                at(keys.sla_mark(tenant, day)),
+                [
+                    (name, msgpack_str(b"".join(remainders)), shard_ids)
+                    for name, (remainders, shard_ids) in by_field(ids).items()
+                ],
+            )  # no dedupe set to look in: the SLA stage never kept one
+            for (tenant, day), ids in fold.marked.items()
+            if ids
+        ]
         entities_at = slots.extend(list(fold.entity_writes))
         buckets_at = slots.extend([keys.bucket(*bucket) for bucket in fold.increments])
         ttl = self._conversation_ttl_s
@@ -141,7 +167,7 @@ class SlaStore:
             # declared only when written: in cluster mode these are in other slots
             "offsets": at(keys.offsets(self._group)) if offsets else 0,
             "seen": [],
-            "marked": [],  # conversations dedupe by their state (docs/sla.md)
+            "marked": marks,
             "entities": [
                 (entities_at + i, version, frame_state(version + 1, blob), ttl)
                 for i, (version, blob) in enumerate(fold.entity_writes.values())
@@ -242,20 +268,29 @@ class SlaApplier:
         return PreparedSla(events, keys, await self._fold(events, states, limit), limit)
 
     async def commit(self, prepared: PreparedSla, offsets: dict[str, int]) -> SlaFold:
+        """Write the batch; events the store reports marked (a redelivery, a replay) are
+        refolded as counted before, on fresh states."""
         fold = prepared.fold
+        skip: frozenset[tuple[str, str]] = frozenset()
         for _ in range(MAX_REFOLDS):
-            if not await self._store.apply(fold, offsets):
+            outcome = await self._store.apply(fold, offsets)
+            if outcome.applied:
                 await self._expire_waits(prepared.events, fold.waits_expired)
                 return fold
+            skip |= outcome.already_counted
             states = await self._store.load(prepared.keys)
-            fold = await self._fold(prepared.events, states, prepared.limit)
+            fold = await self._fold(prepared.events, states, prepared.limit, skip)
         raise KpiStoreError("SLA batch kept meeting concurrent changes; refusing to loop")
 
     async def _fold(
-        self, events: Sequence[CrmEvent], states: ConversationStates, limit: WaitLimit | None
+        self,
+        events: Sequence[CrmEvent],
+        states: ConversationStates,
+        limit: WaitLimit | None,
+        skip: frozenset[tuple[str, str]] = frozenset(),
     ) -> SlaFold:
         return await self._off_loop.run(
-            fold_conversations, events, self._tenants, self._keys, states, limit
+            fold_conversations, events, self._tenants, self._keys, states, limit, skip
         )
 
     def _limit(self) -> WaitLimit | None:

@@ -55,6 +55,7 @@ FAMILIES = (
     ("KPI buckets d/w/mo/all", "kpi:*:d:*", "kpi:*:w:*", "kpi:*:mo:*", "kpi:*:all:*"),
     ("event ids (per day, 40 d)", "seen:*"),
     ("event marks (per day, kept)", "mark:*"),
+    ("SLA marks (per day, kept)", "smark:*"),
 )
 # the families a retention bounds within minutes: their slope must level off
 RETAINED = frozenset({"deal/lead state", "conversation state", "waiting list"})

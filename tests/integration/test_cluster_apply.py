@@ -169,7 +169,7 @@ class CrashingSlaStore(SlaStore):
         self.calls = 0
         self._crash_at_call = crash_at_call
 
-    async def apply_part(self, fold: SlaFold, offsets: dict[str, int]) -> list[str]:
+    async def apply_part(self, fold: SlaFold, offsets: dict[str, int]) -> ApplyOutcome:
         if self.calls + 1 == self._crash_at_call:
             raise SystemExit("the worker died between two tenants' calls")
         self.calls += 1

@@ -22,11 +22,13 @@ from salespulse.app.embedded import free_port
 from salespulse.cli import main
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import TOTAL_GROUP
+from salespulse.core.kpi.codecs import conversation_ref
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.core.topics import ensure_topics
 from streams.contributions import event_components
+from streams.conversation_clock import role_of
 from streams.event_marks import REMAINDER_BYTES
 from streams.rebuild import RebuildError, StoreRebuild
 from streams.store_stage import StoreStage
@@ -224,9 +226,18 @@ async def test_a_wiped_store_is_flagged_and_rebuilt_exactly_while_reads_continue
         if e.entity_id is not None or event_components(e, tenants.get(e.tenant))
     ]
     assert len(per_event) > 150
-    marks = [k async for k in redis_client.scan_iter(match=f"{settings.redis_key_prefix}mark:*")]
+    prefix = settings.redis_key_prefix
+    marks = [k async for k in redis_client.scan_iter(match=f"{prefix}mark:*")]
     held = [v for key in marks for v in (await redis_client.hgetall(key)).values()]
     assert sum(len(value) for value in held) == REMAINDER_BYTES * len(per_event)
+    # and the SLA stage's of every contact and reply it joined into a conversation
+    joined = [
+        e for e in [*history, *later, *more] if conversation_ref(e) and role_of(e) is not None
+    ]
+    assert len(joined) > 100
+    sla_marks = [k async for k in redis_client.scan_iter(match=f"{prefix}smark:*")]
+    held = [v for key in sla_marks for v in (await redis_client.hgetall(key)).values()]
+    assert sum(len(value) for value in held) == REMAINDER_BYTES * len(joined)
 
     # The live workers go on after the switch without counting anything twice.
     await produce(bootstrap, settings.events_topic, office_day(600, 8))

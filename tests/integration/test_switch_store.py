@@ -27,6 +27,10 @@ async def test_the_switch_replaces_the_store_and_leaves_other_keys_alone(
     staging = keys.staging()
     old_only = keys.bucket("acme", "d", "2026-11-19")
     await redis_client.hset(old_only, "calls", 1)
+    # marks of events the rebuilt set never counted: if kept, those events never would be
+    old_marks = [keys.mark("acme", "2026-11-19"), keys.sla_mark("acme", "2026-11-19")]
+    for marks in old_marks:
+        await redis_client.hset(marks, "00", b"\x01" * 7)
     await redis_client.hset(keys.bucket("acme", "all", "all"), "calls", 2)
     await redis_client.set(keys.entity("acme", "deal", "d-1"), "3:{}")
     await redis_client.hset(keys.offsets("kpi"), "crm.events:0", 10)
@@ -50,7 +54,7 @@ async def test_the_switch_replaces_the_store_and_leaves_other_keys_alone(
     done = await switch(redis_client, keys, ["kpi"])
     assert done[0] == 1
     assert await redis_client.hget(keys.bucket("acme", "all", "all"), "calls") == b"7"
-    assert await redis_client.exists(old_only, keys.store_reset) == 0
+    assert await redis_client.exists(old_only, keys.store_reset, *old_marks) == 0
     assert await redis_client.hget(keys.offsets("kpi"), "crm.events:0") == b"12"
     held = await redis_client.get(keys.entity("acme", "deal", "d-1"))
     assert isinstance(held, bytes)

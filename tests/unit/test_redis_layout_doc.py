@@ -37,6 +37,7 @@ def test_the_table_names_every_key_the_code_builds() -> None:
         keys.won("{tenant}"),
         keys.seen("{tenant}", "{day}"),
         keys.mark("{tenant}", "{day}"),
+        keys.sla_mark("{tenant}", "{day}"),
         keys.late("{tenant}", "{day}"),
         keys.offsets("{group}"),
         keys.waiting("{tenant}"),

@@ -174,6 +174,26 @@ def test_repeats_write_nothing() -> None:
     assert again.waiting_moves == []
 
 
+def test_marks_by_utc_day_and_a_marked_event_joins_only_a_state_holding_it() -> None:
+    directory = tenants(**BERLIN_OFFICE)
+    late = FRIDAY.replace(hour=23, minute=30)  # Saturday already in Berlin
+    contact = ev("in-1", "message", late, direction="in")
+    reply = ev("out-1", "message", late + timedelta(minutes=2), direction="out")
+    note = ev("note-1", "note", late)  # neither opens nor closes a wait: no mark
+    fold = fold_conversations([contact, reply, note, contact], directory, KEYS, {})
+    assert fold.marked == {("acme", "2026-11-20"): ["in-1", "out-1"]}
+    counted = frozenset({("acme", "in-1"), ("acme", "out-1")})
+    # its state forgotten: the marked events count nothing and write no state
+    forgotten = fold_conversations([contact, reply], directory, KEYS, {}, skip=counted)
+    assert (forgotten.entity_writes, forgotten.increments, forgotten.marked) == ({}, {}, {})
+    assert forgotten.duplicates == 2
+    # its state kept: they join it as repeats (nothing changes), unmarked again
+    store = Store()
+    store.fold([contact, reply], directory)
+    kept = fold_conversations([contact, reply], directory, KEYS, dict(store.states), skip=counted)
+    assert (kept.entity_writes, kept.increments, kept.marked, kept.duplicates) == ({}, {}, {}, 0)
+
+
 def test_a_wait_past_its_maximum_when_folded_never_enters_the_list() -> None:
     office = {**BERLIN_OFFICE, "sla": {"max_wait": "2d", "policies": [
         {"channel": "chat", "first_response": "5m", "max_wait": "1h"},

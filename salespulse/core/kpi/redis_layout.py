@@ -84,6 +84,16 @@ builds no key name itself.
   - TTL: none, like the `all` bucket that counted the events.
   - writer and reader: `streams/redis_sink.py`, through the script (checked before any
     write, appended in the same call as the counts).
+- `{p}smark:{tenant}:{day}`: HASH, the SLA stage's permanent marks of the events it joined
+  into a conversation (contacts and replies), by the UTC day of the event: a
+  conversation's state is forgotten after its retention, and these keep a history
+  replayed at any later time from counting a response, an SLA verdict or an abandoned
+  call twice (docs/sla.md). Apart from `mark:`, which marks the same event ids for the
+  KPI stage: neither stage takes the other's marks for its own.
+  - value: as `mark:`'s (`streams/event_marks.py`), ~10 B per event.
+  - TTL: none, like the `all` bucket that counted the responses.
+  - writer and reader: `streams/sla_store.py`, through the script (checked before any
+    write, appended in the same call as the counts).
 - `{p}late:{tenant}:{day}`: SET of the ids of too-late events the KPI stage dead-lettered,
   by the UTC day the event happened, so a redelivered or resent one is counted once in
   `salespulse_worker_events_too_late_total`.
@@ -197,6 +207,7 @@ STORE_FAMILIES: Final = (
     "won:",
     "seen:",
     "mark:",
+    "smark:",
     "offsets:",
     "waiting:",
     "lastseen",
@@ -239,6 +250,11 @@ class KpiKeys:
 
     def mark(self, tenant: str, day: str) -> str:
         return f"{self.prefix}mark:{self._t(tenant)}:{day}"
+
+    def sla_mark(self, tenant: str, day: str) -> str:
+        """The SLA stage's marks: the KPI stage marks the same event ids in `mark:`, and
+        neither stage may take the other's for its own."""
+        return f"{self.prefix}smark:{self._t(tenant)}:{day}"
 
     def late(self, tenant: str, day: str) -> str:
         return f"{self.prefix}late:{self._t(tenant)}:{day}"
