@@ -8,7 +8,8 @@ relative to ``now`` and lie within the last 40 minutes, in a tenant zone where i
 about noon, so that "today", the sliding windows and business hours all hold data
 whatever the hour of the test run. Seeded: the same ``now`` gives the same events.
 
-:func:`history` is what happened before the test (replayed); :func:`live_round` is a
+:func:`history` is what happened before the test (replayed), :func:`waiting_now` the
+clients still waiting (posted live: a replayed contact never waits); :func:`live_round` is a
 minute of live traffic, posted in rounds while Prometheus watches, so that counters and
 histograms grow between scrapes (rates and quantiles need that).
 """
@@ -213,8 +214,10 @@ class _Office:
             self.message(ago, managers[0], "chat", second, "in")
 
 
-def history(now: datetime, seed: int = 20261122) -> list[Event]:
-    """The office's last 40 minutes before ``now``, in time order."""
+def history(now: datetime, seed: int = 20261122, *, waiting: bool = True) -> list[Event]:
+    """The office's last 40 minutes before ``now``, in time order; without the clients
+    waiting now if not ``waiting`` (a replay is history: its contacts never wait, so a
+    test that replays the rest posts those live, :func:`waiting_now`)."""
     office = _Office(now, seed)
     for number in range(70):
         office.deal(number)
@@ -224,6 +227,15 @@ def history(now: datetime, seed: int = 20261122) -> list[Event]:
         office.call(office.moment(now - SPAN, now), manager, f"prospect-{number}", "out")
     for number in range(90):
         office.conversation(number)
+    if waiting:
+        office.backlog()
+    return sorted(office.events, key=lambda event: str(event["occurred_at"]))
+
+
+def waiting_now(now: datetime, seed: int = 20261122) -> list[Event]:
+    """The contacts of the clients waiting at ``now`` (what :func:`history` leaves out when
+    not ``waiting``), in time order: posted live, they open waits."""
+    office = _Office(now, seed)
     office.backlog()
     return sorted(office.events, key=lambda event: str(event["occurred_at"]))
 

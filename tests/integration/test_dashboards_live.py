@@ -1,9 +1,9 @@
 """Every dashboard query against a real Prometheus that scraped a running SalesPulse.
 
 One SalesPulse (`salespulse run`, against the session's broker and Redis) gets an hour
-of a realistic office replayed through `salespulse replay`, then a minute of live
-traffic in rounds (and two bad payloads) while a real Prometheus scrapes it every
-second. Then every metric a panel names must be on /metrics, and every panel query,
+of a realistic office replayed through `salespulse replay`, its waiting clients posted
+live, then a minute of live traffic in rounds (and two bad payloads) while a real
+Prometheus scrapes it every second. Then every metric a panel names must be on /metrics, and every panel query,
 with its template variables set as Grafana would set them, must return a number.
 """
 
@@ -101,7 +101,8 @@ def scraped(
         tenants_file=tenants,
     )
     base = f"http://127.0.0.1:{settings.http_port}"
-    history = office_day.history(now)
+    history = office_day.history(now, waiting=False)
+    waiting = office_day.waiting_now(now)
     path = workdir / "office.jsonl"
     path.write_bytes(b"".join(msgspec.json.encode(event) + b"\n" for event in history))
     with (
@@ -119,7 +120,9 @@ def scraped(
             timeout=120,
         )
         assert replay.returncode == 0, replay.stdout + replay.stderr
-        live = 0
+        # the clients waiting now: live contacts (a replayed one is history, never waits)
+        assert post(base, json.dumps(waiting).encode()) == 202
+        live = len(waiting)
         for number in range(LIVE_ROUNDS):
             events = office_day.live_round(datetime.now(UTC), number)
             assert post(base, json.dumps(events).encode()) == 202
