@@ -3,8 +3,9 @@
 One SalesPulse (`salespulse run`, against the session's broker and Redis) gets an hour
 of a realistic office replayed through `salespulse replay`, its waiting clients posted
 live, then a minute of live traffic in rounds (and two bad payloads) while a real
-Prometheus scrapes it every second. Then every metric a panel names must be on /metrics, and every panel query,
-with its template variables set as Grafana would set them, must return a number.
+Prometheus scrapes it every second. Then every metric a panel names must be on /metrics,
+and every panel query, with its template variables set as Grafana would set them, must
+return a number.
 """
 
 from __future__ import annotations

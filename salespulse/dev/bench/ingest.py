@@ -19,14 +19,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +29,11 @@ from pathlib import Path
 import aiohttp
 
 from salespulse.app.embedded import free_port
+from salespulse.dev.bench.parts import clean_env, salespulse_process
 
 TARGET_REQUESTS_PER_CORE_S = 5_000.0  # issue 19: per ingest core, in `run` too
 CONCURRENCY = 32
 ROUNDS = 3
-START_BUDGET_S = 120.0
 _BROKER_LINE = re.compile(r"embedded\s+broker \(Tansu, in-memory\) (127\.0\.0\.1:\d+)")
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -110,44 +105,11 @@ def _describe(label: str, rounds: list[Round]) -> tuple[str, float]:
     return line, per_core_s
 
 
-def _clean_env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
-    return env | {f"SALESPULSE_{name.upper()}": value for name, value in settings.items()}
-
-
 def _broker_address(log: Path) -> str:
     found = _BROKER_LINE.search(log.read_text(errors="replace"))
     if found is None:
         raise RuntimeError("`salespulse run` did not say where its broker is")
     return found.group(1)
-
-
-@contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path, ready: str) -> Iterator[int]:
-    """A ``salespulse`` process, yielded (its pid) once ``ready`` is in its log."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own CLI; args are this module's literals
-            [sys.executable, "-m", "salespulse.cli", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=log.parent,
-        )
-    try:
-        deadline = time.monotonic() + START_BUDGET_S
-        while ready not in log.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"`salespulse {args[0]}` did not start:\n{tail}")
-            time.sleep(0.2)
-        yield process.pid
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def run_ingest_bench(requests: int) -> int:
@@ -159,17 +121,19 @@ def run_ingest_bench(requests: int) -> int:
         work = Path(workdir)
         run_port, ingest_port = free_port(), free_port()
         run_url, ingest_url = f"http://127.0.0.1:{run_port}", f"http://127.0.0.1:{ingest_port}"
-        run_env = _clean_env(http_port=str(run_port), data_dir=str(work / "run-data"))
+        run_env = clean_env(http_port=str(run_port), data_dir=str(work / "run-data"))
         in_run: list[Round] = []
         alone: list[Round] = []
         try:
-            with _process(["run"], run_env, work / "run.log", "SalesPulse is running.") as run:
-                ingest_env = _clean_env(
+            with salespulse_process(
+                ["run"], run_env, work / "run.log", "SalesPulse is running."
+            ) as run:
+                ingest_env = clean_env(
                     http_port=str(ingest_port),
                     kafka_bootstrap=_broker_address(work / "run.log"),
                     data_dir=str(work / "ingest-data"),
                 )
-                with _process(
+                with salespulse_process(
                     ["ingest"], ingest_env, work / "ingest.log", "SalesPulse is running."
                 ) as ingest:
                     for url in (run_url, ingest_url):  # warm: producers connected, code hot

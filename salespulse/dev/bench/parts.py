@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
@@ -92,3 +98,41 @@ async def delete_keys(client: aioredis.Redis, pattern: str) -> None:
         if not int((await client.info("memory")).get("lazyfree_pending_objects", 0)):
             return
         await asyncio.sleep(0.1)
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """This environment without any SALESPULSE_* setting, plus ``settings`` (lower-case
+    names, without the prefix): a benchmark's process configured by the bench alone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+    return env | {f"SALESPULSE_{name.upper()}": value for name, value in settings.items()}
+
+
+@contextmanager
+def salespulse_process(
+    args: list[str], env: dict[str, str], log: Path, ready: str, start_budget_s: float = 120.0
+) -> Iterator[int]:
+    """A ``salespulse`` process, yielded (its pid) once ``ready`` is in its log; stopped
+    with Ctrl-C (SIGINT) as a person stops it."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own CLI, with the bench's arguments
+            [sys.executable, "-m", "salespulse.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+        )
+    try:
+        deadline = time.monotonic() + start_budget_s
+        while ready not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"`salespulse {args[0]}` did not start:\n{tail}")
+            time.sleep(0.2)
+        yield process.pid
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +25,7 @@ import redis.asyncio as aioredis
 from salespulse.app.embedded import free_port
 from salespulse.core.events import CrmEvent
 from salespulse.dev.bench.events import synthetic_events
+from salespulse.dev.bench.parts import clean_env, salespulse_process
 from salespulse.dev.bench.redis_cost import RedisCost, RedisProbe
 from salespulse.dev.replay import replay
 
@@ -99,39 +96,18 @@ def run_replay(events: int) -> int:
         history = work / "history.jsonl"
         write_history(history, events)
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
-        env |= {"SALESPULSE_HTTP_PORT": str(port), "SALESPULSE_DATA_DIR": str(work / "data")}
+        env = clean_env(http_port=str(port), data_dir=str(work / "data"))
         log = work / "run.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "salespulse.cli", "run"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=work,
-            )
         try:
-            deadline = time.monotonic() + START_BUDGET_S
-            while (found := _REDIS_LINE.search(log.read_text(errors="replace"))) is None or (
-                "SalesPulse is running." not in log.read_text(errors="replace")
-            ):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
-                    print("replay FAILED: `salespulse run` did not start", file=sys.stderr)
+            with salespulse_process(["run"], env, log, "SalesPulse is running.", START_BUDGET_S):
+                found = _REDIS_LINE.search(log.read_text(errors="replace"))
+                if found is None:
+                    print("replay FAILED: `salespulse run` did not say where its Redis is")
                     return 1
-                time.sleep(0.2)
-            url, redis_url = f"http://127.0.0.1:{port}", f"redis://{found.group(1)}/0"
-            try:
+                url, redis_url = f"http://127.0.0.1:{port}", f"redis://{found.group(1)}/0"
                 lines = asyncio.run(_measure(url, redis_url, history, events))
-            except (OSError, RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
-                print(f"replay FAILED: {exc!r}")
-                return 1
-            print(*lines, sep="\n")
-            return 0
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        except (OSError, RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
+            print(f"replay FAILED: {exc!r}")
+            return 1
+        print(*lines, sep="\n")
+        return 0
