@@ -23,6 +23,7 @@ batch's parts do, streams/poison.py).
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -217,8 +218,9 @@ class KpiApplier:
         states = await self._states(refs)
         derived = {key: self._derived[key] for key in states if key in self._derived}
         fold = await self._off_loop.run(
-            fold_batch, events, self._tenants, self._keys, states, derived=derived
-        )
+            fold_batch, events, self._tenants, self._keys, states,
+            derived=derived, applied_at_us=_now_us(),
+        )  # fmt: skip
         return Part(events, refs, fold, generation)
 
     async def commit(self, prepared: Prepared, offsets: dict[str, int]) -> BatchFold:
@@ -260,7 +262,9 @@ class KpiApplier:
     async def _refold(
         self, events: Sequence[CrmEvent], states: States, skip: frozenset[tuple[str, str]]
     ) -> BatchFold:
-        return await self._off_loop.run(fold_batch, events, self._tenants, self._keys, states, skip)
+        return await self._off_loop.run(
+            fold_batch, events, self._tenants, self._keys, states, skip, applied_at_us=_now_us()
+        )
 
     async def _states(self, refs: dict[str, str]) -> States:
         states: States = {}
@@ -301,3 +305,8 @@ def _chunks(events: Sequence[CrmEvent], count: int) -> list[Sequence[CrmEvent]]:
     """``count`` consecutive runs of nearly equal length."""
     size = math.ceil(len(events) / count)
     return [events[start : start + size] for start in range(0, len(events), size)]
+
+
+def _now_us() -> int:
+    """The apply time the fold is given: the edge reads the clock, the fold stays pure."""
+    return time.time_ns() // 1000

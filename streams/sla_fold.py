@@ -247,6 +247,9 @@ def fold_conversations(
             marking.add(named)
             day = event.occurred_at.astimezone(UTC).date().isoformat()
             fold.marked.setdefault((event.tenant, day), []).append(event.event_id)
+        if event.backfill and received is not None and limit is not None:
+            # history applied now: no window read from now on sees its minute or hour
+            received = max(received, limit.now_us)
         if entry is None:
             stored = states.get(key)
             fresh = (
