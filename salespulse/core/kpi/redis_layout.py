@@ -28,7 +28,9 @@ builds no key name itself.
     window sums its seven `d` buckets; those an older version wrote expire), `mo` (local
     month) or `all`; `salespulse/core/kpi/buckets.py` names the buckets.
   - TTL, from the last write: `m` 2 hours, `h` 2 days (they serve the 15m, 1h and 24h
-    windows only); `d`, `w` `SALESPULSE_DAY_BUCKET_RETENTION_DAYS`; `mo`
+    windows only, so an instant more than an hour (a day) older than its event's receipt,
+    or than the apply of a backfilled event, writes none: `buckets.skip_level`); `d`,
+    `w` `SALESPULSE_DAY_BUCKET_RETENTION_DAYS`; `mo`
     `SALESPULSE_MONTH_BUCKET_RETENTION_DAYS`; `all` none.
   - writers: `streams/redis_sink.py` (KPI stage), `streams/sla_store.py` (response times),
     through the script.
