@@ -5,8 +5,6 @@ between parts followed by the redelivery of the whole batch still counts each ev
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import redis.asyncio as aioredis
 
@@ -18,13 +16,13 @@ from salespulse.dev.bench.naive import BENCH_TENANTS
 from streams.applier import KpiApplier, fold_writes
 from streams.fold import BatchFold
 from streams.redis_sink import ApplyOutcome, RedisKpiSink
+from tests.redis_dump import dump
 
 pytestmark = pytest.mark.integration
 
 PART_WRITES = 1_500
 OFFSETS = {"crm.events:0": 2_999}
 # "version:state": a state written by several parts carries a higher version
-_VERSION = re.compile(r"^\d+:")
 
 
 class RecordingSink(RedisKpiSink):
@@ -49,31 +47,6 @@ def events() -> list[CrmEvent]:
 
 def sink(client: aioredis.Redis, keys: KpiKeys, crash_at_call: int = 0) -> RecordingSink:
     return RecordingSink(client, keys, crash_at_call)
-
-
-def _text(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def dump(client: aioredis.Redis, prefix: str) -> dict[str, object]:
-    """Every key under the prefix, by its name after it, with its content."""
-    content: dict[str, object] = {}
-    async for raw in client.scan_iter(match=f"{prefix}*", count=1000):
-        key = _text(raw)
-        kind = _text(await client.type(key))
-        value: object
-        if kind == "hash":
-            # A field one part raises and a later one lowers again stays at 0, where one
-            # call adds nothing: the same figure for every reader (as across two batches).
-            value = {f: v for f, v in (await client.hgetall(key)).items() if v != b"0"}
-        elif kind == "set":
-            value = await client.smembers(key)
-        elif kind == "zset":
-            value = await client.zrange(key, 0, -1, withscores=True)
-        else:
-            value = _VERSION.sub("", _text(await client.get(key)))
-        content[key.removeprefix(prefix)] = value
-    return content
 
 
 async def whole_batch(

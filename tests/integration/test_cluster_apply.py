@@ -5,7 +5,6 @@ leaving what one call leaves on a single Redis; for the KPI stage and the SLA st
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -25,6 +24,7 @@ from streams.redis_sink import ApplyOutcome, RedisKpiSink
 from streams.sla_fold import SlaFold
 from streams.sla_store import SlaApplier, SlaStore
 from tests.redis_cluster import RedisCluster
+from tests.redis_dump import dump, text
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,6 @@ TENANTS = ("acme", "globex", "hooli", "umbrella")
 DIRECTORY = TenantDirectory(
     TenantsFile(tenants={name: BENCH_TENANTS.get("acme") for name in TENANTS})
 )
-_VERSION = re.compile(r"^\d+:")
 
 
 class RecordingSink(RedisKpiSink):
@@ -60,31 +59,6 @@ def events() -> list[CrmEvent]:
         msgspec.structs.replace(event, tenant=TENANTS[i % len(TENANTS)])
         for i, event in enumerate(synthetic_events(1_200, 11, "cluster"))
     ]
-
-
-def _text(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def dump(client: aioredis.Redis, prefix: str) -> dict[str, object]:
-    """Every key under the prefix by its name after it, hash tags taken out (so a
-    cluster's keys compare with a single Redis's), with its content."""
-    content: dict[str, object] = {}
-    async for raw in client.scan_iter(match=f"{prefix}*", count=1000):
-        key = _text(raw)
-        kind = _text(await client.type(key))
-        value: object
-        if kind == "hash":
-            value = {f: v for f, v in (await client.hgetall(key)).items() if v != b"0"}
-        elif kind == "set":
-            value = await client.smembers(key)
-        elif kind == "zset":
-            value = await client.zrange(key, 0, -1, withscores=True)
-        else:
-            value = _VERSION.sub("", _text(await client.get(key)))
-        name = key.removeprefix(prefix).replace("{", "").replace("}", "")
-        content[name] = value
-    return content
 
 
 @pytest.fixture
@@ -132,7 +106,7 @@ async def test_one_call_per_tenant_and_the_watermark_after_the_last(
     assert await recording.watermarks(list(OFFSETS)) == OFFSETS
     # really spread: each tenant's KPI buckets are on its own master
     holders = {
-        redis_cluster.node_of_key(_text(raw))
+        redis_cluster.node_of_key(text(raw))
         async for raw in cluster_client.scan_iter(match=f"{keys.prefix}kpi:*", count=1000)
     }
     assert len(holders) == len(redis_cluster.nodes)
