@@ -11,11 +11,46 @@ import asyncio
 import base64
 import binascii
 import hmac
+import logging
 
+import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from metrics.merged import merged_exposition
 from salespulse.core.json_responses import unauthorized
+
+logger = logging.getLogger(__name__)
+
+
+class RemoteExposition:
+    """Another process's ``/metrics`` (``salespulse run``'s worker process), read at
+    scrape time to be merged into this one's (metrics/merged.py)."""
+
+    def __init__(self, url: str, headers: dict[str, str], timeout_s: float = 5.0) -> None:
+        self._url = url
+        self._headers = headers
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def fetch(self) -> str | None:
+        """Its text, or None (logged) when it does not answer: the scrape still shows
+        this process's series rather than failing whole."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.get(self._url, headers=self._headers) as response:
+                if response.status == 200:
+                    return await response.text()
+                status = response.status
+                logger.warning("%s answered %s: its series are left out", self._url, status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("%s did not answer (%s): its series are left out", self._url, exc)
+        return None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 def metrics_routes(
@@ -23,12 +58,14 @@ def metrics_routes(
     *,
     token: str | None = None,
     basic: tuple[str, str] | None = None,
+    remote: RemoteExposition | None = None,
 ) -> list[web.RouteDef]:
     async def scrape(request: web.Request) -> web.Response:
         if (token or basic) and not _authorized(request.headers.get("Authorization", "")):
             return unauthorized(basic=basic is not None, bearer=basic is None)
+        others = [text] if remote is not None and (text := await remote.fetch()) else []
         # Collectors read Redis synchronously: keep that off the event loop.
-        body = await asyncio.to_thread(generate_latest, registry)
+        body = await asyncio.to_thread(merged_exposition, registry, *others)
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response

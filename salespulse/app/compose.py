@@ -31,7 +31,7 @@ from metrics.api.openapi import openapi_routes
 from metrics.api.read_access import ReadAccess
 from metrics.api.waiting import waiting_routes
 from metrics.collectors.kpi import KpiCollector
-from metrics.exposition import metrics_routes
+from metrics.exposition import RemoteExposition, metrics_routes
 from metrics.read.kpi_reader import KpiReader
 from metrics.wall.routes import build_wall
 from salespulse.app.applied import AppliedOffsets
@@ -105,10 +105,15 @@ class Runtime:
 
 
 def build_runtime(
-    settings: Settings, roles: Iterable[Role], *, spool: DiskSpool | None = None
+    settings: Settings,
+    roles: Iterable[Role],
+    *,
+    spool: DiskSpool | None = None,
+    worker_metrics: RemoteExposition | None = None,
 ) -> Runtime:
     """Build (not start) the app and services for the given roles. ``spool``: where the
-    ingest keeps what the broker does not take in time (None: it answers 503)."""
+    ingest keeps what the broker does not take in time (None: it answers 503);
+    ``worker_metrics``: a worker process's series, merged into this one's /metrics."""
     roles = set(roles)
     if settings.kafka_bootstrap is None or settings.redis_url is None:
         raise ValueError("build_runtime needs kafka_bootstrap and redis_url set")
@@ -233,10 +238,13 @@ def build_runtime(
         serves_ingest=Role.INGEST in roles,
         serves_reads=Role.EXPORTER in roles,
     )
+    if worker_metrics is not None:
+        closers.append(worker_metrics.close)
     routes += metrics_routes(
         registry,
         token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
         basic=settings.metrics_basic_auth(),
+        remote=worker_metrics,
     )
     web_driver = app.web
     if not isinstance(web_driver, AiohttpWeb):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import socket
@@ -10,11 +11,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from handlers.spool import DiskSpool
+from metrics.exposition import RemoteExposition
 from salespulse.app.compose import Role, build_runtime
 from salespulse.app.demo import WALL_TOKEN, DemoTraffic
 from salespulse.app.demo_offices import DEMO_TENANTS, DemoOptions, write_demo_tenants
 from salespulse.app.embedded import free_port, start_broker, start_redis
 from salespulse.app.faust_app import create_worker
+from salespulse.app.worker_process import WorkerProcess, WorkerWatch
 from salespulse.core.logs import configure_logging
 from salespulse.core.settings import Settings
 from salespulse.core.tuning import tune_gc
@@ -62,9 +65,24 @@ def serve(
             # Opened before anything starts, so that a busy directory is a one-line error.
             spool = DiskSpool(settings.data_dir / "spool", settings.spool_max_bytes)
             stack.callback(spool.close)
-        runtime = build_runtime(settings, chosen, spool=spool)
+        worker_process = watch = None
+        if Role.WORKER in chosen and len(chosen) > 1 and settings.worker_process:
+            worker_process = WorkerProcess(settings)
+            chosen.remove(Role.WORKER)
+        runtime = build_runtime(
+            settings,
+            chosen,
+            spool=spool,
+            worker_metrics=_worker_metrics(worker_process, settings) if worker_process else None,
+        )
         base = f"http://{settings.http_host}:{settings.http_port}"
         services = list(runtime.services)
+        if worker_process is not None:
+            # Started once everything it shares has been checked (tenants file, ports),
+            # stopped after the parent's own services (the callback runs last).
+            worker_process.start()
+            stack.callback(worker_process.stop)
+            services.append(watch := WorkerWatch(worker_process))
         if demo is not None:
             token = settings.ingest_token_value()
             services.append(
@@ -100,8 +118,20 @@ def serve(
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
-    return 0
+            code = int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+            return 1 if watch is not None and watch.failed else code
+    return 1 if watch is not None and watch.failed else 0
+
+
+def _worker_metrics(worker: WorkerProcess, settings: Settings) -> RemoteExposition:
+    """The worker process's /metrics, asked with the credentials it asks for."""
+    headers = {}
+    if settings.metrics_token is not None:
+        headers["Authorization"] = f"Bearer {settings.metrics_token.get_secret_value()}"
+    elif (basic := settings.metrics_basic_auth()) is not None:
+        credentials = base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {credentials}"
+    return RemoteExposition(worker.metrics_url, headers)
 
 
 def _port_busy(port: int) -> bool:

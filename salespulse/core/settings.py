@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # (one Redis) keeps the key names of docs/redis-layout.md as they are.
     redis_mode: Literal["single", "cluster"] = "single"
 
+    # `salespulse run`: the worker role (KPI and SLA stages) in a process of its own, so
+    # that its folds never hold up the ingest's answers and a second core works
+    # (salespulse/app/worker_process.py). false: everything in one process.
+    worker_process: bool = True
+
     batch_max_records: int = Field(default=5000, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
     # Tansu's first group join waits about half the session timeout: keep it short.
