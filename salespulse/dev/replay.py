@@ -17,11 +17,13 @@ not spooled while the broker is merely busy), so the sender goes at the broker's
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,6 +31,9 @@ import aiohttp
 import msgspec
 
 BATCH = 500
+# Events sorted by time in windows of this many (salespulse replay holds one window:
+# ~1 KB an event decoded, so ~50 MB)
+SORT_WINDOW = 50_000
 CONCURRENCY = 4
 APPLIED_POLL_S = 0.25
 
@@ -75,7 +80,7 @@ class ReplaySummary:
 
 
 def _batches(path: Path, summary: ReplaySummary) -> Iterator[tuple[str, Any]]:
-    batch: list[Any] = []
+    window: list[Any] = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -89,12 +94,40 @@ def _batches(path: Path, summary: ReplaySummary) -> Iterator[tuple[str, Any]]:
             if isinstance(item, dict) and "webhook" in item:
                 yield "webhook", item["webhook"]
                 continue
-            batch.append(item)
-            if len(batch) >= BATCH:
-                yield "events", batch
-                batch = []
-    if batch:
-        yield "events", batch
+            window.append(item)
+            if len(window) >= SORT_WINDOW:
+                yield from _in_time_order(window)
+                window = []
+    yield from _in_time_order(window)
+
+
+def _in_time_order(events: list[Any]) -> Iterator[tuple[str, Any]]:
+    """Batches of BATCH events, sorted by when they happened.
+
+    Why: the worker writes a batch's counts into one hash per day (and month, and mark
+    set) its events fall on. An export concatenated file by file (calls, then deals), or
+    shuffled, puts two years in every batch: in `salespulse bench --replay` each batch then
+    named ~730 days, and Redis spent ~55 µs per event creating small hashes. In time order
+    a batch names a handful. The KPIs do not depend on the order (stream equals batch).
+    """
+    events.sort(key=_occurred_key)
+    for start in range(0, len(events), BATCH):
+        yield "events", events[start : start + BATCH]
+
+
+def _occurred_key(item: Any) -> float:
+    """Seconds since the epoch; an event without a readable time first (the ingest then
+    refuses those together, not beside good ones)."""
+    occurred = item.get("occurred_at") if isinstance(item, dict) else None
+    if not isinstance(occurred, str):
+        return -math.inf
+    try:
+        moment = datetime.fromisoformat(occurred)
+    except ValueError:
+        return -math.inf
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 async def replay(
