@@ -1,6 +1,7 @@
 -- Apply one folded batch atomically: dedupe and version checks first, then every write.
--- KEYS: every key the batch reads or writes, each once (streams/redis_sink.py ScriptKeys);
--- the batch names a key by its position in KEYS, so the script builds no key itself.
+-- KEYS: every key the batch reads or writes, each once (streams/redis_sink.py ScriptKeys),
+-- declared or in the batch's `keys`; the batch names a key by its position in KEYS, so the
+-- script builds no key itself.
 -- ARGV[1] is the whole batch as MessagePack (one argument: packing thousands of separate
 -- arguments in redis-py cost more than the fold), a map of (k: a position in KEYS):
 --   ttl      dedupe set TTL (s)            offsets  k of the offsets hash
@@ -24,6 +25,10 @@
 -- past TOTAL_LIMIT (nothing written in all three cases: Redis never rolls a script
 -- back, so everything that can fail is checked before the first write), else {1}.
 local batch = cmsgpack.unpack(ARGV[1])
+-- On one Redis the keys come in the batch (`keys`), only the first declared: redis-py
+-- packs each command argument in Python, which cost the worker more than its fold on a
+-- big batch. On a cluster (and from the SLA stage) all are declared and `keys` is absent.
+local KEYS = batch.keys or KEYS
 local CHUNK = 1000
 -- Below 2^63 (HINCRBY's limit) by more than a double's rounding error at this size.
 local TOTAL_LIMIT = 9e18

@@ -27,7 +27,9 @@ GRANULARITIES: Final = ("m", "h", "d", "w", "mo", "all")
 _WEEK: Final = GRANULARITIES.index("w")  # named, never written (BucketNamer.levels)
 US_PER_MINUTE: Final = 60_000_000
 US_PER_HOUR: Final = 60 * US_PER_MINUTE
+_UNKNOWN: Final = -(1 << 62)  # an hour's offset not worked out yet
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DATE: Final = _EPOCH.date()
 
 
 def to_us(instant: datetime) -> int:
@@ -88,6 +90,11 @@ class BucketNamer:
         # event), falling back to levels().
         self.by_minute: dict[int, tuple[Written, Written, Written]] = {}
         self._names: dict[int, Names] = {}
+        # UTC hour → the zone's offset (s) throughout it, and local day (days since the
+        # epoch) → its names: a replayed history has a minute of its own for nearly every
+        # event, and working out the local day took most of a new minute's cost.
+        self._hour_offsets: dict[int, int | None] = {}
+        self._days: dict[int, tuple[str, str, str]] = {}
 
     def minute_names(self, minute: int) -> Names:
         """The six bucket names of a UTC minute (since the epoch)."""
@@ -95,10 +102,38 @@ class BucketNamer:
         if names is None:
             if len(self._names) > 200_000:
                 self._names.clear()
-            day = from_us(minute * US_PER_MINUTE).astimezone(self._zone).date()
-            local = local_names(day)
+            local = self._local_names(minute)
             names = (str(minute), str(minute // 60), local[0], local[1], local[2], "all")
             self._names[minute] = names
+        return names
+
+    def _local_names(self, minute: int) -> tuple[str, str, str]:
+        """(day, week, month) names of a UTC minute's local day.
+
+        The local day is (UTC seconds + offset) // 86,400 whatever the offset (even the
+        +2:02:04 of Kyiv mean time): what needs working out is the offset, memoised per
+        UTC hour when the hour's first and last instants share it (no clock change in
+        between: it would take two within the hour to come back). An hour with a change
+        is worked out per minute.
+        """
+        hour = minute // 60
+        offset = self._hour_offsets.get(hour, _UNKNOWN)
+        if offset is _UNKNOWN:
+            start_us = hour * US_PER_HOUR
+            first = from_us(start_us).astimezone(self._zone).utcoffset()
+            last = from_us(start_us + US_PER_HOUR - 1).astimezone(self._zone).utcoffset()
+            offset = int(first.total_seconds()) if first == last and first is not None else None
+            if len(self._hour_offsets) > 200_000:
+                self._hour_offsets.clear()
+            self._hour_offsets[hour] = offset
+        if offset is None:
+            return local_names(from_us(minute * US_PER_MINUTE).astimezone(self._zone).date())
+        day = (minute * 60 + offset) // 86_400
+        names = self._days.get(day)
+        if names is None:
+            if len(self._days) > 200_000:
+                self._days.clear()
+            names = self._days[day] = local_names(_EPOCH_DATE + timedelta(days=day))
         return names
 
     def levels(self, minute: int) -> tuple[Written, Written, Written]:
