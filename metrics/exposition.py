@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 import logging
+from collections.abc import Sequence
 
 import aiohttp
 from aiohttp import web
@@ -58,12 +59,12 @@ def metrics_routes(
     *,
     token: str | None = None,
     basic: tuple[str, str] | None = None,
-    remote: RemoteExposition | None = None,
+    remote: Sequence[RemoteExposition] = (),
 ) -> list[web.RouteDef]:
     async def scrape(request: web.Request) -> web.Response:
         if (token or basic) and not _authorized(request.headers.get("Authorization", "")):
             return unauthorized(basic=basic is not None, bearer=basic is None)
-        others = [text] if remote is not None and (text := await remote.fetch()) else []
+        others = [text for text in await asyncio.gather(*(r.fetch() for r in remote)) if text]
         # Collectors read Redis synchronously: keep that off the event loop.
         body = await asyncio.to_thread(merged_exposition, registry, *others)
         response = web.Response(body=body)

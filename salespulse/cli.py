@@ -27,7 +27,7 @@ from salespulse.dev.datasets import CONVERTERS, DEFAULT_TENANTS, Conversion
 logger = logging.getLogger("salespulse")
 
 _ROLE_COMMANDS = {
-    "run": "ingest + exporter, the worker in a child process (embedded broker/Redis when unset)",
+    "run": "ingest + exporter + worker stages as child processes (embedded broker/Redis if unset)",
     "ingest": "only the HTTP ingest (POST /v1/events)",
     "worker": "only the KPI worker (crm.events → Redis)",
     "exporter": "only the KPI exporter (GET /metrics from Redis)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -70,6 +70,17 @@ class Role(enum.StrEnum):
     EXPORTER = "exporter"
 
 
+class Stage(enum.StrEnum):
+    """The worker's two consumer groups over crm.events (with the KPI stage go the CRM
+    enrichment and the manager-name sync)."""
+
+    KPI = "kpi"
+    SLA = "sla"
+
+
+ALL_STAGES = frozenset(Stage)
+
+
 class _Lifecycle(Service):
     """Runs setup before, and closers after, the other services."""
 
@@ -109,11 +120,14 @@ def build_runtime(
     roles: Iterable[Role],
     *,
     spool: DiskSpool | None = None,
-    worker_metrics: RemoteExposition | None = None,
+    worker_metrics: Sequence[RemoteExposition] = (),
+    stages: frozenset[Stage] = ALL_STAGES,
 ) -> Runtime:
     """Build (not start) the app and services for the given roles. ``spool``: where the
     ingest keeps what the broker does not take in time (None: it answers 503);
-    ``worker_metrics``: a worker process's series, merged into this one's /metrics."""
+    ``worker_metrics``: worker processes' series, merged into this one's /metrics;
+    ``stages``: which of the worker's stages this process runs (`salespulse run` gives
+    each its own process: salespulse/app/worker_process.py)."""
     roles = set(roles)
     if settings.kafka_bootstrap is None or settings.redis_url is None:
         raise ValueError("build_runtime needs kafka_bootstrap and redis_url set")
@@ -182,17 +196,23 @@ def build_runtime(
     if Role.WORKER in roles:
         async_redis = redis_clients.async_redis(settings, redis_url)
         closers.append(async_redis.aclose)
-        consumer = build_kpi_consumer(settings, tenants, async_redis, publisher, pipeline_metrics)
-        services.append(consumer)
-        sla_consumer = build_sla_consumer(
-            settings, tenants, async_redis, publisher, pipeline_metrics
-        )
-        services.append(sla_consumer)
-        services.append(
-            build_enrichment_service(settings, tenants, async_redis, publisher, pipeline_metrics)
-        )
-        # Manager names from the CRMs, for the exporters' wall, API and info metric.
-        services.append(build_user_sync(settings, tenants, async_redis))
+        if Stage.KPI in stages:
+            consumer = build_kpi_consumer(
+                settings, tenants, async_redis, publisher, pipeline_metrics
+            )
+            services.append(consumer)
+            services.append(
+                build_enrichment_service(
+                    settings, tenants, async_redis, publisher, pipeline_metrics
+                )
+            )
+            # Manager names from the CRMs, for the exporters' wall, API and info metric.
+            services.append(build_user_sync(settings, tenants, async_redis))
+        if Stage.SLA in stages:
+            sla_consumer = build_sla_consumer(
+                settings, tenants, async_redis, publisher, pipeline_metrics
+            )
+            services.append(sla_consumer)
     if Role.EXPORTER in roles:
         sync_redis = redis_clients.sync_redis(settings, redis_url, socket_timeout=5)
         reader = KpiReader(sync_redis, keys, tenants)
@@ -238,8 +258,7 @@ def build_runtime(
         serves_ingest=Role.INGEST in roles,
         serves_reads=Role.EXPORTER in roles,
     )
-    if worker_metrics is not None:
-        closers.append(worker_metrics.close)
+    closers += [remote.close for remote in worker_metrics]
     routes += metrics_routes(
         registry,
         token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from handlers.spool import DiskSpool
 from metrics.exposition import RemoteExposition
-from salespulse.app.compose import Role, build_runtime
+from salespulse.app.compose import Role, Stage, build_runtime
 from salespulse.app.demo import WALL_TOKEN, DemoTraffic
 from salespulse.app.demo_offices import DEMO_TENANTS, DemoOptions, write_demo_tenants
 from salespulse.app.embedded import free_port, start_broker, start_redis
@@ -65,24 +65,28 @@ def serve(
             # Opened before anything starts, so that a busy directory is a one-line error.
             spool = DiskSpool(settings.data_dir / "spool", settings.spool_max_bytes)
             stack.callback(spool.close)
-        worker_process = watch = None
+        workers: list[WorkerProcess] = []
+        watch = None
         if Role.WORKER in chosen and len(chosen) > 1 and settings.worker_process:
-            worker_process = WorkerProcess(settings)
+            workers = [WorkerProcess(settings, stage) for stage in Stage]
             chosen.remove(Role.WORKER)
         runtime = build_runtime(
             settings,
             chosen,
             spool=spool,
-            worker_metrics=_worker_metrics(worker_process, settings) if worker_process else None,
+            worker_metrics=[_worker_metrics(stage, settings) for stage in workers],
         )
         base = f"http://{settings.http_host}:{settings.http_port}"
         services = list(runtime.services)
-        if worker_process is not None:
-            # Started once everything it shares has been checked (tenants file, ports),
-            # stopped after the parent's own services (the callback runs last).
-            worker_process.start()
-            stack.callback(worker_process.stop)
-            services.append(watch := WorkerWatch(worker_process))
+        for stage_process in workers:
+            # Started once everything they share has been checked (tenants file, ports),
+            # stopped after the parent's own services (the callbacks run last).
+            stage_process.start()
+            stack.callback(stage_process.stop)
+        for stage_process in workers:
+            stage_process.wait_healthy()
+        if workers:
+            services.append(watch := WorkerWatch(workers))
         if demo is not None:
             token = settings.ingest_token_value()
             services.append(
@@ -124,7 +128,7 @@ def serve(
 
 
 def _worker_metrics(worker: WorkerProcess, settings: Settings) -> RemoteExposition:
-    """The worker process's /metrics, asked with the credentials it asks for."""
+    """A worker stage process's /metrics, asked with the credentials it asks for."""
     headers = {}
     if settings.metrics_token is not None:
         headers["Authorization"] = f"Bearer {settings.metrics_token.get_secret_value()}"

@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     # (one Redis) keeps the key names of docs/redis-layout.md as they are.
     redis_mode: Literal["single", "cluster"] = "single"
 
-    # `salespulse run`: the worker role (KPI and SLA stages) in a process of its own, so
-    # that its folds never hold up the ingest's answers and a second core works
+    # `salespulse run`: the worker's KPI and SLA stages in a process each, so that their
+    # folds never hold up the ingest's answers and every core works
     # (salespulse/app/worker_process.py). false: everything in one process.
     worker_process: bool = True
 

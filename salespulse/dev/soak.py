@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 
 from salespulse.app.embedded import free_port, start_broker, start_redis
 from salespulse.core.settings import Settings
+from salespulse.dev.bench.parts import stage_processes_of
 
 TENANTS = ("north", "south")
 CLIENTS = 2000
@@ -324,6 +325,9 @@ def run_soak(base: Settings, minutes: float, rate: float, sample_every_s: float)
             )
             assert process.pid is not None
             pids = {"salespulse": process.pid, "tansu": broker.pid, "redis": redis.pid}
+            # `run`'s KPI and SLA stages fold in processes of their own: watched too
+            for number, pid in enumerate(sorted(stage_processes_of(process.pid or 0))):
+                pids[f"stage {number + 1}"] = pid
             samples = asyncio.run(
                 _soak(settings, base_url, rate, seconds, sample_every_s, pids, redis_url)
             )

@@ -1,5 +1,5 @@
-"""`salespulse run` keeps its worker in a process of its own (salespulse/app/worker_process.py):
-the two live and die together, and one /metrics shows both."""
+"""`salespulse run` keeps each worker stage in a process of its own
+(salespulse/app/worker_process.py): they live and die together, and one /metrics shows all."""
 
 from __future__ import annotations
 
@@ -20,16 +20,17 @@ from tests.integration.test_end_to_end import CALL
 pytestmark = pytest.mark.integration
 
 
-def worker_child(pid: int) -> int:
-    """The pid of run's worker process (a multiprocessing spawn child)."""
+def stage_processes(pid: int) -> list[int]:
+    """The pids of run's worker stage processes (multiprocessing spawn children)."""
+    found = []
     for child in children_of(pid):
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
             continue
         if b"spawn_main" in command:
-            return child
-    raise AssertionError(f"salespulse run (pid {pid}) has no worker process")
+            found.append(child)
+    return sorted(found)
 
 
 def wait_gone(pid: int, within_s: float) -> bool:
@@ -46,8 +47,7 @@ async def test_run_folds_in_a_second_process_and_shows_its_series_on_one_metrics
 ) -> None:
     base = f"http://127.0.0.1:{settings.http_port}"
     with salespulse_process("run", settings, tmp_path / "run.log") as run:
-        worker = worker_child(run.pid)
-        assert worker != run.pid
+        assert len(stage_processes(run.pid)) == 2, "a process for each stage, KPI and SLA"
         event = {**CALL, "event_id": "split-1"}
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{base}/v1/events", json=event) as reply:
@@ -56,9 +56,13 @@ async def test_run_folds_in_a_second_process_and_shows_its_series_on_one_metrics
             async def applied() -> bool:
                 async with session.get(f"{base}/metrics") as response:
                     body = await response.text()
-                return "salespulse_worker_events_applied_total 1.0" in body.splitlines()
+                lines = body.splitlines()
+                return {
+                    "salespulse_worker_events_applied_total 1.0",
+                    "salespulse_worker_sla_events_applied_total 1.0",
+                } <= set(lines)
 
-            await eventually(applied, 60, "the worker process's count on run's /metrics")
+            await eventually(applied, 60, "both stage processes' counts on run's /metrics")
             async with session.get(f"{base}/metrics") as response:
                 lines = (await response.text()).splitlines()
         assert "salespulse_ingest_events_accepted_total 1.0" in lines
@@ -66,21 +70,23 @@ async def test_run_folds_in_a_second_process_and_shows_its_series_on_one_metrics
         assert len(series) == len(set(series)), "a series shows twice"
 
 
-def test_run_stops_with_an_error_when_its_worker_process_dies(
-    settings: Settings, tmp_path: Path
+@pytest.mark.parametrize("which", [0, 1], ids=["first", "second"])
+def test_run_stops_with_an_error_when_a_stage_process_dies(
+    settings: Settings, tmp_path: Path, which: int
 ) -> None:
     log = tmp_path / "run.log"
     with salespulse_process("run", settings, log) as run:
-        worker = worker_child(run.pid)
+        stages = stage_processes(run.pid)
         time.sleep(1)
-        os.kill(worker, signal.SIGKILL)
+        os.kill(stages[which], signal.SIGKILL)
         assert run.wait(30) == 1
-    assert "the worker process exited" in log.read_text()
+        assert [pid for pid in stages if not wait_gone(pid, 30)] == []
+    assert "stage exited (code -9): stopping salespulse run" in log.read_text()
 
 
-def test_a_killed_run_leaves_no_worker_counting_on(settings: Settings, tmp_path: Path) -> None:
+def test_a_killed_run_leaves_no_stage_counting_on(settings: Settings, tmp_path: Path) -> None:
     with salespulse_process("run", settings, tmp_path / "run.log") as run:
-        worker = worker_child(run.pid)
+        stages = stage_processes(run.pid)
         run.send_signal(signal.SIGKILL)
         run.wait()
-        assert wait_gone(worker, 30), "the worker process outlived a SIGKILLed run"
+        assert [pid for pid in stages if not wait_gone(pid, 30)] == [], "outlived run"

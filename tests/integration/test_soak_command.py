@@ -36,7 +36,8 @@ def test_soak_posts_samples_and_prints_the_slopes() -> None:
     answers = re.search(r"^answers: \{(.*)\}", result.stdout, re.MULTILINE)
     assert answers is not None, output
     assert re.fullmatch(r"202: \d+", answers.group(1)), output  # every post accepted
-    for series in ("RSS salespulse", "RSS tansu", "Redis used_memory", "Redis retained states",
+    for series in ("RSS salespulse", "RSS stage 1", "RSS stage 2", "RSS tansu", "Redis used_memory",
+                   "Redis retained states",
                    "conversation state", "event ids"):  # fmt: skip
         assert re.search(rf"^ *{series}.* +-?\d+\.\d", result.stdout, re.MULTILINE), output
     assert " ERROR " not in output

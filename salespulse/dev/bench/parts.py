@@ -136,3 +136,19 @@ def salespulse_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+def stage_processes_of(pid: int) -> list[int]:
+    """``salespulse run``'s worker stage processes (salespulse/app/worker_process.py)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if parent == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
