@@ -176,9 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dataset(args.name, args.directory, args.tenant, args.output)
         if args.command == "bench" and args.fold_only:
             from salespulse.dev.bench.fold import measure_fold
+            from salespulse.dev.bench.sla_fold import measure_sla_fold
 
             tune_gc()  # as the worker process does
             print(*measure_fold(args.events, settings.batch_max_records), sep="\n")
+            print(*measure_sla_fold(args.events, settings.batch_max_records), sep="\n")
             return 0
         if args.command == "bench" and args.ingest:
             from salespulse.dev.bench.ingest import run_ingest_bench
