@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--fold-only",
         action="store_true",
-        help="only the worker's decode, fold and packing, per event type (no broker, no Redis)",
+        help="only the worker's decode, fold and packing, KPI (per event type) and SLA stage "
+        "(no broker, no Redis)",
     )
     soak = commands.add_parser(
         "soak", help="a steady event rate for N minutes: memory per process and Redis, slopes"
