@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--fold-only",
         action="store_true",
-        help="only the worker's decode, fold and packing, per event type (no broker, no Redis)",
+        help="only the worker's decode, fold and packing, KPI (per event type) and SLA stage "
+        "(no broker, no Redis)",
     )
     soak = commands.add_parser(
         "soak", help="a steady event rate for N minutes: memory per process and Redis, slopes"
@@ -176,9 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dataset(args.name, args.directory, args.tenant, args.output)
         if args.command == "bench" and args.fold_only:
             from salespulse.dev.bench.fold import measure_fold
+            from salespulse.dev.bench.sla_fold import measure_sla_fold
 
             tune_gc()  # as the worker process does
             print(*measure_fold(args.events, settings.batch_max_records), sep="\n")
+            print(*measure_sla_fold(args.events, settings.batch_max_records), sep="\n")
             return 0
         if args.command == "bench" and args.ingest:
             from salespulse.dev.bench.ingest import run_ingest_bench

@@ -166,11 +166,15 @@ def _channel_of(event: CrmEvent) -> str | None:
     return event.channel
 
 
-def join_conversation(state: ConversationState, event: CrmEvent, us: int | None = None) -> None:
-    """Add one event of the conversation to its state (in place, like join_deal)."""
-    role = role_of(event)
+def join_conversation(
+    state: ConversationState, event: CrmEvent, us: int | None = None, role: Role | None = None
+) -> None:
+    """Add one event of the conversation to its state (in place, like join_deal).
+    ``us`` and ``role``: the event's instant and role_of(event), when the caller has them."""
     if role is None:
-        return
+        role = role_of(event)
+        if role is None:
+            return
     if us is None:
         us = to_us(event.occurred_at)
     mark: Mark = (us, role, _channel_of(event), event.manager_id, event.team, event.pipeline)
@@ -202,6 +206,8 @@ def _discard(ids: list[str], event_id: str) -> None:
 def abandoned_calls(state: ConversationState) -> list[Mark]:
     """The missed inbound calls no reply followed (at the same instant or later): the
     client gave up, or is still waiting (docs/kpi-semantics.md, "Call centre")."""
+    if not state.missed_calls:
+        return []  # most conversations: no walk over every mark to find the last reply
     replies = [mark[0] for mark in state.marks.values() if mark[1] == REPLY]
     last_reply = max(replies, default=None)
     marks = [state.marks[event_id] for event_id in state.missed_calls]
@@ -235,12 +241,14 @@ def merge(left: ConversationState, right: ConversationState) -> ConversationStat
 
 def waits(state: ConversationState) -> Waits:
     """The closed waits, in time order, and the open wait, if any (module docstring)."""
-    ordered = sorted(state.marks.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
+    # Sorted as plain tuples: no key function called per mark. An event id is unique, so
+    # the comparison never reaches the mark itself.
+    ordered = sorted([(mark[0], mark[1], event_id, mark) for event_id, mark in state.marks.items()])
     closed: list[ClosedWait] = []
     opening: tuple[str, Mark] | None = None
     backfilled = frozenset(state.backfilled)
     live = False  # a contact of the wait being walked arrived live
-    for event_id, mark in ordered:
+    for _, _, event_id, mark in ordered:
         if mark[1] == INBOUND:
             if opening is None:
                 opening, live = (event_id, mark), False

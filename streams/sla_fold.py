@@ -38,12 +38,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from weakref import WeakKeyDictionary
 
 from salespulse.core.business_hours import BusinessCalendar
 from salespulse.core.events import CrmEvent
-from salespulse.core.kpi.buckets import to_us
+from salespulse.core.kpi.buckets import from_us, to_us
 from salespulse.core.kpi.catalogue import NO_VALUE, RESPONSE_BUCKETS_S
 from salespulse.core.kpi.codecs import WaitingMember, conversation_ref, encode_waiting_member
 from salespulse.core.kpi.redis_layout import KpiKeys
@@ -68,6 +68,7 @@ ConversationStates = dict[str, tuple[int, ConversationState]]
 Contributions = dict[tuple[int, str, Dims], int]
 
 _BUSINESS_MEMO_LIMIT = 100_000
+_US_PER_DAY = 86_400_000_000
 # Keyed by the calendar object itself, held weakly: an id() key answered for a freed
 # calendar once its address was reused; a freed calendar's answers go with it.
 _business_memo: WeakKeyDictionary[BusinessCalendar, dict[tuple[int, int], int]] = (
@@ -224,6 +225,7 @@ def fold_conversations(
     marking: set[tuple[str, str]] = set()  # a repeat within the batch is marked once
     # entity key → (tenant, ref, state being joined, newest receipt µs)
     touched: dict[str, tuple[str, str, ConversationState, int | None]] = {}
+    days: dict[int, str] = {}  # days since the epoch → ISO date: few distinct in a batch
     for event in events:
         fold.events += 1
         received = to_us(event.received_at) if event.received_at is not None else None
@@ -232,8 +234,12 @@ def fold_conversations(
             newest = fold.last_received.get(event.tenant, 0)
             fold.last_received[event.tenant] = max(newest, received // 1000)
         ref = conversation_ref(event)
-        if ref is None or role_of(event) is None:
+        if ref is None:
             continue
+        role = role_of(event)
+        if role is None:
+            continue
+        occurred_us = to_us(event.occurred_at)
         key = keys.entity(event.tenant, "conv", ref)
         entry = touched.get(key)
         named = (event.tenant, event.event_id)
@@ -245,7 +251,10 @@ def fold_conversations(
                 continue
         elif named not in marking:
             marking.add(named)
-            day = event.occurred_at.astimezone(UTC).date().isoformat()
+            day_number = occurred_us // _US_PER_DAY
+            day = days.get(day_number)
+            if day is None:
+                day = days[day_number] = from_us(day_number * _US_PER_DAY).date().isoformat()
             fold.marked.setdefault((event.tenant, day), []).append(event.event_id)
         if event.backfill and received is not None and limit is not None:
             # history applied now: no window read from now on sees its minute or hour
@@ -264,7 +273,7 @@ def fold_conversations(
             entry = touched[key] = (event.tenant, ref, fresh, received)
         elif received is not None and (entry[3] is None or received > entry[3]):
             entry = touched[key] = (*entry[:3], received)
-        join_conversation(entry[2], event)
+        join_conversation(entry[2], event, occurred_us, role)
     for key, (tenant, ref, new, received) in touched.items():
         version, old = states.get(key, (0, None))
         if old is not None and old.marks == new.marks and old.backfilled == new.backfilled:

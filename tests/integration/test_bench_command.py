@@ -69,12 +69,16 @@ def test_fold_only_bench_splits_the_worker_steps_and_event_types() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    head, *by_type = result.stdout.splitlines()
+    head, *by_type, sla = result.stdout.splitlines()
     assert head.startswith("fold-only, 4,000 events in batches of 5,000"), head
     for step in ("decode", "fold", "pack", "together"):
         assert f"{step} " in head, head
     kinds = {line.split()[2] for line in by_type}
     assert kinds == {"call", "message", "lead_created", "deal_created", "deal_stage_changed"}
+    # the SLA stage's own steps, last
+    assert sla.startswith("sla fold-only, 4,000 events in batches of 5,000"), sla
+    for step in ("decode", "load", "fold", "pack", "together"):
+        assert f"{step} " in sla, sla
 
 
 def test_ingest_bench_measures_the_ingest_alone_and_in_run() -> None:

@@ -20,6 +20,7 @@ from streams.conversation_clock import (
     ConversationState,
     OpenWait,
     Waits,
+    abandoned_calls,
     conversation_key,
     conversations,
     join_conversation,
@@ -285,3 +286,31 @@ def test_waits_are_well_formed(history: list[CrmEvent]) -> None:
     replies = [e.occurred_at for e in history if role_of(e) == REPLY]
     if result.open is not None:
         assert all(when < result.open.opened_at for when in replies)
+
+
+def test_a_join_given_the_instant_and_role_is_the_join_that_finds_them() -> None:
+    """The SLA fold passes what it computed already; the state must not tell."""
+    missed = event("c", "call", 3, direction="in", answered=False, backfill=True)
+    stream = [inbound("a", 0), reply("b", 2), missed, inbound("a", 0, backfill=True)]
+    found, given_them = ConversationState(), ConversationState()
+    for each in stream:
+        role = role_of(each)
+        assert role is not None
+        join_conversation(found, each)
+        us = round(
+            (each.occurred_at - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)
+        )
+        join_conversation(given_them, each, us, role)
+    assert given_them == found
+    assert found.missed_calls == ["c"]
+    assert found.backfilled == ["c"]
+
+
+def test_a_conversation_without_missed_calls_abandons_none() -> None:
+    assert abandoned_calls(ConversationState()) == []
+    state = ConversationState()
+    for each in (inbound("a", 0), reply("b", 1), inbound("c", 2)):
+        join_conversation(state, each)
+    assert abandoned_calls(state) == []
+    join_conversation(state, event("d", "call", 3, direction="in", answered=False))
+    assert abandoned_calls(state) == [state.marks["d"]]
