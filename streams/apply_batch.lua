@@ -27,7 +27,8 @@
 local batch = cmsgpack.unpack(ARGV[1])
 -- On one Redis the keys come in the batch (`keys`), only the first declared: redis-py
 -- packs each command argument in Python, which cost the worker more than its fold on a
--- big batch. On a cluster (and from the SLA stage) all are declared and `keys` is absent.
+-- big batch (streams/redis_sink.py script_call). On a cluster all are declared and `keys`
+-- is absent.
 local KEYS = batch.keys or KEYS
 local CHUNK = 1000
 -- Below 2^63 (HINCRBY's limit) by more than a double's rounding error at this size.

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -131,6 +132,20 @@ class _CarriedKeys(msgspec.Struct):
 
 # Only `keys` is read: the rest of a batch holds binary marks, not UTF-8.
 _CARRIED_KEYS = msgspec.msgpack.Decoder(_CarriedKeys)
+
+
+def script_call(names: list[str], batch: dict[str, Any], *, cluster: bool) -> ScriptCall:
+    """The call of apply_batch.lua that names ``names`` (ScriptKeys.names) for ``batch``.
+
+    One Redis: every key inside the one MessagePack argument, the first declared. redis-py
+    packs each argument of a command in Python (~1.4 µs a key), and a replayed history's
+    batch of 2,500 events names ~6,000 keys: 12 µs an event of the worker's CPU, more
+    than its fold. A cluster gets every key declared: while a slot migrates, a key the
+    script was not given could be read as missing and written on the wrong node.
+    """
+    if cluster:
+        return ScriptCall(names, _packer.encode(batch))
+    return ScriptCall(names[:1], _packer.encode({**batch, "keys": names}))
 
 
 @dataclass(frozen=True)
@@ -343,13 +358,4 @@ class RedisKpiSink:
             "members": members,
             "marks": list(offsets.items()),
         }
-        if keys.tenant_slots:
-            # A cluster must see every key declared: while a slot migrates, a key the
-            # script was not given could be read as missing and written on the wrong node.
-            return ScriptCall(slots.names, _packer.encode(batch)), owner
-        # One Redis: every key inside the one MessagePack argument, the first declared.
-        # redis-py packs each argument of a command in Python (~1.4 µs a key), and a
-        # replayed history's batch of 2,500 events names ~6,000 keys: 12 µs an event of
-        # the worker's CPU, more than its fold.
-        batch["keys"] = slots.names
-        return ScriptCall(slots.names[:1], _packer.encode(batch)), owner
+        return script_call(slots.names, batch, cluster=keys.tenant_slots), owner

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -48,6 +47,7 @@ from streams.redis_sink import (
     mget_chunked,
     read_watermarks,
     refused_overflow,
+    script_call,
 )
 from streams.sla_fold import (
     ConversationStates,
@@ -59,7 +59,6 @@ from streams.sla_fold import (
     max_wait_s,
 )
 
-_packer = msgspec.msgpack.Encoder()
 MAX_REFOLDS = 8
 
 
@@ -184,7 +183,7 @@ class SlaStore:
             "members": [(at(keys.tenants), tenant) for tenant in sorted(fold.last_received)],
             "marks": list(offsets.items()),
         }
-        return ScriptCall(slots.names, _packer.encode(batch))
+        return script_call(slots.names, batch, cluster=keys.tenant_slots)
 
     async def expire_waits(
         self, cutoffs: dict[str, int], expired: Callable[[str, WaitingMember, int], bool]
