@@ -204,6 +204,11 @@ def _entries_and_flow(out: Parts, state: DealState, ranks_by_name: _RanksByName)
     some stage is first entered (its stay ends there).
     """
     entries = state.entries
+    if len(entries) == 1 and not state.again:  # one entry: nothing follows it
+        for key, us in entries.items():
+            part = us, _entry_name(key)
+            out[part] = out.get(part, 0) + 1
+        return
     every = [(us, key) for key, us in entries.items()]
     for key, again in state.again.items():
         every += [(us, key) for us in again]
