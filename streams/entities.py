@@ -400,13 +400,3 @@ def lead_facts(state: LeadState, config: TenantConfig) -> tuple[Dims, Parts] | N
     if not parts:
         return None
     return _latest_dims(state.latest, config), parts
-
-
-def open_membership(state: DealState, config: TenantConfig) -> OpenMembership | None:
-    """(pipeline, stage, since µs) while the deal is open."""
-    return deal_facts(state, config)[2]
-
-
-def won_record(state: DealState, config: TenantConfig) -> WonDeal | None:
-    """What client KPIs need of a won deal (stored in {p}won:{tenant})."""
-    return deal_facts(state, config)[3]
