@@ -183,10 +183,9 @@ def fold_batch(
     older than now: with this, history writes no minute and hour buckets (a two-year
     replay wrote two of them per event, ~130,000 hashes nothing ever read).
 
-    The loop runs once per event: ~12 µs of CPU per event of ``salespulse bench
-    --fold-only``'s mix (issue 19; a deal's stage change ~35 µs, half of it the entity
-    diff), against a 10 µs target for the whole worker. Hence the local names and the
-    per-tenant memos (most events share a tenant, a few dimensions and minutes).
+    The loop runs once per event, ~12 µs each in ``bench --fold-only``'s mix (a stage
+    change ~35 µs, half of it the entity diff; the worker's target is 10 µs): hence the
+    local names and per-tenant memos (most events share a tenant, dimensions, minutes).
     """
     folder = BucketFolder(tenants, keys)
     fold = folder.fold
@@ -327,8 +326,7 @@ class _TenantBatch:
         else:
             recent_minute = received // US_PER_MINUTE - 59
             recent_hour = received // US_PER_HOUR - 23
-        # Parts come grouped by instant (a won deal's several at its win): the buckets
-        # of an instant are looked up once for its run of parts.
+        # an instant's buckets, once per run of its parts (a won deal has several)
         last_us: int | None = None
         fields: dict[str, int] = {}
         for (us, component), amount in delta.items():
