@@ -7,7 +7,6 @@ whatever the order (docs/kpi-semantics.md, "Deal state").
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import pairwise
 
@@ -92,6 +91,9 @@ class _Ranks:
             (a, self.rank[b], f"cohort_den:{name}:{a}", f"cohort_num:{name}:{a}")
             for a, b in pairwise(chain)
         ]
+        # stage a → (rank of b, den, num) of its step: a deal enters fewer stages than
+        # a pipeline has steps, so the funnel looks its entries up here
+        self.step_of = {a: (rank_b, den, num) for a, rank_b, den, num in self.steps}
         # End-to-end starts at the first ranked stage (first open, else first won).
         self.first = chain[0] if chain else None
         self.e2e_den, self.e2e_num = f"e2e_den:{name}", f"e2e_num:{name}"
@@ -158,10 +160,11 @@ def deal_facts(
 ) -> tuple[Dims, Parts, OpenMembership | None, WonDeal | None]:
     """Dimensions, contributions, open membership and won record at once: derive needs
     them all for every touched deal, and they share the current kind, the dimensions, the
-    amount. (The funnel's ``out[k] = out.get(k, 0) + n`` lines are inlined on purpose: they
-    run for every touched deal of every batch.)"""
+    amount. (The ``out[k] = out.get(k, 0) + n`` lines are inlined on purpose: they run for
+    every touched deal of every batch.)"""
     out: Parts = {}
     latest = state.latest
+    ranks_by_name = _ranks_of(config)
     dims = _latest_dims(latest, config)
     current = state.current
     membership: OpenMembership | None = None
@@ -182,49 +185,83 @@ def deal_facts(
             membership = current[2], current[3], since
     if state.created is not None:
         _add(out, state.created, "deals_created", 1)
+    _funnel(out, state, ranks_by_name, dims)
     if state.entries:
-        entries = [(us, key) for key, us in state.entries.items()]
-        _funnel(out, state, config, dims, entries)
-        if len(entries) > 1:
-            _stays(out, sorted(entries))
-        _every_entry(out, state, config)
-    else:
-        _funnel(out, state, config, dims, [])
+        _entries_and_flow(out, state, ranks_by_name)
     return dims, out, membership, won
 
 
-def _every_entry(out: Parts, state: DealState, config: TenantConfig) -> None:
-    """stage_entries (every distinct entry), and the flow: of the entries into a step's
-    stage A, those whose next entry (the deal's earliest later one) ranks at or after the
-    step's B; end to end, of the entries into the first stage, those followed by the
-    entry into a won stage of the pipeline. Both counted at A's entry: never above 1."""
-    every = [(us, key) for key, us in state.entries.items()]
-    for key, later in state.again.items():
-        every += [(us, key) for us in later]
+def _entries_and_flow(out: Parts, state: DealState, ranks_by_name: _RanksByName) -> None:
+    """stage_entries (every distinct entry), the time in stage of each first entry, and
+    the flow: of the entries into a step's stage A, those whose next entry (the deal's
+    earliest later one) ranks at or after the step's B; end to end, of the entries into
+    the first stage, those followed by the entry into a won stage of the pipeline. Both
+    counted at A's entry: never above 1.
+
+    One sort and one walk from the latest instant back, a group of equal instants at a
+    time: an entry needs only the group of the next later instant (flow), whether a won
+    entry of its pipeline comes later (end to end), and the next later instant at which
+    some stage is first entered (its stay ends there).
+    """
+    entries = state.entries
+    if len(entries) == 1 and not state.again:  # one entry: nothing follows it
+        for key, us in entries.items():
+            part = us, _entry_name(key)
+            out[part] = out.get(part, 0) + 1
+        return
+    every = [(us, key) for key, us in entries.items()]
+    for key, again in state.again.items():
+        every += [(us, key) for us in again]
     every.sort()
-    times = [us for us, _ in every]
-    ranks_by_name = _ranks_of(config)
-    for index, (us, key) in enumerate(every):
-        pipeline, stage = _split_stage(key)
-        _add(out, us, _entry_name(key), 1)
-        ranks = ranks_by_name[pipeline]
-        if ranks is None:
-            continue
-        step = ranks.flow.get(stage)
-        nxt = bisect_left(times, us + 1, index)
-        if step is not None:
-            for after_us, after_key in every[nxt:]:
-                if after_us != times[nxt]:
-                    break
-                after_pipeline, after_stage = _split_stage(after_key)
-                if after_pipeline == pipeline and ranks.rank.get(after_stage, -1) >= step[0]:
-                    _add(out, us, step[1], 1)
-                    break
-        if stage == ranks.first and any(
-            key_after[0] == pipeline and key_after[1] in ranks.wons
-            for key_after in (_split_stage(after_key) for _, after_key in every[nxt:])
-        ):
-            _add(out, us, ranks.flow_e2e_num, 1)
+    later_keys: list[str] = []  # stage keys entered at the next later instant
+    won_later: set[str] = set()  # pipelines entered in a won stage at a later instant
+    later_first: int | None = None  # the next later instant of a first entry
+    end = len(every)
+    while end:
+        at = every[end - 1][0]
+        start = end - 1
+        while start and every[start - 1][0] == at:
+            start -= 1
+        group = [key for _, key in every[start:end]]
+        has_first = False
+        for key in group:
+            part = at, _entry_name(key)
+            out[part] = out.get(part, 0) + 1
+            if entries[key] == at:
+                has_first = True
+                if later_first is not None:
+                    stay = later_first - at
+                    stay_sum, stay_count, stay_bins = _stay_names(key)
+                    for part, amount in (
+                        ((later_first, stay_sum), us_to_ms(stay)),
+                        ((later_first, stay_count), 1),
+                        ((later_first, f"{stay_bins}{bin_key(stay)}"), 1),
+                    ):
+                        out[part] = out.get(part, 0) + amount
+            pipeline, stage = _split_stage(key)
+            ranks = ranks_by_name[pipeline]
+            if ranks is None:
+                continue
+            step = ranks.flow.get(stage)
+            if step is not None:
+                for after_key in later_keys:
+                    after_pipeline, after_stage = _split_stage(after_key)
+                    if after_pipeline == pipeline and ranks.rank.get(after_stage, -1) >= step[0]:
+                        part = at, step[1]
+                        out[part] = out.get(part, 0) + 1
+                        break
+            if stage == ranks.first and pipeline in won_later:
+                part = at, ranks.flow_e2e_num
+                out[part] = out.get(part, 0) + 1
+        for key in group:
+            pipeline, stage = _split_stage(key)
+            ranks = ranks_by_name[pipeline]
+            if ranks is not None and stage in ranks.wons:
+                won_later.add(pipeline)
+        later_keys = group
+        if has_first:
+            later_first = at
+        end = start
 
 
 def _add(out: Parts, us: int, component: str, amount: int) -> None:
@@ -258,19 +295,16 @@ def _won(out: Parts, state: DealState, config: TenantConfig, since: int) -> int 
     return units
 
 
-def _funnel(
-    out: Parts,
-    state: DealState,
-    config: TenantConfig,
-    dims: Dims,
-    entries: list[tuple[int, str]],
-) -> None:
+def _funnel(out: Parts, state: DealState, ranks_by_name: _RanksByName, dims: Dims) -> None:
+    """Cohort steps, end to end and warm conversion, from the first entries."""
     reached: dict[str, int] = {}  # pipeline → highest rank reached
     by_pipeline: dict[str, dict[str, int]] = {}
-    ranks_by_name = _ranks_of(config)
-    for us, key in entries:
+    for key, us in state.entries.items():
         pipeline, stage = _split_stage(key)
-        by_pipeline.setdefault(pipeline, {})[stage] = us
+        stages = by_pipeline.get(pipeline)
+        if stages is None:
+            stages = by_pipeline[pipeline] = {}
+        stages[stage] = us
         ranks = ranks_by_name[pipeline]
         if ranks is not None:
             rank = ranks.rank.get(stage)
@@ -281,13 +315,14 @@ def _funnel(
         if ranks is None:
             continue
         top = reached.get(pipeline, -1)
-        for stage_a, rank_b, den, num in ranks.steps:
-            entered = stages.get(stage_a)
-            if entered is not None:
-                part = entered, den
+        step_of = ranks.step_of
+        for stage, entered in stages.items():
+            step = step_of.get(stage)
+            if step is not None:
+                part = entered, step[1]
                 out[part] = out.get(part, 0) + 1
-                if top >= rank_b:
-                    part = entered, num
+                if top >= step[0]:
+                    part = entered, step[2]
                     out[part] = out.get(part, 0) + 1
         first = stages.get(ranks.first) if ranks.first is not None else None
         if first is not None:
@@ -309,23 +344,6 @@ def _funnel(
             )
             if reached_warm:
                 _add(out, state.created, ranks.warm_num, 1)
-
-
-def _stays(out: Parts, entries: list[tuple[int, str]]) -> None:
-    times = [us for us, _ in entries]
-    for us, key in entries:
-        later = bisect_left(times, us + 1)
-        if later == len(times):
-            continue
-        left = times[later]
-        stay = left - us
-        stay_sum, stay_count, stay_bins = _stay_names(key)
-        for part, amount in (
-            ((left, stay_sum), us_to_ms(stay)),
-            ((left, stay_count), 1),
-            ((left, f"{stay_bins}{bin_key(stay)}"), 1),
-        ):
-            out[part] = out.get(part, 0) + amount
 
 
 class _StageKeys(dict[str, tuple[str, str]]):
@@ -382,13 +400,3 @@ def lead_facts(state: LeadState, config: TenantConfig) -> tuple[Dims, Parts] | N
     if not parts:
         return None
     return _latest_dims(state.latest, config), parts
-
-
-def open_membership(state: DealState, config: TenantConfig) -> OpenMembership | None:
-    """(pipeline, stage, since µs) while the deal is open."""
-    return deal_facts(state, config)[2]
-
-
-def won_record(state: DealState, config: TenantConfig) -> WonDeal | None:
-    """What client KPIs need of a won deal (stored in {p}won:{tenant})."""
-    return deal_facts(state, config)[3]
