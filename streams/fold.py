@@ -216,17 +216,18 @@ def fold_batch(
             continue
         us = to_us(event.occurred_at)
         minute = us // US_PER_MINUTE
-        levels = batch.by_minute.get(minute) or batch.namer.levels(minute)
         received_dt = event.received_at
         if received_dt is None:
             received = None
-            written: Written = levels[0]
+            level = 0
         else:
             received = to_us(received_dt)
             received_at.append(received / 1_000_000)
             if event.backfill and applied_at_us is not None and applied_at_us > received:
                 received = applied_at_us
-            written = levels[skip_level(us, received)]
+            level = skip_level(us, received)
+        levels = batch.by_minute.get(minute)
+        written: Written = levels[level] if levels else batch.namer.written_at(minute, level)
         slot = batch.slots.get(written)
         if slot is None:
             slot = batch.slot(written)
@@ -335,14 +336,11 @@ class _TenantBatch:
             if us != last_us:
                 last_us = us
                 minute = us // US_PER_MINUTE
-                levels = by_minute.get(minute) or self.namer.levels(minute)
-                written: Written
-                if minute >= recent_minute:
-                    written = levels[0]
-                elif us // US_PER_HOUR >= recent_hour:
-                    written = levels[1]
-                else:
-                    written = levels[2]
+                level = (
+                    0 if minute >= recent_minute else 1 if us // US_PER_HOUR >= recent_hour else 2
+                )
+                levels = by_minute.get(minute)
+                written = levels[level] if levels else self.namer.written_at(minute, level)
                 fields = (slots.get(written) or self.slot(written))[1]
             encoded = memo.get(component) or encode(memo, component, dims)
             fields[encoded] = fields.get(encoded, 0) + sign * amount

@@ -50,3 +50,15 @@ def test_local_day_of_every_minute_as_worked_out_alone(zone_name: str) -> None:
     for minute in minutes:
         alone = local_names(from_us(minute * US_PER_MINUTE).astimezone(zone).date())
         assert namer.minute_names(minute)[2:5] == alone, (zone_name, minute)
+
+
+@pytest.mark.parametrize("zone_name", ["Europe/Kyiv", "Asia/Kathmandu", "America/Havana"])
+def test_written_at_a_level_is_that_level_of_the_minute_s_names(zone_name: str) -> None:
+    zone = ZoneInfo(zone_name)
+    rng = random.Random(zone_name)
+    minutes = [rng.randrange(-50 * 525_960, 70 * 525_960) for _ in range(5_000)]
+    minutes += _minutes_around_clock_changes(zone, 2025)[::7]
+    by_level, reference = BucketNamer(zone), BucketNamer(zone)
+    for minute in minutes:
+        level = minute % 3
+        assert by_level.written_at(minute, level) == reference.levels(minute)[level], minute

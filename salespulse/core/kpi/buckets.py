@@ -95,6 +95,8 @@ class BucketNamer:
         # event, and working out the local day took most of a new minute's cost.
         self._hour_offsets: dict[int, int | None] = {}
         self._days: dict[int, tuple[str, str, str]] = {}
+        # a local day's names → what an instant of it writes at skip level 2
+        self._day_level: dict[tuple[str, str, str], Written] = {}
 
     def minute_names(self, minute: int) -> Names:
         """The six bucket names of a UTC minute (since the epoch)."""
@@ -148,12 +150,31 @@ class BucketNamer:
             self.by_minute[minute] = levels
         return levels
 
+    def written_at(self, minute: int, level: int) -> Written:
+        """``levels(minute)[level]``; a day-level one (history) without naming the minute.
+
+        A replayed history has a minute of its own for nearly every event: naming each
+        (and memoising its three tuples) cost more than the rest of its bucket work.
+        """
+        levels = self.by_minute.get(minute)
+        if levels is not None:
+            return levels[level]
+        if level < 2:
+            return self.levels(minute)[level]
+        local = self._local_names(minute)
+        written = self._day_level.get(local)
+        if written is None:
+            if len(self._day_level) > 200_000:
+                self._day_level.clear()
+            written = self._day_level[local] = (None, None, local[0], None, local[2], "all")
+        return written
+
     def names(self, us: int) -> Names:
         return self.minute_names(us // US_PER_MINUTE)
 
     def written(self, us: int, received: int | None) -> Written:
         """The names to write, short buckets skipped by :func:`skip_level`."""
-        return self.levels(us // US_PER_MINUTE)[skip_level(us, received)]
+        return self.written_at(us // US_PER_MINUTE, skip_level(us, received))
 
 
 def window_buckets(window: str, now: datetime, zone: ZoneInfo) -> tuple[str, list[str]]:
