@@ -165,8 +165,7 @@ class KpiCollector(Collector):
         now = self._reader.now()
         shared = self._reader.tenant_state(tenant, now)
         sla.add_waits(tenant, config, self._waiting.waiting(tenant, now))
-        for window in WINDOWS:
-            sums = self._reader.raw(tenant, window, now)
+        for window, sums in self._reader.raw_windows(tenant, WINDOWS, now).items():
             if window == "all":
                 sla.add_responses(tenant, sums)
             snapshot = self._reader.snapshot(tenant, window, None, now, sums=sums, shared=shared)

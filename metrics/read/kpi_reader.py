@@ -7,11 +7,12 @@ Ratios, averages and percentiles are derived from it by metrics/views/kpi_view.p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
+from itertools import chain
 
 import redis
 
@@ -102,33 +103,89 @@ class KpiReader:
     def raw(self, tenant: str, window: str, now: datetime) -> RawSums:
         """Sum of every stored field over the window's buckets.
 
-        A window of many buckets (15m, 1h, 24h) is summed inside Redis (sum_buckets.lua);
-        a one-bucket window, or sums beyond what the script holds exactly, in Python.
+        A window of many buckets (15m, 1h, 24h, week) is summed inside Redis
+        (sum_buckets.lua); a one-bucket window, or sums beyond what the script holds
+        exactly, in Python.
         """
         granularity, buckets = window_buckets(window, now, self._tenants.zone_for(tenant))
         return self.raw_buckets(tenant, granularity, buckets)
 
+    def raw_windows(self, tenant: str, windows: Sequence[str], now: datetime) -> dict[str, RawSums]:
+        """raw() of several windows, read in one round trip to Redis.
+
+        The week is read as its days before today, today and its days after, added in
+        that order (the order the script would have met the fields in): today's bucket,
+        which a scrape reads for `today` anyway, is then shipped and summed once, not a
+        second time inside the week (issue 19: it was most of the week's cost).
+        """
+        zone = self._tenants.zone_for(tenant)
+        reads: list[tuple[str, list[str]]] = []
+        plan: dict[str, list[int]] = {}  # window → its reads, added in this order
+        for window in windows:
+            granularity, buckets = window_buckets(window, now, zone)
+            parts = [buckets]
+            if window == "week":
+                today = window_buckets("today", now, zone)[1][0]
+                at = buckets.index(today)
+                parts = [buckets[:at], [today], buckets[at + 1 :]]
+            indexes = plan[window] = []
+            for part in parts:
+                if part:
+                    if (granularity, part) not in reads:
+                        reads.append((granularity, part))
+                    indexes.append(reads.index((granularity, part)))
+        sums = self._read(tenant, reads)
+        out: dict[str, RawSums] = {}
+        for window, indexes in plan.items():
+            if len(indexes) == 1:
+                out[window] = sums[indexes[0]]
+                continue
+            merged: RawSums = {}
+            for index in indexes:
+                for parsed, amount in sums[index].items():
+                    merged[parsed] = merged.get(parsed, 0) + amount
+            out[window] = merged
+        return out
+
     def raw_buckets(self, tenant: str, granularity: str, buckets: list[str]) -> RawSums:
         """Sum of every stored field over any set of buckets of one granularity (a window,
         or a period's days or months: salespulse/core/kpi/periods.py)."""
-        bucket_keys = [self._keys.bucket(tenant, granularity, bucket) for bucket in buckets]
-        if len(bucket_keys) > 1:
-            summed = self._sum_script(keys=bucket_keys)
-            if summed[0]:
-                sums: RawSums = {}
-                for i in range(1, len(summed), 2):
-                    parsed = self._parsed(summed[i])
-                    sums[parsed] = sums.get(parsed, 0) + int(summed[i + 1])
-                return sums
+        return self._read(tenant, [(granularity, buckets)])[0] if buckets else {}
+
+    def _read(self, tenant: str, reads: list[tuple[str, list[str]]]) -> list[RawSums]:
+        """The sums of each (granularity, buckets) read, all in one pipeline."""
         pipe = self._client.pipeline(transaction=False)
-        for key in bucket_keys:
-            pipe.hgetall(key)
-        sums = {}
-        for reply in pipe.execute():
-            for raw_field, raw_value in reply.items():
-                parsed = self._fields.get(raw_field) or self._parsed(raw_field)
-                sums[parsed] = sums.get(parsed, 0) + int(raw_value)
+        for granularity, buckets in reads:
+            bucket_keys = [self._keys.bucket(tenant, granularity, bucket) for bucket in buckets]
+            if len(bucket_keys) > 1:
+                self._sum_script(keys=bucket_keys, client=pipe)
+            else:
+                pipe.hgetall(bucket_keys[0])
+        out = []
+        for (granularity, buckets), reply in zip(reads, pipe.execute(), strict=True):
+            if isinstance(reply, dict):
+                out.append(self._folded(reply.items()))
+            elif reply[0]:
+                replies = iter(reply)
+                next(replies)
+                out.append(self._folded(zip(replies, replies, strict=True)))
+            else:  # beyond the script's exact range
+                out.append(self._summed_in_python(tenant, granularity, buckets))
+        return out
+
+    def _folded(self, pairs: Iterable[tuple[bytes, bytes | int]]) -> RawSums:
+        fields = self._fields
+        sums: RawSums = {}
+        for raw_field, raw_value in pairs:
+            parsed = fields.get(raw_field) or self._parsed(raw_field)
+            sums[parsed] = sums.get(parsed, 0) + int(raw_value)
         return sums
+
+    def _summed_in_python(self, tenant: str, granularity: str, buckets: list[str]) -> RawSums:
+        pipe = self._client.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.hgetall(self._keys.bucket(tenant, granularity, bucket))
+        return self._folded(chain.from_iterable(reply.items() for reply in pipe.execute()))
 
     def _parsed(self, raw_field: bytes) -> tuple[str, tuple[str, ...]]:
         """(component, dims) of a stored field; memoised, fields repeat scrape after scrape."""
