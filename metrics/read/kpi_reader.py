@@ -155,24 +155,47 @@ class KpiReader:
         return self._read(tenant, [(granularity, buckets)])[0] if buckets else {}
 
     def _read(self, tenant: str, reads: list[tuple[str, list[str]]]) -> list[RawSums]:
-        """The sums of each (granularity, buckets) read, all in one pipeline."""
+        """The sums of each (granularity, buckets) read, all in one pipeline.
+
+        A read whose buckets begin a longer read's (15m and 1h) rides on the longest such
+        read: the script returns its sums partway through (sum_buckets.lua, ARGV).
+        """
+        host = list(range(len(reads)))
+        for i, (granularity, buckets) in enumerate(reads):
+            longest = len(buckets)
+            for j, (other_granularity, other) in enumerate(reads):
+                if (
+                    other_granularity == granularity
+                    and len(other) > longest
+                    and other[: len(buckets)] == buckets
+                ):
+                    host[i], longest = j, len(other)
         pipe = self._client.pipeline(transaction=False)
-        for granularity, buckets in reads:
+        commands: dict[int, list[int]] = {}  # host read → its reads' key counts, ascending
+        for j, (granularity, buckets) in enumerate(reads):
+            if host[j] != j:
+                continue
+            marks = sorted({len(reads[i][1]) for i in range(len(reads)) if host[i] == j})
+            commands[j] = marks
             bucket_keys = [self._keys.bucket(tenant, granularity, bucket) for bucket in buckets]
-            if len(bucket_keys) > 1:
+            if len(marks) > 1:
+                self._sum_script(keys=bucket_keys, args=marks, client=pipe)
+            elif len(bucket_keys) > 1:
                 self._sum_script(keys=bucket_keys, client=pipe)
             else:
                 pipe.hgetall(bucket_keys[0])
+        replies = dict(zip(commands, pipe.execute(), strict=True))
         out = []
-        for (granularity, buckets), reply in zip(reads, pipe.execute(), strict=True):
+        for i, (granularity, buckets) in enumerate(reads):
+            reply, marks = replies[host[i]], commands[host[i]]
             if isinstance(reply, dict):
                 out.append(self._folded(reply.items()))
-            elif reply[0]:
-                replies = iter(reply)
-                next(replies)
-                out.append(self._folded(zip(replies, replies, strict=True)))
-            else:  # beyond the script's exact range
+            elif not reply[0]:  # beyond the script's exact range
                 out.append(self._summed_in_python(tenant, granularity, buckets))
+            else:
+                flat = reply[1 + marks.index(len(buckets))] if len(marks) > 1 else reply[1:]
+                pairs = iter(flat)
+                out.append(self._folded(zip(pairs, pairs, strict=True)))
         return out
 
     def _folded(self, pairs: Iterable[tuple[bytes, bytes | int]]) -> RawSums:
