@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from redis.exceptions import RedisError
 
 from metrics.collectors.sla import SlaFamilies
@@ -216,10 +217,18 @@ def _cap(groups: Groups, limit: int) -> Groups:
 
 
 def _add(families: Families, suffix: str, kpis: list[Kpi], base: dict[str, str]) -> None:
+    """Each KPI with a value as a sample of its family (created on first use).
+
+    Samples are appended as built (GaugeMetricFamily.add_metric would zip the labels
+    again), and the KPIs with no labels of their own share one label dict, which the
+    exposition only reads: a 200-manager office's scrape adds ~3,000 samples (issue 19).
+    """
     base_names = list(base)
     base_values = list(base.values())
+    base_labels = dict(base)
     for kpi in kpis:
-        if kpi.value is None:
+        value = kpi.value
+        if value is None:
             continue
         name = f"salespulse_{kpi.name}{suffix}"
         entry = families.get(name)
@@ -228,4 +237,9 @@ def _add(families: Families, suffix: str, kpis: list[Kpi], base: dict[str, str])
             family = GaugeMetricFamily(name, _HELP.format(name=kpi.name), labels=label_names)
             entry = families[name] = (family, label_names)
         # Every KPI of a family carries the same labels in the same order.
-        entry[0].add_metric(base_values + [value for _, value in kpi.labels], kpi.value)
+        if kpi.labels:
+            values = base_values + [text for _, text in kpi.labels]
+            labels = dict(zip(entry[1], values, strict=False))  # as add_metric zips them
+        else:
+            labels = base_labels
+        entry[0].samples.append(Sample(name, labels, value))
