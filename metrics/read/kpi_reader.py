@@ -7,12 +7,11 @@ Ratios, averages and percentiles are derived from it by metrics/views/kpi_view.p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
-from itertools import chain
 
 import redis
 
@@ -189,28 +188,39 @@ class KpiReader:
         for i, (granularity, buckets) in enumerate(reads):
             reply, marks = replies[host[i]], commands[host[i]]
             if isinstance(reply, dict):
-                out.append(self._folded(reply.items()))
+                out.append(self._folded(list(reply), list(reply.values())))
             elif not reply[0]:  # beyond the script's exact range
                 out.append(self._summed_in_python(tenant, granularity, buckets))
             else:
                 flat = reply[1 + marks.index(len(buckets))] if len(marks) > 1 else reply[1:]
-                pairs = iter(flat)
-                out.append(self._folded(zip(pairs, pairs, strict=True)))
+                out.append(self._folded(flat[0::2], flat[1::2]))
         return out
 
-    def _folded(self, pairs: Iterable[tuple[bytes, bytes | int]]) -> RawSums:
+    def _folded(self, raw_fields: list[bytes], values: list[bytes | int]) -> RawSums:
+        """{(component, dims): sum} of stored fields and their values.
+
+        One reply names each field once, so the dict is built in one go (the scrape folds
+        ~10,000 fields); fields that parse alike (never written so) are added up.
+        """
         fields = self._fields
-        sums: RawSums = {}
-        for raw_field, raw_value in pairs:
-            parsed = fields.get(raw_field) or self._parsed(raw_field)
-            sums[parsed] = sums.get(parsed, 0) + int(raw_value)
+        parsed = [fields.get(raw_field) or self._parsed(raw_field) for raw_field in raw_fields]
+        sums = dict(zip(parsed, map(int, values), strict=True))
+        if len(sums) < len(parsed):
+            sums = {}
+            for key, value in zip(parsed, values, strict=True):
+                sums[key] = sums.get(key, 0) + int(value)
         return sums
 
     def _summed_in_python(self, tenant: str, granularity: str, buckets: list[str]) -> RawSums:
         pipe = self._client.pipeline(transaction=False)
         for bucket in buckets:
             pipe.hgetall(self._keys.bucket(tenant, granularity, bucket))
-        return self._folded(chain.from_iterable(reply.items() for reply in pipe.execute()))
+        pairs = [pair for reply in pipe.execute() for pair in reply.items()]
+        sums: RawSums = {}
+        for raw_field, raw_value in pairs:
+            parsed = self._fields.get(raw_field) or self._parsed(raw_field)
+            sums[parsed] = sums.get(parsed, 0) + int(raw_value)
+        return sums
 
     def _parsed(self, raw_field: bytes) -> tuple[str, tuple[str, ...]]:
         """(component, dims) of a stored field; memoised, fields repeat scrape after scrape."""

@@ -120,3 +120,20 @@ def test_windows_read_together_equal_each_read_alone(
     # the week's days on both sides of today are really in it
     assert len(window_buckets("week", NOW, zone)[1]) == 7
     assert together["week"][("won", other)] == 6
+
+
+@pytest.mark.parametrize("window", ["today", "1h"])
+def test_fields_that_parse_alike_are_added_up(
+    client: redis.Redis, unique: str, window: str
+) -> None:
+    """Two spellings of one field (never written so) still read as one sum, from a single
+    bucket's HGETALL and from the script alike."""
+    keys = KpiKeys(f"{unique}:")
+    granularity, buckets = window_buckets(window, NOW, TENANTS.zone_for("acme"))
+    key = keys.bucket("acme", granularity, buckets[0])
+    client.hset(key, encode_field(("won", *DIMS)), 2)
+    client.hset(key, b'["won", "m-1", "north", "sales", "web"]', 3)
+    client.hset(key, encode_field(("lost", *DIMS)), 1)
+    reader = KpiReader(client, keys, TENANTS, clock=NOW.timestamp)
+    together = reader.raw_windows("acme", [window], NOW)[window]
+    assert together == reader.raw("acme", window, NOW) == {("won", DIMS): 5, ("lost", DIMS): 1}
