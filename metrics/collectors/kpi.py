@@ -28,7 +28,8 @@ from prometheus_client.samples import Sample
 from redis.exceptions import RedisError
 
 from metrics.collectors.sla import SlaFamilies
-from metrics.read.kpi_reader import Groups, KpiReader, group_components
+from metrics.read.grouping import group_components
+from metrics.read.kpi_reader import Groups, KpiReader
 from metrics.read.kpi_value import Kpi
 from metrics.read.quantiles import is_percentile
 from metrics.views.kpi_view import present, present_group
