@@ -28,7 +28,7 @@ from prometheus_client.samples import Sample
 from redis.exceptions import RedisError
 
 from metrics.collectors.sla import SlaFamilies
-from metrics.read.grouping import group_components
+from metrics.read.grouping import group_activity
 from metrics.read.kpi_reader import Groups, KpiReader
 from metrics.read.kpi_value import Kpi
 from metrics.read.quantiles import is_percentile
@@ -176,13 +176,12 @@ class KpiCollector(Collector):
                 revenue_by_source=snapshot.revenue_by_source,
             )  # fmt: skip
             _add(families, "", kpis, {"tenant": tenant, "window": window})
-            for dimension, windows in GROUP_WINDOWS.items():
-                if window not in windows:
-                    continue
-                if dimension == "manager" and not config.labels.per_manager:
-                    continue
-                groups = group_components(sums, dimension, percentiles=False)
-                del groups[TOTAL_GROUP]
+            dimensions = [
+                dimension
+                for dimension, windows in GROUP_WINDOWS.items()
+                if window in windows and (dimension != "manager" or config.labels.per_manager)
+            ]
+            for dimension, groups in group_activity(sums, dimensions).items():
                 if dimension == "manager":
                     groups = _cap(groups, config.labels.max_values)
                 kind = "managers" if dimension == "manager" else "teams"

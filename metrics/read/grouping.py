@@ -5,6 +5,8 @@ Split from metrics/read/kpi_reader.py, which reads the sums from Redis.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from metrics.read.quantiles import percentile_components, sketch_bin
 from salespulse.core.kpi.catalogue import DIMENSIONS, TOTAL_GROUP
 
@@ -97,3 +99,27 @@ def group_components(sums: RawSums, by: str | None, *, percentiles: bool = True)
     for (group_name, sketch), bins in sketches.items():
         groups[group_name].update(percentile_components(sketch, bins))
     return groups
+
+
+def group_activity(sums: RawSums, dimensions: Sequence[str]) -> dict[str, Groups]:
+    """``group_components(sums, by, percentiles=False)`` of each dimension, without the
+    tenant total: what the collector's team and manager series show. Pure.
+
+    One pass over the sums for every dimension, and no total that the caller would drop:
+    a scrape groups today and the month by team and by manager (issue 19)."""
+    grouped: list[tuple[int, Groups]] = [(DIMENSIONS.index(by), {}) for by in dimensions]
+    routes = _ROUTES
+    for (component, dims), amount in sums.items():
+        names = (routes.get(component) or _route(component))[0]
+        if names is None:  # a sketch bin: no percentile is shown per group here
+            continue
+        for index, groups in grouped:
+            group_name = dims[index]
+            group = groups.get(group_name)
+            if group is None:
+                group = groups[group_name] = {}
+            for name in names:
+                group[name] = group.get(name, 0) + amount
+    for _, groups in grouped:
+        groups.pop(TOTAL_GROUP, None)  # group_components' total, as its callers drop it
+    return {by: groups for by, (_, groups) in zip(dimensions, grouped, strict=True)}
