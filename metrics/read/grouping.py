@@ -108,6 +108,8 @@ def group_activity(sums: RawSums, dimensions: Sequence[str]) -> dict[str, Groups
     One pass over the sums for every dimension, and no total that the caller would drop:
     a scrape groups today and the month by team and by manager (issue 19)."""
     grouped: list[tuple[int, Groups]] = [(DIMENSIONS.index(by), {}) for by in dimensions]
+    if not grouped:
+        return {}
     routes = _ROUTES
     for (component, dims), amount in sums.items():
         names = (routes.get(component) or _route(component))[0]
