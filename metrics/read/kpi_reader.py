@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from metrics.read.grouping import drop_zeros, group_components
 from metrics.read.staff import StaffReader
@@ -74,6 +76,7 @@ class KpiReader:
         self._clock = clock
         self._fields: dict[bytes, tuple[str, tuple[str, ...]]] = {}
         self._sum_script = client.register_script(sum_buckets_script())
+        self._cluster = isinstance(client, RedisCluster)
         # deal (as stored) → (its raw won record, decoded)
         self._won_memo: dict[bytes | str, tuple[bytes | str, WonRecord]] = {}
         # tenant → (zone, its won-deal index as read, that index prepared); see tenant_state
@@ -147,7 +150,8 @@ class KpiReader:
         return self._read(tenant, [(granularity, buckets)])[0] if buckets else {}
 
     def _read(self, tenant: str, reads: list[tuple[str, list[str]]]) -> list[RawSums]:
-        """The sums of each (granularity, buckets) read, all in one pipeline.
+        """The sums of each (granularity, buckets) read, all in one pipeline (on a cluster,
+        whose pipelines refuse scripts, the script calls apart).
 
         A read whose buckets begin a longer read's (15m and 1h) rides on the longest such
         read: the script returns its sums partway through (sum_buckets.lua, ARGV).
@@ -164,19 +168,25 @@ class KpiReader:
                     host[i], longest = j, len(other)
         pipe = self._client.pipeline(transaction=False)
         commands: dict[int, list[int]] = {}  # host read → its reads' key counts, ascending
+        replies: dict[int, Any] = {}
+        queued: list[int] = []
         for j, (granularity, buckets) in enumerate(reads):
             if host[j] != j:
                 continue
             marks = sorted({len(reads[i][1]) for i in range(len(reads)) if host[i] == j})
             commands[j] = marks
             bucket_keys = [self._keys.bucket(tenant, granularity, bucket) for bucket in buckets]
-            if len(marks) > 1:
-                self._sum_script(keys=bucket_keys, args=marks, client=pipe)
-            elif len(bucket_keys) > 1:
-                self._sum_script(keys=bucket_keys, client=pipe)
-            else:
+            args = marks if len(marks) > 1 else []  # no riders: the plain reply
+            if len(bucket_keys) == 1:  # (a read with riders has more than one bucket)
                 pipe.hgetall(bucket_keys[0])
-        replies = dict(zip(commands, pipe.execute(), strict=True))
+                queued.append(j)
+            elif self._cluster:  # a cluster pipeline refuses script calls
+                replies[j] = self._sum_script(keys=bucket_keys, args=args)
+            else:
+                self._sum_script(keys=bucket_keys, args=args, client=pipe)
+                queued.append(j)
+        if queued:
+            replies.update(zip(queued, pipe.execute(), strict=True))
         out = []
         for i, (granularity, buckets) in enumerate(reads):
             reply, marks = replies[host[i]], commands[host[i]]
