@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from metrics.read.kpi_reader import Groups, drop_zeros, group_components
+from metrics.read.grouping import Groups, drop_zeros, group_components
 from metrics.read.won_deals import client_components, prepare_won, won_record
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.buckets import BucketNamer, to_us, window_buckets

@@ -7,33 +7,28 @@ Ratios, averages and percentiles are derived from it by metrics/views/kpi_view.p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
-from metrics.read.quantiles import percentile_components, sketch_bin
+from metrics.read.grouping import drop_zeros, group_components
 from metrics.read.staff import StaffReader
 from metrics.read.waiting import WaitingReader
 from metrics.read.won_deals import WonDeals, WonRecord, client_components, prepare_won, won_record
 from salespulse.core.kpi.buckets import namer_for, to_us, window_buckets
-from salespulse.core.kpi.catalogue import DIMENSIONS, TOTAL_GROUP
+from salespulse.core.kpi.catalogue import TOTAL_GROUP
 from salespulse.core.kpi.codecs import decode_field, split_stage_member
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantConfig, TenantDirectory
 
 Groups = dict[str, dict[str, int]]
 RawSums = dict[tuple[str, tuple[str, ...]], int]
-
-_DIRECTION_OUTCOME = {
-    ("in", "answered"): ("calls_in", "calls_answered"),
-    ("in", "missed"): ("calls_in", "calls_missed"),
-    ("out", "answered"): ("calls_out", "calls_answered"),
-    ("out", "missed"): ("calls_out", "calls_missed"),
-}
 
 
 @cache
@@ -81,8 +76,11 @@ class KpiReader:
         self._clock = clock
         self._fields: dict[bytes, tuple[str, tuple[str, ...]]] = {}
         self._sum_script = client.register_script(sum_buckets_script())
+        self._cluster = isinstance(client, RedisCluster)
         # deal (as stored) → (its raw won record, decoded)
         self._won_memo: dict[bytes | str, tuple[bytes | str, WonRecord]] = {}
+        # tenant → (zone, its won-deal index as read, that index prepared); see tenant_state
+        self._prepared: dict[str, tuple[str, dict[bytes | str, bytes | str], WonDeals]] = {}
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -102,32 +100,129 @@ class KpiReader:
     def raw(self, tenant: str, window: str, now: datetime) -> RawSums:
         """Sum of every stored field over the window's buckets.
 
-        A window of many buckets (15m, 1h, 24h) is summed inside Redis (sum_buckets.lua);
-        a one-bucket window, or sums beyond what the script holds exactly, in Python.
+        A window of many buckets (15m, 1h, 24h, week) is summed inside Redis
+        (sum_buckets.lua); a one-bucket window, or sums beyond what the script holds
+        exactly, in Python.
         """
         granularity, buckets = window_buckets(window, now, self._tenants.zone_for(tenant))
         return self.raw_buckets(tenant, granularity, buckets)
 
+    def raw_windows(self, tenant: str, windows: Sequence[str], now: datetime) -> dict[str, RawSums]:
+        """raw() of several windows, read in one round trip to Redis.
+
+        The week is read as its days before today, today and its days after, added in
+        that order (the order the script would have met the fields in): today's bucket,
+        which a scrape reads for `today` anyway, is then shipped and summed once, not a
+        second time inside the week (issue 19: it was most of the week's cost).
+        """
+        zone = self._tenants.zone_for(tenant)
+        reads: list[tuple[str, list[str]]] = []
+        plan: dict[str, list[int]] = {}  # window → its reads, added in this order
+        for window in windows:
+            granularity, buckets = window_buckets(window, now, zone)
+            parts = [buckets]
+            if window == "week":
+                today = window_buckets("today", now, zone)[1][0]
+                at = buckets.index(today)
+                parts = [buckets[:at], [today], buckets[at + 1 :]]
+            indexes = plan[window] = []
+            for part in parts:
+                if part:
+                    if (granularity, part) not in reads:
+                        reads.append((granularity, part))
+                    indexes.append(reads.index((granularity, part)))
+        sums = self._read(tenant, reads)
+        out: dict[str, RawSums] = {}
+        for window, indexes in plan.items():
+            if len(indexes) == 1:
+                out[window] = sums[indexes[0]]
+                continue
+            merged: RawSums = {}
+            for index in indexes:
+                for parsed, amount in sums[index].items():
+                    merged[parsed] = merged.get(parsed, 0) + amount
+            out[window] = merged
+        return out
+
     def raw_buckets(self, tenant: str, granularity: str, buckets: list[str]) -> RawSums:
         """Sum of every stored field over any set of buckets of one granularity (a window,
         or a period's days or months: salespulse/core/kpi/periods.py)."""
-        bucket_keys = [self._keys.bucket(tenant, granularity, bucket) for bucket in buckets]
-        if len(bucket_keys) > 1:
-            summed = self._sum_script(keys=bucket_keys)
-            if summed[0]:
-                sums: RawSums = {}
-                for i in range(1, len(summed), 2):
-                    parsed = self._parsed(summed[i])
-                    sums[parsed] = sums.get(parsed, 0) + int(summed[i + 1])
-                return sums
+        return self._read(tenant, [(granularity, buckets)])[0] if buckets else {}
+
+    def _read(self, tenant: str, reads: list[tuple[str, list[str]]]) -> list[RawSums]:
+        """The sums of each (granularity, buckets) read, all in one pipeline (on a cluster,
+        whose pipelines refuse scripts, the script calls apart).
+
+        A read whose buckets begin a longer read's (15m and 1h) rides on the longest such
+        read: the script returns its sums partway through (sum_buckets.lua, ARGV).
+        """
+        host = list(range(len(reads)))
+        for i, (granularity, buckets) in enumerate(reads):
+            longest = len(buckets)
+            for j, (other_granularity, other) in enumerate(reads):
+                if (
+                    other_granularity == granularity
+                    and len(other) > longest
+                    and other[: len(buckets)] == buckets
+                ):
+                    host[i], longest = j, len(other)
         pipe = self._client.pipeline(transaction=False)
-        for key in bucket_keys:
-            pipe.hgetall(key)
-        sums = {}
-        for reply in pipe.execute():
-            for raw_field, raw_value in reply.items():
-                parsed = self._fields.get(raw_field) or self._parsed(raw_field)
-                sums[parsed] = sums.get(parsed, 0) + int(raw_value)
+        commands: dict[int, list[int]] = {}  # host read → its reads' key counts, ascending
+        replies: dict[int, Any] = {}
+        queued: list[int] = []
+        for j, (granularity, buckets) in enumerate(reads):
+            if host[j] != j:
+                continue
+            marks = sorted({len(reads[i][1]) for i in range(len(reads)) if host[i] == j})
+            commands[j] = marks
+            bucket_keys = [self._keys.bucket(tenant, granularity, bucket) for bucket in buckets]
+            args = marks if len(marks) > 1 else []  # no riders: the plain reply
+            if len(bucket_keys) == 1:  # (a read with riders has more than one bucket)
+                pipe.hgetall(bucket_keys[0])
+                queued.append(j)
+            elif self._cluster:  # a cluster pipeline refuses script calls
+                replies[j] = self._sum_script(keys=bucket_keys, args=args)
+            else:
+                self._sum_script(keys=bucket_keys, args=args, client=pipe)
+                queued.append(j)
+        if queued:
+            replies.update(zip(queued, pipe.execute(), strict=True))
+        out = []
+        for i, (granularity, buckets) in enumerate(reads):
+            reply, marks = replies[host[i]], commands[host[i]]
+            if isinstance(reply, dict):
+                out.append(self._folded(list(reply), list(reply.values())))
+            elif not reply[0]:  # beyond the script's exact range
+                out.append(self._summed_in_python(tenant, granularity, buckets))
+            else:
+                flat = reply[1 + marks.index(len(buckets))] if len(marks) > 1 else reply[1:]
+                out.append(self._folded(flat[0::2], flat[1::2]))
+        return out
+
+    def _folded(self, raw_fields: list[bytes], values: list[bytes | int]) -> RawSums:
+        """{(component, dims): sum} of stored fields and their values.
+
+        One reply names each field once, so the dict is built in one go (the scrape folds
+        ~10,000 fields); fields that parse alike (never written so) are added up.
+        """
+        fields = self._fields
+        parsed = [fields.get(raw_field) or self._parsed(raw_field) for raw_field in raw_fields]
+        sums = dict(zip(parsed, map(int, values), strict=True))
+        if len(sums) < len(parsed):
+            sums = {}
+            for key, value in zip(parsed, values, strict=True):
+                sums[key] = sums.get(key, 0) + int(value)
+        return sums
+
+    def _summed_in_python(self, tenant: str, granularity: str, buckets: list[str]) -> RawSums:
+        pipe = self._client.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.hgetall(self._keys.bucket(tenant, granularity, bucket))
+        pairs = [pair for reply in pipe.execute() for pair in reply.items()]
+        sums: RawSums = {}
+        for raw_field, raw_value in pairs:
+            parsed = self._fields.get(raw_field) or self._parsed(raw_field)
+            sums[parsed] = sums.get(parsed, 0) + int(raw_value)
         return sums
 
     def _parsed(self, raw_field: bytes) -> tuple[str, tuple[str, ...]]:
@@ -240,9 +335,18 @@ class KpiReader:
         won = self._client.hgetall(self._keys.won(tenant))
         live: dict[str, int] = {}
         self._live(live, tenant, self._tenants.get(tenant), now)
-        return TenantState(
-            prepare_won(self._won_records(won), namer_for(self._tenants.zone_for(tenant))), live
-        )
+        zone = self._tenants.zone_for(tenant)
+        # The index changes far less often than it is scraped: an unchanged index (the
+        # comparison runs in C) reuses its preparation, which depends on nothing else
+        # but the zone; preparing it was a tenth of a 200-manager office's scrape.
+        held = self._prepared.get(tenant)
+        if held is not None and held[0] == zone.key and held[1] == won:
+            return TenantState(held[2], live)
+        prepared = prepare_won(self._won_records(won), namer_for(zone))
+        if len(self._prepared) > 10_000:  # tenants gone from the directory
+            self._prepared.clear()
+        self._prepared[tenant] = zone.key, won, prepared
+        return TenantState(prepared, live)
 
     def recent_wins(self, tenant: str, since: datetime, limit: int = 10) -> list[RecentWin]:
         """Deals won at or after ``since``, newest first, from the won-deal index.
@@ -304,82 +408,3 @@ class KpiReader:
         for (name, pipeline, stage), count in zip(plan, pipe.execute(), strict=True):
             if count:
                 total[f"{name}:{pipeline}:{stage}"] = int(count)
-
-
-def drop_zeros(groups: Groups) -> None:
-    """Zero components are omitted, and so are groups left empty (not the total)."""
-    for name in list(groups):
-        group = groups[name]
-        for component in [c for c, v in group.items() if v == 0]:
-            del group[component]
-        if not group and name != TOTAL_GROUP:
-            del groups[name]
-
-
-# component → (the names it adds to, or None for a sketch bin; the sketch; the bin key):
-# components repeat across windows, groups and scrapes, so each is parsed once (the
-# scrape of a 200-manager office folds ~50,000 stored sums).
-_Route = tuple[tuple[str, ...] | None, str, int]
-_ROUTES: dict[str, _Route] = {}
-
-
-def _route(component: str) -> _Route:
-    route = _ROUTES.get(component)
-    if route is None:
-        binned = None if component.startswith("calls:") else sketch_bin(component)
-        if component.startswith("calls:"):
-            _, direction, outcome = component.split(":")
-            route = ("calls", *_DIRECTION_OUTCOME[(direction, outcome)]), "", 0
-        elif binned is not None:
-            route = None, binned[0], binned[1]
-        else:
-            route = (component,), "", 0
-        if len(_ROUTES) < 100_000:  # names come from events: keep a flood out
-            _ROUTES[component] = route
-    return route
-
-
-def group_components(sums: RawSums, by: str | None, *, percentiles: bool = True) -> Groups:
-    """Fold stored sums into groups; derive call marginals and percentiles (sketch bins
-    summed per group, metrics/read/quantiles.py). Pure.
-
-    Two loops, not one with a list of targets per sum: a scrape runs this a dozen times
-    over ~1,000 sums each. ``percentiles=False`` skips the sketch bins, for a caller that
-    shows no percentile (the collector's team and manager series): the bins are most of
-    the stored fields of a busy office's long windows."""
-    total: dict[str, int] = {}
-    groups: Groups = {TOTAL_GROUP: total}
-    sketches: dict[tuple[str, str], dict[int, int]] = {}
-    routes = _ROUTES
-    if by is None:
-        for (component, _), amount in sums.items():
-            names, sketch, key = routes.get(component) or _route(component)
-            if names is None:
-                if not percentiles:
-                    continue
-                bins = sketches.setdefault((TOTAL_GROUP, sketch), {})
-                bins[key] = bins.get(key, 0) + amount
-                continue
-            for name in names:
-                total[name] = total.get(name, 0) + amount
-    else:
-        index = DIMENSIONS.index(by)
-        for (component, dims), amount in sums.items():
-            names, sketch, key = routes.get(component) or _route(component)
-            if names is None and not percentiles:
-                continue
-            group_name = dims[index]
-            group = groups.get(group_name)
-            if group is None:
-                group = groups[group_name] = {}
-            if names is None:
-                for target in ((TOTAL_GROUP, sketch), (group_name, sketch)):
-                    bins = sketches.setdefault(target, {})
-                    bins[key] = bins.get(key, 0) + amount
-                continue
-            for name in names:
-                total[name] = total.get(name, 0) + amount
-                group[name] = group.get(name, 0) + amount
-    for (group_name, sketch), bins in sketches.items():
-        groups[group_name].update(percentile_components(sketch, bins))
-    return groups

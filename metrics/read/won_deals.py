@@ -57,6 +57,10 @@ class WonDeals:
     repeat_revenue: list[int] = field(default_factory=lambda: [0])
     # source → positions of the records that won a client for the first time
     first_by_source: dict[str, list[int]] = field(default_factory=dict)
+    # record ranges → (distinct leads, distinct clients) in them: the reader keeps an
+    # unchanged index's preparation from scrape to scrape, and building these sets was
+    # most of the client KPIs' cost (issue 19)
+    distinct: dict[tuple[tuple[int, int], ...], tuple[int, int]] = field(default_factory=dict)
 
     def ranges(self, granularity: str, buckets: list[str]) -> Iterator[tuple[int, int]]:
         ranges = self.by_bucket[GRANULARITIES.index(granularity)]
@@ -139,12 +143,15 @@ def client_components(
     leads_by: dict[str, set[str]] = {}
     client_deals = repeat_count = repeat_revenue = 0
     new_clients: dict[str, int] = {}  # source → clients won for the first time
-    for start, stop in won.ranges(granularity, buckets):
+    ranges = tuple(won.ranges(granularity, buckets))
+    distinct = won.distinct.get(ranges)
+    for start, stop in ranges:
         client_deals += won.client_deals[stop] - won.client_deals[start]
         repeat_count += won.repeats[stop] - won.repeats[start]
         repeat_revenue += won.repeat_revenue[stop] - won.repeat_revenue[start]
-        leads.update(won.leads[start:stop])
-        clients.update(won.clients[start:stop])
+        if distinct is None:
+            leads.update(won.leads[start:stop])
+            clients.update(won.clients[start:stop])
         for source, positions in won.first_by_source.items():
             count = bisect_left(positions, stop) - bisect_left(positions, start)
             if count:
@@ -153,8 +160,12 @@ def client_components(
             for _, _, _, _, lead, dims in won.records[start:stop]:
                 if lead is not None:
                     leads_by.setdefault(dims[index], set()).add(lead)
-    leads.discard(None)
-    clients.discard(None)
+    if distinct is None:
+        leads.discard(None)
+        clients.discard(None)
+        distinct = len(leads), len(clients)
+        if len(won.distinct) < 1_000:  # a period API read asks for many ranges
+            won.distinct[ranges] = distinct
     if client_deals:
         total["client_deals"] = total.get("client_deals", 0) + client_deals
     if repeat_count:
@@ -164,11 +175,11 @@ def client_components(
         name = f"new_clients:{source}"
         total[name] = total.get(name, 0) + count
     lead_counts = {group_name: len(lead_ids) for group_name, lead_ids in leads_by.items()}
-    if leads:
-        lead_counts[TOTAL_GROUP] = len(leads)
+    if distinct[0]:
+        lead_counts[TOTAL_GROUP] = distinct[0]
     for group_name, count in lead_counts.items():
         groups.setdefault(group_name, {})["lead_customers"] = count
-    total["client_distinct"] = len(clients)
+    total["client_distinct"] = distinct[1]
     if window == "all" and won.revenue_by_client:
         total["clv_revenue"] = sum(won.revenue_by_client.values())
         total["clv_clients"] = len(won.revenue_by_client)

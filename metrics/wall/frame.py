@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from metrics.read.kpi_reader import RawSums, RecentWin, group_components
+from metrics.read.grouping import group_components
+from metrics.read.kpi_reader import RawSums, RecentWin
 from metrics.views.kpi_view import MONEY
 from metrics.wall.present import present
 from metrics.wall.wins import win_rows

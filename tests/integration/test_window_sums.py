@@ -90,3 +90,50 @@ def test_the_script_sums_in_redis_and_declines_what_a_double_would_round(
     client.hset(names[1], revenue, 2**53)
     assert script(keys=names) == [0]
     assert script(keys=[]) == [1]
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["small", "beyond-double"])
+def test_windows_read_together_equal_each_read_alone(
+    client: redis.Redis, unique: str, big: bool
+) -> None:
+    """raw_windows (the collector's one round trip; the week as its days before today,
+    today and its days after) gives every window the sums of raw(), in the same order."""
+    keys = KpiKeys(f"{unique}:")
+    zone = TENANTS.zone_for("acme")
+    other = ("m-2", "south", "sales", "ads")
+    for window in ("15m", "1h", "24h", "week", "month", "all"):
+        granularity, buckets = window_buckets(window, NOW, zone)
+        for i, bucket in enumerate(buckets):
+            key = keys.bucket("acme", granularity, bucket)
+            # fields that only some buckets hold, first met in different buckets
+            client.hset(key, encode_field((f"calls:in:answered{i % 4}", *DIMS)), i + 1)
+            if i % 2:
+                client.hset(key, encode_field(("won", *other)), 2)
+            client.hset(key, encode_field(("revenue", *DIMS)), 2**60 if big and i == 2 else 5)
+    windows = ("15m", "1h", "24h", "today", "week", "month", "all")
+    reader = KpiReader(client, keys, TENANTS, clock=NOW.timestamp)
+    together = reader.raw_windows("acme", windows, NOW)
+    assert list(together) == list(windows)
+    for window in windows:
+        alone = reader.raw("acme", window, NOW)
+        assert list(together[window].items()) == list(alone.items()), window
+    # the week's days on both sides of today are really in it
+    assert len(window_buckets("week", NOW, zone)[1]) == 7
+    assert together["week"][("won", other)] == 6
+
+
+@pytest.mark.parametrize("window", ["today", "1h"])
+def test_fields_that_parse_alike_are_added_up(
+    client: redis.Redis, unique: str, window: str
+) -> None:
+    """Two spellings of one field (never written so) still read as one sum, from a single
+    bucket's HGETALL and from the script alike."""
+    keys = KpiKeys(f"{unique}:")
+    granularity, buckets = window_buckets(window, NOW, TENANTS.zone_for("acme"))
+    key = keys.bucket("acme", granularity, buckets[0])
+    client.hset(key, encode_field(("won", *DIMS)), 2)
+    client.hset(key, b'["won", "m-1", "north", "sales", "web"]', 3)
+    client.hset(key, encode_field(("lost", *DIMS)), 1)
+    reader = KpiReader(client, keys, TENANTS, clock=NOW.timestamp)
+    together = reader.raw_windows("acme", [window], NOW)[window]
+    assert together == reader.raw("acme", window, NOW) == {("won", DIMS): 5, ("lost", DIMS): 1}

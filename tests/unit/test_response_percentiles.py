@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metrics.read.kpi_reader import group_components
+from metrics.read.grouping import group_components
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.catalogue import PERCENTILES, TOTAL_GROUP
 from salespulse.core.kpi.codecs import decode_field

@@ -28,7 +28,7 @@ from streams.redis_sink import RedisKpiSink
 
 CHUNK = 20_000
 TARGET_STATE_BYTES = 1 << 30
-TARGET_SCRAPE_S = 0.1
+TARGET_SCRAPE_S = 0.05  # issue 19: GET /metrics, 200 managers, <= 50 ms
 
 
 async def _apply_all(client: aioredis.Redis, keys: KpiKeys, events: Iterator[CrmEvent]) -> None:
@@ -142,8 +142,9 @@ async def scrape_time(redis_url: str, managers: int, events_per_manager: int = 2
         await client.aclose()
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     median = statistics.median(times)
-    verdict = "PASS" if median < TARGET_SCRAPE_S else "FAIL"
+    verdict = "PASS" if median <= TARGET_SCRAPE_S else "FAIL"
     return (
         f"GET /metrics, one tenant with {managers} managers ({series:,} series): "
-        f"median {median * 1e3:.0f} ms of 10, max {max(times) * 1e3:.0f} ms; < 100 ms: {verdict}"
+        f"median {median * 1e3:.0f} ms of 10, max {max(times) * 1e3:.0f} ms; "
+        f"<= {TARGET_SCRAPE_S * 1e3:.0f} ms: {verdict}"
     )
