@@ -7,8 +7,9 @@ the commands SalesPulse uses under the same names and signatures as the plain cl
 (GET, MGET within one slot, HINCRBY, EVALSHA through `register_script`, non-transaction
 pipelines, SCAN), but are not subclasses of them: they are handed out typed as the plain
 client, so the sides keep one type. What differs in cluster mode (a batch's script call
-per tenant, the global keys written apart) is decided by `KpiKeys.tenant_slots`; the one
-command a cluster pipeline refuses, MGET, goes through `mget_many`.
+per tenant, the global keys written apart) is decided by `KpiKeys.tenant_slots`. A
+cluster pipeline refuses MGET, which goes through `mget_many`, and script calls, which the
+KPI reader sends apart from its pipeline on a cluster (metrics/read/kpi_reader.py).
 """
 
 from __future__ import annotations
