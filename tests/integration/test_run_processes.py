@@ -90,3 +90,25 @@ def test_a_killed_run_leaves_no_stage_counting_on(settings: Settings, tmp_path: 
         run.send_signal(signal.SIGKILL)
         run.wait()
         assert [pid for pid in stages if not wait_gone(pid, 30)] == [], "outlived run"
+
+
+async def test_run_keeps_everything_in_one_process_when_asked(
+    settings: Settings, tmp_path: Path
+) -> None:
+    base = f"http://127.0.0.1:{settings.http_port}"
+    log = tmp_path / "run.log"
+    with salespulse_process("run", settings, log, worker_process=False) as run:
+        assert stage_processes(run.pid) == []
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/v1/events", json=CALL) as reply:
+                assert reply.status == 202
+
+            async def applied() -> bool:
+                async with session.get(f"{base}/metrics") as response:
+                    lines = set((await response.text()).splitlines())
+                return {
+                    "salespulse_worker_events_applied_total 1.0",
+                    "salespulse_worker_sla_events_applied_total 1.0",
+                } <= lines
+
+            await eventually(applied, 60, "both stages' counts in the one process")
