@@ -24,6 +24,9 @@
 -- entity changed since it was read, {3, key, field} when an increment would take a total
 -- past TOTAL_LIMIT (nothing written in all three cases: Redis never rolls a script
 -- back, so everything that can fail is checked before the first write), else {1}.
+-- Globals are table lookups in Redis's Lua 5.1: the per-field loops below use locals.
+local call, unpack, tonumber, abs, format, find, sub, min =
+  redis.call, unpack, tonumber, math.abs, string.format, string.find, string.sub, math.min
 local batch = cmsgpack.unpack(ARGV[1])
 -- On one Redis the keys come in the batch (`keys`), only the first declared: redis-py
 -- packs each command argument in Python, which cost the worker more than its fold on a
@@ -40,8 +43,8 @@ local dups = {}
 for _, group in ipairs(batch.seen) do
   local key, ids = KEYS[group[1]], group[2]
   for start = 1, #ids, CHUNK do
-    local stop = math.min(start + CHUNK - 1, #ids)
-    local flags = redis.call('SMISMEMBER', key, unpack(ids, start, stop))
+    local stop = min(start + CHUNK - 1, #ids)
+    local flags = call('SMISMEMBER', key, unpack(ids, start, stop))
     for i, flag in ipairs(flags) do
       if flag == 1 then
         dups[#dups + 1] = key
@@ -55,22 +58,22 @@ end
 -- memcmp: a field holds ~1/256 of a day's marks (~140 B at 5,000 events a day).
 local WIDTH = 7
 local function marked(held, remainder)
-  local at = string.find(held, remainder, 1, true)
-  while at and (at - 1) % WIDTH ~= 0 do at = string.find(held, remainder, at + 1, true) end
+  local at = find(held, remainder, 1, true)
+  while at and (at - 1) % WIDTH ~= 0 do at = find(held, remainder, at + 1, true) end
   return at ~= nil
 end
 local marks_held = {}
 for g, group in ipairs(batch.marked) do
   local key, shards, names = KEYS[group[1]], group[2], {}
   for i, shard in ipairs(shards) do names[i] = shard[1] end
-  local held = redis.call('HMGET', key, unpack(names))  -- at most 256 fields
+  local held = call('HMGET', key, unpack(names))  -- at most 256 fields
   marks_held[g] = held
   local all_ids = {}
   for i, shard in ipairs(shards) do
     local have, remainders, ids = held[i], shard[2], shard[3]
     for j = 1, #ids do
       all_ids[#all_ids + 1] = ids[j]
-      if have and marked(have, string.sub(remainders, (j - 1) * WIDTH + 1, j * WIDTH)) then
+      if have and marked(have, sub(remainders, (j - 1) * WIDTH + 1, j * WIDTH)) then
         dups[#dups + 1] = key
         dups[#dups + 1] = ids[j]
       end
@@ -80,8 +83,8 @@ for g, group in ipairs(batch.marked) do
   -- set) has its id there only, for SALESPULSE_DEDUPE_RETENTION_DAYS after an upgrade.
   local day_ids = group[3] and KEYS[group[3]]
   for start = 1, day_ids and #all_ids or 0, CHUNK do
-    local stop = math.min(start + CHUNK - 1, #all_ids)
-    local flags = redis.call('SMISMEMBER', day_ids, unpack(all_ids, start, stop))
+    local stop = min(start + CHUNK - 1, #all_ids)
+    local flags = call('SMISMEMBER', day_ids, unpack(all_ids, start, stop))
     for i, flag in ipairs(flags) do
       if flag == 1 then
         dups[#dups + 1] = day_ids
@@ -99,7 +102,7 @@ local conflicts = {}
 -- An entity is a string "version:state" (one MGET loads a batch's worth).
 for _, entity in ipairs(batch.entities) do
   local key = KEYS[entity[1]]
-  local held = redis.call('GET', key)
+  local held = call('GET', key)
   local stored = held and tonumber(string.match(held, '^(%d+):')) or 0
   if stored ~= entity[2] then conflicts[#conflicts + 1] = key end
 end
@@ -117,30 +120,34 @@ end
 local totals = {}
 for h, hash in ipairs(batch.hashes) do
   local key = KEYS[hash[1]]
-  local names, amounts = {}, {}
+  local names, amounts, count = {}, {}, 0
   for field, amount in pairs(hash[3]) do
     local number = tonumber(amount)
     if number ~= 0 then
-      if math.abs(number) >= TOTAL_LIMIT then return {3, key, field} end
-      names[#names + 1] = field
-      amounts[#amounts + 1] = amount
+      if abs(number) >= TOTAL_LIMIT then return {3, key, field} end
+      count = count + 1
+      names[count] = field
+      amounts[count] = amount
     end
   end
-  local sets, adds = {}, {}
-  for start = 1, #names, CHUNK do
-    local stop = math.min(start + CHUNK - 1, #names)
-    local held = redis.call('HMGET', key, unpack(names, start, stop))
-    for i, value in ipairs(held) do
-      local field, amount = names[start + i - 1], amounts[start + i - 1]
-      local before = tonumber(value) or 0
+  local sets, adds, set_count, add_count = {}, {}, 0, 0
+  for start = 1, count, CHUNK do
+    local stop = min(start + CHUNK - 1, count)
+    local held = call('HMGET', key, unpack(names, start, stop))
+    for i = 1, stop - start + 1 do
+      local at = start + i - 1
+      local field, amount = names[at], amounts[at]
+      local before = tonumber(held[i]) or 0
       local total = before + tonumber(amount)
-      if math.abs(total) >= TOTAL_LIMIT then return {3, key, field} end
-      if type(amount) == 'number' and math.abs(before) < EXACT and math.abs(total) < EXACT then
-        sets[#sets + 1] = field
-        sets[#sets + 1] = string.format('%d', total)
+      if abs(total) >= TOTAL_LIMIT then return {3, key, field} end
+      if type(amount) == 'number' and abs(before) < EXACT and abs(total) < EXACT then
+        sets[set_count + 1] = field
+        sets[set_count + 2] = format('%d', total)
+        set_count = set_count + 2
       else
-        adds[#adds + 1] = field
-        adds[#adds + 1] = amount
+        adds[add_count + 1] = field
+        adds[add_count + 2] = amount
+        add_count = add_count + 2
       end
     end
   end
@@ -150,9 +157,9 @@ end
 for _, group in ipairs(batch.seen) do
   local key, ids = KEYS[group[1]], group[2]
   for start = 1, #ids, CHUNK do
-    redis.call('SADD', key, unpack(ids, start, math.min(start + CHUNK - 1, #ids)))
+    call('SADD', key, unpack(ids, start, min(start + CHUNK - 1, #ids)))
   end
-  redis.call('EXPIRE', key, batch.ttl)
+  call('EXPIRE', key, batch.ttl)
 end
 -- Marks are kept as long as the `all` bucket that counted them: no expiry.
 for g, group in ipairs(batch.marked) do
@@ -161,44 +168,44 @@ for g, group in ipairs(batch.marked) do
     values[#values + 1] = shard[1]
     values[#values + 1] = (held[i] or '') .. shard[2]
   end
-  redis.call('HSET', KEYS[group[1]], unpack(values))
+  call('HSET', KEYS[group[1]], unpack(values))
 end
 for _, entity in ipairs(batch.entities) do
-  if (entity[4] or 0) > 0 then redis.call('SET', KEYS[entity[1]], entity[3], 'EX', entity[4])
-  else redis.call('SET', KEYS[entity[1]], entity[3]) end
+  if (entity[4] or 0) > 0 then call('SET', KEYS[entity[1]], entity[3], 'EX', entity[4])
+  else call('SET', KEYS[entity[1]], entity[3]) end
 end
 
 for h, hash in ipairs(batch.hashes) do
   local key = KEYS[hash[1]]
   local sets, adds = totals[h][1], totals[h][2]
   for start = 1, #sets, 2 * CHUNK do
-    redis.call('HSET', key, unpack(sets, start, math.min(start + 2 * CHUNK - 1, #sets)))
+    call('HSET', key, unpack(sets, start, min(start + 2 * CHUNK - 1, #sets)))
   end
-  for i = 1, #adds, 2 do redis.call('HINCRBY', key, adds[i], adds[i + 1]) end
-  if hash[2] > 0 then redis.call('EXPIRE', key, hash[2]) end
+  for i = 1, #adds, 2 do call('HINCRBY', key, adds[i], adds[i + 1]) end
+  if hash[2] > 0 then call('EXPIRE', key, hash[2]) end
 end
 
 for _, op in ipairs(batch.zsets) do
-  if op[1] == 'a' then redis.call('ZADD', KEYS[op[2]], op[4], op[3])
-  else redis.call('ZREM', KEYS[op[2]], op[3]) end
+  if op[1] == 'a' then call('ZADD', KEYS[op[2]], op[4], op[3])
+  else call('ZREM', KEYS[op[2]], op[3]) end
 end
 
 for _, op in ipairs(batch.fields) do
   local key = KEYS[op[2]]
-  if op[1] == 's' then redis.call('HSET', key, op[3], op[4])
+  if op[1] == 's' then call('HSET', key, op[3], op[4])
   elseif op[1] == 'm' then
-    local held = tonumber(redis.call('HGET', key, op[3]) or '0')
-    if tonumber(op[4]) > held then redis.call('HSET', key, op[3], op[4]) end
-  else redis.call('HDEL', key, op[3]) end
+    local held = tonumber(call('HGET', key, op[3]) or '0')
+    if tonumber(op[4]) > held then call('HSET', key, op[3], op[4]) end
+  else call('HDEL', key, op[3]) end
 end
 
 for _, member in ipairs(batch.members) do
-  redis.call('SADD', KEYS[member[1]], member[2])
+  call('SADD', KEYS[member[1]], member[2])
 end
 
 local offsets = KEYS[batch.offsets]
 for _, mark in ipairs(batch.marks) do
-  local current = tonumber(redis.call('HGET', offsets, mark[1]) or '-1')
-  if mark[2] > current then redis.call('HSET', offsets, mark[1], mark[2]) end
+  local current = tonumber(call('HGET', offsets, mark[1]) or '-1')
+  if mark[2] > current then call('HSET', offsets, mark[1], mark[2]) end
 end
 return {1}
