@@ -12,25 +12,13 @@ import aiohttp
 import pytest
 
 from salespulse.core.settings import Settings
+from salespulse.dev.bench.parts import stage_processes_of
 from tests.helpers import eventually
 from tests.integration.processes import salespulse_process
-from tests.integration.test_embedded_run import alive, children_of
+from tests.integration.test_embedded_run import alive
 from tests.integration.test_end_to_end import CALL
 
 pytestmark = pytest.mark.integration
-
-
-def stage_processes(pid: int) -> list[int]:
-    """The pids of run's worker stage processes (multiprocessing spawn children)."""
-    found = []
-    for child in children_of(pid):
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"spawn_main" in command:
-            found.append(child)
-    return sorted(found)
 
 
 def wait_gone(pid: int, within_s: float) -> bool:
@@ -47,7 +35,9 @@ async def test_run_folds_in_a_second_process_and_shows_its_series_on_one_metrics
 ) -> None:
     base = f"http://127.0.0.1:{settings.http_port}"
     with salespulse_process("run", settings, tmp_path / "run.log") as run:
-        assert len(stage_processes(run.pid)) == 2, "a process for each stage, KPI and SLA"
+        assert len(sorted(stage_processes_of(run.pid))) == 2, (
+            "a process for each stage, KPI and SLA"
+        )
         event = {**CALL, "event_id": "split-1"}
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{base}/v1/events", json=event) as reply:
@@ -76,7 +66,7 @@ def test_run_stops_with_an_error_when_a_stage_process_dies(
 ) -> None:
     log = tmp_path / "run.log"
     with salespulse_process("run", settings, log) as run:
-        stages = stage_processes(run.pid)
+        stages = sorted(stage_processes_of(run.pid))
         time.sleep(1)
         os.kill(stages[which], signal.SIGKILL)
         assert run.wait(30) == 1
@@ -86,7 +76,7 @@ def test_run_stops_with_an_error_when_a_stage_process_dies(
 
 def test_a_killed_run_leaves_no_stage_counting_on(settings: Settings, tmp_path: Path) -> None:
     with salespulse_process("run", settings, tmp_path / "run.log") as run:
-        stages = stage_processes(run.pid)
+        stages = sorted(stage_processes_of(run.pid))
         run.send_signal(signal.SIGKILL)
         run.wait()
         assert [pid for pid in stages if not wait_gone(pid, 30)] == [], "outlived run"
@@ -98,7 +88,7 @@ async def test_run_keeps_everything_in_one_process_when_asked(
     base = f"http://127.0.0.1:{settings.http_port}"
     log = tmp_path / "run.log"
     with salespulse_process("run", settings, log, worker_process=False) as run:
-        assert stage_processes(run.pid) == []
+        assert sorted(stage_processes_of(run.pid)) == []
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{base}/v1/events", json=CALL) as reply:
                 assert reply.status == 202
