@@ -36,17 +36,24 @@ _WITH_CREATED = frozenset({"counter", "histogram", "summary"})
 
 def merge_families(first: Iterable[Metric], second: Iterable[Metric]) -> list[Metric]:
     merged: dict[str, Metric] = {}
+    # Families are copied only when another is merged into them: the exporter's KPI
+    # families (thousands of series) pass through as they are, on every scrape.
+    copied: set[str] = set()
     for family in (*first, *second):
-        held = merged.get(family.name)
-        if held is None and family.type == "gauge" and family.name.endswith("_created"):
+        name = family.name
+        held = merged.get(name)
+        if held is None and family.type == "gauge" and name.endswith("_created"):
             # The text format writes a counter's (histogram's) `_created` samples as a
             # gauge family of their own; a registry keeps them in the counter's family.
-            owner = merged.get(family.name.removesuffix("_created"))
+            owner = merged.get(name.removesuffix("_created"))
             if owner is not None and owner.type in _WITH_CREATED:
-                held = owner
+                name, held = owner.name, owner
         if held is None:
-            merged[family.name] = _copy(family)
+            merged[name] = family
             continue
+        if name not in copied:
+            held = merged[name] = _copy(held)
+            copied.add(name)
         index = {(s.name, tuple(sorted(s.labels.items()))): i for i, s in enumerate(held.samples)}
         for sample in family.samples:
             at = index.get((sample.name, tuple(sorted(sample.labels.items()))))
