@@ -125,6 +125,30 @@ def merged(folds: Sequence[BatchFold]) -> BatchFold:
     return whole
 
 
+@dataclass(frozen=True)
+class AppliedParts:
+    """A written batch as its stage counts it. Its parts' folds are merged only when asked
+    (``whole``): merging the increments of a batch cut in parts cost the worker ~1.7 µs an
+    event (cProfile, the bench's traffic at 200 managers), for figures nobody read."""
+
+    folds: list[BatchFold]
+
+    @property
+    def events(self) -> int:
+        return sum(fold.events for fold in self.folds)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(fold.duplicates for fold in self.folds)
+
+    @property
+    def received_at(self) -> list[float]:
+        return [at for fold in self.folds for at in fold.received_at]
+
+    def whole(self) -> BatchFold:
+        return merged(self.folds)
+
+
 @dataclass
 class Part:
     """Consecutive events of a batch, folded; written by one Lua call."""
@@ -172,8 +196,8 @@ class KpiApplier:
         self._off_loop = OffLoop("salespulse-kpi-fold")
 
     async def apply(self, events: Sequence[CrmEvent], offsets: dict[str, int]) -> BatchFold:
-        """Apply once; returns the fold that the store accepted."""
-        return await self.commit(await self.prepare(events), offsets)
+        """Apply once; returns the fold that the store accepted (its parts as one)."""
+        return (await self.commit(await self.prepare(events), offsets)).whole()
 
     async def prepare(self, events: Sequence[CrmEvent]) -> Prepared:
         """Fold the batch, in parts when its writes would make one Lua call too long; on
@@ -225,7 +249,7 @@ class KpiApplier:
         )  # fmt: skip
         return Part(events, refs, fold, generation)
 
-    async def commit(self, prepared: Prepared, offsets: dict[str, int]) -> BatchFold:
+    async def commit(self, prepared: Prepared, offsets: dict[str, int]) -> AppliedParts:
         """Write the parts in order; only the last one moves the watermarks."""
         if not prepared.written and self._before_commit is not None:
             # once a batch, before its first part: a retried commit carries on from its parts
@@ -234,7 +258,7 @@ class KpiApplier:
         for index in range(len(prepared.written), len(prepared.parts)):
             marks = offsets if index == last else {}
             prepared.written.append(await self._commit_part(prepared.parts[index], marks))
-        return merged(prepared.written)
+        return AppliedParts(list(prepared.written))
 
     async def _commit_part(self, prepared: Part, offsets: dict[str, int]) -> BatchFold:
         fold, refs = prepared.fold, prepared.refs

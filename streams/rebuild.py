@@ -297,7 +297,7 @@ class StoreRebuild:
 
         async def kpi_part(events: list[CrmEvent]) -> object:
             try:
-                return await self._kpi.apply(events, {})
+                return await self._kpi.commit(await self._kpi.prepare(events), {})
             except KpiStoreError as exc:  # not the events' fault: abort, below
                 store_failed.append(exc)
                 raise

@@ -44,9 +44,14 @@ DeadLetter = tuple[ConsumerRecord, str, str]
 
 
 class AppliedBatch(Protocol):
-    events: int
-    duplicates: int
-    received_at: list[float]
+    @property
+    def events(self) -> int: ...
+
+    @property
+    def duplicates(self) -> int: ...
+
+    @property
+    def received_at(self) -> list[float]: ...
 
 
 class BatchApplier(Protocol[P]):

@@ -71,7 +71,9 @@ async def test_parts_leave_what_one_call_leaves_and_only_the_last_moves_the_wate
     # twice: the first batch learns its size, the second is cut up before it is folded
     half = len(batch) // 2
     await applier.apply(batch[:half], {})
-    folded = await applier.apply(batch[half:], OFFSETS)
+    # the stage counts the parts as written, merging none of them (AppliedParts)
+    applied = await applier.commit(await applier.prepare(batch[half:]), OFFSETS)
+    folded = applied.whole()
 
     assert await dump(redis_client, keys.prefix) == expected
     assert len(parts.calls) >= 6
@@ -79,6 +81,9 @@ async def test_parts_leave_what_one_call_leaves_and_only_the_last_moves_the_wate
     assert [marks for _, marks in parts.calls if marks] == [OFFSETS]
     assert parts.calls[-1][1] == OFFSETS
     assert folded.events == len(batch) - half
+    assert len(applied.folds) >= 2
+    assert (applied.events, applied.duplicates) == (folded.events, folded.duplicates)
+    assert applied.received_at == folded.received_at
 
 
 @pytest.mark.parametrize(("crash_at_call", "forget_ids"), [(2, False), (5, False), (3, True)])
