@@ -86,6 +86,8 @@ class SlaFold:
     increments: Increments = field(default_factory=dict)
     # entity key → (expected stored version, new state JSON)
     entity_writes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    # entity key → the state written (what the next batch is folded on, streams/sla_store.py)
+    new_states: dict[str, ConversationState] = field(default_factory=dict)
     # (tenant, member to remove or None, member to add or None, its score µs)
     waiting_moves: list[tuple[str, str | None, str | None, int]] = field(default_factory=list)
     # tenant → newest received_at among the batch's events (ms)
@@ -280,6 +282,7 @@ def fold_conversations(
             continue  # repeats only: nothing changes, nothing to write
         config = tenants.get(tenant)
         fold.entity_writes[key] = (version, CONVERSATION_STATE.encode(new))
+        fold.new_states[key] = new
         after = derive_conversation(ref, new, config)
         delta = dict(after.contributions)
         before_waiting = None
