@@ -100,3 +100,30 @@ def test_ingest_bench_measures_the_ingest_alone_and_in_run() -> None:
         assert re.search(r"server CPU [\d,]+ µs/request \([\d,]+ requests per core-second\)", line)
     assert re.search(r"ingest alone (PASS|FAIL), in `run` (PASS|FAIL)", result.stdout), output
     assert "FAILED" not in output
+
+
+def test_replay_bench_times_a_history_import_in_run_after_a_warm_up() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SALESPULSE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "salespulse.cli", "bench", "--replay", "2000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert re.search(
+        r"replay of 2,000 events \(2 years of history\) in `salespulse run`, its stages already "
+        r"consuming: sent in [\d.]+s, all applied after [\d.]+s .*records spooled: 0",
+        result.stdout,
+    ), output
+    assert re.search(r"during the replay: Redis CPU [\d.,]+ µs/event", result.stdout), output
+    # the warm-up's batches are not the replay's
+    batches = re.search(r"KPI stage: ([\d,]+) batches, ([\d,]+) events each", result.stdout)
+    assert batches is not None, output
+    count, each = (int(group.replace(",", "")) for group in batches.groups())
+    assert count >= 1, output
+    assert count * each == pytest.approx(2000, rel=0.01), output
+    assert "FAILED" not in output
