@@ -17,17 +17,22 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_bench_runs_every_path_checks_the_fold_and_cleans_up() -> None:
+def bench(*arguments: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``salespulse bench`` as a user runs it: no SALESPULSE_* setting of the test run."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("SALESPULSE_")}
-    sizes = ["--events", "15000", "--naive-events", "300", "--partitions", "2", "--runs", "2"]
-    result = subprocess.run(
-        [sys.executable, "-m", "salespulse.cli", "bench", *sizes, "--open-deals", "2000"],
+    return subprocess.run(
+        [sys.executable, "-m", "salespulse.cli", "bench", *arguments],
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout_s,
         check=False,
     )
+
+
+def test_bench_runs_every_path_checks_the_fold_and_cleans_up() -> None:
+    sizes = ["--events", "15000", "--naive-events", "300", "--partitions", "2", "--runs", "2"]
+    result = bench(*sizes, "--open-deals", "2000", timeout_s=240)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     for path in ("(a) SalesPulse", "(b) naive faust", "(c) raw aiokafka", "(d)"):
@@ -59,15 +64,7 @@ def test_bench_runs_every_path_checks_the_fold_and_cleans_up() -> None:
 
 
 def test_fold_only_bench_splits_the_worker_steps_and_event_types() -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("SALESPULSE_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "salespulse.cli", "bench", "--fold-only", "--events", "4000"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = bench("--fold-only", "--events", "4000", timeout_s=120)
     assert result.returncode == 0, result.stdout + result.stderr
     head, *by_type, sla = result.stdout.splitlines()
     assert head.startswith("fold-only, 4,000 events in batches of 5,000"), head
@@ -82,15 +79,7 @@ def test_fold_only_bench_splits_the_worker_steps_and_event_types() -> None:
 
 
 def test_ingest_bench_measures_the_ingest_alone_and_in_run() -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("SALESPULSE_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "salespulse.cli", "bench", "--ingest", "300"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    result = bench("--ingest", "300", timeout_s=240)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     for process in ("`salespulse ingest`", "`salespulse run`"):
@@ -103,15 +92,7 @@ def test_ingest_bench_measures_the_ingest_alone_and_in_run() -> None:
 
 
 def test_replay_bench_times_a_history_import_in_run_after_a_warm_up() -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("SALESPULSE_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "salespulse.cli", "bench", "--replay", "2000"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = bench("--replay", "2000", timeout_s=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert re.search(
