@@ -51,6 +51,7 @@ def test_bench_runs_every_path_checks_the_fold_and_cleans_up() -> None:
     assert all(value.replace(",", "").replace(".", "").isdigit() for value in cpu), cpu
     assert re.search(r"ratio \(a\)/\(b\): [\d,.]+x CPU, [\d,.]+x wall", result.stdout), output
     assert re.search(r"\(a\) draining its backlog: Redis CPU [\d,.]+ µs/event", result.stdout)
+    assert re.search(r"\(d\) draining the same backlog: Redis CPU [\d,.]+ µs/event", result.stdout)
     for managers in ("10", "200", "2,000"):
         line = rf"{managers} managers: Redis CPU [\d,.]+ µs/event.*; [\d,.]+ hash fields written"
         assert re.search(line, result.stdout), output

@@ -61,7 +61,13 @@ def table_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
-def report(rows: list[Row], check: str, rates_a: list[float], redis_a: RedisCost | None) -> None:
+def report(
+    rows: list[Row],
+    check: str,
+    rates_a: list[float],
+    redis_a: RedisCost | None,
+    redis_d: RedisCost | None = None,
+) -> None:
     """Print the table, the ratios (CPU and wall) and, past TARGET_MIN_EVENTS, verdicts."""
     print(*table_lines(rows), sep="\n")
     print(*(f"{row.path} FAILED: {row.error}" for row in rows if row.error), sep="\n")
@@ -79,6 +85,10 @@ def report(rows: list[Row], check: str, rates_a: list[float], redis_a: RedisCost
     )
     if redis_a is not None:
         print(f"(a) draining its backlog: {redis_a.describe(a.timed or a.events)}")
+    if redis_d is not None:
+        # the same Redis, the other stage: together they are what one worker costs it
+        d = rows[3]
+        print(f"(d) draining the same backlog: {redis_d.describe(d.timed or d.events)}")
     if a.events < TARGET_MIN_EVENTS:
         # A short backlog touches each deal once or twice: its states stay small and the
         # fold cheap (15,000 events read 86k/s where 200,000 read 37k/s), no verdict.

@@ -18,6 +18,7 @@ from salespulse.core.pipeline_metrics import PipelineMetrics
 from salespulse.core.settings import Settings
 from salespulse.dev.bench.naive import BENCH_TENANTS
 from salespulse.dev.bench.parts import Mark, Row, close_quietly, delete_keys, wait_until
+from salespulse.dev.bench.redis_cost import RedisCost, RedisProbe
 
 PATH = "(d) SLA stage (conversation clock)"
 
@@ -38,7 +39,8 @@ class _SlaMarks(PipelineMetrics):
 
 async def measure_sla(
     settings: Settings, bootstrap: str, redis_url: str, topic: str, events: int
-) -> Row:
+) -> tuple[Row, RedisCost]:
+    """The row, and what the stage's writes cost Redis while it drained the backlog."""
     run = uuid.uuid4().hex[:8]
     settings = settings.model_copy(
         update={
@@ -59,13 +61,16 @@ async def measure_sla(
         timeout_s=settings.produce_timeout_s,
     )
     consumer = build_sla_consumer(settings, BENCH_TENANTS, client, publisher, metrics)
+    probe = RedisProbe(client)
     try:
+        await probe.start()
         await consumer.start()
         budget = 30 + settings.kafka_session_timeout_s + events / 5_000
         await wait_until(lambda: metrics.applied >= events, budget, "(d) to drain", consumer)
+        redis_cost = await probe.stop()
         assert metrics.first is not None  # narrowing: set by the batches just waited for
         assert metrics.last is not None
-        return Row.between(PATH, events, metrics.first, metrics.last)
+        return Row.between(PATH, events, metrics.first, metrics.last), redis_cost
     finally:
         await close_quietly("(d) consumer", consumer.stop())
         await close_quietly("(d) dead-letter publisher", publisher.stop())

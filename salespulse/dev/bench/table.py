@@ -265,6 +265,7 @@ async def _bench(
     check, ok = "check (a): not run", False
     rates: list[float] = []
     redis_a: RedisCost | None = None
+    redis_d: RedisCost | None = None
     try:
         await ensure_topics(bootstrap, dict.fromkeys(topics, partitions))
         expected: Expected = Counter()
@@ -280,7 +281,7 @@ async def _bench(
         except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
             rows[0].error = repr(exc)
         try:
-            rows[3] = await measure_sla(settings, bootstrap, redis_url, topic_a, events)
+            rows[3], redis_d = await measure_sla(settings, bootstrap, redis_url, topic_a, events)
         except Exception as exc:  # noqa: BLE001 - reported in the table, exit status 1
             rows[3].error = repr(exc)
         try:
@@ -307,7 +308,7 @@ async def _bench(
     except Exception as exc:  # noqa: BLE001 - reported, exit status 1
         scale.append(f"Redis cost by managers FAILED: {exc!r}")
 
-    report(rows, check, rates, redis_a)
+    report(rows, check, rates, redis_a, redis_d)
     print(*scale, "", sep="\n")
     print(
         f"machine: nproc {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} "
