@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.buckets import day_horizon_us
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
 from streams.contributions import Derived
@@ -176,6 +177,7 @@ class KpiApplier:
         cache_bytes: int = CACHE_BYTES,
         before_commit: Callable[[Sequence[CrmEvent]], Awaitable[None]] | None = None,
         max_part_writes: int = MAX_PART_WRITES,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._sink = sink
         # streams/daily_snapshot.py: sees the store as the batches before this one left it
@@ -194,6 +196,9 @@ class KpiApplier:
         # writes per event of the last batch: sizes the next batch's parts before folding
         self._writes_per_event = 0.0
         self._off_loop = OffLoop("salespulse-kpi-fold")
+        # the time a batch is applied at (the edge reads it; the fold stays pure)
+        self._clock = clock
+        self._day_horizon = day_horizon_us(sink.day_retention_days)
 
     async def apply(self, events: Sequence[CrmEvent], offsets: dict[str, int]) -> BatchFold:
         """Apply once; returns the fold that the store accepted (its parts as one)."""
@@ -245,7 +250,7 @@ class KpiApplier:
         derived = {key: self._derived[key] for key in states if key in self._derived}
         fold = await self._off_loop.run(
             fold_batch, events, self._tenants, self._keys, states,
-            derived=derived, applied_at_us=_now_us(),
+            derived=derived, applied_at_us=self._now_us(), day_horizon=self._day_horizon,
         )  # fmt: skip
         return Part(events, refs, fold, generation)
 
@@ -289,8 +294,12 @@ class KpiApplier:
         self, events: Sequence[CrmEvent], states: States, skip: frozenset[tuple[str, str]]
     ) -> BatchFold:
         return await self._off_loop.run(
-            fold_batch, events, self._tenants, self._keys, states, skip, applied_at_us=_now_us()
-        )
+            fold_batch, events, self._tenants, self._keys, states, skip,
+            applied_at_us=self._now_us(), day_horizon=self._day_horizon,
+        )  # fmt: skip
+
+    def _now_us(self) -> int:
+        return round(self._clock() * 1_000_000)
 
     async def _states(self, refs: dict[str, str]) -> States:
         states: States = {}
@@ -331,8 +340,3 @@ def _chunks(events: Sequence[CrmEvent], count: int) -> list[Sequence[CrmEvent]]:
     """``count`` consecutive runs of nearly equal length."""
     size = math.ceil(len(events) / count)
     return [events[start : start + size] for start in range(0, len(events), size)]
-
-
-def _now_us() -> int:
-    """The apply time the fold is given: the edge reads the clock, the fold stays pure."""
-    return time.time_ns() // 1000

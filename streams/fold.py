@@ -13,9 +13,11 @@ from weakref import WeakKeyDictionary
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.buckets import (
     GRANULARITIES,
+    NO_DAY_HORIZON,
     US_PER_HOUR,
     US_PER_MINUTE,
     BucketNamer,
+    SkippedDay,
     Written,
     namer_for,
     skip_level,
@@ -111,9 +113,13 @@ def encode(memo: dict[str, str], component: str, dims: Dims) -> str:
 
 
 class BucketFolder:
-    def __init__(self, tenants: TenantDirectory, keys: KpiKeys) -> None:
+    def __init__(
+        self, tenants: TenantDirectory, keys: KpiKeys, day_horizon: int = NO_DAY_HORIZON
+    ) -> None:
         self.tenants = tenants
         self._keys = keys
+        # an instant older than its receipt by this writes no day bucket (day_horizon_us)
+        self.day_horizon = day_horizon
         self._namers: dict[str, BucketNamer] = {}
         # (tenant, bucket names with skipped ones as None) → encoded field → amount;
         # expanded into one increment per granularity once, at the end (most instants
@@ -132,7 +138,8 @@ class BucketFolder:
     ) -> None:
         """Add to the instant's bucket of every granularity it writes (buckets.skip_level)."""
         if amount:
-            self.add_at(tenant, self.namer(tenant).written(us, received), component, dims, amount)
+            written = self.namer(tenant).written(us, received, self.day_horizon)
+            self.add_at(tenant, written, component, dims, amount)
 
     def add_at(self, tenant: str, names: Written, component: str, dims: Dims, amount: int) -> None:
         """Add to buckets already named (and skipped)."""
@@ -154,7 +161,7 @@ class BucketFolder:
             if not nonzero:
                 continue
             for granularity, bucket in zip(GRANULARITIES, names, strict=True):
-                if bucket is None:
+                if bucket is None or type(bucket) is SkippedDay:
                     continue
                 target = increments.get((tenant, granularity, bucket))
                 if target is None:
@@ -173,6 +180,7 @@ def fold_batch(
     skip_ids: frozenset[tuple[str, str]] = frozenset(),
     derived: dict[str, Derived] | None = None,
     applied_at_us: int | None = None,
+    day_horizon: int = NO_DAY_HORIZON,
 ) -> BatchFold:
     """Fold a batch. ``states`` holds the stored state of every entity the batch touches;
     ``skip_ids`` are (tenant, event_id) pairs the store has already counted; ``derived``
@@ -182,12 +190,14 @@ def fold_batch(
     historical receipt, but no sliding window read from now on can see an instant an hour
     older than now: with this, history writes no minute and hour buckets (a two-year
     replay wrote two of them per event, ~130,000 hashes nothing ever read).
+    ``day_horizon``: nor day buckets for instants older than this before their receipt
+    (buckets.day_horizon_us: past the day-bucket retention, no period reads them).
 
     The loop runs once per event, ~12 µs each in ``bench --fold-only``'s mix (a stage
     change ~35 µs, half of it the entity diff; the worker's target is 10 µs): hence the
     local names and per-tenant memos (most events share a tenant, dimensions, minutes).
     """
-    folder = BucketFolder(tenants, keys)
+    folder = BucketFolder(tenants, keys, day_horizon)
     fold = folder.fold
     # tenant → event ids counted (by the store, or earlier in this batch)
     seen: dict[str, set[str]] = {}
@@ -225,7 +235,7 @@ def fold_batch(
             received_at.append(received / 1_000_000)
             if event.backfill and applied_at_us is not None and applied_at_us > received:
                 received = applied_at_us
-            level = skip_level(us, received)
+            level = skip_level(us, received, day_horizon)
         levels = batch.by_minute.get(minute)
         written: Written = levels[level] if levels else batch.namer.written_at(minute, level)
         slot = batch.slots.get(written)
@@ -323,10 +333,11 @@ class _TenantBatch:
         memo = encoded_fields(dims)
         # skip_level with the receipt's thresholds worked out once, not once per part
         if received is None:
-            recent_minute = recent_hour = -(1 << 62)
+            recent_minute = recent_hour = oldest_day_us = -(1 << 62)
         else:
             recent_minute = received // US_PER_MINUTE - 59
             recent_hour = received // US_PER_HOUR - 23
+            oldest_day_us = received - self._folder.day_horizon
         # an instant's buckets, once per run of its parts (a won deal has several)
         last_us: int | None = None
         fields: dict[str, int] = {}
@@ -337,8 +348,11 @@ class _TenantBatch:
                 last_us = us
                 minute = us // US_PER_MINUTE
                 level = (
-                    0 if minute >= recent_minute else 1 if us // US_PER_HOUR >= recent_hour else 2
-                )
+                    0 if minute >= recent_minute
+                    else 1 if us // US_PER_HOUR >= recent_hour
+                    else 2 if us >= oldest_day_us
+                    else 3
+                )  # fmt: skip
                 levels = by_minute.get(minute)
                 written = levels[level] if levels else self.namer.written_at(minute, level)
                 fields = (slots.get(written) or self.slot(written))[1]

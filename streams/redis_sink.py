@@ -178,6 +178,11 @@ async def read_watermarks(
     return {tp: int(value) for tp, value in zip(partitions, values, strict=True) if value}
 
 
+def retention_days(day_ttl_s: int) -> int:
+    """Whole days a day bucket is kept (its TTL rounded up)."""
+    return -(-day_ttl_s // 86_400)
+
+
 def bucket_ttls(day_ttl_s: int, month_ttl_s: int | None = None) -> dict[str, int]:
     """Expiry of a KPI bucket hash by granularity (0: kept); months default to days'."""
     month = day_ttl_s if month_ttl_s is None else month_ttl_s
@@ -209,6 +214,7 @@ class RedisKpiSink:
         self._group = group
         self._dedupe_ttl_s = dedupe_ttl_s
         self._ttl = bucket_ttls(day_ttl_s, month_ttl_s)
+        self.day_retention_days = retention_days(day_ttl_s)
         self._script = client.register_script(apply_script())
         self._off_loop = OffLoop("salespulse-kpi-pack")
         # Redis Cluster: the tenants set and the watermarks are written after the script

@@ -43,7 +43,7 @@ from weakref import WeakKeyDictionary
 
 from salespulse.core.business_hours import BusinessCalendar
 from salespulse.core.events import CrmEvent
-from salespulse.core.kpi.buckets import from_us, to_us
+from salespulse.core.kpi.buckets import NO_DAY_HORIZON, from_us, to_us
 from salespulse.core.kpi.catalogue import NO_VALUE, RESPONSE_BUCKETS_S
 from salespulse.core.kpi.codecs import WaitingMember, conversation_ref, encode_waiting_member
 from salespulse.core.kpi.redis_layout import KpiKeys
@@ -218,11 +218,14 @@ def fold_conversations(
     states: ConversationStates,
     limit: WaitLimit | None = None,
     skip: frozenset[tuple[str, str]] = frozenset(),
+    day_horizon: int = NO_DAY_HORIZON,
 ) -> SlaFold:
     """Fold a batch; ``states`` holds the stored state of every conversation it touches.
     With a ``limit``, a wait already past its maximum is not added to the index.
-    ``skip``: (tenant, event id) pairs the store holds marks of (counted before)."""
-    folder = BucketFolder(tenants, keys)
+    ``skip``: (tenant, event id) pairs the store holds marks of (counted before).
+    ``day_horizon``: an instant older than its receipt by this writes no day bucket
+    (buckets.day_horizon_us)."""
+    folder = BucketFolder(tenants, keys, day_horizon)
     fold = SlaFold()
     marking: set[tuple[str, str]] = set()  # a repeat within the batch is marked once
     # entity key → (tenant, ref, state being joined, newest receipt µs)

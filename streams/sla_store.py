@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.buckets import day_horizon_us
 from salespulse.core.kpi.codecs import (
     WaitingMember,
     conversation_ref,
@@ -47,6 +48,7 @@ from streams.redis_sink import (
     mget_chunked,
     read_watermarks,
     refused_overflow,
+    retention_days,
     script_call,
 )
 from streams.sla_fold import (
@@ -79,6 +81,7 @@ class SlaStore:
         self._keys = keys
         self._group = group
         self._ttl = bucket_ttls(day_ttl_s, month_ttl_s)
+        self.day_retention_days = retention_days(day_ttl_s)
         self._script = client.register_script(apply_script())
         self._off_loop = OffLoop("salespulse-sla-pack")
         # Redis Cluster: one script call per tenant, the rest written after them
@@ -333,8 +336,9 @@ class SlaApplier:
         limit: WaitLimit | None,
         skip: frozenset[tuple[str, str]] = frozenset(),
     ) -> SlaFold:
+        horizon = day_horizon_us(self._store.day_retention_days)
         return await self._off_loop.run(
-            fold_conversations, events, self._tenants, self._keys, states, limit, skip
+            fold_conversations, events, self._tenants, self._keys, states, limit, skip, horizon
         )
 
     def _limit(self) -> WaitLimit | None:

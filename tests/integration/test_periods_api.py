@@ -58,6 +58,7 @@ tenants:
 KYIV = TenantConfig.model_validate(yaml.safe_load(TENANTS_YAML)["tenants"]["kyiv"])
 # Friday 20 November 2026, 14:00 in Kyiv.
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+RETENTION_DAYS = 60
 Client = TestClient[web.Request, web.Application]
 
 
@@ -133,17 +134,22 @@ async def client(
     settings: Settings, redis_url: str, tenants: TenantDirectory, redis_client: aioredis.Redis
 ) -> AsyncIterator[Client]:
     keys = KpiKeys(settings.redis_key_prefix)
-    sink = RedisKpiSink(redis_client, keys, group="g", dedupe_ttl_s=86_400, day_ttl_s=86_400)
+    # day buckets kept as long as the reader below assumes (a day past it is not written)
+    retention = RETENTION_DAYS * 86_400
+    sink = RedisKpiSink(redis_client, keys, group="g", dedupe_ttl_s=86_400, day_ttl_s=retention)
     clock = [NOW.timestamp() - 86_400]  # the first batch lands on 19 November
     snapshot = DailySnapshot(redis_client, keys, tenants, ttl_s=86_400, clock=lambda: clock[0])
-    applier = KpiApplier(sink, tenants, keys, before_commit=snapshot.before_commit)
+    applier = KpiApplier(
+        sink, tenants, keys, before_commit=snapshot.before_commit, clock=lambda: clock[0]
+    )
     events = history()
     await applier.apply(events, {})
     clock[0] = NOW.timestamp()  # a batch on 20 November snapshots how 19 November ended
     await applier.apply([make_event("late-call", tenant="kyiv", occurred_at=NOW)], {})
     reader = KpiReader(redis.Redis.from_url(redis_url), keys, tenants, clock=NOW.timestamp)
     app = web.Application()
-    app.add_routes(kpi_routes(reader, tenants, ReadAccess(TokenTable(None, [])), retention_days=60))
+    access = ReadAccess(TokenTable(None, []))
+    app.add_routes(kpi_routes(reader, tenants, access, retention_days=RETENTION_DAYS))
     app.add_routes(openapi_routes())
     async with TestClient(TestServer(app)) as test_client:
         yield test_client

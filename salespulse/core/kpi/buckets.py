@@ -50,6 +50,32 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+# No instant is this much older than its receipt: its day bucket is always written.
+NO_DAY_HORIZON: Final = 1 << 62
+
+
+def day_horizon_us(retention_days: int) -> int:
+    """How much older than its receipt an instant may be and still write its `d` bucket.
+
+    A period is read from day buckets only from ``today - (retention - 1)`` on
+    (periods.bucket_plan), and today only moves on: an older day's bucket is never read
+    again, though a replayed history wrote it and kept it another ``retention`` days (a
+    two-year replay: ~45 % of its events, the least aggregated of their writes). An
+    instant older than its receipt by this is on such a day in its zone: the retention
+    would do in one offset; a day more covers a zone whose offset changed by up to a day
+    in between (Samoa skipped 30 December 2011), and one more is spare.
+    """
+    return (retention_days + 2) * 86_400 * 1_000_000
+
+
+class SkippedDay(str):
+    """The local day of an instant whose `d` bucket is not written (past the retention,
+    see day_horizon_us): still named in its Written tuple, because the dedupe ids and
+    marks of the fold are kept by day."""
+
+    __slots__ = ()
+
+
 def local_names(day: date) -> tuple[str, str, str]:
     iso = day.isocalendar()
     return day.isoformat(), f"{iso.year}-W{iso.week:02d}", f"{day.year}-{day.month:02d}"
@@ -60,15 +86,19 @@ Names = tuple[str, str, str, str, str, str]
 Written = tuple[str | None, ...]
 
 
-def skip_level(us: int, received: int | None) -> int:
-    """How many short granularities an instant skips: 0, 1 (minute) or 2 (minute, hour).
+def skip_level(us: int, received: int | None, day_horizon: int = NO_DAY_HORIZON) -> int:
+    """How many short granularities an instant skips: 0, 1 (minute), 2 (minute, hour) or
+    3 (minute, hour, day).
 
     Minute and hour buckets serve only the 15m/1h/24h windows, read after the events'
     receipt: an instant more than 59 minutes (23 hours) older than the receipt of what
     moved it can never be inside such a window again, so its minute (hour) bucket is not
-    written. Old history then costs no short buckets.
+    written. Old history then costs no short buckets; history older than the day-bucket
+    retention (``day_horizon``, day_horizon_us) no day bucket either.
     """
     if received is not None:
+        if us < received - day_horizon:
+            return 3
         if us // US_PER_HOUR < received // US_PER_HOUR - 23:
             return 2
         if us // US_PER_MINUTE < received // US_PER_MINUTE - 59:
@@ -88,15 +118,15 @@ class BucketNamer:
         # the fold keys its sums by these tuples, so handing out the same objects spares
         # building one per increment. Hot loops may read it directly (one lookup per
         # event), falling back to levels().
-        self.by_minute: dict[int, tuple[Written, Written, Written]] = {}
+        self.by_minute: dict[int, tuple[Written, Written, Written, Written]] = {}
         self._names: dict[int, Names] = {}
         # UTC hour → the zone's offset (s) throughout it, and local day (days since the
         # epoch) → its names: a replayed history has a minute of its own for nearly every
         # event, and working out the local day took most of a new minute's cost.
         self._hour_offsets: dict[int, int | None] = {}
         self._days: dict[int, tuple[str, str, str]] = {}
-        # a local day's names → what an instant of it writes at skip level 2
-        self._day_level: dict[tuple[str, str, str], Written] = {}
+        # a local day's names → what an instant of it writes at skip levels 2 and 3
+        self._day_level: dict[tuple[str, str, str], tuple[Written, Written]] = {}
 
     def minute_names(self, minute: int) -> Names:
         """The six bucket names of a UTC minute (since the epoch)."""
@@ -138,15 +168,16 @@ class BucketNamer:
             names = self._days[day] = local_names(_EPOCH_DATE + timedelta(days=day))
         return names
 
-    def levels(self, minute: int) -> tuple[Written, Written, Written]:
-        """The names a UTC minute writes at skip levels 0, 1 and 2."""
+    def levels(self, minute: int) -> tuple[Written, Written, Written, Written]:
+        """The names a UTC minute writes at skip levels 0 to 3."""
         levels = self.by_minute.get(minute)
         if levels is None:
             if len(self.by_minute) > 200_000:
                 self.by_minute.clear()
             names = self.minute_names(minute)
             written = (*names[:_WEEK], None, *names[_WEEK + 1 :])
-            levels = (written, (None, *written[1:]), (None, None, *written[2:]))
+            day, past = _day_levels(names[2:5])
+            levels = (written, (None, *written[1:]), day, past)
             self.by_minute[minute] = levels
         return levels
 
@@ -166,15 +197,21 @@ class BucketNamer:
         if written is None:
             if len(self._day_level) > 200_000:
                 self._day_level.clear()
-            written = self._day_level[local] = (None, None, local[0], None, local[2], "all")
-        return written
+            written = self._day_level[local] = _day_levels(local)
+        return written[level - 2]
 
     def names(self, us: int) -> Names:
         return self.minute_names(us // US_PER_MINUTE)
 
-    def written(self, us: int, received: int | None) -> Written:
+    def written(self, us: int, received: int | None, day_horizon: int = NO_DAY_HORIZON) -> Written:
         """The names to write, short buckets skipped by :func:`skip_level`."""
-        return self.written_at(us // US_PER_MINUTE, skip_level(us, received))
+        return self.written_at(us // US_PER_MINUTE, skip_level(us, received, day_horizon))
+
+
+def _day_levels(local: tuple[str, str, str]) -> tuple[Written, Written]:
+    """What an instant of a local day (day, week, month) writes at skip levels 2 and 3."""
+    day, _, month = local
+    return (None, None, day, None, month, "all"), (None, None, SkippedDay(day), None, month, "all")
 
 
 def window_buckets(window: str, now: datetime, zone: ZoneInfo) -> tuple[str, list[str]]:

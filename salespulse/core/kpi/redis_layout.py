@@ -30,8 +30,10 @@ builds no key name itself.
   - TTL, from the last write: `m` 2 hours, `h` 2 days (they serve the 15m, 1h and 24h
     windows only, so an instant more than an hour (a day) older than its event's receipt,
     or than the apply of a backfilled event, writes none: `buckets.skip_level`); `d`,
-    `w` `SALESPULSE_DAY_BUCKET_RETENTION_DAYS`; `mo`
-    `SALESPULSE_MONTH_BUCKET_RETENTION_DAYS`; `all` none.
+    `w` `SALESPULSE_DAY_BUCKET_RETENTION_DAYS` (an instant more than the retention + 2
+    days older than the receipt, or the apply of a backfill, writes no `d` bucket either:
+    no period reads its day any more, `buckets.day_horizon_us`);
+    `mo` `SALESPULSE_MONTH_BUCKET_RETENTION_DAYS`; `all` none.
   - writers: `streams/redis_sink.py` (KPI stage), `streams/sla_store.py` (response times),
     through the script.
   - readers: `metrics/read/kpi_reader.py` (`metrics/read/sum_buckets.lua` sums a
