@@ -12,20 +12,18 @@ from weakref import WeakKeyDictionary
 
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.buckets import (
-    GRANULARITIES,
     NO_DAY_HORIZON,
     US_PER_HOUR,
     US_PER_MINUTE,
-    BucketNamer,
-    SkippedDay,
     Written,
-    namer_for,
     skip_level,
     to_us,
 )
-from salespulse.core.kpi.codecs import encode_field, encode_won
+from salespulse.core.kpi.codecs import encode_won
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantConfig, TenantDirectory
+from streams.bucket_folder import CACHE_LIMIT, BucketFolder, encode, encoded_fields
+from streams.bucket_folder import Increments as Increments
 from streams.contributions import Derived as Derived
 from streams.contributions import derive
 from streams.contributions import event_components as event_components
@@ -34,8 +32,6 @@ from streams.entity_state import DEAL_STATE, LEAD_STATE, DealState, LeadState, j
 
 DEAL_TYPES = frozenset({"deal_created", "deal_stage_changed"})
 LEAD_TYPES = frozenset({"lead_created", "lead_stage_changed"})
-# (tenant, granularity, bucket) → encoded field → increment: grouped as it is written
-Increments = dict[tuple[str, str, str], dict[str, int]]
 # entity key → (version, state); version 0 = not stored yet
 States = dict[str, tuple[int, DealState | LeadState]]
 
@@ -84,92 +80,12 @@ def entity_ref(keys: KpiKeys, event: CrmEvent) -> tuple[str, str] | None:
     return None
 
 
-# Process-wide memos of pure mappings, bounded: an event's dimensions (they depend on the
-# tenants file, read once per process; keyed by it) and the encoded Redis field of each
-# component under them.
-_CACHE_LIMIT = 200_000
-_ENCODED_FIELDS: dict[Dims, dict[str, str]] = {}
+# Process-wide memo of a pure mapping, bounded: an event's dimensions (they depend on the
+# tenants file, read once per process; keyed by it).
 DimsKey = tuple[str | None, str | None, str | None, str | None]
 # event dimensions → (Dims, encoded_fields(Dims))
 DimsMemo = dict[DimsKey, tuple[Dims, dict[str, str]]]
 _DIMS_BY_TENANTS: WeakKeyDictionary[TenantDirectory, dict[str, DimsMemo]] = WeakKeyDictionary()
-
-
-def encoded_fields(dims: Dims) -> dict[str, str]:
-    """component → its encoded Redis field under ``dims`` (a memo to fill, see encode)."""
-    fields = _ENCODED_FIELDS.get(dims)
-    if fields is None:
-        if len(_ENCODED_FIELDS) > _CACHE_LIMIT:
-            _ENCODED_FIELDS.clear()
-        fields = _ENCODED_FIELDS[dims] = {}
-    return fields
-
-
-def encode(memo: dict[str, str], component: str, dims: Dims) -> str:
-    encoded = memo.get(component)
-    if encoded is None:
-        encoded = memo[component] = encode_field((component, *dims)).decode()
-    return encoded
-
-
-class BucketFolder:
-    def __init__(
-        self, tenants: TenantDirectory, keys: KpiKeys, day_horizon: int = NO_DAY_HORIZON
-    ) -> None:
-        self.tenants = tenants
-        self._keys = keys
-        # an instant older than its receipt by this writes no day bucket (day_horizon_us)
-        self.day_horizon = day_horizon
-        self._namers: dict[str, BucketNamer] = {}
-        # (tenant, bucket names with skipped ones as None) → encoded field → amount;
-        # expanded into one increment per granularity once, at the end (most instants
-        # share buckets).
-        self._pending: dict[tuple[str, Written], dict[str, int]] = {}
-        self.fold = BatchFold()
-
-    def namer(self, tenant: str) -> BucketNamer:
-        namer = self._namers.get(tenant)
-        if namer is None:
-            namer = self._namers[tenant] = namer_for(self.tenants.zone_for(tenant))
-        return namer
-
-    def add(
-        self, tenant: str, us: int, component: str, dims: Dims, amount: int, received: int | None
-    ) -> None:
-        """Add to the instant's bucket of every granularity it writes (buckets.skip_level)."""
-        if amount:
-            written = self.namer(tenant).written(us, received, self.day_horizon)
-            self.add_at(tenant, written, component, dims, amount)
-
-    def add_at(self, tenant: str, names: Written, component: str, dims: Dims, amount: int) -> None:
-        """Add to buckets already named (and skipped)."""
-        fields = self.fields_at(tenant, names)
-        encoded = encode(encoded_fields(dims), component, dims)
-        fields[encoded] = fields.get(encoded, 0) + amount
-
-    def fields_at(self, tenant: str, names: Written) -> dict[str, int]:
-        """The pending sums (encoded field → amount) of a set of buckets, to add to."""
-        fields = self._pending.get((tenant, names))
-        if fields is None:
-            fields = self._pending[(tenant, names)] = {}
-        return fields
-
-    def expand(self) -> None:
-        increments = self.fold.increments
-        for (tenant, names), fields in self._pending.items():
-            nonzero = [(encoded, amount) for encoded, amount in fields.items() if amount]
-            if not nonzero:
-                continue
-            for granularity, bucket in zip(GRANULARITIES, names, strict=True):
-                if bucket is None or type(bucket) is SkippedDay:
-                    continue
-                target = increments.get((tenant, granularity, bucket))
-                if target is None:
-                    increments[(tenant, granularity, bucket)] = dict(nonzero)
-                    continue
-                for encoded, amount in nonzero:
-                    target[encoded] = target.get(encoded, 0) + amount
-        self._pending.clear()
 
 
 def fold_batch(
@@ -198,7 +114,7 @@ def fold_batch(
     local names and per-tenant memos (most events share a tenant, dimensions, minutes).
     """
     folder = BucketFolder(tenants, keys, day_horizon)
-    fold = folder.fold
+    fold = BatchFold(increments=folder.increments)  # the folder's sums expand into it
     # tenant → event ids counted (by the store, or earlier in this batch)
     seen: dict[str, set[str]] = {}
     for tenant, event_id in skip_ids:
@@ -207,7 +123,7 @@ def fold_batch(
     touched: dict[str, tuple[str, str, DealState | LeadState, int | None]] = {}
     by_tenant: dict[str, _TenantBatch] = {}
     all_dims = _DIMS_BY_TENANTS.setdefault(tenants, {})
-    if sum(len(memo) for memo in all_dims.values()) > _CACHE_LIMIT:
+    if sum(len(memo) for memo in all_dims.values()) > CACHE_LIMIT:
         all_dims.clear()
     received_at = fold.received_at
     for event in events:
@@ -215,7 +131,7 @@ def fold_batch(
         batch = by_tenant.get(tenant)
         if batch is None:
             batch = by_tenant[tenant] = _TenantBatch(
-                folder, tenant, tenants.get(tenant), all_dims.setdefault(tenant, {})
+                folder, fold, tenant, tenants.get(tenant), all_dims.setdefault(tenant, {})
             )
             batch.seen = seen.setdefault(tenant, set())
         ids = batch.seen
@@ -299,13 +215,18 @@ class _TenantBatch:
     )  # fmt: skip
 
     def __init__(
-        self, folder: BucketFolder, tenant: str, config: TenantConfig, dims: DimsMemo
+        self,
+        folder: BucketFolder,
+        fold: BatchFold,
+        tenant: str,
+        config: TenantConfig,
+        dims: DimsMemo,
     ) -> None:
         self._folder = folder
         self.tenant = tenant
-        self.fold = folder.fold
-        self._ids = folder.fold.event_ids
-        self._marked = folder.fold.marked
+        self.fold = fold
+        self._ids = fold.event_ids
+        self._marked = fold.marked
         self.namer = folder.namer(tenant)
         self.by_minute = self.namer.by_minute  # read directly: one lookup per event
         self.config = config

@@ -49,6 +49,7 @@ from salespulse.core.kpi.codecs import WaitingMember, conversation_ref, encode_w
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.kpi.sketch import bin_key
 from salespulse.core.tenants import TenantConfig, TenantDirectory
+from streams.bucket_folder import BucketFolder, Increments
 from streams.conversation_clock import (
     CONVERSATION_STATE,
     ClosedWait,
@@ -60,7 +61,6 @@ from streams.conversation_clock import (
     waits,
 )
 from streams.entities import Dims, dims_of
-from streams.fold import BucketFolder, Increments
 
 # conversation entity key → (version, state); version 0 = not stored yet
 ConversationStates = dict[str, tuple[int, ConversationState]]
@@ -311,7 +311,7 @@ def fold_conversations(
                     )
                 )
     folder.expand()
-    fold.increments = folder.fold.increments
+    fold.increments = folder.increments
     return fold
 
 
