@@ -257,12 +257,12 @@ class SlaApplier:
     The stage folds batch N+1 while batch N is written (streams/store_stage.py), so N+1
     is folded on the states N leaves (``_pending``), not on Redis's, which N has not
     changed yet: a conversation spans batches, and read from Redis every such batch was
-    refused on its versions and folded twice (a history replay of 100,000 events: the
-    SLA worker's CPU 34 → 18 µs an event, Redis's 9.1 → 6.6). Redis still judges: the
-    versions N writes are the ones N+1 expects. When N is written other than as folded
-    (refolded, or failed), batches folded on its states are folded again from Redis
-    before they are written (a new generation), as the KPI applier does
-    (streams/applier.py).
+    refused on its versions and folded twice (a history replay of 100,000 events, old and
+    new code alternated: the SLA worker's CPU 40 → 21 µs an event, Redis's 11.3 → 7).
+    Redis still judges: the versions N writes are the ones N+1 expects. When N is
+    written other than as folded (refolded, or failed), batches folded on its states are
+    folded again from Redis before they are written (a new generation), as the KPI
+    applier does (streams/applier.py).
     """
 
     def __init__(
@@ -284,6 +284,7 @@ class SlaApplier:
         # the states the last batch folded writes, at the versions it writes them
         self._pending: ConversationStates = {}
         self._generation = 0
+        self._day_horizon = day_horizon_us(store.day_retention_days)
 
     async def prepare(self, events: Sequence[CrmEvent]) -> PreparedSla:
         generation = self._generation  # before any await: a commit may deviate meanwhile
@@ -336,10 +337,10 @@ class SlaApplier:
         limit: WaitLimit | None,
         skip: frozenset[tuple[str, str]] = frozenset(),
     ) -> SlaFold:
-        horizon = day_horizon_us(self._store.day_retention_days)
         return await self._off_loop.run(
-            fold_conversations, events, self._tenants, self._keys, states, limit, skip, horizon
-        )
+            fold_conversations, events, self._tenants, self._keys, states, limit, skip,
+            self._day_horizon,
+        )  # fmt: skip
 
     def _limit(self) -> WaitLimit | None:
         if self._wait_max_age_s is None:
