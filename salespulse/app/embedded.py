@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,11 +29,38 @@ logger = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
+# Below the kernel's ephemeral range (Linux's default is 32768-60999), where no outgoing
+# connection takes a port: a port picked here is listened on only later (`run` opens its
+# own once its stage processes are up, seconds on), and meanwhile one of our own Kafka or
+# Redis connections could take an ephemeral one ("address already in use", seen in CI).
+_LISTEN_PORTS = range(20_000, 32_768)
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
+    """A loopback port free now, outside the ephemeral range where the kernel allows it."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 0  # not Linux: any free port, as the kernel picks it
+    if ephemeral_low >= _LISTEN_PORTS.stop:
+        for _ in range(200):
+            port = random.choice(_LISTEN_PORTS)  # noqa: S311 - spreading, not a secret
+            if _bindable(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def _die_with_parent() -> None:
