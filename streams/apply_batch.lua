@@ -13,8 +13,8 @@
 --            (`smark:`) name none: no version put its ids in a set.
 --   entities [[k, expected_version, stored value, ttl (s, 0 = keep)], ...]; the stored
 --            value is "version:state" at expected_version + 1 (core/kpi/codecs.py)
---   hashes   [[k, ttl (0 = keep), {field = increment, ...}], ...]  (zeros skipped; a
---            k at most once: its new totals are worked out from what it held before)
+--   hashes   [[k, ttl (0 = keep), [field, ...], [increment, ...]], ...]  (zeros skipped;
+--            a k at most once: its new totals are worked out from what it held before)
 --   zsets    [['a'|'r', k, member, score], ...]
 --   fields   [['s'|'d'|'m', k, field, value], ...]  (m: set when the number is larger)
 --   members  [[k, member], ...]             marks    [["topic:partition", offset], ...]
@@ -25,8 +25,8 @@
 -- past TOTAL_LIMIT (nothing written in all three cases: Redis never rolls a script
 -- back, so everything that can fail is checked before the first write), else {1}.
 -- Globals are table lookups in Redis's Lua 5.1: the per-field loops below use locals.
-local call, unpack, tonumber, abs, format, find, sub, min =
-  redis.call, unpack, tonumber, math.abs, string.format, string.find, string.sub, math.min
+local call, unpack, tonumber, abs, find, sub, min =
+  redis.call, unpack, tonumber, math.abs, string.find, string.sub, math.min
 local batch = cmsgpack.unpack(ARGV[1])
 -- On one Redis the keys come in the batch (`keys`), only the first declared: redis-py
 -- packs each command argument in Python, which cost the worker more than its fold on a
@@ -119,35 +119,33 @@ end
 -- as text, are added by HINCRBY, exact in 64 bits.
 local totals = {}
 for h, hash in ipairs(batch.hashes) do
-  local key = KEYS[hash[1]]
-  local names, amounts, count = {}, {}, 0
-  for field, amount in pairs(hash[3]) do
-    local number = tonumber(amount)
-    if number ~= 0 then
-      if abs(number) >= TOTAL_LIMIT then return {3, key, field} end
-      count = count + 1
-      names[count] = field
-      amounts[count] = amount
-    end
-  end
+  local key, names, amounts = KEYS[hash[1]], hash[3], hash[4]
   local sets, adds, set_count, add_count = {}, {}, 0, 0
-  for start = 1, count, CHUNK do
-    local stop = min(start + CHUNK - 1, count)
+  for start = 1, #names, CHUNK do
+    local stop = min(start + CHUNK - 1, #names)
     local held = call('HMGET', key, unpack(names, start, stop))
     for i = 1, stop - start + 1 do
       local at = start + i - 1
-      local field, amount = names[at], amounts[at]
+      local amount = amounts[at]
       local before = tonumber(held[i]) or 0
-      local total = before + tonumber(amount)
-      if abs(total) >= TOTAL_LIMIT then return {3, key, field} end
-      if type(amount) == 'number' and abs(before) < EXACT and abs(total) < EXACT then
-        sets[set_count + 1] = field
-        sets[set_count + 2] = format('%d', total)
-        set_count = set_count + 2
+      local total = type(amount) == 'number' and before + amount
+      if total and total < EXACT and total > -EXACT and before < EXACT and before > -EXACT then
+        if amount ~= 0 then
+          -- a number as is: Redis writes an integral one as its digits (exact below 2^53)
+          sets[set_count + 1] = names[at]
+          sets[set_count + 2] = total
+          set_count = set_count + 2
+        end
       else
-        adds[add_count + 1] = field
-        adds[add_count + 2] = amount
-        add_count = add_count + 2
+        local number = tonumber(amount)
+        if number ~= 0 then
+          if abs(number) >= TOTAL_LIMIT or abs(before + number) >= TOTAL_LIMIT then
+            return {3, key, names[at]}
+          end
+          adds[add_count + 1] = names[at]
+          adds[add_count + 2] = amount
+          add_count = add_count + 2
+        end
       end
     end
   end

@@ -175,7 +175,7 @@ class SlaStore:
                 for i, (version, blob) in enumerate(fold.entity_writes.values())
             ],
             "hashes": [
-                (buckets_at + i, self._ttl[gran], exact_increments(fields))
+                (buckets_at + i, self._ttl[gran], *exact_increments(fields))
                 for i, ((_, gran, _), fields) in enumerate(fold.increments.items())
             ],
             "zsets": zsets,
