@@ -25,8 +25,8 @@
 -- past TOTAL_LIMIT (nothing written in all three cases: Redis never rolls a script
 -- back, so everything that can fail is checked before the first write), else {1}.
 -- Globals are table lookups in Redis's Lua 5.1: the per-field loops below use locals.
-local call, unpack, tonumber, abs, find, sub, min =
-  redis.call, unpack, tonumber, math.abs, string.find, string.sub, math.min
+local call, unpack, tonumber, abs, format, find, sub, min =
+  redis.call, unpack, tonumber, math.abs, string.format, string.find, string.sub, math.min
 local batch = cmsgpack.unpack(ARGV[1])
 -- On one Redis the keys come in the batch (`keys`), only the first declared: redis-py
 -- packs each command argument in Python, which cost the worker more than its fold on a
@@ -131,9 +131,9 @@ for h, hash in ipairs(batch.hashes) do
       local total = type(amount) == 'number' and before + amount
       if total and total < EXACT and total > -EXACT and before < EXACT and before > -EXACT then
         if amount ~= 0 then
-          -- a number as is: Redis writes an integral one as its digits (exact below 2^53)
+          -- as text: Redis 7.0 would print a number with "%.17g", ~4x the cost of "%d"
           sets[set_count + 1] = names[at]
-          sets[set_count + 2] = total
+          sets[set_count + 2] = format('%d', total)
           set_count = set_count + 2
         end
       else
