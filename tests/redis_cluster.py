@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from salespulse.app.embedded import LocalProcess, free_port, redis_binary
+from salespulse.app.embedded import HASH_LISTPACK_ENTRIES, LocalProcess, free_port, redis_binary
 
 MASTERS = 3
 # Generous: on a busy 2-core machine the nodes' gossip can take seconds to agree.
@@ -81,6 +81,8 @@ def _node(workdir: Path, index: int) -> LocalProcess:
         "no",
         "--maxmemory-policy",
         "noeviction",
+        "--hash-max-listpack-entries",
+        str(HASH_LISTPACK_ENTRIES),
         "--daemonize",
         "no",
     ]

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from salespulse.app.embedded import HASH_LISTPACK_ENTRIES
 from salespulse.cli import build_parser
 from salespulse.core.access import refuse_open_doors
 from salespulse.core.tenants import TenantDirectory, load_tenants
@@ -211,7 +212,11 @@ def test_the_redis_url_is_the_redis_service(services, monkeypatch):
         assert url
         host, port = host_port(url.split("://", 1)[1].split("/", 1)[0])
         assert port in listening_ports(host, services[host])
-        assert "noeviction" in services[host]["command"], "KPI state must never be evicted"
+        command = services[host]["command"]
+        assert "noeviction" in command, "KPI state must never be evicted"
+        assert command[command.index("--hash-max-listpack-entries") + 1] == str(
+            HASH_LISTPACK_ENTRIES
+        )
         assert services[name]["depends_on"][host]["condition"] == "service_healthy"
 
 

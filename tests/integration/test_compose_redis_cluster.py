@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
+from salespulse.app.embedded import HASH_LISTPACK_ENTRIES
 from tests.integration.deploy_support import (
     DEPLOY,
     ROOT,
@@ -94,6 +95,9 @@ def test_every_master_is_a_persisted_cluster_node_that_never_evicts(compose, ser
         assert command[command.index("--port") + 1] == "6379"
         assert command[command.index("--appendonly") + 1] == "yes"
         assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+        assert command[command.index("--hash-max-listpack-entries") + 1] == str(
+            HASH_LISTPACK_ENTRIES
+        )
         [volume] = services[name]["volumes"]
         source, target = volume.split(":")[:2]
         assert source in compose["volumes"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from salespulse.app.embedded import start_redis
+from salespulse.app.embedded import HASH_LISTPACK_ENTRIES, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +20,9 @@ def test_the_embedded_store_keeps_its_data_across_a_restart(tmp_path: Path) -> N
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("hash-max-listpack-entries") == {
+            "hash-max-listpack-entries": str(HASH_LISTPACK_ENTRIES)
+        }
         client.hset("sp:kpi:acme:all:all", "calls", 41)
         client.hincrby("sp:kpi:acme:all:all", "calls", 1)
         client.close()

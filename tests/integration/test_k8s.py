@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from handlers.crm.sources import CRMS, source_of
+from salespulse.app.embedded import HASH_LISTPACK_ENTRIES
 from salespulse.cli import build_parser
 from salespulse.core.access import refuse_open_doors
 from salespulse.core.settings import Settings
@@ -325,6 +326,7 @@ def test_redis_keeps_the_kpi_store_on_a_volume_with_aof_and_no_eviction():
     assert flags["--appendonly"] == "yes"
     assert flags["--appendfsync"] == "everysec"
     assert flags["--maxmemory-policy"] == "noeviction"
+    assert flags["--hash-max-listpack-entries"] == str(HASH_LISTPACK_ENTRIES)
     [claim] = spec["volumeClaimTemplates"]
     mounts = {m["name"]: m["mountPath"] for m in only["volumeMounts"]}
     assert mounts[claim["metadata"]["name"]] == flags["--dir"]

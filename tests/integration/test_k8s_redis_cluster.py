@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from salespulse.app.embedded import HASH_LISTPACK_ENTRIES
 from tests.integration.deploy_support import DEPLOY, host_port, settings_from, yaml_documents
 from tests.integration.test_k8s import KUBERNETES_VERSIONS, OBJECTS, ROLES, RUNTIME, container
 
@@ -128,6 +129,7 @@ def test_three_persisted_masters_that_never_evict_and_a_job_that_joins_them_all(
     assert args[args.index("--cluster-enabled") + 1] == "yes"
     assert args[args.index("--appendonly") + 1] == "yes"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert args[args.index("--hash-max-listpack-entries") + 1] == str(HASH_LISTPACK_ENTRIES)
     data = args[args.index("--dir") + 1]
     assert args[args.index("--cluster-config-file") + 1].startswith(data + "/")
     assert [m["mountPath"] for m in redis["volumeMounts"]] == [data]
