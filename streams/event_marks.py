@@ -56,12 +56,16 @@ def by_field(event_ids: Iterable[str]) -> Shards:
     """The marks of a day's events grouped by hash field, each with its event ids (the
     script names an id it found marked)."""
     shards: Shards = {}
+    fields = _FIELDS
+    # mark_of inlined: this runs for nearly every event of every batch (two calls an id
+    # were ~40 % of this function's time)
     for event_id in event_ids:
-        name, remainder = mark_of(event_id)
+        digest = blake2b(event_id.encode(), digest_size=FINGERPRINT_BYTES).digest()
+        name = fields[digest[0]]
         shard = shards.get(name)
         if shard is None:
             shard = shards[name] = ([], [])
-        shard[0].append(remainder)
+        shard[0].append(digest[1:])
         shard[1].append(event_id)
     return shards
 
