@@ -81,7 +81,7 @@ def _node(workdir: Path, index: int) -> LocalProcess:
         "no",
         "--maxmemory-policy",
         "noeviction",
-        "--hash-max-listpack-entries",
+        "--hash-max-ziplist-entries",  # the name Redis 6.2 knows too (redis_binary)
         str(HASH_LISTPACK_ENTRIES),
         "--daemonize",
         "no",
