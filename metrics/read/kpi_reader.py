@@ -20,7 +20,15 @@ from redis.cluster import RedisCluster
 from metrics.read.grouping import drop_zeros, group_components
 from metrics.read.staff import StaffReader
 from metrics.read.waiting import WaitingReader
-from metrics.read.won_deals import WonDeals, WonRecord, client_components, prepare_won, won_record
+from metrics.read.won_deals import (
+    RecentWin,
+    WonDeals,
+    WonRecord,
+    client_components,
+    newest_wins,
+    prepare_won,
+    won_record,
+)
 from salespulse.core.kpi.buckets import namer_for, to_us, window_buckets
 from salespulse.core.kpi.catalogue import TOTAL_GROUP
 from salespulse.core.kpi.codecs import decode_field, split_stage_member
@@ -40,17 +48,6 @@ def sum_buckets_script() -> str:
 class TenantState:
     won: WonDeals
     live: dict[str, int]
-
-
-@dataclass(frozen=True)
-class RecentWin:
-    """A won deal as the wall celebrates it: when, how much (MONEY units), by whom."""
-
-    deal: str
-    won_us: int
-    units: int | None
-    manager: str
-    team: str
 
 
 @dataclass(frozen=True)
@@ -353,14 +350,8 @@ class KpiReader:
 
         For the wall's celebration: staff and amount only (the client stays out).
         """
-        since_us = to_us(since)
         won = self._client.hgetall(self._keys.won(tenant))
-        recent = [record for record in self._won_records(won) if record[0] >= since_us]
-        recent.sort(key=lambda record: (-record[0], record[1]))
-        return [
-            RecentWin(deal=deal, won_us=won_us, units=units, manager=dims[0], team=dims[1])
-            for won_us, deal, units, _, _, dims in recent[:limit]
-        ]
+        return newest_wins(self._won_records(won), to_us(since), limit)
 
     def _won_records(self, won: dict[bytes | str, bytes | str]) -> list[WonRecord]:
         """Decoded won records, memoised by deal: between two scrapes few of them change,

@@ -30,6 +30,27 @@ def won_record(deal: bytes | str, raw: bytes | str) -> WonRecord:
 
 
 @dataclass(frozen=True)
+class RecentWin:
+    """A won deal as the wall celebrates it: when, how much (MONEY units), by whom."""
+
+    deal: str
+    won_us: int
+    units: int | None
+    manager: str
+    team: str
+
+
+def newest_wins(records: list[WonRecord], since_us: int, limit: int) -> list[RecentWin]:
+    """The deals won at or after ``since_us``, newest first (staff and amount only)."""
+    recent = [record for record in records if record[0] >= since_us]
+    recent.sort(key=lambda record: (-record[0], record[1]))
+    return [
+        RecentWin(deal=deal, won_us=won_us, units=units, manager=dims[0], team=dims[1])
+        for won_us, deal, units, _, _, dims in recent[:limit]
+    ]
+
+
+@dataclass(frozen=True)
 class WonDeals:
     """Won-deal records prepared once per read, then filtered per window.
 

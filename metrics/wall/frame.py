@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 import msgspec
 
 from metrics.read.grouping import group_components
-from metrics.read.kpi_reader import RawSums, RecentWin
+from metrics.read.kpi_reader import RawSums
+from metrics.read.won_deals import RecentWin
 from metrics.views.kpi_view import MONEY
 from metrics.wall.present import present
 from metrics.wall.wins import win_rows

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 
 import redis
 
-from metrics.read.kpi_reader import KpiReader, RawSums, RecentWin
+from metrics.read.kpi_reader import KpiReader, RawSums
 from metrics.read.waiting import WaitingReader
+from metrics.read.won_deals import RecentWin
 from metrics.wall.frame import Frame, WallKey, build_frame
 from metrics.wall.wins import RECENT_WINS_S
 from salespulse.core.tenants import TenantDirectory

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from metrics.read.kpi_reader import RecentWin
+from metrics.read.won_deals import RecentWin
 from metrics.views.kpi_view import MONEY
 from salespulse.core.kpi.catalogue import UNASSIGNED
 from salespulse.core.staff import display_name

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from metrics.read.kpi_reader import KpiReader, RecentWin
+from metrics.read.kpi_reader import KpiReader
+from metrics.read.won_deals import RecentWin
 from salespulse.core.kpi.buckets import to_us
 from salespulse.core.kpi.codecs import WonDeal, encode_won
 from salespulse.core.kpi.redis_layout import MONEY_SCALE, KpiKeys

@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from metrics.read.kpi_reader import RawSums, RecentWin
+from metrics.read.kpi_reader import RawSums
+from metrics.read.won_deals import RecentWin
 from metrics.wall.frame import Frame, WallKey, build_frame, day_progress, first_response
 from salespulse.core.kpi.redis_layout import MONEY_SCALE
 from salespulse.core.staff import staff_names
