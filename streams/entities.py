@@ -12,10 +12,11 @@ from itertools import pairwise
 
 from salespulse.core.kpi.catalogue import NO_VALUE, UNASSIGNED
 from salespulse.core.kpi.codecs import WonDeal
-from salespulse.core.kpi.redis_layout import MONEY_SCALE, SEP
+from salespulse.core.kpi.redis_layout import MONEY_SCALE
 from salespulse.core.kpi.sketch import bin_key
 from salespulse.core.tenants import Pipeline, TenantConfig
 from streams.entity_state import CODE, DealState, LeadState
+from streams.stage_names import entry_name, split_stage, stay_names
 
 Dims = tuple[str, str, str, str]  # manager, team, pipeline, source
 # (instant in µs, component, dims) → amount
@@ -206,7 +207,7 @@ def _entries_and_flow(out: Parts, state: DealState, ranks_by_name: _RanksByName)
     entries = state.entries
     if len(entries) == 1 and not state.again:  # one entry: nothing follows it
         for key, us in entries.items():
-            part = us, _entry_name(key)
+            part = us, entry_name(key)
             out[part] = out.get(part, 0) + 1
         return
     every = [(us, key) for key, us in entries.items()]
@@ -225,27 +226,27 @@ def _entries_and_flow(out: Parts, state: DealState, ranks_by_name: _RanksByName)
         group = [key for _, key in every[start:end]]
         has_first = False
         for key in group:
-            part = at, _entry_name(key)
+            part = at, entry_name(key)
             out[part] = out.get(part, 0) + 1
             if entries[key] == at:
                 has_first = True
                 if later_first is not None:
                     stay = later_first - at
-                    stay_sum, stay_count, stay_bins = _stay_names(key)
+                    stay_sum, stay_count, stay_bins = stay_names(key)
                     for part, amount in (
                         ((later_first, stay_sum), us_to_ms(stay)),
                         ((later_first, stay_count), 1),
                         ((later_first, f"{stay_bins}{bin_key(stay)}"), 1),
                     ):
                         out[part] = out.get(part, 0) + amount
-            pipeline, stage = _split_stage(key)
+            pipeline, stage = split_stage(key)
             ranks = ranks_by_name[pipeline]
             if ranks is None:
                 continue
             step = ranks.flow.get(stage)
             if step is not None:
                 for after_key in later_keys:
-                    after_pipeline, after_stage = _split_stage(after_key)
+                    after_pipeline, after_stage = split_stage(after_key)
                     if after_pipeline == pipeline and ranks.rank.get(after_stage, -1) >= step[0]:
                         part = at, step[1]
                         out[part] = out.get(part, 0) + 1
@@ -254,7 +255,7 @@ def _entries_and_flow(out: Parts, state: DealState, ranks_by_name: _RanksByName)
                 part = at, ranks.flow_e2e_num
                 out[part] = out.get(part, 0) + 1
         for key in group:
-            pipeline, stage = _split_stage(key)
+            pipeline, stage = split_stage(key)
             ranks = ranks_by_name[pipeline]
             if ranks is not None and stage in ranks.wons:
                 won_later.add(pipeline)
@@ -300,7 +301,7 @@ def _funnel(out: Parts, state: DealState, ranks_by_name: _RanksByName, dims: Dim
     reached: dict[str, int] = {}  # pipeline → highest rank reached
     by_pipeline: dict[str, dict[str, int]] = {}
     for key, us in state.entries.items():
-        pipeline, stage = _split_stage(key)
+        pipeline, stage = split_stage(key)
         stages = by_pipeline.get(pipeline)
         if stages is None:
             stages = by_pipeline[pipeline] = {}
@@ -344,46 +345,6 @@ def _funnel(out: Parts, state: DealState, ranks_by_name: _RanksByName, dims: Dim
             )
             if reached_warm:
                 _add(out, state.created, ranks.warm_num, 1)
-
-
-class _StageKeys(dict[str, tuple[str, str]]):
-    """Stage key (pipeline SEP stage) → (pipeline, stage): split on every derive of a deal."""
-
-    def __missing__(self, key: str) -> tuple[str, str]:
-        pipeline, stage = key.split(SEP, 1)
-        if len(self) < _NAMES_LIMIT:  # keys come from events: bounded like _RanksByName
-            self[key] = pipeline, stage
-        return pipeline, stage
-
-
-class _StayNames(dict[str, tuple[str, str, str]]):
-    """Stage key → its time-in-stage component names: sum, count, and the head of its
-    DDSketch bins (salespulse/core/kpi/sketch.py; the bin key follows)."""
-
-    def __missing__(self, key: str) -> tuple[str, str, str]:
-        pipeline, stage = _split_stage(key)
-        base = f"{pipeline}:{stage}"
-        names = f"stay_sum_ms:{base}", f"stay_count:{base}", f"stay_qb:{base}:"
-        if len(self) < _NAMES_LIMIT:
-            self[key] = names
-        return names
-
-
-class _EntryNames(dict[str, str]):
-    """Stage key → its stage_entries component name."""
-
-    def __missing__(self, key: str) -> str:
-        pipeline, stage = _split_stage(key)
-        name = f"stage_entries:{pipeline}:{stage}"
-        if len(self) < _NAMES_LIMIT:
-            self[key] = name
-        return name
-
-
-_NAMES_LIMIT = 10_000
-_split_stage = _StageKeys().__getitem__
-_stay_names = _StayNames().__getitem__
-_entry_name = _EntryNames().__getitem__
 
 
 def lead_facts(state: LeadState, config: TenantConfig) -> tuple[Dims, Parts] | None:
