@@ -18,12 +18,20 @@
 --   zsets    [['a'|'r', k, member, score], ...]
 --   fields   [['s'|'d'|'m', k, field, value], ...]  (m: set when the number is larger)
 --   members  [[k, member], ...]             marks    [["topic:partition", offset], ...]
+--   journal  k of the journal hash (streams/journal.py), with
+--   parts    [[id, part], ...]: hashes this call leaves to the next ones, each a
+--            MessagePack map {keys = [key, ...], hashes = [as above, k in its keys]},
+--            stored as they come under their id once the batch is written
+-- or, to apply one such part:
+--   journal  k of the journal hash            drain    the part's id
 -- Numbers stay below 2^53 (µs timestamps, 1/10,000 money units), exact in Lua's doubles;
 -- a larger increment comes as decimal text, which HINCRBY adds exactly in 64 bits.
 -- Returns {0, seen or mark key, id, ...} when ids were counted before, {2, key, ...} when an
 -- entity changed since it was read, {3, key, field} when an increment would take a total
 -- past TOTAL_LIMIT (nothing written in all three cases: Redis never rolls a script
--- back, so everything that can fail is checked before the first write), else {1}.
+-- back, so everything that can fail is checked before the first write), else {1}. A part
+-- returns {3, key, field} too, and stays in the journal; {1} once applied, {4} when no
+-- part has that id (applied before).
 -- Globals are table lookups in Redis's Lua 5.1: the per-field loops below use locals.
 local call, unpack, tonumber, abs, format, find, sub, min =
   redis.call, unpack, tonumber, math.abs, string.format, string.find, string.sub, math.min
@@ -38,6 +46,78 @@ local CHUNK = 1000
 local TOTAL_LIMIT = 9e18
 -- Integers up to 2^53 are exact in Lua's doubles, and so is a sum that stays below it.
 local EXACT = 2 ^ 53
+
+-- Each hash's new totals are worked out here, from one HMGET per CHUNK fields, and
+-- written below with one HSET per CHUNK fields: one HINCRBY per field cost a redis.call
+-- per field (~1 µs inside HINCRBY, plus the call's own), and the fields per event are
+-- what grows with the number of managers (issue 19). A total is set only where a
+-- double adds it exactly (below 2^53 before and after); others, and increments sent
+-- as text, are added by HINCRBY, exact in 64 bits. Returns the totals of each hash, or
+-- nil, key, field when an increment would take a total past TOTAL_LIMIT.
+local function new_totals(keys, hashes)
+  local totals = {}
+  for h, hash in ipairs(hashes) do
+    local key, names, amounts = keys[hash[1]], hash[3], hash[4]
+    local sets, adds, set_count, add_count = {}, {}, 0, 0
+    for start = 1, #names, CHUNK do
+      local stop = min(start + CHUNK - 1, #names)
+      local held = call('HMGET', key, unpack(names, start, stop))
+      for i = 1, stop - start + 1 do
+        local at = start + i - 1
+        local amount = amounts[at]
+        local before = tonumber(held[i]) or 0
+        local total = type(amount) == 'number' and before + amount
+        if total and total < EXACT and total > -EXACT and before < EXACT and before > -EXACT then
+          if amount ~= 0 then
+            -- as text: Redis 7.0 would print a number with "%.17g", ~4x the cost of "%d"
+            sets[set_count + 1] = names[at]
+            sets[set_count + 2] = format('%d', total)
+            set_count = set_count + 2
+          end
+        else
+          local number = tonumber(amount)
+          if number ~= 0 then
+            if abs(number) >= TOTAL_LIMIT or abs(before + number) >= TOTAL_LIMIT then
+              return nil, key, names[at]
+            end
+            adds[add_count + 1] = names[at]
+            adds[add_count + 2] = amount
+            add_count = add_count + 2
+          end
+        end
+      end
+    end
+    totals[h] = {sets, adds}
+  end
+  return totals
+end
+
+local function write_totals(keys, hashes, totals)
+  for h, hash in ipairs(hashes) do
+    local key = keys[hash[1]]
+    local sets, adds = totals[h][1], totals[h][2]
+    for start = 1, #sets, 2 * CHUNK do
+      call('HSET', key, unpack(sets, start, min(start + 2 * CHUNK - 1, #sets)))
+    end
+    for i = 1, #adds, 2 do call('HINCRBY', key, adds[i], adds[i + 1]) end
+    if hash[2] > 0 then call('EXPIRE', key, hash[2]) end
+  end
+end
+
+-- A journal part (streams/journal.py): hashes a batch already counted, left by its first
+-- call, applied and removed here in one step, so whoever drains it does so once.
+if batch.drain then
+  local journal = KEYS[batch.journal]
+  local blob = call('HGET', journal, batch.drain)
+  if not blob then return {4} end
+  local part = cmsgpack.unpack(blob)
+  local totals, key, field = new_totals(part.keys, part.hashes)
+  if not totals then return {3, key, field} end
+  write_totals(part.keys, part.hashes, totals)
+  call('HDEL', journal, batch.drain)
+  return {1}
+end
+
 
 local dups = {}
 for _, group in ipairs(batch.seen) do
@@ -111,46 +191,8 @@ if #conflicts > 0 then
   return conflicts
 end
 
--- Each hash's new totals are worked out here, from one HMGET per CHUNK fields, and
--- written below with one HSET per CHUNK fields: one HINCRBY per field cost a redis.call
--- per field (~1 µs inside HINCRBY, plus the call's own), and the fields per event are
--- what grows with the number of managers (issue 19). A total is set only where a
--- double adds it exactly (below 2^53 before and after); others, and increments sent
--- as text, are added by HINCRBY, exact in 64 bits.
-local totals = {}
-for h, hash in ipairs(batch.hashes) do
-  local key, names, amounts = KEYS[hash[1]], hash[3], hash[4]
-  local sets, adds, set_count, add_count = {}, {}, 0, 0
-  for start = 1, #names, CHUNK do
-    local stop = min(start + CHUNK - 1, #names)
-    local held = call('HMGET', key, unpack(names, start, stop))
-    for i = 1, stop - start + 1 do
-      local at = start + i - 1
-      local amount = amounts[at]
-      local before = tonumber(held[i]) or 0
-      local total = type(amount) == 'number' and before + amount
-      if total and total < EXACT and total > -EXACT and before < EXACT and before > -EXACT then
-        if amount ~= 0 then
-          -- as text: Redis 7.0 would print a number with "%.17g", ~4x the cost of "%d"
-          sets[set_count + 1] = names[at]
-          sets[set_count + 2] = format('%d', total)
-          set_count = set_count + 2
-        end
-      else
-        local number = tonumber(amount)
-        if number ~= 0 then
-          if abs(number) >= TOTAL_LIMIT or abs(before + number) >= TOTAL_LIMIT then
-            return {3, key, names[at]}
-          end
-          adds[add_count + 1] = names[at]
-          adds[add_count + 2] = amount
-          add_count = add_count + 2
-        end
-      end
-    end
-  end
-  totals[h] = {sets, adds}
-end
+local totals, over_key, over_field = new_totals(KEYS, batch.hashes)
+if not totals then return {3, over_key, over_field} end
 
 for _, group in ipairs(batch.seen) do
   local key, ids = KEYS[group[1]], group[2]
@@ -173,15 +215,7 @@ for _, entity in ipairs(batch.entities) do
   else call('SET', KEYS[entity[1]], entity[3]) end
 end
 
-for h, hash in ipairs(batch.hashes) do
-  local key = KEYS[hash[1]]
-  local sets, adds = totals[h][1], totals[h][2]
-  for start = 1, #sets, 2 * CHUNK do
-    call('HSET', key, unpack(sets, start, min(start + 2 * CHUNK - 1, #sets)))
-  end
-  for i = 1, #adds, 2 do call('HINCRBY', key, adds[i], adds[i + 1]) end
-  if hash[2] > 0 then call('EXPIRE', key, hash[2]) end
-end
+write_totals(KEYS, batch.hashes, totals)
 
 for _, op in ipairs(batch.zsets) do
   if op[1] == 'a' then call('ZADD', KEYS[op[2]], op[4], op[3])
@@ -205,5 +239,10 @@ local offsets = KEYS[batch.offsets]
 for _, mark in ipairs(batch.marks) do
   local current = tonumber(call('HGET', offsets, mark[1]) or '-1')
   if mark[2] > current then call('HSET', offsets, mark[1], mark[2]) end
+end
+-- The hashes past the first call's share (streams/journal.py): the worker drains them
+-- next, or whoever finds them after a crash.
+for _, part in ipairs(batch.parts or {}) do
+  call('HSET', KEYS[batch.journal], part[1], part[2])
 end
 return {1}

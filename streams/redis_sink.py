@@ -44,6 +44,14 @@ from salespulse.core.redis_clients import mget_many
 from streams.entity_state import DealState
 from streams.event_marks import by_field, msgpack_str
 from streams.fold import BatchFold, States, decode_state
+from streams.journal import (
+    NOTHING_PENDING,
+    PART_FIELDS,
+    Journal,
+    Pending,
+    exact_increments,
+    hash_writes,
+)
 from streams.off_loop import OffLoop
 from streams.outside_slots import OutsideSlots
 
@@ -51,24 +59,6 @@ _packer = msgspec.msgpack.Encoder()
 _MGET_CHUNK = 1000
 # Minute and hour buckets only serve the 15m / 1h / 24h windows.
 _SHORT_TTL_S = {"m": 2 * 3600, "h": 2 * 86_400}
-
-
-# Lua numbers are doubles: an integer past this travels as decimal text (apply_batch.lua).
-_EXACT_IN_LUA = 2**53
-
-
-def exact_increments(by_field: dict[str, int]) -> tuple[list[str], Sequence[int | str]]:
-    """A hash's fields and their increments as the script takes them: two arrays, which
-    its MessagePack decoder builds faster than a map and which go to HMGET as they are
-    (with the script's simpler loop over them, callgrind on redis-server: 13 % fewer
-    instructions per event at 200 managers, 15 % at 2,000); an increment too large for a
-    Lua double goes as text. Both lists are made in C: flattening the pairs into one list
-    in Python cost ~5 % of the worker's CPU.
-    """
-    amounts = list(by_field.values())
-    if amounts and (min(amounts) <= -_EXACT_IN_LUA or max(amounts) >= _EXACT_IN_LUA):
-        return list(by_field), [str(a) if abs(a) >= _EXACT_IN_LUA else a for a in amounts]
-    return list(by_field), amounts
 
 
 def refused_overflow(reply: list[bytes]) -> TotalOverflowError | None:
@@ -114,10 +104,12 @@ class ScriptKeys:
 @dataclass(frozen=True)
 class ScriptCall:
     """One apply_batch.lua call: the KEYS it declares and the batch, one MessagePack
-    argument (which may carry every key, see apply_batch.lua)."""
+    argument (which may carry every key, see apply_batch.lua); and the journal parts it
+    leaves, drained once it is applied."""
 
     keys: list[str]
     batch: bytes
+    pending: Pending = NOTHING_PENDING
 
     def named_keys(self) -> list[str]:
         """Every key the call names: declared, or in the batch (one Redis)."""
@@ -133,7 +125,9 @@ class _CarriedKeys(msgspec.Struct):
 _CARRIED_KEYS = msgspec.msgpack.Decoder(_CarriedKeys)
 
 
-def script_call(names: list[str], batch: dict[str, Any], *, cluster: bool) -> ScriptCall:
+def script_call(
+    names: list[str], batch: dict[str, Any], *, cluster: bool, pending: Pending = NOTHING_PENDING
+) -> ScriptCall:
     """The call of apply_batch.lua that names ``names`` (ScriptKeys.names) for ``batch``.
 
     One Redis: every key inside the one MessagePack argument, the first declared. redis-py
@@ -143,8 +137,8 @@ def script_call(names: list[str], batch: dict[str, Any], *, cluster: bool) -> Sc
     script was not given could be read as missing and written on the wrong node.
     """
     if cluster:
-        return ScriptCall(names, _packer.encode(batch))
-    return ScriptCall(names[:1], _packer.encode({**batch, "keys": names}))
+        return ScriptCall(names, _packer.encode(batch), pending)
+    return ScriptCall(names[:1], _packer.encode({**batch, "keys": names}), pending)
 
 
 @dataclass(frozen=True)
@@ -205,8 +199,10 @@ class RedisKpiSink:
         day_ttl_s: int,
         month_ttl_s: int | None = None,
         entity_ttl_s: int = 0,
+        part_fields: int = PART_FIELDS,
     ) -> None:
         self._client = client
+        self._part_fields = part_fields
         # won/lost deals and leads expire this long after their last write (0: kept)
         self._entity_ttl_s = entity_ttl_s
         self._keys = keys
@@ -215,6 +211,7 @@ class RedisKpiSink:
         self._ttl = bucket_ttls(day_ttl_s, month_ttl_s)
         self.day_retention_days = retention_days(day_ttl_s)
         self._script = client.register_script(apply_script())
+        self.journal = Journal(client, self._script, keys)
         self._off_loop = OffLoop("salespulse-kpi-pack")
         # Redis Cluster: the tenants set and the watermarks are written after the script
         self._outside = OutsideSlots(client, keys, group=group) if keys.tenant_slots else None
@@ -248,6 +245,7 @@ class RedisKpiSink:
             if self._outside is not None:
                 tenants = {tenant for tenant, _ in fold.event_ids} | {t for t, _ in fold.marked}
                 await self._outside.write(tenants=tenants, marks=offsets)
+            await self.journal.drain(call.pending)
             return ApplyOutcome(applied=True)
         if status == 2:
             return ApplyOutcome(applied=False, conflicts=tuple(_text(k) for k in reply[1:]))
@@ -258,6 +256,10 @@ class RedisKpiSink:
 
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
         return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
+
+    async def finish_journals(self) -> int:
+        """Apply the journal parts a stopped worker left (streams/journal.py)."""
+        return await self.journal.recover()
 
     async def mark_late(self, events: Sequence[CrmEvent]) -> int:
         """Add too-late events to the tenant-day late sets; how many were not there yet."""
@@ -345,20 +347,26 @@ class RedisKpiSink:
             tenants_at = at(keys.tenants)
             counted = {t for t, _ in fold.event_ids} | {t for t, _ in fold.marked}
             members += [(tenants_at, tenant) for tenant in sorted(counted)]
-        buckets_at = slots.extend([keys.bucket(*bucket) for bucket in fold.increments])
+        hashes, pending = hash_writes(
+            slots,
+            [
+                (keys.bucket(*bucket), self._ttl[bucket[1]], *exact_increments(by_field))
+                for bucket, by_field in fold.increments.items()
+            ],
+            keys.journal(next(iter(fold.increments))[0] if fold.increments else ""),
+            self._part_fields,
+        )
         batch = {
             "ttl": self._dedupe_ttl_s,
             "offsets": offsets_at,
             "seen": seen,
             "marked": marks,
             "entities": entities,
-            "hashes": [
-                (buckets_at + i, self._ttl[gran], *exact_increments(by_field))
-                for i, ((_, gran, _), by_field) in enumerate(fold.increments.items())
-            ],
+            **hashes,
             "zsets": zsets,
             "fields": fields,
             "members": members,
             "marks": list(offsets.items()),
         }
-        return script_call(slots.names, batch, cluster=keys.tenant_slots), owner
+        call = script_call(slots.names, batch, cluster=keys.tenant_slots, pending=pending)
+        return call, owner

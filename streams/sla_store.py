@@ -36,6 +36,7 @@ from salespulse.core.kpi.codecs import (
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
 from streams.event_marks import by_field, msgpack_str
+from streams.journal import PART_FIELDS, Journal, exact_increments, hash_writes
 from streams.off_loop import OffLoop
 from streams.outside_slots import OutsideSlots, split_sla_fold
 from streams.redis_sink import (
@@ -44,7 +45,6 @@ from streams.redis_sink import (
     ScriptKeys,
     apply_script,
     bucket_ttls,
-    exact_increments,
     mget_chunked,
     read_watermarks,
     refused_overflow,
@@ -74,8 +74,10 @@ class SlaStore:
         day_ttl_s: int,
         month_ttl_s: int | None = None,
         conversation_ttl_s: int = 0,
+        part_fields: int = PART_FIELDS,
     ) -> None:
         self._client = client
+        self._part_fields = part_fields
         # a conversation state expires this long after its last event (0: kept)
         self._conversation_ttl_s = conversation_ttl_s
         self._keys = keys
@@ -83,6 +85,7 @@ class SlaStore:
         self._ttl = bucket_ttls(day_ttl_s, month_ttl_s)
         self.day_retention_days = retention_days(day_ttl_s)
         self._script = client.register_script(apply_script())
+        self.journal = Journal(client, self._script, keys)
         self._off_loop = OffLoop("salespulse-sla-pack")
         # Redis Cluster: one script call per tenant, the rest written after them
         self._outside = OutsideSlots(client, keys, group=group) if keys.tenant_slots else None
@@ -117,6 +120,7 @@ class SlaStore:
         status = int(reply[0])
         named = [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
         if status == 1:
+            await self.journal.drain(call.pending)
             return ApplyOutcome(applied=True)
         if status == 2:
             return ApplyOutcome(applied=False, conflicts=tuple(named))
@@ -162,7 +166,15 @@ class SlaStore:
             if ids
         ]
         entities_at = slots.extend(list(fold.entity_writes))
-        buckets_at = slots.extend([keys.bucket(*bucket) for bucket in fold.increments])
+        hashes, pending = hash_writes(
+            slots,
+            [
+                (keys.bucket(*bucket), self._ttl[bucket[1]], *exact_increments(fields))
+                for bucket, fields in fold.increments.items()
+            ],
+            keys.journal(next(iter(fold.increments))[0] if fold.increments else ""),
+            self._part_fields,
+        )
         ttl = self._conversation_ttl_s
         batch = {
             "ttl": 0,
@@ -174,10 +186,7 @@ class SlaStore:
                 (entities_at + i, version, frame_state(version + 1, blob), ttl)
                 for i, (version, blob) in enumerate(fold.entity_writes.values())
             ],
-            "hashes": [
-                (buckets_at + i, self._ttl[gran], *exact_increments(fields))
-                for i, ((_, gran, _), fields) in enumerate(fold.increments.items())
-            ],
+            **hashes,
             "zsets": zsets,
             "fields": [
                 ("m", at(keys.last_received), tenant, encode_received_ms(ms))
@@ -186,7 +195,7 @@ class SlaStore:
             "members": [(at(keys.tenants), tenant) for tenant in sorted(fold.last_received)],
             "marks": list(offsets.items()),
         }
-        return script_call(slots.names, batch, cluster=keys.tenant_slots)
+        return script_call(slots.names, batch, cluster=keys.tenant_slots, pending=pending)
 
     async def expire_waits(
         self, cutoffs: dict[str, int], expired: Callable[[str, WaitingMember, int], bool]
@@ -222,6 +231,10 @@ class SlaStore:
 
     async def watermarks(self, partitions: list[str]) -> dict[str, int]:
         return await read_watermarks(self._client, self._keys.offsets(self._group), partitions)
+
+    async def finish_journals(self) -> int:
+        """Apply the journal parts a stopped worker left (streams/journal.py)."""
+        return await self.journal.recover()
 
 
 def conversation_keys(keys: KpiKeys, events: Sequence[CrmEvent]) -> list[str]:

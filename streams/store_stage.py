@@ -65,6 +65,8 @@ class BatchApplier(Protocol[P]):
 class WatermarkStore(Protocol):
     async def watermarks(self, partitions: list[str]) -> dict[str, int]: ...
 
+    async def finish_journals(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class Ready(Generic[P]):
@@ -176,6 +178,8 @@ class StoreStage(BatchStage[Ready[P]]):
             self.watermarks[tp] = offset
             self._consumer.seek(tp, offset + 1)
             logger.info("partition %s: resuming after offset %d already in Redis", name, offset)
+        # the hash writes of batches whose worker stopped between its script calls
+        await retry("finish journals", self._sink.finish_journals)
 
     # --- each fetch -------------------------------------------------------------------
 

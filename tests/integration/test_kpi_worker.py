@@ -167,6 +167,45 @@ async def crash_after_applying(
     return events
 
 
+async def test_a_worker_applies_the_journal_parts_a_dead_one_left(
+    consumers, settings, redis_client, redis_url, bootstrap
+):
+    """A worker died after a batch's first script call (ids, states and watermarks in),
+    before its later calls wrote the rest of the batch's hash fields (streams/journal.py);
+    the next worker applies them when it is assigned the partitions."""
+    factory, metrics = consumers
+    events = history(300)
+    await produce(bootstrap, settings.events_topic, events, partitions=4)
+    records = await read_topic(bootstrap, settings.events_topic, len(events))
+    last_first = sorted(records, key=lambda record: record.offset)
+    offsets = {f"{record.topic}:{record.partition}": record.offset for record in last_first}
+    keys = KpiKeys(settings.redis_key_prefix)
+    sink = RedisKpiSink(
+        redis_client, keys, group=settings.consumer_group, dedupe_ttl_s=3600, day_ttl_s=3600,
+        part_fields=50,
+    )  # fmt: skip
+
+    async def die(pending: object) -> None:
+        raise SystemExit("the worker died after the batch's first call")
+
+    sink.journal.drain = die  # type: ignore[method-assign]
+    batch = [decode_event(record.value) for record in records]
+    with pytest.raises(SystemExit):
+        await KpiApplier(sink, settings.tenant_directory(), keys).apply(batch, offsets)
+    assert await redis_client.hlen(keys.journal("")) > 3
+    assert stored(redis_url, settings) != expected(events, settings)
+
+    consumer = factory()
+    await consumer.start()
+
+    async def journal_drained() -> bool:
+        return int(await redis_client.exists(keys.journal(""))) == 0
+
+    await eventually(journal_drained, 30, "the journal drained")
+    assert stored(redis_url, settings) == expected(events, settings)
+    assert metric_value(metrics, "salespulse_worker_events_applied_total") == 0
+
+
 async def test_applied_but_uncommitted_batches_are_not_counted_twice(
     consumers, settings, redis_client, redis_url, bootstrap
 ):
@@ -205,6 +244,9 @@ class WatermarksReadAfterTheFirstFetch:
 
         await eventually(every_partition_fetched, 30, "a first fetch of every partition")
         return await self._store.watermarks(partitions)
+
+    async def finish_journals(self) -> int:
+        return await self._store.finish_journals()
 
 
 async def test_records_fetched_while_the_watermarks_are_read_are_skipped_not_deduped(

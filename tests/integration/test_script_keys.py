@@ -93,11 +93,15 @@ async def test_the_batch_script_touches_only_the_keys_it_declares(
     settings: Settings, redis_url: str, redis_client: aioredis.Redis, cluster_keys: bool
 ) -> None:
     keys = KpiKeys(settings.redis_key_prefix, tenant_slots=cluster_keys)
+    # a few hash fields a call: the rest go as journal parts, drained by later calls
     sink = RedisKpiSink(
-        redis_client, keys, group="kpi", dedupe_ttl_s=3600, day_ttl_s=7200, entity_ttl_s=3600
-    )
+        redis_client, keys, group="kpi", dedupe_ttl_s=3600, day_ttl_s=7200, entity_ttl_s=3600,
+        part_fields=3,
+    )  # fmt: skip
     kpi = KpiApplier(sink, TENANTS, keys)
-    sla_store = SlaStore(redis_client, keys, group="sla", day_ttl_s=7200, conversation_ttl_s=60)
+    sla_store = SlaStore(
+        redis_client, keys, group="sla", day_ttl_s=7200, conversation_ttl_s=60, part_fields=3
+    )
     sla = SlaApplier(sla_store, TENANTS, keys)
     # Every part of a batch: dedupe sets, entity states, bucket hashes (totals set, or
     # added), open-deal and waiting zsets (in and out), won records (set and deleted),
@@ -137,6 +141,7 @@ async def test_the_batch_script_touches_only_the_keys_it_declares(
         conversation("out-1", "out", 2),
     ]
     declared: set[str] = set()
+    parted: list[tuple[str, list[str]]] = []
 
     async def apply_batches() -> None:
         for offset, events in enumerate((first, later)):
@@ -147,10 +152,16 @@ async def test_the_batch_script_touches_only_the_keys_it_declares(
             ]
             for call in calls:
                 declared.update(call.keys if cluster_keys else call.named_keys())
+                # a part's keys: declared by its call on a cluster, carried in it on one Redis
+                parted.extend(call.pending.parts)
+                declared.add(call.pending.journal)
+                for _, part_keys in call.pending.parts:
+                    declared.update(part_keys)
 
     commands = await script_commands(redis_url, f"{keys.prefix}done", apply_batches)
 
     assert {args[0] for args in commands} == SCRIPT_COMMANDS  # the batches ran every path
+    assert len(parted) >= 4
     shown = {monitor_form(key) for key in declared}
     undeclared = [args for args in commands if args[1] not in shown]
     assert undeclared == []

@@ -8,7 +8,9 @@ it (`events.Ident` forbids control characters). µs: microseconds since the epoc
 integers.
 
 Every batch of the KPI and the SLA stage lands in one call of `streams/apply_batch.lua`,
-atomically; a key that the script writes is written "through the script" below. The
+atomically, but for the hash fields past the first few thousand, which that call leaves
+in `{p}journal` for the next calls (streams/journal.py); a key that the script writes is
+written "through the script" below. The
 script touches only the keys its caller declares in KEYS (as Redis Cluster requires): it
 builds no key name itself.
 
@@ -129,6 +131,17 @@ builds no key name itself.
   - TTL: none.
   - writer: `streams/sla_store.py`, through the script.
   - readers: `metrics/read/waiting.py` (`last_received`, for the KPI collector).
+- `{p}journal`: HASH, hash increments of applied batches still to write: a batch's first
+  script call writes its checks, ids, states, watermarks and first hash fields, and
+  leaves the rest here, in parts of `streams/journal.py` `PART_FIELDS` fields, so that
+  no call holds Redis long (streams/journal.py).
+  - value: field part id (`{random hex}:{n}`) → a MessagePack map `{keys, hashes}`
+    (apply_batch.lua).
+  - TTL: none: a part is deleted by the call that applies it.
+  - writers: `streams/redis_sink.py`, `streams/sla_store.py` (through the script).
+  - readers: `streams/journal.py` (the worker drains its own parts right after the
+    first call, and every part it finds when it is assigned partitions).
+- `{p}journal:{tenant}`: the same, one per tenant's slot on a Redis Cluster.
 - `{p}store_reset`: STRING, why a worker found the store wiped (text, no client data).
   - TTL: none: kept until `salespulse rebuild` switches (it is a store family).
   - writer and reader: `streams/store_guard.py` (SET NX; EXISTS for
@@ -216,6 +229,8 @@ STORE_FAMILIES: Final = (
     "waiting:",
     "lastseen",
     "store_reset",
+    "journal",
+    "journal:",
 )
 
 
@@ -278,6 +293,13 @@ class KpiKeys:
 
     def staff(self, tenant: str) -> str:
         return f"{self.prefix}staff:{self._t(tenant)}"
+
+    def journal(self, tenant: str) -> str:
+        """The hash increments a batch's first script call left to the next ones
+        (streams/journal.py); one per tenant's slot on a cluster, else one."""
+        if self.tenant_slots:
+            return f"{self.prefix}journal:{self._t(tenant)}"
+        return f"{self.prefix}journal"
 
     @property
     def store_epoch(self) -> str:
