@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -125,6 +126,8 @@ def split_hashes(
     """The hashes of the first call (up to ``limit`` fields, plus any hash with an
     increment as text), then each later part's (``limit`` fields at most; a hash with
     more fields is cut across parts, a later part adding to what the earlier wrote)."""
+    if limit < 1:
+        raise ValueError(f"a journal part holds at least one field, not {limit}")
     first: list[HashIncrements] = []
     later: list[list[HashIncrements]] = []
     room = limit
@@ -178,10 +181,17 @@ class Journal:
         self._client = client
         self._script = script
         self._keys = keys
+        # parts of batches already written that this worker has still to apply: a Redis
+        # error between two of them leaves the rest here for the next batch's drain (the
+        # stage retries the batch, whose first call is then refused as already counted)
+        self._owed: deque[tuple[str, str, list[str]]] = deque()
 
     async def drain(self, pending: Pending) -> None:
-        for part_id, keys in pending.parts:
-            await self._drain_part(pending.journal, part_id, keys)
+        """Apply the parts a batch's first call left, and any owed from before."""
+        self._owed.extend((pending.journal, part_id, keys) for part_id, keys in pending.parts)
+        while self._owed:
+            await self._drain_part(*self._owed[0])
+            self._owed.popleft()
 
     async def recover(self) -> int:
         """Apply every part a worker left (it died between its calls); how many."""

@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from salespulse.core import redis_clients
+from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.settings import Settings
@@ -118,6 +119,33 @@ async def test_parts_a_dead_worker_left_are_applied_once_by_the_next(
     assert sum(applied) == len(left)
     assert await dump(redis_client, keys.prefix) == expected
     assert await first.finish_journals() == 0
+
+
+async def test_parts_a_redis_error_left_are_applied_when_the_batch_is_retried(
+    redis_client: aioredis.Redis, settings: Settings
+) -> None:
+    batch = events()
+    expected = await one_call(redis_client, f"{settings.redis_key_prefix}one:", batch)
+    keys = KpiKeys(f"{settings.redis_key_prefix}owed:")
+    sink = kpi_sink(redis_client, keys, PART_FIELDS)
+    drain_part = sink.journal._drain_part
+    failures = iter([True])
+
+    async def flaky(journal: str, part_id: str, part_keys: list[str]) -> bool:
+        if next(failures, False):
+            raise KpiStoreError("the connection to Redis was lost")
+        return await drain_part(journal, part_id, part_keys)
+
+    sink.journal._drain_part = flaky  # type: ignore[method-assign]
+    applier = KpiApplier(sink, DIRECTORY, keys, max_part_writes=ONE_CALL)
+    with pytest.raises(KpiStoreError):
+        await applier.apply(batch, OFFSETS)
+    assert await redis_client.hlen(keys.journal("")) >= 10
+
+    # the stage retries the batch: its first call is refused as counted, the refold
+    # counts nothing, and the parts the worker still owes are applied
+    await applier.apply(batch, OFFSETS)
+    assert await dump(redis_client, keys.prefix) == expected
 
 
 async def test_a_part_that_would_pass_the_64_bit_limit_stays_and_the_rest_apply(
