@@ -136,7 +136,7 @@ async def test_parts_a_redis_error_left_are_applied_when_the_batch_is_retried(
             raise KpiStoreError("the connection to Redis was lost")
         return await drain_part(journal, part_id, part_keys)
 
-    sink.journal._drain_part = flaky  # type: ignore[method-assign]
+    sink.journal._drain_part = flaky  # type: ignore[method-assign,assignment]
     applier = KpiApplier(sink, DIRECTORY, keys, max_part_writes=ONE_CALL)
     with pytest.raises(KpiStoreError):
         await applier.apply(batch, OFFSETS)
