@@ -11,9 +11,10 @@ from the speculative ones the next batch was folded on, *at the same versions*. 
 such deviation starts a new generation: the cache is dropped and batches prepared in
 the old one are refolded from Redis before they are written.
 
-Folds run off the event loop (streams/off_loop.py). A batch whose fold writes more than
-``MAX_PART_WRITES`` fields is folded and written in parts of consecutive events, so that
-no single Lua call blocks Redis for long (issue 19: 138 ms during a replay). Only the
+Folds run off the event loop (streams/off_loop.py). A batch whose first Lua call would
+make more than ``MAX_PART_WRITES`` writes is folded and written in parts of consecutive
+events, so that no single Lua call blocks Redis for long (issue 19: 138 ms during a
+replay; the hash fields past a few thousand go to later calls anyway). Only the
 last part carries the partition watermarks: after a crash between parts the batch is
 redelivered, the store reports the ids of the parts it holds as already counted, and
 the refold on the states those parts left counts the rest exactly once (as a poison
@@ -36,6 +37,7 @@ from salespulse.core.tenants import TenantDirectory
 from streams.contributions import Derived
 from streams.entity_state import DealState, LeadState
 from streams.fold import BatchFold, States, entity_ref, fold_batch
+from streams.journal import PART_FIELDS
 from streams.off_loop import OffLoop
 from streams.outside_slots import tenant_groups
 from streams.redis_sink import RedisKpiSink
@@ -49,19 +51,16 @@ CACHE_BYTES = 64 * 1024 * 1024
 # deal stored in ~190 B and ~1.0 KB for a lead stored in ~120 B (this errs high for leads).
 _BYTES_PER_STORED_BYTE = 10
 _BYTES_PER_ENTRY = 200  # key string, OrderedDict slot, version tuple, size entry
-# Writes (hash fields and hashes, entity states, ids, index moves) per Lua call. Only
-# batches past it are cut: parts of one batch each write the day, week, month and
-# all-time fields again, which a batch writes once. Parts of 5,000 doubled Redis's CPU and
-# the worker's per event on the bench's live traffic (a 5,000-event batch makes ~16,500
-# writes); at 20,000 that traffic stays one call, and a replayed history's batch (~67,000
-# writes: new minute and hour hashes) goes in ~4 parts. Redis takes ~1.5-2 µs a write
-# here (~3 µs when each field was one HINCRBY), so a part blocks it ~30-45 ms on a
-# 2-core VM (in a 200,000-event replay into a busy `salespulse run`, the longest call
-# went from 4.4 s to 0.47 s, `salespulse bench --replay`); parts of 12,000 writes took
-# it to ~22-29 ms for 15-30 % more Redis CPU per event: 20 ms needs fewer writes per
-# event, not smaller parts. Measured again with parts of 6,000 (`salespulse bench`, one
-# session): longest apply 64 → 36 ms, but (a)'s CPU 20 → 26 µs and Redis's 13 → 21 µs
-# an event (the day, month and all-time fields written once per part).
+# Writes of a batch's first Lua call (entity states, ids, marks, index moves, and hash
+# fields up to the journal's share, streams/journal.py) past which the batch is folded and
+# written in parts of consecutive events. Parts of one batch each write the day, week,
+# month and all-time fields again, which a batch writes once: parts of 6,000 writes cost
+# (a) 20 → 26 µs and Redis 13 → 21 µs an event (`salespulse bench`). Since the hash fields
+# past the journal's share go to later calls, only the per-event writes can make a first
+# call long: a live 5,000-event batch makes ~11,000 (callgrind on redis-server, 20,000
+# bench events at 200 managers: 66,100 instructions an event when this counted every
+# field and cut such batches in two, 57,400 now). The first call's length is then set by
+# its events, ~35-60 ms for 5,000 on a busy 2-core VM, not by its managers.
 MAX_PART_WRITES = 20_000
 # Parts are sized from the last batch's writes per event with this headroom, so that a
 # part rarely turns out too big and has to be folded again as two halves.
@@ -74,12 +73,13 @@ def cached_size(key: str, stored: bytes) -> int:
 
 
 def fold_writes(fold: BatchFold) -> int:
-    """How many writes the fold's Lua call makes (the measure of how long it runs); a
-    hash costs two more commands (its overflow check, its EXPIRE): a replayed history
-    touches ~2 new minute and hour hashes per event."""
+    """How many writes the fold's first Lua call makes (the measure of how long it runs):
+    its ids, marks, states and index moves, and the hash fields up to the share the rest
+    go to journal parts from (streams/journal.py); a hash costs two more commands (its
+    overflow check, its EXPIRE)."""
+    fields = sum(map(len, fold.increments.values())) + 2 * len(fold.increments)
     return (
-        sum(map(len, fold.increments.values()))
-        + 2 * len(fold.increments)
+        min(fields, PART_FIELDS)
         + sum(map(len, fold.event_ids.values()))
         + sum(map(len, fold.marked.values()))
         + len(fold.entity_writes)

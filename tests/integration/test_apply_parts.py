@@ -20,7 +20,7 @@ from tests.redis_dump import dump
 
 pytestmark = pytest.mark.integration
 
-PART_WRITES = 1_500
+PART_WRITES = 1_000
 OFFSETS = {"crm.events:0": 2_999}
 # "version:state": a state written by several parts carries a higher version
 
