@@ -133,7 +133,7 @@ builds no key name itself.
   - readers: `metrics/read/waiting.py` (`last_received`, for the KPI collector).
 - `{p}journal`: HASH, hash increments of applied batches still to write: a batch's first
   script call writes its checks, ids, states, watermarks and first hash fields, and
-  leaves the rest here, in parts of `streams/journal.py` `PART_FIELDS` fields, so that
+  leaves the rest here, in parts of `streams/journal.py` `PART_FIELDS` writes, so that
   no call holds Redis long (streams/journal.py).
   - value: field part id (`{random hex}:{n}`) → a MessagePack map `{keys, hashes}`
     (apply_batch.lua).
