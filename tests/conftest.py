@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from salespulse.app.embedded import LocalProcess, free_port, start_broker, start_redis
+from salespulse.core import redis_clients
 from salespulse.core.settings import Settings
 
 # Autouse: every /v1 JSON answer a test receives is checked against the OpenAPI document.
@@ -65,6 +66,16 @@ def redis_cluster(servers_dir: Path) -> Iterator[RedisCluster]:
     for the tests that ask for it."""
     with start_redis_cluster(servers_dir / "redis-cluster") as cluster:
         yield cluster
+
+
+@pytest.fixture
+async def cluster_client(redis_cluster: RedisCluster) -> AsyncIterator[aioredis.Redis]:
+    """A cluster client of the product's (SALESPULSE_REDIS_MODE=cluster) on that cluster."""
+    client = redis_clients.async_redis(
+        Settings(redis_mode="cluster", redis_url=redis_cluster.url), redis_cluster.url
+    )
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -5,13 +5,10 @@ leaving what one call leaves on a single Redis; for the KPI stage and the SLA st
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from salespulse.core import redis_clients
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.settings import Settings
@@ -59,15 +56,6 @@ def events() -> list[CrmEvent]:
         msgspec.structs.replace(event, tenant=TENANTS[i % len(TENANTS)])
         for i, event in enumerate(synthetic_events(1_200, 11, "cluster"))
     ]
-
-
-@pytest.fixture
-async def cluster_client(redis_cluster: RedisCluster) -> AsyncIterator[aioredis.Redis]:
-    client = redis_clients.async_redis(
-        Settings(redis_mode="cluster", redis_url=redis_cluster.url), redis_cluster.url
-    )
-    yield client
-    await client.aclose()
 
 
 async def single_redis_result(

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from salespulse.core import redis_clients
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.redis_layout import KpiKeys
@@ -26,7 +24,6 @@ from streams.applier import KpiApplier
 from streams.journal import Pending
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
-from tests.redis_cluster import RedisCluster
 from tests.redis_dump import dump, text
 
 pytestmark = pytest.mark.integration
@@ -61,6 +58,17 @@ def kpi_sink(client: aioredis.Redis, keys: KpiKeys, part_fields: int) -> RedisKp
     return RedisKpiSink(
         client, keys, group="g", dedupe_ttl_s=3600, day_ttl_s=7200, part_fields=part_fields
     )
+
+
+async def die_after_first_call(
+    client: aioredis.Redis, keys: KpiKeys, batch: list[CrmEvent]
+) -> tuple[RedisKpiSink, DrainRecorder]:
+    """A worker that applies the batch's first call and dies before its parts."""
+    dying = kpi_sink(client, keys, PART_FIELDS)
+    recorder = DrainRecorder(dying, die=True)
+    with pytest.raises(SystemExit):
+        await KpiApplier(dying, DIRECTORY, keys, max_part_writes=ONE_CALL).apply(batch, OFFSETS)
+    return dying, recorder
 
 
 def events(tenants: tuple[str, ...] = ("acme",)) -> list[CrmEvent]:
@@ -101,10 +109,7 @@ async def test_parts_a_dead_worker_left_are_applied_once_by_the_next(
     batch = events()
     expected = await one_call(redis_client, f"{settings.redis_key_prefix}one:", batch)
     keys = KpiKeys(f"{settings.redis_key_prefix}dead:")
-    dying = kpi_sink(redis_client, keys, PART_FIELDS)
-    recorder = DrainRecorder(dying, die=True)
-    with pytest.raises(SystemExit):
-        await KpiApplier(dying, DIRECTORY, keys, max_part_writes=ONE_CALL).apply(batch, OFFSETS)
+    dying, recorder = await die_after_first_call(redis_client, keys, batch)
 
     # the first call is in: ids, states and the watermark (Kafka will not redeliver)
     assert await dying.watermarks(list(OFFSETS)) == OFFSETS
@@ -153,10 +158,7 @@ async def test_a_part_that_would_pass_the_64_bit_limit_stays_and_the_rest_apply(
 ) -> None:
     batch = events()
     keys = KpiKeys(f"{settings.redis_key_prefix}limit:")
-    dying = kpi_sink(redis_client, keys, PART_FIELDS)
-    DrainRecorder(dying, die=True)
-    with pytest.raises(SystemExit):
-        await KpiApplier(dying, DIRECTORY, keys, max_part_writes=ONE_CALL).apply(batch, OFFSETS)
+    await die_after_first_call(redis_client, keys, batch)
     journal = keys.journal("")
     parts = {text(k): v for k, v in (await redis_client.hgetall(journal)).items()}
     # a field a part raises, its total already within 2^53 of 2^63 (only increments
@@ -196,25 +198,13 @@ async def test_the_sla_stage_cuts_its_hash_writes_too(
     assert dumps[1] == dumps[0]
 
 
-@pytest.fixture
-async def cluster_client(redis_cluster: RedisCluster) -> AsyncIterator[aioredis.Redis]:
-    client = redis_clients.async_redis(
-        Settings(redis_mode="cluster", redis_url=redis_cluster.url), redis_cluster.url
-    )
-    yield client
-    await client.aclose()
-
-
 async def test_on_a_cluster_each_tenant_slot_keeps_its_parts_and_the_next_worker_finds_them(
     redis_client: aioredis.Redis, cluster_client: aioredis.Redis, settings: Settings
 ) -> None:
     batch = events(TENANTS)
     expected = await one_call(redis_client, f"{settings.redis_key_prefix}one:", batch)
     keys = KpiKeys(f"{settings.redis_key_prefix}cl:", tenant_slots=True)
-    dying = kpi_sink(cluster_client, keys, PART_FIELDS)
-    DrainRecorder(dying, die=True)
-    with pytest.raises(SystemExit):
-        await KpiApplier(dying, DIRECTORY, keys, max_part_writes=ONE_CALL).apply(batch, OFFSETS)
+    await die_after_first_call(cluster_client, keys, batch)
     # the first tenant's call is in and left its parts in its own slot's journal
     journals = [
         text(key)
