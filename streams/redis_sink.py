@@ -1,6 +1,8 @@
 """The Redis edge of the KPI pipeline: load entity states, apply a folded batch once.
 
-Idempotency uses three mechanisms, all inside one Lua call (atomic, one round trip):
+Idempotency uses three mechanisms, all inside the batch's first Lua call (atomic, one
+round trip; a big batch's hash fields past its share follow as journal parts that
+later calls apply exactly once, streams/journal.py):
 
 * a permanent mark per event-additive event (a call, a message, a payment ...), by tenant
   and event day (streams/event_marks.py): a CRM retry, a replayed Kafka record or a

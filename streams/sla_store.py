@@ -2,7 +2,8 @@
 
 It writes through the KPI pipeline's batch script (streams/apply_batch.lua), so a
 batch's states, response-time increments, waiting-index moves, "last event received"
-marks and partition watermarks land in one atomic step. A conversation state is a join,
+marks and partition watermarks land in one atomic step (bucket fields past the first
+call's share follow as journal parts, streams/journal.py). A conversation state is a join,
 so a repeated event changes nothing while the state is kept; the state is forgotten
 after SALESPULSE_CONVERSATION_RETENTION_DAYS, so each event joined also gets a
 permanent mark (`smark:`, streams/event_marks.py), checked and appended in the same
