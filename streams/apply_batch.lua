@@ -19,16 +19,21 @@
 --   fields   [['s'|'d'|'m', k, field, value], ...]  (m: set when the number is larger)
 --   members  [[k, member], ...]             marks    [["topic:partition", offset], ...]
 --   journal  k of the journal hash (streams/journal.py), with
---   parts    [[id, part], ...]: hashes this call leaves to the next ones, each a
---            MessagePack map {keys = [key, ...], hashes = [as above, k in its keys]},
---            stored as they come under their id once the batch is written
+--   parts    [id, ...]: parts of the hashes this call leaves to the next ones, which the
+--            worker staged in the journal (field "part:<id>") just before; the batch
+--            checks they are there and commits them (field <id> = "1") once it is written
 -- or, to apply one such part:
 --   journal  k of the journal hash            drain    the part's id
+--   part     the part, {keys = [key, ...], hashes = [as above, k in its keys]}; absent
+--            for a part the version before stored whole under its id (read from there)
+-- or, to delete a staged part no batch committed (an orphan):
+--   journal  k of the journal hash            forget   the part's id
 -- Numbers stay below 2^53 (µs timestamps, 1/10,000 money units), exact in Lua's doubles;
 -- a larger increment comes as decimal text, which HINCRBY adds exactly in 64 bits.
 -- Returns {0, seen or mark key, id, ...} when ids were counted before, {2, key, ...} when an
 -- entity changed since it was read, {3, key, field} when an increment would take a total
--- past TOTAL_LIMIT (nothing written in all three cases: Redis never rolls a script
+-- past TOTAL_LIMIT, {5, id} when a part to commit was not staged (nothing written in all
+-- four cases: Redis never rolls a script
 -- back, so everything that can fail is checked before the first write), else {1}. A part
 -- returns {3, key, field} too, and stays in the journal; {1} once applied, {4} when no
 -- part has that id (applied before).
@@ -104,20 +109,24 @@ local function write_totals(keys, hashes, totals)
   end
 end
 
--- A journal part (streams/journal.py): hashes a batch already counted, left by its first
--- call, applied and removed here in one step, so whoever drains it does so once.
+-- A journal part (streams/journal.py): hashes a batch already counted, committed by its
+-- first call, applied and removed here in one step, so whoever drains it does so once.
 if batch.drain then
-  local journal = KEYS[batch.journal]
-  local blob = call('HGET', journal, batch.drain)
-  if not blob then return {4} end
-  local part = cmsgpack.unpack(blob)
+  local journal, id, part = KEYS[batch.journal], batch.drain, batch.part
+  local committed = call('HGET', journal, id)
+  if not committed then return {4} end
+  if not part then part = cmsgpack.unpack(committed) end  -- stored whole by the version before
   local totals, key, field = new_totals(part.keys, part.hashes)
   if not totals then return {3, key, field} end
   write_totals(part.keys, part.hashes, totals)
-  call('HDEL', journal, batch.drain)
+  call('HDEL', journal, id, 'part:' .. id)
   return {1}
 end
-
+if batch.forget then
+  local journal, id = KEYS[batch.journal], batch.forget
+  if call('HEXISTS', journal, id) == 0 then call('HDEL', journal, 'part:' .. id) end
+  return {1}
+end
 
 local dups = {}
 for _, group in ipairs(batch.seen) do
@@ -193,6 +202,10 @@ end
 
 local totals, over_key, over_field = new_totals(KEYS, batch.hashes)
 if not totals then return {3, over_key, over_field} end
+local parts = batch.parts or {}
+for _, id in ipairs(parts) do
+  if call('HEXISTS', KEYS[batch.journal], 'part:' .. id) == 0 then return {5, id} end
+end
 
 for _, group in ipairs(batch.seen) do
   local key, ids = KEYS[group[1]], group[2]
@@ -240,9 +253,14 @@ for _, mark in ipairs(batch.marks) do
   local current = tonumber(call('HGET', offsets, mark[1]) or '-1')
   if mark[2] > current then call('HSET', offsets, mark[1], mark[2]) end
 end
--- The hashes past the first call's share (streams/journal.py): the worker drains them
--- next, or whoever finds them after a crash.
-for _, part in ipairs(batch.parts or {}) do
-  call('HSET', KEYS[batch.journal], part[1], part[2])
+-- The hashes past the first call's share (streams/journal.py), staged by the worker:
+-- committed here, drained next by the worker, or by whoever finds them after a crash.
+if #parts > 0 then
+  local commits = {}
+  for i, id in ipairs(parts) do
+    commits[2 * i - 1] = id
+    commits[2 * i] = '1'
+  end
+  call('HSET', KEYS[batch.journal], unpack(commits))
 end
 return {1}

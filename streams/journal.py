@@ -10,11 +10,23 @@ writes, streams/applier.py). So the batch is folded once and only its writes are
 
 * the first call makes every check and every write that later batches are checked
   against (counted ids, marks, entity states, watermarks) and the hash fields up to
-  ``PART_FIELDS`` writes, and stores the remaining hash increments as parts in a
+  ``PART_FIELDS`` writes, and commits the remaining hash increments as parts of a
   journal hash (`KpiKeys.journal`), all in one atomic step;
 * each later call applies one part and deletes it, again in one step, so a part is
   applied once whoever drains it: the worker that wrote it, right after, or, when that
   worker died in between, the next one that is assigned partitions (``recover``).
+
+A part's increments do not pass through the first call. The worker stores each packed
+part (field ``part:<id>``) with a plain HSET just before it, and the first call only
+checks that they are there and writes a one-byte commit mark under ``<id>``; the drain
+gets the part from the worker (who still holds it, or read it back) and applies it if
+the mark is there. Every string handed to Redis's Lua is copied and hashed (an
+argument, a string inside it, a reply): a part carried in the first call's argument
+went through Lua three times more than its drain needs, ~900 KB a 5,000-event batch at
+400 managers. Staged, the first call is that much shorter and Redis does 3.6 % fewer
+instructions per event (callgrind on redis-server). A part whose first call was refused
+(or never ran) has no mark: the worker deletes it, or ``recover`` does once it is
+``ORPHAN_AFTER_S`` old, checking the mark in the same script step.
 
 Hash increments commute, so a part applied late gives the same totals; until it is
 applied, a reader sees the batch's events counted in some buckets and not yet in others
@@ -31,10 +43,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -43,7 +56,6 @@ from redis.exceptions import RedisError
 
 from salespulse.core.errors import KpiStoreError
 from salespulse.core.kpi.redis_layout import KpiKeys
-from streams.event_marks import msgpack_str
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +67,15 @@ logger = logging.getLogger(__name__)
 PART_FIELDS = 4_000
 # The HMGET and the EXPIRE of a hash, counted as writes beside its fields.
 HASH_COST = 2
+
+# A part staged without a commit mark this long ago is one whose first call was refused
+# or never ran (the worker stages a part just before its first call).
+ORPHAN_AFTER_S = 3600
+# The field prefix of a staged part; the bare id is its commit mark.
+STAGED = "part:"
+# The value of a commit mark. A journal written by the version before holds the whole
+# packed part under its id (no staged field): drained by the script reading it.
+COMMITTED = b"1"
 
 _packer = msgspec.msgpack.Encoder()
 
@@ -69,12 +90,21 @@ _PART_KEYS = msgspec.msgpack.Decoder(_Part)
 HashIncrements = tuple[str, int, list[str], Sequence[int | str]]
 
 
+class JournalPart(NamedTuple):
+    """One part of a batch's hash increments: its id, the keys it writes (a cluster
+    routes a call by them), and the part packed as the script reads it."""
+
+    part_id: str
+    keys: list[str]
+    packed: bytes
+
+
 @dataclass(frozen=True)
 class Pending:
-    """The parts a batch's first call stores: their ids and the keys each one writes."""
+    """The parts a batch's first call commits, staged before it and drained after it."""
 
     journal: str = ""
-    parts: tuple[tuple[str, list[str]], ...] = ()
+    parts: tuple[JournalPart, ...] = ()
 
 
 NOTHING_PENDING: Final = Pending()
@@ -158,16 +188,14 @@ def split_hashes(
     return first, later
 
 
-def packed_parts(
-    journal: str, later: list[list[HashIncrements]]
-) -> tuple[list[tuple[str, msgspec.Raw]], Pending]:
-    """The first call's `parts` (each packed as the script stores it) and what the worker
-    drains after it. Ids are random: two workers' parts never share one."""
-    batch_id = secrets.token_hex(8)
-    parts: list[tuple[str, msgspec.Raw]] = []
-    drained: list[tuple[str, list[str]]] = []
+def packed_parts(journal: str, later: list[list[HashIncrements]]) -> tuple[list[str], Pending]:
+    """The ids the first call commits (its `parts`) and the parts, packed as the script
+    reads them, to stage before it and drain after it. Ids are random, after the time
+    they were made (whole seconds): two workers' parts never share one, and ``recover``
+    tells an orphan's age."""
+    batch_id = f"{int(time.time())}.{secrets.token_hex(6)}"
+    parts: list[JournalPart] = []
     for index, hashes in enumerate(later):
-        part_id = f"{batch_id}:{index}"
         keys = [key for key, *_ in hashes]
         packed = _packer.encode(
             {
@@ -175,13 +203,20 @@ def packed_parts(
                 "hashes": [(i + 1, ttl, f, a) for i, (_, ttl, f, a) in enumerate(hashes)],
             }
         )
-        parts.append((part_id, msgpack_str(packed)))
-        drained.append((part_id, keys))
-    return parts, Pending(journal, tuple(drained))
+        parts.append(JournalPart(f"{batch_id}:{index}", keys, packed))
+    return [part.part_id for part in parts], Pending(journal, tuple(parts))
+
+
+def refused_unstaged(reply: list[bytes]) -> KpiStoreError | None:
+    """The script's {5, id}: a part the first call was to commit was not staged (deleted
+    as an orphan while the worker stood still for ``ORPHAN_AFTER_S``); nothing written."""
+    if int(reply[0]) != 5:
+        return None
+    return KpiStoreError(f"journal part {_text(reply[1])} was not staged; the batch is retried")
 
 
 class Journal:
-    """Drains journal parts through apply_batch.lua."""
+    """Stages, drains and recovers journal parts through apply_batch.lua."""
 
     def __init__(self, client: aioredis.Redis, script: AsyncScript, keys: KpiKeys) -> None:
         self._client = client
@@ -190,22 +225,47 @@ class Journal:
         # parts of batches already written that this worker has still to apply: a Redis
         # error between two of them leaves the rest here for the next batch's drain (the
         # stage retries the batch, whose first call is then refused as already counted)
-        self._owed: deque[tuple[str, str, list[str]]] = deque()
+        self._owed: deque[tuple[str, JournalPart]] = deque()
+
+    async def stage(self, pending: Pending) -> None:
+        """Store the parts before the first call that commits them."""
+        if not pending.parts:
+            return
+        staged = {f"{STAGED}{part.part_id}": part.packed for part in pending.parts}
+        try:
+            await self._client.hset(pending.journal, mapping=staged)  # type: ignore[arg-type]
+        except RedisError as exc:
+            raise KpiStoreError(f"cannot stage journal parts in {pending.journal}: {exc}") from exc
+
+    async def discard(self, pending: Pending) -> None:
+        """Delete the staged parts of a first call that was refused (nothing committed
+        them). An error leaves them to ``recover``."""
+        if not pending.parts:
+            return
+        staged = [f"{STAGED}{part.part_id}" for part in pending.parts]
+        try:
+            await self._client.hdel(pending.journal, *staged)
+        except RedisError as exc:
+            logger.warning("refused batch's journal parts left for later: %s", exc)
 
     async def drain(self, pending: Pending) -> None:
-        """Apply the parts a batch's first call left, and any owed from before."""
-        self._owed.extend((pending.journal, part_id, keys) for part_id, keys in pending.parts)
+        """Apply the parts a batch's first call committed, and any owed from before."""
+        self._owed.extend((pending.journal, part) for part in pending.parts)
         while self._owed:
             await self._drain_part(*self._owed[0])
             self._owed.popleft()
 
     async def recover(self) -> int:
-        """Apply every part a worker left (it died between its calls); how many."""
+        """Apply every part a worker left (it died between its calls); how many. Staged
+        parts that no first call committed are deleted once ``ORPHAN_AFTER_S`` old."""
         applied = 0
         for journal in await self._journals():
-            for part_id, keys in await self._parts(journal):
-                if await self._drain_part(journal, part_id, keys):
+            committed, orphans = await self._parts(journal)
+            for part in committed:
+                if await self._drain_part(journal, part):
                     applied += 1
+            for part_id in orphans:
+                await self._call(journal, {"journal": 1, "forget": part_id}, [])
         if applied:
             logger.info("applied %d journal parts a stopped worker left", applied)
         return applied
@@ -220,40 +280,64 @@ class Journal:
         except RedisError as exc:
             raise KpiStoreError(f"cannot list the journals: {exc}") from exc
 
-    async def _parts(self, journal: str) -> list[tuple[str, list[str]]]:
-        """The parts in a journal, with the keys each writes where a cluster must be told
-        them (one Redis reads them from the part itself)."""
+    async def _parts(self, journal: str) -> tuple[list[JournalPart], list[str]]:
+        """The committed parts in a journal, and the ids of old staged parts nothing
+        committed."""
         try:
-            if not self._keys.tenant_slots:
-                return [(_text(part_id), []) for part_id in await self._client.hkeys(journal)]
-            held = await self._client.hgetall(journal)
+            fields = await self._client.hgetall(journal)
+            held = {_text(name): _bytes(value) for name, value in fields.items()}
         except RedisError as exc:
             raise KpiStoreError(f"cannot read the journal {journal}: {exc}") from exc
-        return [
-            (_text(part_id), _PART_KEYS.decode(_bytes(blob)).keys) for part_id, blob in held.items()
-        ]
+        committed: list[JournalPart] = []
+        orphans: list[str] = []
+        for name, value in held.items():
+            if name.startswith(STAGED):
+                part_id = name.removeprefix(STAGED)
+                if part_id not in held and _age_s(part_id) > ORPHAN_AFTER_S:
+                    orphans.append(part_id)
+                continue
+            # b"1": committed, staged beside it; else the version before's whole part
+            packed = held.get(f"{STAGED}{name}", b"") if value == COMMITTED else value
+            if packed:
+                committed.append(JournalPart(name, _PART_KEYS.decode(packed).keys, packed))
+            else:
+                logger.error("journal part %s in %s was committed, never staged", name, journal)
+        return committed, orphans
 
-    async def _drain_part(self, journal: str, part_id: str, keys: list[str]) -> bool:
-        batch: dict[str, Any] = {"journal": 1, "drain": part_id}
+    async def _drain_part(self, journal: str, part: JournalPart) -> bool:
+        # the part inline: the script decodes it with the call, not from a reply
+        batch = {"journal": 1, "drain": part.part_id, "part": msgspec.Raw(part.packed)}
+        reply = await self._call(journal, batch, part.keys)
+        status = int(reply[0])
+        if status == 3:
+            key, name = (_text(value) for value in reply[1:3])
+            logger.error(
+                "journal part %s stays in %s: an increment would take %s field %s past "
+                "Redis's 64-bit limit",
+                part.part_id, journal, key, name,
+            )  # fmt: skip
+            return False
+        return status == 1  # else 4: someone else applied it
+
+    async def _call(self, journal: str, batch: dict[str, object], keys: list[str]) -> list[bytes]:
         declared = [journal]
         if self._keys.tenant_slots:
             declared += keys  # a cluster routes by declared keys
         else:
             batch["keys"] = declared
         try:
-            reply = await self._script(keys=declared, args=[_packer.encode(batch)])
+            reply: list[bytes] = await self._script(keys=declared, args=[_packer.encode(batch)])
         except RedisError as exc:
-            raise KpiStoreError(f"redis rejected journal part {part_id}: {exc}") from exc
-        status = int(reply[0])
-        if status == 3:
-            key, name = (_text(part) for part in reply[1:3])
-            logger.error(
-                "journal part %s stays in %s: an increment would take %s field %s past "
-                "Redis's 64-bit limit",
-                part_id, journal, key, name,
-            )  # fmt: skip
-            return False
-        return status == 1  # else 4: someone else applied it
+            what = batch.get("drain") or batch.get("forget")
+            raise KpiStoreError(f"redis rejected journal part {what}: {exc}") from exc
+        return reply
+
+
+def _age_s(part_id: str) -> float:
+    """Seconds since a part was made (its id starts with the time); a part of the version
+    before has no time in its id and is never staged."""
+    made, dot, _ = part_id.partition(".")
+    return time.time() - int(made) if dot and made.isdigit() else 0.0
 
 
 def _text(value: bytes | str) -> str:

@@ -53,6 +53,7 @@ from streams.journal import (
     Pending,
     exact_increments,
     hash_writes,
+    refused_unstaged,
 )
 from streams.off_loop import OffLoop
 from streams.outside_slots import OutsideSlots
@@ -236,13 +237,16 @@ class RedisKpiSink:
         # off the loop: a replayed history's batch names ~11,000 hashes (tens of ms)
         marks = {} if self._outside else offsets  # cluster: written apart, after the script
         call, seen_owner = await self._off_loop.run(self.arguments, fold, marks)
+        await self.journal.stage(call.pending)
         try:
             reply = await self._script(keys=call.keys, args=[call.batch])
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the batch: {exc}") from exc
-        if (overflow := refused_overflow(reply)) is not None:
-            raise overflow
         status = int(reply[0])
+        if status != 1:
+            await self.journal.discard(call.pending)
+        if (refusal := refused_overflow(reply) or refused_unstaged(reply)) is not None:
+            raise refusal
         if status == 1:
             if self._outside is not None:
                 tenants = {tenant for tenant, _ in fold.event_ids} | {t for t, _ in fold.marked}

@@ -37,7 +37,13 @@ from salespulse.core.kpi.codecs import (
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.tenants import TenantDirectory
 from streams.event_marks import by_field, msgpack_str
-from streams.journal import PART_FIELDS, Journal, exact_increments, hash_writes
+from streams.journal import (
+    PART_FIELDS,
+    Journal,
+    exact_increments,
+    hash_writes,
+    refused_unstaged,
+)
 from streams.off_loop import OffLoop
 from streams.outside_slots import OutsideSlots, split_sla_fold
 from streams.redis_sink import (
@@ -112,13 +118,16 @@ class SlaStore:
     async def apply_part(self, fold: SlaFold, offsets: dict[str, int]) -> ApplyOutcome:
         """One script call: the whole fold on one Redis, a tenant's part on a cluster."""
         call = await self._off_loop.run(self.arguments, fold, offsets)
+        await self.journal.stage(call.pending)
         try:
             reply = await self._script(keys=call.keys, args=[call.batch])
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the SLA batch: {exc}") from exc
-        if (overflow := refused_overflow(reply)) is not None:
-            raise overflow
         status = int(reply[0])
+        if status != 1:
+            await self.journal.discard(call.pending)
+        if (refusal := refused_overflow(reply) or refused_unstaged(reply)) is not None:
+            raise refusal
         named = [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
         if status == 1:
             await self.journal.drain(call.pending)

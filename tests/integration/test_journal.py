@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import msgspec
 import pytest
@@ -21,7 +22,7 @@ from salespulse.core.tenants import TenantDirectory, TenantsFile
 from salespulse.dev.bench.events import synthetic_events
 from salespulse.dev.bench.naive import BENCH_TENANTS
 from streams.applier import KpiApplier
-from streams.journal import Pending
+from streams.journal import ORPHAN_AFTER_S, STAGED, JournalPart, Pending
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
 from tests.redis_dump import dump, text
@@ -48,7 +49,7 @@ class DrainRecorder:
         sink.journal.drain = self  # type: ignore[method-assign]
 
     async def __call__(self, pending: Pending) -> None:
-        self.parts += [part_id for part_id, _ in pending.parts]
+        self.parts += [part.part_id for part in pending.parts]
         if self._die and pending.parts:
             raise SystemExit("the worker died after the batch's first call")
         await self._drain(pending)
@@ -113,8 +114,11 @@ async def test_parts_a_dead_worker_left_are_applied_once_by_the_next(
 
     # the first call is in: ids, states and the watermark (Kafka will not redeliver)
     assert await dying.watermarks(list(OFFSETS)) == OFFSETS
-    left = {text(part) for part in await redis_client.hkeys(keys.journal(""))}
+    held = {text(part) for part in await redis_client.hkeys(keys.journal(""))}
+    left = {part for part in held if not part.startswith(STAGED)}
+    # each part committed (its mark) and staged beside it (its increments)
     assert left == set(recorder.parts)
+    assert held - left == {f"{STAGED}{part}" for part in left}
     assert len(left) >= 10
     assert await dump(redis_client, keys.prefix) != expected
 
@@ -136,12 +140,12 @@ async def test_parts_a_redis_error_left_are_applied_when_the_batch_is_retried(
     drain_part = sink.journal._drain_part
     failures = iter([True])
 
-    async def flaky(journal: str, part_id: str, part_keys: list[str]) -> bool:
+    async def flaky(journal: str, part: JournalPart) -> bool:
         if next(failures, False):
             raise KpiStoreError("the connection to Redis was lost")
-        return await drain_part(journal, part_id, part_keys)
+        return await drain_part(journal, part)
 
-    sink.journal._drain_part = flaky  # type: ignore[method-assign,assignment]
+    sink.journal._drain_part = flaky  # type: ignore[method-assign]
     applier = KpiApplier(sink, DIRECTORY, keys, max_part_writes=ONE_CALL)
     with pytest.raises(KpiStoreError):
         await applier.apply(batch, OFFSETS)
@@ -160,7 +164,8 @@ async def test_a_part_that_would_pass_the_64_bit_limit_stays_and_the_rest_apply(
     keys = KpiKeys(f"{settings.redis_key_prefix}limit:")
     await die_after_first_call(redis_client, keys, batch)
     journal = keys.journal("")
-    parts = {text(k): v for k, v in (await redis_client.hgetall(journal)).items()}
+    held = {text(k): v for k, v in (await redis_client.hgetall(journal)).items()}
+    parts = {k.removeprefix(STAGED): v for k, v in held.items() if k.startswith(STAGED)}
     # a field a part raises, its total already within 2^53 of 2^63 (only increments
     # sent as text could have taken it there)
     part_id, blob = next(iter(parts.items()))
@@ -174,9 +179,64 @@ async def test_a_part_that_would_pass_the_64_bit_limit_stays_and_the_rest_apply(
 
     with caplog.at_level(logging.ERROR, logger="streams.journal"):
         assert await kpi_sink(redis_client, keys, PART_FIELDS).finish_journals() == len(parts) - 1
-    assert {text(k) for k in await redis_client.hkeys(journal)} == {part_id}
+    assert {text(k) for k in await redis_client.hkeys(journal)} == {part_id, f"{STAGED}{part_id}"}
     assert int(await redis_client.hget(key, name) or 0) == near_limit
     assert f"{key} field {name}" in caplog.text
+
+
+async def test_a_refused_first_call_leaves_no_staged_parts(
+    redis_client: aioredis.Redis, settings: Settings
+) -> None:
+    batch = events()
+    keys = KpiKeys(f"{settings.redis_key_prefix}refused:")
+    for _ in range(2):  # the second worker's first call is refused: all counted
+        sink = kpi_sink(redis_client, keys, PART_FIELDS)
+        recorder = DrainRecorder(sink)
+        await KpiApplier(sink, DIRECTORY, keys, max_part_writes=ONE_CALL).apply(batch, OFFSETS)
+    assert recorder.parts == []  # nothing committed the second time ...
+    assert await redis_client.hlen(keys.journal("")) == 0  # ... and nothing left staged
+
+
+async def test_a_part_that_was_not_staged_refuses_the_batch(
+    redis_client: aioredis.Redis, settings: Settings
+) -> None:
+    keys = KpiKeys(f"{settings.redis_key_prefix}unstaged:")
+    sink = kpi_sink(redis_client, keys, PART_FIELDS)
+
+    async def lost(pending: Pending) -> None:  # as if deleted as an orphan meanwhile
+        return None
+
+    sink.journal.stage = lost  # type: ignore[method-assign]
+    with pytest.raises(KpiStoreError, match="was not staged"):
+        await KpiApplier(sink, DIRECTORY, keys, max_part_writes=ONE_CALL).apply(events(), OFFSETS)
+    assert await sink.watermarks(list(OFFSETS)) == {}
+    assert await dump(redis_client, keys.prefix) == {}
+
+
+async def test_recovery_deletes_old_orphans_and_applies_the_version_befores_parts(
+    redis_client: aioredis.Redis, settings: Settings
+) -> None:
+    batch = events()
+    expected = await one_call(redis_client, f"{settings.redis_key_prefix}one:", batch)
+    keys = KpiKeys(f"{settings.redis_key_prefix}older:")
+    await die_after_first_call(redis_client, keys, batch)
+    journal = keys.journal("")
+    held = {text(k): v for k, v in (await redis_client.hgetall(journal)).items()}
+    # the version before kept a whole part under its id, with no staged field
+    for name, value in held.items():
+        if name.startswith(STAGED):
+            await redis_client.hset(journal, name.removeprefix(STAGED), value)
+            await redis_client.hdel(journal, name)
+    # staged parts no first call committed: one old, one young
+    old = f"{int(time.time()) - ORPHAN_AFTER_S - 60}.0ld:0"
+    young = f"{int(time.time())}.y0ung:0"
+    for orphan in (old, young):
+        await redis_client.hset(journal, f"{STAGED}{orphan}", next(iter(held.values())))
+
+    assert await kpi_sink(redis_client, keys, PART_FIELDS).finish_journals() == len(held) // 2
+    assert {text(k) for k in await redis_client.hkeys(journal)} == {f"{STAGED}{young}"}
+    await redis_client.hdel(journal, f"{STAGED}{young}")
+    assert await dump(redis_client, keys.prefix) == expected
 
 
 async def test_the_sla_stage_cuts_its_hash_writes_too(

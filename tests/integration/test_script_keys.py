@@ -17,6 +17,7 @@ from salespulse.core.events import CrmEvent
 from salespulse.core.kpi.redis_layout import KpiKeys
 from salespulse.core.settings import Settings
 from streams.applier import KpiApplier
+from streams.journal import JournalPart
 from streams.redis_sink import RedisKpiSink
 from streams.sla_store import SlaApplier, SlaStore
 from tests.helpers import T0, make_event
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 # Every command apply_batch.lua runs; each takes its key as the first argument.
 SCRIPT_COMMANDS = frozenset(
     {"SMISMEMBER", "GET", "HMGET", "SADD", "EXPIRE", "SET", "HINCRBY", "ZADD", "ZREM"}
-    | {"HSET", "HGET", "HDEL"}
+    | {"HSET", "HGET", "HDEL", "HEXISTS"}
 )
 _LINE = re.compile(r"\S+ \[\d+ (?P<source>.*?)\] (?P<args>.*)")
 _ARG = re.compile(r'"(.*?)(?<!\\)"')
@@ -141,7 +142,7 @@ async def test_the_batch_script_touches_only_the_keys_it_declares(
         conversation("out-1", "out", 2),
     ]
     declared: set[str] = set()
-    parted: list[tuple[str, list[str]]] = []
+    parted: list[JournalPart] = []
 
     async def apply_batches() -> None:
         for offset, events in enumerate((first, later)):
@@ -155,8 +156,8 @@ async def test_the_batch_script_touches_only_the_keys_it_declares(
                 # a part's keys: declared by its call on a cluster, carried in it on one Redis
                 parted.extend(call.pending.parts)
                 declared.add(call.pending.journal)
-                for _, part_keys in call.pending.parts:
-                    declared.update(part_keys)
+                for part in call.pending.parts:
+                    declared.update(part.keys)
 
     commands = await script_commands(redis_url, f"{keys.prefix}done", apply_batches)
 

@@ -3,6 +3,7 @@ parts after it (streams/journal.py): nothing lost or doubled, no call past its s
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import msgspec
@@ -50,15 +51,16 @@ def test_a_small_batch_is_one_call() -> None:
 
 def test_parts_are_packed_as_the_script_reads_them() -> None:
     later: list[list[HashIncrements]] = [[("kpi:a", 60, ["x"], [5])], [("kpi:b", 0, ["y"], [7])]]
-    parts, pending = packed_parts("sp:journal", later)
+    ids, pending = packed_parts("sp:journal", later)
     assert pending.journal == "sp:journal"
-    assert [keys for _, keys in pending.parts] == [["kpi:a"], ["kpi:b"]]
-    assert [part_id for part_id, _ in parts] == [part_id for part_id, _ in pending.parts]
-    assert len({part_id for part_id, _ in parts}) == 2
-    # each part travels inside the batch as a MessagePack str holding the packed part
-    raw = bytes(parts[0][1])
-    header = {0xD9: 2, 0xDA: 3, 0xDB: 5}.get(raw[0], 1)
-    assert msgspec.msgpack.decode(raw[header:]) == {
+    assert [part.keys for part in pending.parts] == [["kpi:a"], ["kpi:b"]]
+    # the first call names the parts it commits by id; their increments go staged apart
+    assert ids == [part.part_id for part in pending.parts]
+    assert len(set(ids)) == 2
+    assert msgspec.msgpack.decode(pending.parts[0].packed) == {
         "keys": ["kpi:a"],
         "hashes": [[1, 60, ["x"], [5]]],
     }
+    # ids start with the time they were made: recover tells an orphan's age by it
+    made = int(ids[0].partition(".")[0])
+    assert abs(made - time.time()) < 60

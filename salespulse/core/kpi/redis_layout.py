@@ -133,12 +133,16 @@ builds no key name itself.
   - readers: `metrics/read/waiting.py` (`last_received`, for the KPI collector).
 - `{p}journal`: HASH, hash increments of applied batches still to write: a batch's first
   script call writes its checks, ids, states, watermarks and first hash fields, and
-  leaves the rest here, in parts of `streams/journal.py` `PART_FIELDS` writes, so that
-  no call holds Redis long (streams/journal.py).
-  - value: field part id (`{random hex}:{n}`) → a MessagePack map `{keys, hashes}`
-    (apply_batch.lua).
-  - TTL: none: a part is deleted by the call that applies it.
-  - writers: `streams/redis_sink.py`, `streams/sla_store.py` (through the script).
+  commits the rest, staged here by the worker just before, in parts of
+  `streams/journal.py` `PART_FIELDS` writes, so that no call holds Redis long.
+  - value: field `part:{id}` → the staged part, a MessagePack map `{keys, hashes}`
+    (apply_batch.lua); field `{id}` → `1`, its commit mark, written by the first call
+    (a part id is `{unix seconds}.{random hex}:{n}`). A version before kept the whole
+    part under `{id}` (`{random hex}:{n}`), which is still drained.
+  - TTL: none: a part is deleted by the call that applies it; a staged part with no mark
+    (its first call was refused) by the worker, or by `recover` once an hour old.
+  - writers: `streams/redis_sink.py`, `streams/sla_store.py` (HSET of the staged parts;
+    the marks through the script).
   - readers: `streams/journal.py` (the worker drains its own parts right after the
     first call, and every part it finds when it is assigned partitions).
 - `{p}journal:{tenant}`: the same, one per tenant's slot on a Redis Cluster.
