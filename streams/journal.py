@@ -60,11 +60,13 @@ from salespulse.core.kpi.redis_layout import KpiKeys
 logger = logging.getLogger(__name__)
 
 # Hash writes per call (a field, or a hash's HMGET and EXPIRE). Redis writes a field in
-# ~2-4 µs on a busy 2-core VM (its share of the HMGET and the HSET, the MessagePack
-# decode of its name): 4,000 are ~8-15 ms. Smaller parts cost more calls and more cut
-# hashes: parts of 2,000 took 7 % more of Redis's instructions per event at 200
-# managers than no journal, parts of 4,000 5 % (callgrind on redis-server).
-PART_FIELDS = 4_000
+# ~1-4 µs (its share of the HMGET and the HSET, the MessagePack decode of its name):
+# 2,000 are ~2-8 ms. Since parts are staged outside the first call, a smaller share
+# costs little: parts of 2,000 rather than 4,000 took 1.0 % more of Redis's
+# instructions per event at 400 managers and 1.5 % at 4,000 (callgrind on
+# redis-server), for a first call of a 5,000-event batch ~2.5 ms shorter (~18 ms on a
+# fast 2-core VM, where the rest is its per-event checks and writes).
+PART_FIELDS = 2_000
 # The HMGET and the EXPIRE of a hash, counted as writes beside its fields.
 HASH_COST = 2
 
