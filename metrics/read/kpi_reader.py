@@ -200,7 +200,8 @@ class KpiReader:
         """{(component, dims): sum} of stored fields and their values.
 
         One reply names each field once, so the dict is built in one go (the scrape folds
-        ~10,000 fields); fields that parse alike (never written so) are added up.
+        ~10,000 fields); fields that parse alike (a store written before fields left
+        out their empty dimensions at the end holds the full arrays) are added up.
         """
         fields = self._fields
         parsed = [fields.get(raw_field) or self._parsed(raw_field) for raw_field in raw_fields]

@@ -137,3 +137,24 @@ def test_fields_that_parse_alike_are_added_up(
     reader = KpiReader(client, keys, TENANTS, clock=NOW.timestamp)
     together = reader.raw_windows("acme", [window], NOW)[window]
     assert together == reader.raw("acme", window, NOW) == {("won", DIMS): 5, ("lost", DIMS): 1}
+
+
+@pytest.mark.parametrize("window", ["today", "1h", "month"])
+def test_fields_a_store_wrote_before_in_full_add_up_with_the_shorter_ones(
+    client: redis.Redis, unique: str, window: str
+) -> None:
+    """A store written before fields left out their empty dimensions at the end holds
+    the full arrays; after an upgrade one window reads both as one sum, in one bucket and
+    across buckets."""
+    keys = KpiKeys(f"{unique}:")
+    granularity, buckets = window_buckets(window, NOW, TENANTS.zone_for("acme"))
+    manager_only = ("m-1", "none", "none", "none")
+    assert encode_field(("won", *manager_only)) == b'["won","m-1"]'
+    full = b'["won","m-1","none","none","none"]'
+    first, last = (keys.bucket("acme", granularity, b) for b in (buckets[0], buckets[-1]))
+    client.hset(first, full, 2)
+    client.hset(first, encode_field(("won", *manager_only)), 3)
+    client.hset(last, full, 4)
+    reader = KpiReader(client, keys, TENANTS, clock=NOW.timestamp)
+    together = reader.raw_windows("acme", [window], NOW)[window]
+    assert together == reader.raw("acme", window, NOW) == {("won", manager_only): 2 + 3 + 4}

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from metrics.read.waiting import classify
 from metrics.read.won_deals import won_record
 from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import NO_VALUE
 from salespulse.core.kpi.codecs import (
+    FIELD_WIDTH,
     WaitingMember,
     WonDeal,
     conversation_ref,
@@ -44,9 +46,19 @@ optional_ids = st.none() | ids
 instants = st.integers(min_value=0, max_value=2**53 - 1)
 
 
-@given(st.lists(ids, min_size=1, max_size=5))
+@given(st.lists(ids | st.just(NO_VALUE), min_size=FIELD_WIDTH, max_size=FIELD_WIDTH))
 def test_a_kpi_field_reads_back_whatever_its_ids_hold(parts: list[str]) -> None:
     assert decode_field(encode_field(tuple(parts))) == parts
+
+
+def test_a_kpi_field_leaves_out_its_empty_dimensions_at_the_end() -> None:
+    assert encode_field(("calls", "m-7", "none", "none", "none")) == b'["calls","m-7"]'
+    pipeline_only = ("won", "none", "none", "sales", "none")
+    assert encode_field(pipeline_only) == b'["won","none","none","sales"]'
+    assert encode_field(("none", "none", "none", "none", "none")) == b'["none"]'
+    # the full arrays a store written before holds read back as the shorter ones
+    full = b'["calls","m-7","none","none","none"]'
+    assert decode_field(full) == decode_field(b'["calls","m-7"]')
 
 
 @given(st.integers(min_value=0, max_value=2**53), st.text())

@@ -54,7 +54,7 @@ def test_unknown_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "field",
-    [("calls", "m-1", "in", "answered"), ("stage_entries", 'a"b', "x|y", "Этап 1")],
+    [("calls", "m-1", "in", "answered", "web"), ("stage_entries", 'a"b', "x|y", "Этап 1", "none")],
 )
 def test_fields_round_trip_whatever_the_ids_contain(field: tuple[str, ...]) -> None:
     assert decode_field(encode_field(field)) == list(field)

