@@ -2,7 +2,8 @@
 
 salespulse/core/kpi/redis_layout.py lists the keys, and which codec each value goes
 through. Writer and readers both call the codec here, so the format has one definition;
-each is byte for byte the format the store already holds (tests/unit/test_codecs.py).
+each reads what the store already holds, byte for byte (a KPI field written shorter
+since reads the longer form too; tests/unit/test_codecs.py).
 Struct codecs are array-like: a stored value carries no field names.
 """
 
