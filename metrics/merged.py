@@ -10,25 +10,25 @@ samples keep the earlier time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+
+from metrics.text_format import render_latest
 
 
 def merged_exposition(local: CollectorRegistry, *others: str) -> bytes:
-    """The text exposition of ``local`` with the ``others`` (text expositions) merged in."""
+    """The text exposition of ``local`` with the ``others`` (text expositions) merged in
+    (metrics/text_format.py writes it as prometheus_client would)."""
     if not others:
-        return generate_latest(local)
+        return render_latest(local.collect())
     families = list(local.collect())
     for text in others:
         families = merge_families(families, text_string_to_metric_families(text))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(families))
-    return generate_latest(registry)
+    return render_latest(families)
 
 
 _WITH_CREATED = frozenset({"counter", "histogram", "summary"})
@@ -75,13 +75,3 @@ def _copy(family: Metric) -> Metric:
     copy = Metric(family.name, family.documentation, family.type, family.unit)
     copy.samples = [Sample(*sample) for sample in family.samples]
     return copy
-
-
-class _Fixed(Collector):
-    """A collector of families already collected."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)

@@ -14,11 +14,14 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from metrics.api.kpis import kpi_routes
 from metrics.api.read_access import ReadAccess
 from metrics.collectors.kpi import KpiCollector
 from metrics.read.kpi_reader import KpiReader
+from metrics.text_format import render_latest
 from salespulse.app.embedded import free_port
 from salespulse.core.access import TokenTable
 from salespulse.core.events import CrmEvent, ValidatedEvent
@@ -158,6 +161,30 @@ async def test_metrics_carry_windows_groups_and_the_tenant_zone(
         {"tenant": "msk", "window": "month", "manager": "m-1", "target": "revenue"},
     ) == pytest.approx(0.09999)
     assert value("salespulse_kpi_store_up") == 1
+
+
+async def test_the_scrape_text_is_what_prometheus_client_writes(
+    settings, tenants, reader, redis_client
+):
+    """GET /metrics renders the collectors' families itself (metrics/text_format.py):
+    on a real office's KPIs, byte for byte prometheus_client's text."""
+    await apply(office(NOW), settings, tenants, redis_client)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KpiCollector(reader, tenants))
+    families = list(registry.collect())  # one collection: plan pace moves with the clock
+    fixed = CollectorRegistry(auto_describe=False)
+    fixed.register(_Collected(families))
+    ours = render_latest(families)
+    assert ours == generate_latest(fixed)
+    assert ours.count(b"\n") > 500
+
+
+class _Collected(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
 
 
 async def test_manager_labels_are_capped_with_an_other_bucket(

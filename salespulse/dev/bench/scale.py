@@ -15,9 +15,10 @@ from decimal import Decimal
 
 import redis
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from metrics.collectors.kpi import KpiCollector
+from metrics.merged import merged_exposition
 from metrics.read.kpi_reader import KpiReader
 from salespulse.core.events import CrmEvent, EventType
 from salespulse.core.kpi.redis_layout import KpiKeys
@@ -135,7 +136,7 @@ async def scrape_time(redis_url: str, managers: int, events_per_manager: int = 2
         times = []
         for _ in range(10):
             started = time.perf_counter()
-            body = generate_latest(registry)
+            body = merged_exposition(registry)  # what GET /metrics answers
             times.append(time.perf_counter() - started)
     finally:
         await _drop(client, keys.prefix)
