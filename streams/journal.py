@@ -209,14 +209,6 @@ def packed_parts(journal: str, later: list[list[HashIncrements]]) -> tuple[list[
     return [part.part_id for part in parts], Pending(journal, tuple(parts))
 
 
-def refused_unstaged(reply: list[bytes]) -> KpiStoreError | None:
-    """The script's {5, id}: a part the first call was to commit was not staged (deleted
-    as an orphan while the worker stood still for ``ORPHAN_AFTER_S``); nothing written."""
-    if int(reply[0]) != 5:
-        return None
-    return KpiStoreError(f"journal part {_text(reply[1])} was not staged; the batch is retried")
-
-
 class Journal:
     """Stages, drains and recovers journal parts through apply_batch.lua."""
 
@@ -238,6 +230,18 @@ class Journal:
             await self._client.hset(pending.journal, mapping=staged)  # type: ignore[arg-type]
         except RedisError as exc:
             raise KpiStoreError(f"cannot stage journal parts in {pending.journal}: {exc}") from exc
+
+    async def settle(self, reply: list[bytes], pending: Pending) -> None:
+        """After a batch's first call: a refused one committed none of its staged parts,
+        which are deleted; {5, id} (a part was not staged: deleted as an orphan while the
+        worker stood still for ``ORPHAN_AFTER_S``; nothing written) raises, to retry."""
+        status = int(reply[0])
+        if status == 1:
+            return
+        await self.discard(pending)
+        if status == 5:
+            part_id = _text(reply[1])
+            raise KpiStoreError(f"journal part {part_id} was not staged; the batch is retried")
 
     async def discard(self, pending: Pending) -> None:
         """Delete the staged parts of a first call that was refused (nothing committed

@@ -53,7 +53,6 @@ from streams.journal import (
     Pending,
     exact_increments,
     hash_writes,
-    refused_unstaged,
 )
 from streams.off_loop import OffLoop
 from streams.outside_slots import OutsideSlots
@@ -243,10 +242,9 @@ class RedisKpiSink:
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the batch: {exc}") from exc
         status = int(reply[0])
-        if status != 1:
-            await self.journal.discard(call.pending)
-        if (refusal := refused_overflow(reply) or refused_unstaged(reply)) is not None:
-            raise refusal
+        await self.journal.settle(reply, call.pending)
+        if (overflow := refused_overflow(reply)) is not None:
+            raise overflow
         if status == 1:
             if self._outside is not None:
                 tenants = {tenant for tenant, _ in fold.event_ids} | {t for t, _ in fold.marked}

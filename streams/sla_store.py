@@ -42,7 +42,6 @@ from streams.journal import (
     Journal,
     exact_increments,
     hash_writes,
-    refused_unstaged,
 )
 from streams.off_loop import OffLoop
 from streams.outside_slots import OutsideSlots, split_sla_fold
@@ -124,10 +123,9 @@ class SlaStore:
         except RedisError as exc:
             raise KpiStoreError(f"redis rejected the SLA batch: {exc}") from exc
         status = int(reply[0])
-        if status != 1:
-            await self.journal.discard(call.pending)
-        if (refusal := refused_overflow(reply) or refused_unstaged(reply)) is not None:
-            raise refusal
+        await self.journal.settle(reply, call.pending)
+        if (overflow := refused_overflow(reply)) is not None:
+            raise overflow
         named = [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
         if status == 1:
             await self.journal.drain(call.pending)
